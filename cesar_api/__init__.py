@@ -1,0 +1,3 @@
+"""cesar_api."""
+
+from __future__ import annotations

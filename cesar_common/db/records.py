@@ -1,0 +1,139 @@
+"""Frozen records: what the job store hands out instead of ORM rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"  # internal: audio still streaming in; never listed or claimed
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.CANCELLED})
+#: statuses a client may see and filter on
+PUBLIC_STATUSES = (
+    JobStatus.QUEUED,
+    JobStatus.PROCESSING,
+    JobStatus.COMPLETED,
+    JobStatus.ERROR,
+    JobStatus.CANCELLED,
+)
+
+
+class JobSource(StrEnum):
+    UPLOAD = "upload"
+    URL = "url"
+
+
+@dataclass(frozen=True, slots=True)
+class TranscribeOptions:
+    """What a job asks of the engine (stored in the job's columns)."""
+
+    model: str
+    language: str | None = None
+    task: str = "transcribe"
+    word_timestamps: bool = False
+    vad: bool = True
+    initial_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to create. ``source_url`` for URL jobs; filename/content type for uploads."""
+
+    source: JobSource
+    options: TranscribeOptions
+    source_url: str | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: str
+    status: JobStatus
+    source: JobSource
+    source_url: str | None
+    filename: str | None
+    content_type: str | None
+    size_bytes: int | None
+    options: TranscribeOptions
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    progress: float
+    attempts: int
+    max_attempts: int
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    cancel_requested: bool
+    result_text: str | None
+    detected_language: str | None
+    language_probability: float | None
+    duration: float | None
+    segments: list[dict[str, Any]] | None
+    error_message: str | None
+    error_code: str | None
+
+    @property
+    def model(self) -> str:
+        return self.options.model
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[JobRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What a worker writes when a job completes (plain Python values only)."""
+
+    text: str
+    language: str | None
+    language_probability: float | None
+    duration: float | None
+    segments: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen_at: datetime
+    current_job_id: str | None
+    models: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    queued: int
+    processing: int
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """What a lease sweep did."""
+
+    requeued: list[str]
+    failed: list[str]

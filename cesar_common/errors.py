@@ -1,0 +1,139 @@
+"""One exception root for Cesar.
+
+``ClientError`` means the request or the input is at fault (4xx, an ``error`` job that is not retried, a
+non-zero CLI exit with a one-line message); ``ServerError`` means Cesar or its environment is (5xx).
+Third-party errors (SQLAlchemy, PyAV, CTranslate2, httpx) are wrapped where they enter, with
+``raise ... from exc`` so ``__cause__`` keeps the original.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CesarError(Exception):
+    """Root of every error Cesar raises on purpose."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ClientError(CesarError):
+    """The caller's input is wrong; retrying the same thing will fail the same way."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class ServerError(CesarError):
+    """Cesar or its environment failed."""
+
+    status_code = 500
+    code = "internal_error"
+
+
+# --- client kinds ---------------------------------------------------------------------------------
+class NotFoundError(ClientError):
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(ClientError):
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidInputError(ClientError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class PayloadTooLargeError(ClientError):
+    status_code = 413
+    code = "too_large"
+
+
+class UnsupportedMediaError(ClientError):
+    """The bytes hold no decodable audio stream."""
+
+    status_code = 415
+    code = "unsupported_media"
+
+
+class AudioDecodeError(ClientError):
+    """Audio that could not be decoded, or holds no audio at all."""
+
+    status_code = 422
+    code = "decode_failed"
+
+
+class ModelNotAllowedError(InvalidInputError):
+    code = "model_not_allowed"
+
+
+class ModelNotFoundError(ClientError):
+    """A model name or path that cannot be loaded (unknown, or not downloadable offline)."""
+
+    status_code = 422
+    code = "model_not_found"
+
+
+class DeviceUnavailableError(ClientError):
+    """An explicit device or compute type this machine cannot provide."""
+
+    status_code = 422
+    code = "device_unavailable"
+
+
+class URLRefusedError(InvalidInputError):
+    """A URL that is malformed or points where Cesar may not go."""
+
+    code = "url_refused"
+
+
+class DownloadError(ClientError):
+    """A URL job's audio could not be fetched."""
+
+    status_code = 422
+    code = "download_failed"
+
+
+class LanguageError(InvalidInputError):
+    code = "unknown_language"
+
+
+class AuthError(ClientError):
+    status_code = 401
+    code = "unauthorized"
+
+
+# --- server kinds ---------------------------------------------------------------------------------
+class DatabaseError(ServerError):
+    """The job database is unreachable or failed."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+
+class SchemaOutdatedError(ServerError):
+    """The database schema is behind the code."""
+
+    status_code = 503
+    code = "schema_outdated"
+
+
+class OutOfMemoryError(ServerError):
+    status_code = 507
+    code = "out_of_memory"
+
+
+class TranscriptionError(ServerError):
+    code = "transcription_failed"

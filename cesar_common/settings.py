@@ -1,0 +1,198 @@
+"""Cesar's one settings object, read once from the environment (prefix ``CESAR_``).
+
+Every field is documented here; the README's settings table is written from these descriptions.
+CLI options map onto the same names (``--port`` <-> ``CESAR_PORT``), and a command that takes
+options builds its settings with :func:`get_settings` ``(**overrides)``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Model names a client may ask for unless ``CESAR_MODELS`` says otherwise.
+STANDARD_MODELS: tuple[str, ...] = (
+    "tiny.en",
+    "tiny",
+    "base.en",
+    "base",
+    "small.en",
+    "small",
+    "medium.en",
+    "medium",
+    "large-v1",
+    "large-v2",
+    "large-v3",
+    "large",
+    "large-v3-turbo",
+    "turbo",
+    "distil-small.en",
+    "distil-medium.en",
+    "distil-large-v2",
+    "distil-large-v3",
+    "distil-large-v3.5",
+)
+
+Device = Literal["auto", "cpu", "cuda"]
+ComputeType = Literal[
+    "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
+    "bfloat16", "float32",
+]  # fmt: skip
+
+
+def default_data_dir() -> Path:
+    """Where Cesar keeps its SQLite database by default (``~/.local/share/cesar`` on Linux)."""
+    return Path(platformdirs.user_data_dir("cesar", appauthor=False))
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{default_data_dir() / 'cesar.db'}"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All of Cesar's configuration. Field descriptions double as documentation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CESAR_", extra="ignore", validate_default=True, frozen=True
+    )
+
+    # --- storage -------------------------------------------------------------------------------
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL of the job database. SQLite file by default; "
+        "`postgresql+psycopg://user@host/db` for several hosts.",
+    )
+    keep_audio: bool = Field(
+        default=False,
+        description="Keep a job's uploaded audio in the database after it finishes (default: delete it).",
+    )
+
+    # --- transcription -------------------------------------------------------------------------
+    model: str = Field(
+        default="tiny.en",
+        description="Default Whisper model: `tiny.en` (bundled), another faster-whisper name, "
+        "or a path to a CTranslate2 model directory.",
+    )
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(STANDARD_MODELS),
+        description="Comma-separated allowlist of models an API client may ask for "
+        "(the default model is always allowed).",
+    )
+    device: Device = Field(default="auto", description="`auto`, `cpu` or `cuda`.")
+    compute_type: ComputeType = Field(
+        default="auto", description="CTranslate2 compute type; `auto` is float16 on CUDA, int8 on CPU."
+    )
+    threads: int = Field(
+        default=0, ge=0, description="CPU threads per transcription (0: faster-whisper's default)."
+    )
+    batch_size: int = Field(
+        default=0,
+        ge=0,
+        description="Batch size for batched inference (0: chosen by device; 1: never batch).",
+    )
+    offline: bool = Field(
+        default=False,
+        description="Never download a model (also implied by `HF_HUB_OFFLINE=1`).",
+    )
+
+    # --- HTTP API ------------------------------------------------------------------------------
+    host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    port: int = Field(default=5000, ge=0, le=65535, description="Port the API listens on.")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="When set, every route except `/health` and `/docs` needs `Authorization: Bearer <key>`.",
+    )
+    max_upload_mb: int = Field(
+        default=1024, ge=1, description="Largest upload or URL download accepted, in MiB."
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Allow URL jobs (and callbacks) to loopback and private addresses. "
+        "Link-local and cloud metadata addresses are always refused.",
+    )
+
+    # --- workers -------------------------------------------------------------------------------
+    workers: str = Field(
+        default="auto",
+        description="Worker processes `cesar serve` starts: a number, or `auto` to fit the machine.",
+    )
+    worker_models: int = Field(
+        default=1, ge=1, description="Loaded models a worker keeps in memory (least recently used evicted)."
+    )
+    lease_seconds: float = Field(
+        default=60.0, gt=0, description="How long a claimed job stays owned without a heartbeat."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Claims a job gets before a lost worker makes it fail."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long a worker may finish its job before handing it back."
+    )
+    poll_max_seconds: float = Field(
+        default=1.0, gt=0, description="Longest pause between an idle worker's looks at the queue."
+    )
+
+    # --- integrations --------------------------------------------------------------------------
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="Signs webhook deliveries (`Cesar-Signature` header)."
+    )
+    retention_days: float = Field(
+        default=0, ge=0, description="Delete finished jobs older than this many days (0: keep forever)."
+    )
+
+    # --- process -------------------------------------------------------------------------------
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        default="info", description="Log level of `cesar serve`, the API and the workers."
+    )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("log_level", "device", "compute_type", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def allowed_models(self) -> frozenset[str]:
+        return frozenset([*self.models, self.model])
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def _env_settings() -> Settings:
+    return Settings()
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """The settings from the environment, read once; ``overrides`` (non-None values) win."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if not given:
+        return _env_settings()
+    # init values take precedence over the environment, and are validated like it
+    return Settings(**given)
+
+
+def reset_settings_cache() -> None:
+    """For tests that change the environment."""
+    _env_settings.cache_clear()

@@ -1,0 +1,3 @@
+"""cesar_worker."""
+
+from __future__ import annotations
