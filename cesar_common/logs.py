@@ -1,0 +1,17 @@
+"""Logging set-up shared by every Cesar process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def configure_logging(level: str = "info", *, name: str = "cesar") -> None:
+    """One format everywhere: time, level, process role, message."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s %(levelname)-7s {name}[%(process)d] %(message)s", "%H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
