@@ -45,6 +45,806 @@ CONTRACT (implemented in this module; the API and the worker rely on exactly the
     queue_counts() -> QueueCounts
     ping() -> None                               DatabaseError when unreachable
     notify_new_job() / listen support: see cesar_common.db.notify (PostgreSQL LISTEN/NOTIFY)
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Select,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import SQLAlchemyError
+
+from cesar_common.db.engine import error_reason, make_engine, read_only
+from cesar_common.db.models import Job, JobAudio, Worker
+from cesar_common.db.notify import notify_new_job
+from cesar_common.db.records import (
+    FINAL_STATUSES,
+    PUBLIC_STATUSES,
+    JobPage,
+    JobRecord,
+    JobResult,
+    JobSource,
+    JobStatus,
+    NewJob,
+    QueueCounts,
+    SweepResult,
+    TranscribeOptions,
+    WorkerRecord,
+)
+from cesar_common.errors import (
+    ConflictError,
+    DatabaseError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+
+#: bytes per job_audio row
+CHUNK_SIZE = 1024 * 1024
+#: job_audio rows fetched per read transaction while streaming audio out
+READ_BATCH = 4
+MAX_LIST_LIMIT = 1000
+
+jobs = cast(Table, Job.__table__)
+job_audio = cast(Table, JobAudio.__table__)
+workers = cast(Table, Worker.__table__)
+
+QUEUED = JobStatus.QUEUED.value
+PENDING = JobStatus.PENDING.value
+PROCESSING = JobStatus.PROCESSING.value
+FINAL = tuple(status.value for status in FINAL_STATUSES)
+
+AudioSource = Iterable[bytes] | BinaryIO | bytes
+
+
+class LeaseLostError(ConflictError):
+    """The job is no longer ``processing`` under this worker (its lease expired, or it was cancelled)."""
+
+    code = "lease_lost"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStore:
+    """Every read and write of jobs, their audio and worker presence. Thread-safe: one per process."""
+
+    def __init__(self, engine: Engine, *, keep_audio: bool = False) -> None:
+        self._engine = engine
+        self._reader = read_only(engine)
+        self._keep_audio = keep_audio
+        self._postgres = engine.dialect.name == "postgresql"
+
+    @classmethod
+    def from_url(cls, url: str, *, keep_audio: bool = False) -> JobStore:
+        return cls(make_engine(url), keep_audio=keep_audio)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        """Close pooled connections (the engine stays usable)."""
+        self._engine.dispose()
+
+    # --- transactions --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed when the block ends."""
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise _database_error(exc) from exc
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self._reader.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise _database_error(exc) from exc
+
+    def ping(self) -> None:
+        with self._read() as conn:
+            conn.execute(select(1)).scalar_one()
+
+    # --- creating jobs -------------------------------------------------------------------------
+    def create_job(
+        self, new: NewJob, audio: AudioSource | None, *, max_bytes: int | None = None
+    ) -> JobRecord:
+        job_id = str(uuid.uuid4())
+        if audio is None:
+            if new.source is JobSource.UPLOAD:
+                raise InvalidInputError("an upload job needs its audio")
+            with self._write() as conn:
+                row = conn.execute(
+                    insert(jobs).values(_new_job_values(job_id, new, QUEUED)).returning(*jobs.c)
+                ).one()
+                notify_new_job(conn)
+            return _record(row)
+
+        with self._write() as conn:
+            conn.execute(insert(jobs).values(_new_job_values(job_id, new, PENDING)))
+        try:
+            size = self._store_audio(job_id, audio, max_bytes)
+            return self._publish_upload(job_id, size)
+        except BaseException:
+            self._discard_upload(job_id)
+            raise
+
+    def _store_audio(self, job_id: str, audio: AudioSource, max_bytes: int | None) -> int:
+        # One short transaction per chunk: the write lock is never held while the client's bytes trickle in.
+        total = 0
+        for seq, chunk in enumerate(_rechunk(audio, CHUNK_SIZE)):
+            total += len(chunk)
+            if max_bytes is not None and total > max_bytes:
+                raise PayloadTooLargeError(
+                    f"the audio is larger than the limit of {_describe_size(max_bytes)}",
+                    extra={"max_bytes": max_bytes},
+                )
+            with self._write() as conn:
+                # refreshing created_at marks the upload alive for purge_stale_uploads
+                alive = conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id, jobs.c.status == PENDING)
+                    .values(created_at=utcnow())
+                ).rowcount
+                if alive != 1:
+                    raise _upload_vanished(job_id)
+                conn.execute(insert(job_audio).values(job_id=job_id, seq=seq, data=chunk))
+        return total
+
+    def _publish_upload(self, job_id: str, size: int) -> JobRecord:
+        with self._write() as conn:
+            row = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == PENDING)
+                .values(status=QUEUED, size_bytes=size, created_at=utcnow())
+                .returning(*jobs.c)
+            ).one_or_none()
+            if row is None:
+                raise _upload_vanished(job_id)
+            notify_new_job(conn)
+        return _record(row)
+
+    def _discard_upload(self, job_id: str) -> None:
+        # Best effort: if the database is down too, purge_stale_uploads removes the leftovers later.
+        with contextlib.suppress(Exception), self._write() as conn:
+            if conn.execute(_status_of(job_id)).scalar_one_or_none() == PENDING:
+                conn.execute(delete(job_audio).where(job_audio.c.job_id == job_id))
+                conn.execute(delete(jobs).where(jobs.c.id == job_id))
+
+    def purge_stale_uploads(self, *, older_than_seconds: float) -> int:
+        """Delete ``pending`` jobs (and their audio) whose upload made no progress for that long."""
+        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+        with self._write() as conn:
+            ids = list(
+                conn.execute(
+                    select(jobs.c.id).where(jobs.c.status == PENDING, jobs.c.created_at < cutoff)
+                ).scalars()
+            )
+            if ids:
+                conn.execute(delete(job_audio).where(job_audio.c.job_id.in_(ids)))
+                conn.execute(delete(jobs).where(jobs.c.id.in_(ids), jobs.c.status == PENDING))
+        return len(ids)
+
+    # --- reading jobs --------------------------------------------------------------------------
+    def get_job(self, job_id: str) -> JobRecord:
+        with self._read() as conn:
+            row = conn.execute(_visible(job_id)).one_or_none()
+        if row is None:
+            raise _not_found(job_id)
+        return _record(row)
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 100, cursor: str | None = None
+    ) -> JobPage:
+        """Newest first; ``next_cursor`` is None on the last page."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        stmt = select(jobs)
+        if status is None:
+            stmt = stmt.where(jobs.c.status != PENDING)
+        else:
+            stmt = stmt.where(jobs.c.status == _public_status(status))
+        if cursor is not None:
+            created_at, job_id = decode_cursor(cursor)
+            stmt = stmt.where(
+                or_(
+                    jobs.c.created_at < created_at,
+                    and_(jobs.c.created_at == created_at, jobs.c.id < job_id),
+                )
+            )
+        stmt = stmt.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        records = [_record(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        next_cursor = encode_cursor(records[-1].created_at, records[-1].id) if more else None
+        return JobPage(jobs=records, next_cursor=next_cursor)
+
+    def queue_position(self, job: JobRecord) -> int | None:
+        """1 for the job the next claim takes; None unless ``job`` is queued."""
+        if job.status is not JobStatus.QUEUED:
+            return None
+        ahead_or_same = and_(
+            jobs.c.status == QUEUED,
+            or_(
+                jobs.c.created_at < job.created_at,
+                and_(jobs.c.created_at == job.created_at, jobs.c.id <= job.id),
+            ),
+        )
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).where(ahead_or_same)).scalar_one())
+
+    def queue_counts(self) -> QueueCounts:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(jobs.c.status, func.count())
+                .where(jobs.c.status.in_([QUEUED, PROCESSING]))
+                .group_by(jobs.c.status)
+            ).all()
+        counts = {status: int(count) for status, count in rows}
+        return QueueCounts(queued=counts.get(QUEUED, 0), processing=counts.get(PROCESSING, 0))
+
+    def is_cancel_requested(self, job_id: str) -> bool:
+        """True once a client asked to cancel (or the job is already cancelled)."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(jobs.c.status, jobs.c.cancel_requested).where(
+                    jobs.c.id == job_id, jobs.c.status != PENDING
+                )
+            ).one_or_none()
+        if row is None:
+            raise _not_found(job_id)
+        return bool(row.cancel_requested) or row.status == JobStatus.CANCELLED.value
+
+    # --- workers' side of a job ----------------------------------------------------------------
+    def claim_job(self, worker_id: str, *, lease_seconds: float) -> JobRecord | None:
+        """Take the oldest queued job, in one atomic statement. None when the queue is empty."""
+        now = utcnow()
+        oldest = (
+            select(jobs.c.id).where(jobs.c.status == QUEUED).order_by(jobs.c.created_at, jobs.c.id).limit(1)
+        )
+        if self._postgres:
+            # concurrent claimers skip each other's row instead of queueing behind its lock
+            oldest = oldest.with_for_update(skip_locked=True)
+        stmt = (
+            update(jobs)
+            .where(jobs.c.id == oldest.scalar_subquery(), jobs.c.status == QUEUED)
+            .values(
+                status=PROCESSING,
+                attempts=jobs.c.attempts + 1,
+                started_at=now,
+                worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                progress=0.0,
+            )
+            .returning(*jobs.c)
+        )
+        with self._write() as conn:
+            row = conn.execute(stmt).one_or_none()
+        return None if row is None else _record(row)
+
+    def extend_lease(self, job_id: str, worker_id: str, *, lease_seconds: float) -> bool:
+        """Push the lease forward; False when the job is no longer held by ``worker_id``."""
+        lease = utcnow() + timedelta(seconds=lease_seconds)
+        with self._write() as conn:
+            return _changed(
+                conn.execute(update(jobs).where(_held(job_id, worker_id)).values(lease_expires_at=lease))
+            )
+
+    def report_progress(self, job_id: str, worker_id: str, progress: float) -> bool:
+        """Record progress (clamped to 0..1); returns whether a cancel was requested.
+
+        Raises LeaseLostError when the job is no longer held by ``worker_id``.
+        """
+        value = min(1.0, max(0.0, float(progress)))
+        with self._write() as conn:
+            row = conn.execute(
+                update(jobs)
+                .where(_held(job_id, worker_id))
+                .values(progress=value)
+                .returning(jobs.c.cancel_requested)
+            ).one_or_none()
+        if row is None:
+            raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id}")
+        return bool(row.cancel_requested)
+
+    def complete_job(self, job_id: str, worker_id: str, result: JobResult) -> bool:
+        values = {
+            "status": JobStatus.COMPLETED.value,
+            "completed_at": utcnow(),
+            "progress": 1.0,
+            "lease_expires_at": None,
+            "result_text": result.text,
+            "detected_language": result.language,
+            "language_probability": result.language_probability,
+            "duration": result.duration,
+            "segments": list(result.segments),
+            "error_code": None,
+            "error_message": None,
+        }
+        return self._finish(job_id, worker_id, values)
+
+    def fail_job(self, job_id: str, worker_id: str, *, code: str, message: str) -> bool:
+        values = {
+            "status": JobStatus.ERROR.value,
+            "completed_at": utcnow(),
+            "lease_expires_at": None,
+            "error_code": code[:64],
+            "error_message": message,
+        }
+        return self._finish(job_id, worker_id, values)
+
+    def cancel_running(self, job_id: str, worker_id: str) -> bool:
+        values = {
+            "status": JobStatus.CANCELLED.value,
+            "completed_at": utcnow(),
+            "lease_expires_at": None,
+        }
+        return self._finish(job_id, worker_id, values)
+
+    def _finish(self, job_id: str, worker_id: str, values: dict[str, Any]) -> bool:
+        with self._write() as conn:
+            done = _changed(conn.execute(update(jobs).where(_held(job_id, worker_id)).values(**values)))
+            if done:
+                self._drop_audio(conn, job_id)
+        return done
+
+    def release_job(self, job_id: str, worker_id: str) -> bool:
+        """Hand a held job back to the queue without counting the attempt (a worker shutting down).
+
+        A job whose cancel was requested is cancelled instead.
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                _lock(select(jobs.c.cancel_requested).where(_held(job_id, worker_id)), self._postgres)
+            ).one_or_none()
+            if row is None:
+                return False
+            if row.cancel_requested:
+                values: dict[str, Any] = {
+                    "status": JobStatus.CANCELLED.value,
+                    "completed_at": utcnow(),
+                    "lease_expires_at": None,
+                }
+            else:
+                values = {
+                    **_REQUEUE_VALUES,
+                    "attempts": func.max(jobs.c.attempts - 1, 0)
+                    if not self._postgres
+                    else func.greatest(jobs.c.attempts - 1, 0),
+                }
+            conn.execute(update(jobs).where(_held(job_id, worker_id)).values(**values))
+            if row.cancel_requested:
+                self._drop_audio(conn, job_id)
+            else:
+                notify_new_job(conn)
+        return True
+
+    def sweep_expired_leases(self, *, now: datetime | None = None) -> SweepResult:
+        """Jobs whose worker stopped renewing its lease: requeued, or failed after max_attempts claims.
+
+        A job whose cancel was requested is cancelled instead (and in neither list).
+        """
+        if now is None:
+            now = utcnow()
+        elif now.tzinfo is None:
+            raise ValueError("sweep_expired_leases needs a timezone-aware `now`")
+        requeued: list[str] = []
+        failed: list[str] = []
+        expired = _lock(
+            select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.cancel_requested).where(
+                jobs.c.status == PROCESSING, jobs.c.lease_expires_at < now
+            ),
+            self._postgres,
+            skip_locked=True,
+        )
+        with self._write() as conn:
+            for row in conn.execute(expired).all():
+                still_expired = and_(
+                    jobs.c.id == row.id, jobs.c.status == PROCESSING, jobs.c.lease_expires_at < now
+                )
+                if row.cancel_requested:
+                    values: dict[str, Any] = {
+                        "status": JobStatus.CANCELLED.value,
+                        "completed_at": now,
+                        "lease_expires_at": None,
+                    }
+                elif row.attempts >= row.max_attempts:
+                    values = {
+                        "status": JobStatus.ERROR.value,
+                        "completed_at": now,
+                        "lease_expires_at": None,
+                        "error_code": "worker_lost",
+                        "error_message": f"worker lost {row.attempts} times",
+                    }
+                else:
+                    values = dict(_REQUEUE_VALUES)
+                if not _changed(conn.execute(update(jobs).where(still_expired).values(**values))):
+                    continue
+                if values["status"] == QUEUED:
+                    requeued.append(row.id)
+                else:
+                    self._drop_audio(conn, row.id)
+                    if values["status"] == JobStatus.ERROR.value:
+                        failed.append(row.id)
+            if requeued:
+                notify_new_job(conn)
+        return SweepResult(requeued=requeued, failed=failed)
+
+    # --- clients' side of a job ----------------------------------------------------------------
+    def request_cancel(self, job_id: str) -> JobRecord:
+        """Queued: cancelled at once. Processing: flagged for its worker. Final: ConflictError."""
+        with self._write() as conn:
+            status = conn.execute(_lock(_status_of(job_id), self._postgres)).scalar_one_or_none()
+            if status is None or status == PENDING:
+                raise _not_found(job_id)
+            if status == QUEUED:
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(status=JobStatus.CANCELLED.value, completed_at=utcnow())
+                )
+                self._drop_audio(conn, job_id)
+            elif status == PROCESSING:
+                conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
+            else:
+                raise ConflictError(f"job {job_id} is already {status}", extra={"status": status})
+            row = conn.execute(_visible(job_id)).one()
+        return _record(row)
+
+    def delete_job(self, job_id: str) -> None:
+        """Delete a finished job and its audio; ConflictError while it is queued or processing."""
+        with self._write() as conn:
+            status = conn.execute(_lock(_status_of(job_id), self._postgres)).scalar_one_or_none()
+            if status is None or status == PENDING:
+                raise _not_found(job_id)
+            if status not in FINAL:
+                raise ConflictError(
+                    f"job {job_id} is {status}: cancel it before deleting it", extra={"status": status}
+                )
+            conn.execute(delete(job_audio).where(job_audio.c.job_id == job_id))
+            conn.execute(delete(jobs).where(jobs.c.id == job_id))
+
+    def purge_finished_jobs(self, *, older_than_seconds: float) -> int:
+        """Delete final jobs that finished longer ago than that (retention); returns how many."""
+        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+        old = and_(jobs.c.status.in_(FINAL), jobs.c.completed_at < cutoff)
+        with self._write() as conn:
+            ids = list(conn.execute(select(jobs.c.id).where(old)).scalars())
+            if ids:
+                conn.execute(delete(job_audio).where(job_audio.c.job_id.in_(ids)))
+                conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+        return len(ids)
+
+    # --- audio ---------------------------------------------------------------------------------
+    def iter_audio(self, job_id: str) -> Iterator[bytes]:
+        """The job's audio, chunk by chunk; a fresh short read transaction per few chunks.
+
+        NotFoundError for unknown jobs and for audio already deleted (a finished job).
+        """
+        with self._read() as conn:
+            size = conn.execute(
+                select(jobs.c.size_bytes).where(jobs.c.id == job_id, jobs.c.status != PENDING)
+            ).one_or_none()
+            if size is None:
+                raise _not_found(job_id)
+            first = conn.execute(select(job_audio.c.seq).where(job_audio.c.job_id == job_id).limit(1)).first()
+        if first is None and size.size_bytes:
+            raise NotFoundError(f"the audio of job {job_id} is no longer stored")
+        return self._audio_chunks(job_id, size.size_bytes)
+
+    def _audio_chunks(self, job_id: str, expected: int | None) -> Iterator[bytes]:
+        next_seq = 0
+        total = 0
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(
+                    select(job_audio.c.seq, job_audio.c.data)
+                    .where(job_audio.c.job_id == job_id, job_audio.c.seq >= next_seq)
+                    .order_by(job_audio.c.seq)
+                    .limit(READ_BATCH)
+                ).all()
+            if not rows:
+                break
+            for row in rows:
+                if row.seq != next_seq:
+                    raise ConflictError(f"the audio of job {job_id} changed while it was read")
+                next_seq += 1
+                total += len(row.data)
+                yield bytes(row.data)
+            del rows
+        if expected is not None and total != expected:
+            raise ConflictError(f"the audio of job {job_id} changed while it was read")
+
+    def copy_audio_to(self, job_id: str, fileobj: BinaryIO) -> int:
+        written = 0
+        for chunk in self.iter_audio(job_id):
+            fileobj.write(chunk)
+            written += len(chunk)
+        return written
+
+    def audio_size(self, job_id: str) -> int:
+        """Bytes of audio stored for the job (0 once deleted)."""
+        with self._read() as conn:
+            if conn.execute(_status_of(job_id)).scalar_one_or_none() in (None, PENDING):
+                raise _not_found(job_id)
+            total = conn.execute(
+                select(func.coalesce(func.sum(func.length(job_audio.c.data)), 0)).where(
+                    job_audio.c.job_id == job_id
+                )
+            ).scalar_one()
+        return int(total)
+
+    def _drop_audio(self, conn: Connection, job_id: str) -> None:
+        if not self._keep_audio:
+            conn.execute(delete(job_audio).where(job_audio.c.job_id == job_id))
+
+    # --- worker presence -----------------------------------------------------------------------
+    def register_worker(self, worker_id: str, *, host: str, pid: int) -> None:
+        now = utcnow()
+        values = {
+            "id": worker_id,
+            "host": host,
+            "pid": pid,
+            "started_at": now,
+            "last_seen_at": now,
+            "current_job_id": None,
+            "models": [],
+        }
+        with self._write() as conn:
+            conn.execute(self._upsert_worker(values))
+
+    def heartbeat_worker(self, worker_id: str, *, current_job_id: str | None, models: list[str]) -> None:
+        """Refresh presence. A row removed meanwhile (the worker was paused too long) is recreated,
+        with this process's host and pid: the heartbeat comes from the worker itself."""
+        now = utcnow()
+        with self._write() as conn:
+            changed = conn.execute(
+                update(workers)
+                .where(workers.c.id == worker_id)
+                .values(last_seen_at=now, current_job_id=current_job_id, models=list(models))
+            )
+            if not _changed(changed):
+                values = {
+                    "id": worker_id,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "started_at": now,
+                    "last_seen_at": now,
+                    "current_job_id": current_job_id,
+                    "models": list(models),
+                }
+                conn.execute(self._upsert_worker(values))
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+    def list_workers(self, *, alive_within_seconds: float) -> list[WorkerRecord]:
+        cutoff = utcnow() - timedelta(seconds=alive_within_seconds)
+        with self._read() as conn:
+            rows = conn.execute(
+                select(workers)
+                .where(workers.c.last_seen_at >= cutoff)
+                .order_by(workers.c.started_at, workers.c.id)
+            ).all()
+        return [_worker_record(row) for row in rows]
+
+    def remove_stale_workers(self, *, older_than_seconds: float) -> int:
+        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+        with self._write() as conn:
+            return int(conn.execute(delete(workers).where(workers.c.last_seen_at < cutoff)).rowcount)
+
+    def _upsert_worker(self, values: dict[str, Any]) -> Any:
+        dialect_insert = pg_dialect.insert if self._postgres else sqlite_dialect.insert
+        stmt = dialect_insert(workers).values(**values)
+        refreshed = {name: stmt.excluded[name] for name in values if name != "id"}
+        return stmt.on_conflict_do_update(index_elements=[workers.c.id], set_=refreshed)
+
+
+# --- statements and rows ---------------------------------------------------------------------------
+_REQUEUE_VALUES: dict[str, Any] = {
+    "status": QUEUED,
+    "worker_id": None,
+    "lease_expires_at": None,
+    "started_at": None,
+    "progress": 0.0,
+}
+
+
+def _held(job_id: str, worker_id: str) -> ColumnElement[bool]:
+    """The fence: the job is processing and held by ``worker_id``."""
+    return and_(jobs.c.id == job_id, jobs.c.status == PROCESSING, jobs.c.worker_id == worker_id)
+
+
+def _visible(job_id: str) -> Select[Any]:
+    return select(jobs).where(jobs.c.id == job_id, jobs.c.status != PENDING)
+
+
+def _status_of(job_id: str) -> Select[Any]:
+    return select(jobs.c.status).where(jobs.c.id == job_id)
+
+
+def _lock(stmt: Select[Any], postgres: bool, *, skip_locked: bool = False) -> Select[Any]:
+    # SQLite needs no row locks: a write transaction there holds the database's write lock from BEGIN.
+    return stmt.with_for_update(skip_locked=skip_locked) if postgres else stmt
+
+
+def _changed(result: Any) -> bool:
+    return bool(result.rowcount == 1)
+
+
+def _new_job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
+    options = new.options
+    return {
+        "id": job_id,
+        "status": status,
+        "source": JobSource(new.source).value,
+        "source_url": new.source_url,
+        "filename": new.filename,
+        "content_type": new.content_type,
+        "size_bytes": None,
+        "model": options.model,
+        "language": options.language,
+        "task": options.task,
+        "word_timestamps": options.word_timestamps,
+        "vad": options.vad,
+        "initial_prompt": options.initial_prompt,
+        "created_at": utcnow(),
+        "progress": 0.0,
+        "attempts": 0,
+        "max_attempts": new.max_attempts,
+        "cancel_requested": False,
+    }
+
+
+def _record(row: Row[Any]) -> JobRecord:
+    return JobRecord(
+        id=row.id,
+        status=JobStatus(row.status),
+        source=JobSource(row.source),
+        source_url=row.source_url,
+        filename=row.filename,
+        content_type=row.content_type,
+        size_bytes=row.size_bytes,
+        options=TranscribeOptions(
+            model=row.model,
+            language=row.language,
+            task=row.task,
+            word_timestamps=bool(row.word_timestamps),
+            vad=bool(row.vad),
+            initial_prompt=row.initial_prompt,
+        ),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        progress=float(row.progress),
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        worker_id=row.worker_id,
+        lease_expires_at=row.lease_expires_at,
+        cancel_requested=bool(row.cancel_requested),
+        result_text=row.result_text,
+        detected_language=row.detected_language,
+        language_probability=row.language_probability,
+        duration=row.duration,
+        segments=row.segments,
+        error_message=row.error_message,
+        error_code=row.error_code,
+    )
+
+
+def _worker_record(row: Row[Any]) -> WorkerRecord:
+    return WorkerRecord(
+        id=row.id,
+        host=row.host,
+        pid=row.pid,
+        started_at=row.started_at,
+        last_seen_at=row.last_seen_at,
+        current_job_id=row.current_job_id,
+        models=list(row.models or []),
+    )
+
+
+# --- cursors -----------------------------------------------------------------------------------------
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    raw = f"{created_at.astimezone(UTC).isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The (created_at, id) a cursor points after; InvalidInputError for anything we did not hand out."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        stamp, job_id = raw.split("|")
+        created_at = datetime.fromisoformat(stamp)
+    except (ValueError, binascii.Error, UnicodeError) as exc:
+        raise InvalidInputError("invalid cursor") from exc
+    if created_at.tzinfo is None or not job_id or len(job_id) > 36:
+        raise InvalidInputError("invalid cursor")
+    return created_at.astimezone(UTC), job_id
+
+
+# --- audio and errors ------------------------------------------------------------------------------
+def _rechunk(audio: AudioSource, size: int) -> Iterator[bytes]:
+    """Cut a byte stream (file object, iterable of bytes, or bytes) into ``size``-byte pieces."""
+    pieces: Iterable[bytes]
+    if isinstance(audio, bytes | bytearray | memoryview):
+        pieces = [bytes(audio)]
+    elif hasattr(audio, "read"):
+        reader = cast(BinaryIO, audio)
+        pieces = iter(lambda: reader.read(size), b"")
+    else:
+        pieces = cast(Iterable[bytes], audio)
+    buffer = bytearray()
+    for piece in pieces:
+        view = memoryview(piece)
+        offset = 0
+        if buffer:
+            offset = min(size - len(buffer), len(view))
+            buffer += view[:offset]
+            if len(buffer) == size:
+                yield bytes(buffer)
+                buffer.clear()
+        while len(view) - offset >= size:
+            yield bytes(view[offset : offset + size])
+            offset += size
+        buffer += view[offset:]
+    if buffer:
+        yield bytes(buffer)
+
+
+def _public_status(status: JobStatus | str) -> str:
+    try:
+        value = JobStatus(status)
+    except ValueError:
+        value = None
+    if value not in PUBLIC_STATUSES:
+        raise InvalidInputError(f"unknown job status {status!r}")
+    return str(value)
+
+
+def _describe_size(size: int) -> str:
+    mib = 1024 * 1024
+    return f"{size // mib} MiB" if size % mib == 0 else f"{size} bytes"
+
+
+def _not_found(job_id: str) -> NotFoundError:
+    return NotFoundError(f"no job with id {job_id}", extra={"job_id": job_id})
+
+
+def _upload_vanished(job_id: str) -> DatabaseError:
+    return DatabaseError(f"the upload of job {job_id} was discarded as stale while it was still arriving")
+
+
+def _database_error(exc: SQLAlchemyError) -> DatabaseError:
+    return DatabaseError(f"job database error: {error_reason(exc)}")

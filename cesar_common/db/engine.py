@@ -1,0 +1,139 @@
+"""SQLAlchemy engines for the job database: SQLite tuned for several processes, or PostgreSQL via psycopg 3.
+
+SQLite: the file's directory is created, WAL lets readers run beside one writer, ``busy_timeout`` makes a
+writer wait for the lock instead of failing, and every write transaction starts with ``BEGIN IMMEDIATE``
+(SQLAlchemy's pysqlite recipe: the driver's own BEGIN is switched off and we emit ours). Taking the write lock
+up front matters: a deferred transaction that reads and then writes cannot wait out a concurrent writer, it
+fails at once with "database is locked". Read-only work opts into a plain (deferred) ``BEGIN`` through
+:func:`read_only`, so readers never queue behind writers.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+BUSY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_S = 10
+#: execution option naming the BEGIN mode of a SQLite transaction ("IMMEDIATE" unless set)
+SQLITE_BEGIN_OPTION = "cesar_sqlite_begin"
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse ``url``; plain ``postgresql://`` and ``postgres://`` URLs get the psycopg 3 driver."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return normalize_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The database file of a SQLite URL (None for in-memory databases and other backends)."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def make_engine(url: str | URL) -> Engine:
+    """The process's engine for ``url`` (one per URL, created on first use)."""
+    key = normalize_url(url).render_as_string(hide_password=False)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = create_cesar_engine(key)
+            _engines[key] = engine
+        return engine
+
+
+def dispose_engine(url: str | URL) -> None:
+    """Close the pooled connections of ``url``'s cached engine and forget it."""
+    key = normalize_url(url).render_as_string(hide_password=False)
+    with _engines_lock:
+        engine = _engines.pop(key, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def dispose_all_engines() -> None:
+    with _engines_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.dispose()
+
+
+def create_cesar_engine(url: str | URL, *, pooled: bool = True, foreign_keys: bool = True) -> Engine:
+    """A new, uncached engine. Migrations use ``pooled=False, foreign_keys=False`` (see migrations/env.py)."""
+    parsed = normalize_url(url)
+    options: dict[str, Any] = {}
+    if not pooled:
+        options["poolclass"] = NullPool
+    if parsed.get_backend_name() == "sqlite":
+        path = sqlite_path(parsed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, **options)
+        _install_sqlite_hooks(engine, foreign_keys=foreign_keys)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        # fail fast when the server is unreachable (the libpq default waits for the OS's TCP timeout)
+        if "connect_timeout" not in parsed.query:
+            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        return create_engine(parsed, pool_pre_ping=True, **options)
+    return create_engine(parsed, **options)
+
+
+def read_only(engine: Engine) -> Engine:
+    """A view of ``engine`` (same pool) whose SQLite transactions begin DEFERRED: for reads only."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
+
+
+def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver must not BEGIN on its own: we emit BEGIN ourselves in _on_begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first: switching to WAL itself may have to wait for a lock
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+
+def error_reason(exc: BaseException) -> str:
+    """The first line of the driver's message for a SQLAlchemy error (no SQL, no parameters)."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
+
+
+def safe_url(url: str | URL) -> str:
+    """``url`` with its password masked, for messages."""
+    return normalize_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,166 @@
+"""Alembic owns the schema: head matches the models on both backends, and the migrations run both ways."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from filelock import FileLock
+from psycopg import sql
+from sqlalchemy import inspect, text
+
+from cesar_common.db.engine import create_cesar_engine, dispose_engine, normalize_url
+from cesar_common.db.migrate import (
+    OUTDATED_MESSAGE,
+    alembic_config,
+    current_revision,
+    ensure_schema_current,
+    head_revision,
+    upgrade_to_head,
+)
+from cesar_common.db.models import Base
+from cesar_common.errors import DatabaseError, SchemaOutdatedError
+
+REPO = Path(__file__).resolve().parents[2]
+TABLES = {"jobs", "job_audio", "workers"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with nothing in it: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+        yield url
+        dispose_engine(url)
+        return
+    server_url = str(request.getfixturevalue("postgres_server_url"))
+    name = f"cesar_m_{uuid.uuid4().hex[:16]}"
+    conninfo = normalize_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = normalize_url(server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        dispose_engine(url)
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def schema_differences(url: str) -> list[object]:
+    engine = create_cesar_engine(url, pooled=False)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            return list(compare_metadata(context, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    engine = create_cesar_engine(url, pooled=False)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_matches_the_models_and_downgrade_removes_everything(empty_url: str) -> None:
+    assert current_revision(empty_url) is None
+    upgrade_to_head(empty_url)
+    assert current_revision(empty_url) == head_revision()
+    assert table_names(empty_url) == TABLES | {"alembic_version"}
+    assert schema_differences(empty_url) == []
+
+    command.downgrade(alembic_config(empty_url), "base")
+    assert table_names(empty_url) <= {"alembic_version"}
+    assert current_revision(empty_url) is None
+
+    upgrade_to_head(empty_url)
+    assert schema_differences(empty_url) == []
+    ensure_schema_current(empty_url)
+
+
+def test_a_database_behind_head_is_refused_with_advice(db_url: str) -> None:
+    ensure_schema_current(db_url)
+    command.downgrade(alembic_config(db_url), "base")
+    with pytest.raises(SchemaOutdatedError) as outdated:
+        ensure_schema_current(db_url)
+    assert str(outdated.value) == OUTDATED_MESSAGE
+    assert "alembic upgrade head" in str(outdated.value)
+    upgrade_to_head(db_url)
+    ensure_schema_current(db_url)
+
+    engine = create_cesar_engine(db_url, pooled=False)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
+        with pytest.raises(SchemaOutdatedError, match="newer than this version"):
+            ensure_schema_current(engine)
+    finally:
+        engine.dispose()
+
+
+def test_a_missing_sqlite_file_is_behind_head(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'not-yet' / 'cesar.db'}"
+    with pytest.raises(SchemaOutdatedError):
+        ensure_schema_current(url)
+    assert not (tmp_path / "not-yet" / "cesar.db").exists()  # checking created nothing
+
+
+def test_an_unreachable_database_is_a_database_error() -> None:
+    with pytest.raises(DatabaseError) as raised:
+        ensure_schema_current("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    assert raised.value.__cause__ is not None
+
+
+def test_alembic_command_line_migrates_the_configured_database(tmp_path: Path) -> None:
+    """The deploy step, run from another directory: the URL comes from CESAR_DATABASE_URL."""
+    database = tmp_path / "data" / "cesar.db"  # its directory does not exist yet
+    env = {**os.environ, "CESAR_DATABASE_URL": f"sqlite:///{database}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(REPO / "alembic.ini"), "upgrade", "head"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert current_revision(f"sqlite:///{database}") == head_revision()
+
+
+def test_sqlite_upgrades_wait_for_the_migration_lock(tmp_path: Path) -> None:
+    """While another process holds ``<db>.migrate.lock``, an upgrade waits; then it runs."""
+    database = tmp_path / "shared.db"
+    url = f"sqlite:///{database}"
+    finished = threading.Event()
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            upgrade_to_head(url)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            finished.set()
+
+    with FileLock(f"{database}.migrate.lock"):
+        thread = threading.Thread(target=upgrade)
+        thread.start()
+        assert not finished.wait(0.5), "the upgrade ran while the lock was held"
+        assert current_revision(url) is None
+    assert finished.wait(60)
+    thread.join()
+    assert errors == []
+    assert current_revision(url) == head_revision()
