@@ -1,14 +1,122 @@
-"""`cesar transcribe` (placeholder until its issue lands)."""
+"""`cesar transcribe`: one file to text, subtitles or JSON.
+
+Only Click is imported here; the engine loads when the command runs, so `cesar --help` stays fast.
+"""
 
 from __future__ import annotations
 
-import sys
-
 import click
+
+from cesar_common.cli._common import cli_errors
+
+FORMAT_NAMES = ("txt", "srt", "vtt", "json", "tsv")  # cesar_common.transcription.writers.FORMATS
+DEVICE_NAMES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = (
+    "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
+    "bfloat16", "float32",
+)  # fmt: skip
+SECONDS = click.FloatRange(min=0)
 
 
 @click.command()
-def transcribe() -> None:
-    """Not built yet."""
-    click.echo("cesar transcribe is not built yet", err=True)
-    sys.exit(2)
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", help="Write the transcript here (atomically). Default: stdout.")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(FORMAT_NAMES, case_sensitive=False),
+    help="Output format. Default: from the output's extension, else txt.",
+)
+@click.option(
+    "-m",
+    "--model",
+    envvar="CESAR_MODEL",
+    show_envvar=True,
+    help="Model name (tiny.en is bundled), Hugging Face repo id, or CTranslate2 model directory.",
+)
+@click.option(
+    "--device",
+    envvar="CESAR_DEVICE",
+    show_envvar=True,
+    type=click.Choice(DEVICE_NAMES, case_sensitive=False),
+    help="auto: CUDA when a GPU is visible, else CPU.",
+)
+@click.option(
+    "--compute-type",
+    envvar="CESAR_COMPUTE_TYPE",
+    show_envvar=True,
+    type=click.Choice(COMPUTE_TYPES, case_sensitive=False),
+    help="auto: float16 on CUDA, int8 on CPU.",
+)
+@click.option("-l", "--language", help="Language code (en, fr, ...). Default: detected.")
+@click.option(
+    "--task",
+    type=click.Choice(("transcribe", "translate"), case_sensitive=False),
+    default="transcribe",
+    show_default=True,
+    help="translate: into English.",
+)
+@click.option(
+    "--no-vad", is_flag=True, help="Turn voice activity detection off (silence may turn into words)."
+)
+@click.option("--word-timestamps", is_flag=True, help="Time every word (JSON output shows them).")
+@click.option("--beam-size", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--initial-prompt", help="Text that primes the vocabulary (names, jargon).")
+@click.option("--start-time", type=SECONDS, metavar="S", help="Transcribe from this many seconds in.")
+@click.option("--end-time", type=SECONDS, metavar="S", help="Transcribe up to this many seconds in.")
+@click.option(
+    "--threads",
+    envvar="CESAR_THREADS",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    help="CPU threads (0: faster-whisper's default).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the transcript (or errors).")
+@click.option("-v", "--verbose", is_flag=True, help="Log details; show tracebacks on errors.")
+def transcribe(
+    input_path: str,
+    output: str | None,
+    fmt: str | None,
+    model: str | None,
+    device: str | None,
+    compute_type: str | None,
+    language: str | None,
+    task: str,
+    no_vad: bool,
+    word_timestamps: bool,
+    beam_size: int,
+    initial_prompt: str | None,
+    start_time: float | None,
+    end_time: float | None,
+    threads: int | None,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    """Transcribe INPUT (any audio or video file FFmpeg reads) with Whisper.
+
+    Without -o the transcript goes to stdout and progress to stderr, so
+    `cesar transcribe talk.mp3 | grep word` works.
+    """
+    with cli_errors(verbose=verbose):
+        from cesar_common.transcribe_cmd import run_transcribe
+
+        run_transcribe(
+            input_path,
+            output=output,
+            fmt=fmt,
+            model=model,
+            device=device,
+            compute_type=compute_type,
+            threads=threads,
+            language=language,
+            task=task.lower(),
+            vad=not no_vad,
+            word_timestamps=word_timestamps,
+            beam_size=beam_size,
+            initial_prompt=initial_prompt,
+            start_time=start_time,
+            end_time=end_time,
+            quiet=quiet,
+            verbose=verbose,
+        )

@@ -1,0 +1,270 @@
+"""What `cesar transcribe` does: check input and output, load the model, transcribe, write atomically.
+
+The Click command in ``cesar_common.cli.transcribe`` only parses options and calls :func:`run_transcribe`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from cesar_common.errors import InvalidInputError, NotFoundError
+from cesar_common.transcription.audio import probe_audio
+from cesar_common.transcription.engine import DecodeOptions, transcribe, validate_options
+from cesar_common.transcription.models import LoadedModel, load_model
+from cesar_common.transcription.result import TranscriptionResult
+from cesar_common.transcription.writers import FORMATS, format_for_path, render
+
+if TYPE_CHECKING:
+    from cesar_common.settings import Settings
+
+STDOUT = "-"
+
+
+def run_transcribe(
+    input_path: str | Path,
+    *,
+    output: str | Path | None = None,
+    fmt: str | None = None,
+    model: str | None = None,
+    device: str | None = None,
+    compute_type: str | None = None,
+    threads: int | None = None,
+    language: str | None = None,
+    task: str = "transcribe",
+    vad: bool = True,
+    word_timestamps: bool = False,
+    beam_size: int = 5,
+    initial_prompt: str | None = None,
+    start_time: float | None = None,
+    end_time: float | None = None,
+    quiet: bool = False,
+    verbose: bool = False,
+) -> TranscriptionResult:
+    """Transcribe one file to ``output`` (stdout when None or ``-``); progress and summary go to stderr.
+
+    Everything that can be refused cheaply (input, options, output path) is refused before the
+    model loads. ``model``, ``device``, ``compute_type`` and ``threads`` default to the settings.
+    """
+    started = time.perf_counter()
+    settings = _settings(model=model, device=device, compute_type=compute_type, threads=threads)
+    source = check_input(input_path)
+    to_stdout = output is None or str(output) == STDOUT
+    fmt = choose_format(fmt, None if to_stdout else output)
+    options = DecodeOptions(
+        language=language,
+        task=task,
+        vad=vad,
+        word_timestamps=word_timestamps,
+        beam_size=beam_size,
+        initial_prompt=initial_prompt,
+        start_time=start_time,
+        end_time=end_time,
+        batch_size=settings.batch_size,
+    )
+    validate_options(options)
+    console = Console(stderr=True, quiet=quiet)
+    if verbose:
+        from cesar_common.logs import configure_logging
+
+        configure_logging("info", name="cesar-transcribe")
+    with contextlib.ExitStack() as stack:
+        target = None if to_stdout else stack.enter_context(reserved_output(Path(output), source))
+        load_started = time.perf_counter()
+        with console.status(f"Loading model {settings.model}...", spinner="dots"):
+            loaded = load_model(
+                settings.model,
+                device=settings.device,
+                compute_type=settings.compute_type,
+                threads=settings.threads,
+                offline=settings.offline,
+            )
+        load_seconds = time.perf_counter() - load_started
+        result = _transcribe_with_progress(console, loaded, source, options)
+        text = render(result, fmt)
+        if target is None:
+            _print_stdout(text)
+        else:
+            target.commit(text)
+    _summary(console, result, loaded, started, load_seconds, None if target is None else (target.path, fmt))
+    return result
+
+
+def check_input(path: str | Path) -> Path:
+    """The input path if it is a readable, non-empty file holding audio; else a one-line error."""
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise NotFoundError(f"input file not found: {source} (check the path)")
+    if source.is_dir():
+        raise InvalidInputError(f"{source} is a directory: give the path of an audio or video file")
+    if not source.is_file():
+        raise InvalidInputError(f"{source} is not a regular file: give the path of an audio or video file")
+    if source.stat().st_size == 0:
+        raise InvalidInputError(f"{source} is empty (0 bytes): there is no audio to transcribe")
+    if not os.access(source, os.R_OK):
+        raise InvalidInputError(f"cannot read {source}: permission denied")
+    probe_audio(source)  # cheap: opens the file and decodes its first packets
+    return source
+
+
+def choose_format(fmt: str | None, output: str | Path | None) -> str:
+    """``--format``, else the output's extension, else txt."""
+    if fmt:
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise InvalidInputError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+        return fmt
+    return (format_for_path(output) if output is not None else None) or "txt"
+
+
+@dataclass
+class ReservedOutput:
+    """A temporary file next to the output, renamed over it once the transcript is complete."""
+
+    path: Path
+    temp: Path
+    committed: bool = False
+
+    def commit(self, text: str) -> None:
+        with open(self.temp, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(self.temp, _mode_for(self.path))
+        os.replace(self.temp, self.path)
+        self.committed = True
+
+
+@contextlib.contextmanager
+def reserved_output(path: Path, source: Path | None = None) -> Iterator[ReservedOutput]:
+    """Prove ``path`` can be written (by creating its temporary file) and remove the leftovers on failure."""
+    path = path.expanduser()
+    if path.is_dir():
+        raise InvalidInputError(f"output {path} is a directory: give a file name, e.g. {path / 'out.txt'}")
+    if source is not None and path.exists() and path.resolve() == source.resolve():
+        raise InvalidInputError(f"output {path} is the input file: choose another output name")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise InvalidInputError(f"cannot write {path}: {parent} is a file, not a directory")
+    if not parent.is_dir():
+        raise InvalidInputError(f"cannot write {path}: directory {parent} does not exist (create it first)")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InvalidInputError(f"cannot write {path}: the file is read-only (choose another output)")
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=parent)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot write {path}: {exc.strerror or exc} (choose another output with -o)"
+        ) from exc
+    os.close(handle)
+    reserved = ReservedOutput(path=path, temp=Path(temp))
+    try:
+        yield reserved
+    finally:
+        if not reserved.committed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(reserved.temp)
+
+
+def _mode_for(path: Path) -> int:
+    """Keep an existing file's permissions; a new file gets the usual ones (0666 less the umask)."""
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _settings(**overrides: object) -> Settings:
+    from pydantic import ValidationError
+
+    from cesar_common.settings import get_settings
+
+    try:
+        return get_settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise InvalidInputError(f"invalid setting: {problems}") from exc
+
+
+def _transcribe_with_progress(
+    console: Console, loaded: LoadedModel, source: Path, options: DecodeOptions
+) -> TranscriptionResult:
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[audio]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    progress = Progress(*columns, console=console, transient=False)
+    task = progress.add_task(f"Transcribing {source.name}", total=None, audio="")
+
+    def on_progress(done: float, total: float) -> None:
+        # the first report comes once the audio is decoded and the options accepted: a file
+        # refused before then shows no bar, only its error line
+        if not progress.live.is_started:
+            progress.start()
+        audio = f"{done:.1f}/{total:.1f} s audio"
+        progress.update(task, completed=done, total=max(total, 0.001), audio=audio)
+
+    try:
+        return transcribe(loaded, source, options, on_progress=on_progress)
+    finally:
+        progress.stop()
+
+
+def _print_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader (`| head`) left: nothing more to say, and Python must not complain at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _summary(
+    console: Console,
+    result: TranscriptionResult,
+    loaded: LoadedModel,
+    started: float,
+    load_seconds: float,
+    written: tuple[Path, str] | None,
+) -> None:
+    wall = time.perf_counter() - started
+    speed = result.duration / wall if wall > 0 else 0.0
+    language = (
+        f"language {result.language} ({result.language_probability:.0%})" if result.language else "language ?"
+    )
+    console.print(
+        f"{result.duration:.1f} s of audio in {wall:.1f} s ({speed:.1f}x real time; model loaded in "
+        f"{load_seconds:.1f} s) · model {loaded.name} · {loaded.device} {loaded.compute_type} · "
+        f"{language} · {len(result.segments)} segments",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    if written is not None:
+        console.print(f"wrote {written[0]} ({written[1]})", highlight=False, markup=False, soft_wrap=True)

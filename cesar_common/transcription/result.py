@@ -1,0 +1,121 @@
+"""What a transcription produces: plain frozen records of Python floats, ready for JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": float(self.start),
+            "end": float(self.end),
+            "word": self.word,
+            "probability": float(self.probability),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": int(self.id),
+            "start": float(self.start),
+            "end": float(self.end),
+            "text": self.text,
+        }
+        if self.words is not None:
+            data["words"] = [word.to_dict() for word in self.words]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, default_id: int = 0) -> Segment:
+        words = data.get("words")
+        return cls(
+            id=int(data.get("id", default_id)),
+            start=float(data["start"]),
+            end=float(data["end"]),
+            text=str(data.get("text", "")),
+            words=None
+            if words is None
+            else tuple(
+                Word(
+                    start=float(w["start"]),
+                    end=float(w["end"]),
+                    word=str(w["word"]),
+                    probability=float(w.get("probability", 0.0)),
+                )
+                for w in words
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionResult:
+    """One transcript. ``duration`` is the span of audio transcribed (the clip when clipped), in seconds."""
+
+    text: str
+    language: str | None
+    language_probability: float | None
+    duration: float
+    segments: tuple[Segment, ...]
+    model: str = ""
+    device: str = ""
+    compute_type: str = ""
+    mode: str = "sequential"
+
+    def segments_as_dicts(self) -> list[dict[str, Any]]:
+        """The segments as JSON-ready dicts (``words`` only on segments that have them)."""
+        return [segment.to_dict() for segment in self.segments]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; how it was run (model, device, ...) only when known, as it is not stored."""
+        data: dict[str, Any] = {
+            "text": self.text,
+            "language": self.language,
+            "language_probability": None
+            if self.language_probability is None
+            else float(self.language_probability),
+            "duration": float(self.duration),
+            "segments": self.segments_as_dicts(),
+        }
+        if self.model:
+            data.update(model=self.model, device=self.device, compute_type=self.compute_type, mode=self.mode)
+        return data
+
+    @classmethod
+    def from_stored(
+        cls,
+        *,
+        text: str | None,
+        language: str | None,
+        language_probability: float | None,
+        duration: float | None,
+        segments: list[dict[str, Any]] | None,
+        model: str = "",
+    ) -> TranscriptionResult:
+        """Rebuild a result from the columns a finished job keeps in the database."""
+        return cls(
+            model=model,
+            text=text or "",
+            language=language,
+            language_probability=None if language_probability is None else float(language_probability),
+            duration=float(duration or 0.0),
+            segments=tuple(
+                Segment.from_dict(item, default_id=index) for index, item in enumerate(segments or [])
+            ),
+        )

@@ -1,0 +1,342 @@
+"""`cesar transcribe` end to end: the real `cesar` binary in subprocesses for the main paths, Click's
+CliRunner (in process, same real model) for the many refusals. Nothing here is faked but the clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import srt
+import webvtt
+from click.testing import CliRunner, Result
+
+from cesar_common import transcribe_cmd
+from cesar_common.cli import cli
+from cesar_common.transcription.models import LoadedModel, load_model
+
+AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
+SPEECH = AUDIO / "speech_en.wav"
+
+
+def _cesar_binary() -> str:
+    beside_python = Path(sys.executable).parent / "cesar"
+    found = str(beside_python) if beside_python.exists() else shutil.which("cesar")
+    assert found, "the `cesar` console script is not installed (run `make install`)"
+    return found
+
+
+CESAR = _cesar_binary()
+
+
+def _env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CESAR_")}
+    env["COLUMNS"] = "160"  # rich's width when stderr is not a terminal
+    return env
+
+
+def _run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CESAR, "transcribe", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def _one_line_error(stderr: str, *fragments: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# --- the real binary -------------------------------------------------------------------------------
+def test_stdout_mode_pipes_into_grep(tmp_path: Path) -> None:
+    stderr_file = tmp_path / "stderr.txt"
+    pipeline = f"'{CESAR}' transcribe '{AUDIO / 'speech_en.mp3'}' 2>'{stderr_file}' | grep -o -i lazy"
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True, env=_env(), timeout=120
+    )
+    assert done.returncode == 0, stderr_file.read_text()
+    assert done.stdout.strip().lower() == "lazy"
+    stderr = stderr_file.read_text()
+    # progress (audio seconds done of total) and the summary go to stderr, never into the pipe
+    assert "7.2/7.2 s audio" in stderr
+    assert "7.2 s of audio in" in stderr and "x real time" in stderr
+    assert "model tiny.en" in stderr and "cpu int8" in stderr
+
+
+def test_quiet_json_on_stdout() -> None:
+    done = _run(AUDIO / "speech_en.webm", "-q", "--format", "json", "--word-timestamps", "--beam-size", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    data = json.loads(done.stdout)
+    assert "lazy" in data["text"].lower() and data["language"] == "en"
+    assert data["duration"] == pytest.approx(7.16, abs=0.1)
+    assert all(segment["words"] for segment in data["segments"])
+
+
+def test_output_file_format_from_extension(tmp_path: Path) -> None:
+    out = tmp_path / "talk.vtt"
+    done = _run(AUDIO / "speech_en_stereo44k.wav", "-o", out, "--beam-size", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    captions = webvtt.read(str(out)).captions
+    assert captions and "lazy" in " ".join(c.text for c in captions).lower()
+    assert f"wrote {out} (vtt)" in done.stderr
+    assert out.stat().st_mode & 0o044  # readable by others like any new file, not a 0600 temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.vtt"]
+
+
+def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path: Path) -> None:
+    out = tmp_path / "story.txt"
+    process = subprocess.Popen(
+        [CESAR, "transcribe", str(AUDIO / "speech_en_long.flac"), "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        # the temporary output appears once input and output are checked; then the model loads
+        while not any(tmp_path.glob(".story.txt.*.part")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # into the model load or the transcription of 70 s of audio: both must stop
+        assert process.poll() is None, "finished before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_file_from_the_real_binary(tmp_path: Path) -> None:
+    done = _run(tmp_path / "nope.mp3")
+    assert done.returncode == 1
+    _one_line_error(done.stderr, "input file not found", "nope.mp3")
+
+
+# --- in process, with the real model loaded once ---------------------------------------------------
+@pytest.fixture(scope="session")
+def cli_model() -> LoadedModel:
+    return load_model("tiny.en", device="cpu", compute_type="int8")
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch, cli_model: LoadedModel) -> Iterator[list[str]]:
+    """Reuse the session's tiny.en; anything else goes through the real loader. Records every load."""
+    calls: list[str] = []
+
+    def load(name: str, **kwargs: object) -> LoadedModel:
+        calls.append(name)
+        if name == "tiny.en" and (kwargs.get("device"), kwargs.get("compute_type")) in SAME_AS_SESSION:
+            return cli_model
+        return load_model(name, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(transcribe_cmd, "load_model", load)
+    for name in ("CESAR_MODEL", "CESAR_DEVICE", "CESAR_COMPUTE_TYPE", "CESAR_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    yield calls
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, ["transcribe", *map(str, args)], catch_exceptions=False)
+
+
+QUICK = ("--end-time", "3.5", "--beam-size", "1")  # the first sentence, greedy: under a second
+SAME_AS_SESSION = {(device, compute) for device in ("auto", "cpu") for compute in ("auto", "int8")}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "extra"),
+    [
+        ("txt", "out.transcript", []),  # an extension that names no format: txt
+        ("srt", "out.txt", ["--format", "srt"]),  # --format wins over the extension
+        ("vtt", "out.vtt", []),
+        ("json", "out.json", ["--start-time", "0.5"]),
+        ("tsv", "out.TSV", []),
+    ],
+)
+def test_each_output_format(tmp_path: Path, loads: list[str], fmt: str, name: str, extra: list[str]) -> None:
+    out = tmp_path / name
+    result = invoke(SPEECH, "-o", out, *QUICK, *extra)
+    assert result.exit_code == 0, result.stderr
+    assert f"wrote {out} ({fmt})" in result.stderr
+    text = out.read_text(encoding="utf-8")
+    if fmt == "txt":
+        body = text
+    elif fmt == "srt":
+        cues = list(srt.parse(text))
+        assert cues and all(c.start < c.end <= srt.timedelta(seconds=3.5) for c in cues)
+        body = " ".join(c.content for c in cues)
+    elif fmt == "vtt":
+        cues = webvtt.from_string(text).captions
+        assert cues and cues[0].start.startswith("00:00:0")
+        body = " ".join(c.text for c in cues)
+    elif fmt == "json":
+        data = json.loads(text)
+        assert data["duration"] == pytest.approx(3.0) and data["model"] == "tiny.en"
+        assert all(0.5 <= s["start"] < s["end"] <= 3.5 for s in data["segments"])
+        body = data["text"]
+    else:
+        header, *rows = text.splitlines()
+        assert header == "start\tend\ttext"
+        assert rows and all(int(r.split("\t")[0]) < int(r.split("\t")[1]) <= 3500 for r in rows)
+        body = " ".join(r.split("\t")[2] for r in rows)
+    assert "lazy" in body.lower() and "reliable" not in body.lower()
+    assert loads == ["tiny.en"]
+
+
+def test_silence_prints_nothing(loads: list[str]) -> None:
+    result = invoke(AUDIO / "silence.wav", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+
+
+def test_truncated_file_does_not_crash(loads: list[str]) -> None:
+    result = invoke(AUDIO / "truncated.mp3", "--beam-size", "1", "--format", "json", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert 0.2 < json.loads(result.stdout)["duration"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["{tmp}/missing.wav"], ["input file not found"]),
+        (["{tmp}"], ["is a directory"]),
+        ([AUDIO / "empty.wav"], ["empty.wav is empty"]),
+        ([AUDIO / "junk.mp3"], ["junk.mp3 is not an audio or video file", "wav, flac, mp3"]),
+        ([AUDIO / "not_audio.mp3"], ["not_audio.mp3 is not an audio or video file"]),
+        ([SPEECH, "--start-time", "5", "--end-time", "2"], ["start time (5 s) must be before end time"]),
+        ([SPEECH, "--start-time", "60"], ["past the end of the audio (7.2 s)"]),
+        ([SPEECH, "--model", "tiny-english"], ["unknown model 'tiny-english'", "tiny.en", "large-v3"]),
+        ([SPEECH, "--model", "{tmp}"], ["not a CTranslate2 Whisper model directory"]),
+        ([SPEECH, "--device", "cuda"], ["no CUDA GPU", "--device cpu"]),
+        ([SPEECH, "--compute-type", "float16", "--device", "cpu"], ["'float16' is not supported on cpu"]),
+        ([SPEECH, "--language", "xx"], ["unknown language code 'xx'"]),
+        ([SPEECH, "--language", "de"], ["only transcribes English"]),
+    ],
+    ids=[
+        "missing",
+        "directory",
+        "empty",
+        "junk",
+        "not-audio",
+        "conflicting-times",
+        "start-past-end",
+        "unknown-model",
+        "not-a-model-dir",
+        "no-cuda",
+        "compute-type",
+        "unknown-language",
+        "english-only-model",
+    ],
+)
+def test_refusals_are_one_line(
+    tmp_path: Path, loads: list[str], args: list[str | Path], fragments: list[str]
+) -> None:
+    if "--device" in args and "cuda" in args and _has_gpu():
+        pytest.skip("this machine has a GPU")
+    result = invoke(*(str(a).format(tmp=tmp_path) for a in args))
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    _one_line_error(result.stderr, *fragments)
+
+
+def _has_gpu() -> bool:
+    import ctranslate2
+
+    return ctranslate2.get_cuda_device_count() > 0
+
+
+@pytest.mark.parametrize(
+    ("output", "fragment"),
+    [
+        ("{tmp}/no/such/dir/out.txt", "does not exist"),
+        ("{tmp}", "is a directory"),
+        ("{file}/out.txt", "is a file, not a directory"),
+        ("{audio}", "is the input file"),
+    ],
+    ids=["missing-dir", "output-is-dir", "parent-is-file", "overwrites-input"],
+)
+def test_unwritable_output_is_refused_before_transcribing(
+    tmp_path: Path, loads: list[str], output: str, fragment: str
+) -> None:
+    audio = tmp_path / "speech.wav"
+    shutil.copy(SPEECH, audio)
+    (tmp_path / "afile").write_text("x")
+    target = output.format(tmp=tmp_path, file=tmp_path / "afile", audio=audio)
+    result = invoke(audio, "-o", target)
+    assert result.exit_code == 1
+    _one_line_error(result.stderr, fragment)
+    assert loads == []  # refused before the model was even loaded
+
+
+def test_read_only_output_is_refused(tmp_path: Path, loads: list[str]) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere")
+    out = tmp_path / "locked.txt"
+    out.write_text("keep")
+    out.chmod(0o444)
+    result = invoke(SPEECH, "-o", out)
+    assert result.exit_code == 1
+    _one_line_error(result.stderr, "read-only")
+    assert loads == []
+
+
+def test_a_failure_keeps_the_old_output_and_leaves_no_temp_file(tmp_path: Path, loads: list[str]) -> None:
+    out = tmp_path / "out.txt"
+    out.write_text("the previous transcript\n")
+    result = invoke(SPEECH, "-o", out, "--model", "nope")
+    assert result.exit_code == 1
+    assert out.read_text() == "the previous transcript\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_model_comes_from_cesar_model(monkeypatch: pytest.MonkeyPatch, loads: list[str]) -> None:
+    monkeypatch.setenv("CESAR_MODEL", "no-such-model")
+    result = invoke(SPEECH)
+    assert result.exit_code == 1
+    _one_line_error(result.stderr, "unknown model 'no-such-model'")
+    assert loads == ["no-such-model"]
+
+
+def test_verbose_shows_the_traceback(loads: list[str]) -> None:
+    result = invoke(AUDIO / "junk.mp3", "-v")
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr and "InvalidDataError" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_usage_errors_from_click(loads: list[str]) -> None:
+    result = invoke(SPEECH, "--format", "docx")
+    assert result.exit_code == 2 and "docx" in result.stderr
+    result = invoke(SPEECH, "--start-time", "-1")
+    assert result.exit_code == 2
+    assert loads == []
+
+
+def test_help_lists_the_options() -> None:
+    result = CliRunner().invoke(cli, ["transcribe", "--help"])
+    assert result.exit_code == 0
+    options = ["--output", "--format", "--model", "CESAR_MODEL", "--device", "--compute-type", "--language"]
+    options += ["--task", "--no-vad", "--word-timestamps", "--start-time", "--end-time", "--threads", "-q"]
+    assert [option for option in options if option not in result.stdout] == []
