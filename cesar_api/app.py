@@ -1,0 +1,81 @@
+"""The app factory: ``create_app()`` wires settings, the job store, routes, auth, errors and docs.
+
+This module must stay light to import: start-up time counts (bench/api_load.py measures it), and the API
+never loads Whisper (nothing here may import faster_whisper, even indirectly; a test checks it).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from litestar import Litestar, Request, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from cesar_api.auth import require_api_key
+from cesar_api.errors import handle_exception
+from cesar_api.routes.docs import openapi_config, static_router
+from cesar_api.routes.health import health
+from cesar_api.routes.jobs import cancel_job, delete_job, get_job, get_transcript, list_jobs
+from cesar_api.routes.transcribe import create_transcription, create_url_transcription
+from cesar_api.uploads import MULTIPART_OVERHEAD
+from cesar_common.db.store import JobStore
+from cesar_common.settings import Settings, get_settings
+
+PROTECTED_ROUTES = [
+    create_transcription,
+    create_url_transcription,
+    list_jobs,
+    get_job,
+    get_transcript,
+    cancel_job,
+    delete_job,
+]
+
+
+def create_app(settings: Settings | None = None, store: JobStore | None = None) -> Litestar:
+    """The Cesar API. ``store`` defaults to one on ``settings.database_url`` (opened lazily)."""
+    settings = settings or get_settings()
+    if store is None:
+        store = JobStore.from_url(settings.database_url)
+    protected = Router(
+        path="/",
+        route_handlers=PROTECTED_ROUTES,
+        guards=[require_api_key],
+        # optional: only a server with CESAR_API_KEY asks for it
+        security=[{}, {"BearerAuth": []}],
+    )
+    return Litestar(
+        route_handlers=[protected, health, static_router()],
+        dependencies={
+            "settings": Provide(_provide_settings, sync_to_thread=False),
+            "store": Provide(_provide_store, sync_to_thread=False),
+        },
+        state=State({"settings": settings, "store": store}),
+        exception_handlers={Exception: handle_exception},
+        openapi_config=openapi_config(),
+        # the upload route streams and caps the file itself; this bounds the whole request
+        request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
+        on_startup=[_warm_imports],
+        logging_config=None,
+        debug=False,
+    )
+
+
+# The providers read the app's state through the request: asking for ``state`` would copy it per request.
+def _provide_settings(request: Request[Any, Any, Any]) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _provide_store(request: Request[Any, Any, Any]) -> JobStore:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def _warm_imports(_app: Any = None) -> None:
+    """Import PyAV (used by the first upload's probe) after start-up, off the event loop."""
+
+    def load() -> None:
+        import cesar_common.transcription.audio  # noqa: F401
+
+    threading.Thread(target=load, name="cesar-warm-imports", daemon=True).start()

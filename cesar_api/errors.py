@@ -1,0 +1,139 @@
+"""The one exception handler: every error leaves the API as the same JSON shape, without a traceback.
+
+``{"status_code": 404, "detail": "no job with id 'x'", "code": "not_found", "extra": null}``
+
+Cesar's own errors carry their status and code; Litestar's (routing, validation, body size) are mapped to
+the same shape; anything else is a bug, logged here with its traceback and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
+
+from cesar_common.errors import AuthError, CesarError, ServerError
+from cesar_common.schemas import ErrorOut
+
+logger = logging.getLogger("cesar.api")
+
+_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media",
+    422: "invalid_input",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+
+
+def error_body(status_code: int, detail: str, code: str, extra: Any = None) -> dict[str, Any]:
+    return {"status_code": status_code, "detail": detail, "code": code, "extra": extra}
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Map any exception to the error shape (registered for ``Exception`` on the app)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, CesarError):
+        status, code, detail, extra = exc.status_code, exc.code, exc.message, exc.extra or None
+        if isinstance(exc, ServerError):
+            logger.error("%s %s: %s", request.method, request.url.path, exc, exc_info=exc.__cause__)
+        if isinstance(exc, AuthError):
+            headers["WWW-Authenticate"] = 'Bearer realm="cesar"'
+    elif isinstance(exc, ValidationException):
+        status, code, extra = 400, "validation_error", exc.extra
+        detail = _validation_detail(exc)
+    elif isinstance(exc, HTTPException):
+        status = exc.status_code
+        code = _CODES_BY_STATUS.get(status, "http_error")
+        detail = _http_detail(exc)
+        extra = exc.extra or None
+        headers.update(exc.headers or {})
+        if status >= 500:
+            logger.error("%s %s: %s", request.method, request.url.path, exc.detail, exc_info=exc)
+    else:
+        logger.exception("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
+        status, code, detail, extra = 500, "internal_error", "internal server error", None
+    return Response(
+        content=error_body(status, detail, code, extra),
+        status_code=status,
+        headers=headers or None,
+        media_type="application/json",
+    )
+
+
+def _validation_detail(exc: ValidationException) -> str:
+    """Litestar's "Validation failed for GET /jobs" plus the first problem, so the line alone helps."""
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    first = next((p for p in problems if isinstance(p, dict) and p.get("message")), None)
+    if first is None:
+        return exc.detail
+    source = first.get("source")
+    where = f" {getattr(source, 'value', source)}" if source else ""
+    key = f" parameter {first['key']!r}" if first.get("key") else ""
+    label = f"invalid{where}{key}".strip()
+    return f"{exc.detail}: {label}: {first['message']}"
+
+
+def _http_detail(exc: HTTPException) -> str:
+    if exc.status_code == 413:
+        return "request body too large"
+    if exc.status_code == 404 and exc.detail == HTTPStatus.NOT_FOUND.phrase:
+        return "no such route"
+    return exc.detail or HTTPStatus(exc.status_code).phrase
+
+
+# --- OpenAPI documentation of the error responses ---------------------------------------------------
+_DESCRIPTIONS = {
+    400: ("Malformed request: bad JSON or multipart, wrong types, unknown fields", "validation_error"),
+    401: ("Missing or wrong API key (only when the server sets CESAR_API_KEY)", "unauthorized"),
+    404: ("No job with this id", "not_found"),
+    409: ("The job is not in a state that allows this", "conflict"),
+    413: ("The upload is larger than CESAR_MAX_UPLOAD_MB", "too_large"),
+    415: (
+        "The upload holds no decodable audio, or the body is neither multipart nor JSON",
+        "unsupported_media",
+    ),
+    422: ("A value Cesar refuses: model outside the allowlist, refused URL, bad cursor", "invalid_input"),
+    503: ("The job database cannot be reached", "database_unavailable"),
+}
+
+_EXAMPLE_DETAILS = {
+    400: "Validation failed for GET /jobs: invalid query parameter 'limit': Expected `int`, got `str`",
+    401: "missing or invalid API key: send `Authorization: Bearer <key>`",
+    404: "no job with id '3f0c9a52-8d1e-4c53-9a43-1b2f0f6c7d10'",
+    409: "job 3f0c9a52-8d1e-4c53-9a43-1b2f0f6c7d10 is processing: it cannot be deleted until it ends",
+    413: "the upload is larger than the 1024 MiB limit",
+    415: "junk.mp3 is not an audio or video file FFmpeg can read",
+    422: "model 'huge' is not allowed: use one of tiny.en, base.en, small.en",
+    503: "cannot reach the job database",
+}
+
+
+def error_responses(*statuses: int, auth: bool = True, **details: str) -> dict[int, ResponseSpec]:
+    """ResponseSpecs for ``statuses``, plus 401 for routes behind the optional API key.
+
+    ``details`` override the standard description of a status: ``error_responses(404, 409, s409="...")``.
+    """
+    specs: dict[int, ResponseSpec] = {}
+    for status in sorted({*statuses, 401} if auth else set(statuses)):
+        description, code = _DESCRIPTIONS[status]
+        description = details.get(f"s{status}", description)
+        example = error_body(status, _EXAMPLE_DETAILS[status], code)
+        specs[status] = ResponseSpec(
+            data_container=ErrorOut,
+            generate_examples=False,
+            description=description,
+            examples=[Example(summary=description, value=example)],
+        )
+    return specs

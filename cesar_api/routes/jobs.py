@@ -1,0 +1,207 @@
+"""Following jobs: list, get, transcript, cancel, delete."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import ResponseHeader
+from litestar.di import NamedDependency
+from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, Schema
+from litestar.params import PathParameter, QueryParameter
+
+from cesar_api.errors import error_responses
+from cesar_common.db.records import JobRecord, JobStatus
+from cesar_common.db.store import JobStore
+from cesar_common.errors import ConflictError
+from cesar_common.schemas import JobOut, PublicStatus, TranscriptFormat, job_to_schema
+from cesar_common.transcription.result import TranscriptionResult
+from cesar_common.transcription.writers import FORMATS, render
+
+MAX_PAGE = 1000
+_JOB_ID = PathParameter(
+    description="The job's id, as `POST /transcribe` returned it.",
+    examples=[Example(value="3f0c9a52-8d1e-4c53-9a43-1b2f0f6c7d10")],
+    max_length=64,
+)
+
+
+@get(
+    "/jobs",
+    operation_id="listJobs",
+    tags=["Jobs"],
+    summary="List jobs, newest first",
+    description="The body is a JSON list of jobs (as in the first API). When there are more, the next page's "
+    'URL comes in `Link: <...>; rel="next"` and its cursor in `X-Next-Cursor`.',
+    sync_to_thread=True,
+    response_headers=[
+        ResponseHeader(
+            name="Link",
+            documentation_only=True,
+            description='`<URL of the next page>; rel="next"`, only when there is a next page.',
+        ),
+        ResponseHeader(
+            name="X-Next-Cursor",
+            documentation_only=True,
+            description="The next page's `cursor`, only when there is a next page.",
+        ),
+    ],
+    responses=error_responses(400, 422, 503),
+)
+def list_jobs(
+    request: Request[Any, Any, Any],
+    store: NamedDependency[JobStore],
+    status: Annotated[
+        PublicStatus | None,
+        QueryParameter(description="Only jobs with this status.", examples=[Example(value="completed")]),
+    ] = None,
+    limit: Annotated[
+        int, QueryParameter(ge=1, le=MAX_PAGE, description=f"Jobs per page (at most {MAX_PAGE}).")
+    ] = 100,
+    cursor: Annotated[
+        str | None,
+        QueryParameter(max_length=512, description="The `X-Next-Cursor` of the previous page."),
+    ] = None,
+) -> Response[list[JobOut]]:
+    page = store.list_jobs(status=JobStatus(status) if status else None, limit=limit, cursor=cursor)
+    positions = _queue_positions(store, page.jobs)
+    jobs = [job_to_schema(job, queue_position=positions.get(job.id)) for job in page.jobs]
+    headers: dict[str, str] = {}
+    if page.next_cursor:
+        query = {key: value for key, value in (("status", status), ("limit", str(limit))) if value}
+        query["cursor"] = page.next_cursor
+        next_url = str(request.url.with_replacements(query=urlencode(query)))
+        headers = {"Link": f'<{next_url}>; rel="next"', "X-Next-Cursor": page.next_cursor}
+    return Response(content=jobs, headers=headers)
+
+
+def _queue_positions(store: JobStore, jobs: list[JobRecord]) -> dict[str, int]:
+    """Queue positions of the queued jobs on a page with one query, not one per job.
+
+    A page is a contiguous run of the newest-first order, and the queue is the same order reversed, so
+    consecutive queued jobs on a page are consecutive in the queue: the first one's rank counts down.
+    """
+    queued = [job for job in jobs if job.status is JobStatus.QUEUED]
+    if not queued:
+        return {}
+    first = store.queue_position(queued[0])
+    if first is None:  # claimed meanwhile; the next poll shows it
+        return {}
+    return {job.id: max(first - offset, 1) for offset, job in enumerate(queued)}
+
+
+@get(
+    "/jobs/{job_id:str}",
+    operation_id="getJob",
+    tags=["Jobs"],
+    summary="Get a job",
+    description="The job's status, progress and, once completed, its text. `queue_position` counts from 1 "
+    "while the job is queued.",
+    sync_to_thread=True,
+    responses=error_responses(400, 404, 503),
+)
+def get_job(job_id: Annotated[str, _JOB_ID], store: NamedDependency[JobStore]) -> JobOut:
+    record = store.get_job(job_id)
+    position = store.queue_position(record) if record.status is JobStatus.QUEUED else None
+    return job_to_schema(record, queue_position=position)
+
+
+@dataclass
+class TranscriptOperation(Operation):
+    """The transcript comes in one of several media types; document them all."""
+
+    def __post_init__(self) -> None:
+        if self.responses and "200" in self.responses:
+            ok = self.responses["200"]
+            ok.content = {  # type: ignore[union-attr]
+                fmt.media_type: OpenAPIMediaType(schema=Schema(type="string"))  # type: ignore[arg-type]
+                for fmt in FORMATS.values()
+            }
+
+
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _download_name(record: JobRecord, extension: str) -> str:
+    stem = (record.filename or "").rsplit(".", 1)[0] if record.filename else ""
+    stem = _UNSAFE_FILENAME.sub("_", stem).strip("._")[:100] or f"transcript-{record.id}"
+    return f"{stem}{extension}"
+
+
+@get(
+    "/jobs/{job_id:str}/transcript",
+    operation_id="getTranscript",
+    tags=["Jobs"],
+    summary="Download a transcript",
+    description="The completed job's transcript as `txt` (default), `srt`, `vtt`, `json` (segments, and "
+    "words when asked for) or `tsv`, as a download (`Content-Disposition`). `409` until it is completed.",
+    sync_to_thread=True,
+    media_type="text/plain; charset=utf-8",
+    operation_class=TranscriptOperation,
+    response_description="The transcript in the asked format.",
+    responses=error_responses(400, 404, 409, 503, s409="The job is not completed (yet): no transcript"),
+)
+def get_transcript(
+    job_id: Annotated[str, _JOB_ID],
+    store: NamedDependency[JobStore],
+    fmt: Annotated[
+        TranscriptFormat,
+        QueryParameter(name="format", description="Output format.", examples=[Example(value="srt")]),
+    ] = "txt",
+) -> Response[str]:
+    record = store.get_job(job_id)
+    if record.status is not JobStatus.COMPLETED:
+        raise ConflictError(
+            f"job {record.id} is {record.status.value}: its transcript exists once it is completed",
+            extra={"status": record.status.value},
+        )
+    result = TranscriptionResult.from_stored(
+        text=record.result_text,
+        language=record.detected_language,
+        language_probability=record.language_probability,
+        duration=record.duration,
+        segments=record.segments,
+    )
+    output = FORMATS[fmt]
+    return Response(
+        content=render(result, fmt),
+        media_type=output.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{_download_name(record, output.extension)}"'},
+    )
+
+
+@post(
+    "/jobs/{job_id:str}/cancel",
+    operation_id="cancelJob",
+    tags=["Jobs"],
+    summary="Cancel a job",
+    description="A queued job ends `cancelled` at once; a processing one stops between segments "
+    "(`cancel_requested` is true until it does). `409` for a job that already ended.",
+    status_code=202,
+    sync_to_thread=True,
+    request_max_body_size=64 * 1024,
+    response_description="Cancelled, or asked to stop.",
+    responses=error_responses(400, 404, 409, 503, s409="The job already ended"),
+)
+def cancel_job(job_id: Annotated[str, _JOB_ID], store: NamedDependency[JobStore]) -> JobOut:
+    record = store.request_cancel(job_id)
+    position = store.queue_position(record) if record.status is JobStatus.QUEUED else None
+    return job_to_schema(record, queue_position=position)
+
+
+@delete(
+    "/jobs/{job_id:str}",
+    operation_id="deleteJob",
+    tags=["Jobs"],
+    summary="Delete a finished job",
+    description="Removes a `completed`, `error` or `cancelled` job with its audio and results. "
+    "`409` while it is queued or processing: cancel it first.",
+    status_code=204,
+    sync_to_thread=True,
+    responses=error_responses(400, 404, 409, 503, s409="The job is queued or processing"),
+)
+def delete_job(job_id: Annotated[str, _JOB_ID], store: NamedDependency[JobStore]) -> None:
+    store.delete_job(job_id)

@@ -1,0 +1,201 @@
+"""Submitting work: ``POST /transcribe`` (multipart upload or JSON URL) and ``POST /transcribe/url``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from litestar import Request, Response, post
+from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
+from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from cesar_api.errors import error_responses
+from cesar_api.submit import options_from, probe_upload, submit_upload_job, submit_url_job
+from cesar_api.uploads import FILE_FIELD, read_json_body, receive_upload
+from cesar_common.db.records import JobRecord
+from cesar_common.db.store import JobStore
+from cesar_common.errors import UnsupportedMediaError
+from cesar_common.schemas import JobOut, TranscribeForm, UrlJobIn, job_to_schema
+from cesar_common.settings import Settings
+
+_DESCRIPTION = """\
+Queue a transcription and answer `202 Accepted` at once with the job and a `Location` header; poll
+`GET /jobs/{id}` until it is `completed` (or `error`, `cancelled`), then fetch the transcript.
+
+**Upload** (`multipart/form-data`): the audio in the `file` part, plus optional fields `model`, `language`,
+`task`, `word_timestamps`, `vad`, `initial_prompt`. The upload streams into the job database; one larger than
+`CESAR_MAX_UPLOAD_MB` gives `413`, one with no decodable audio `415` (no job is created).
+
+**URL** (`application/json`): `{"url": "https://...", "model": "tiny.en"}`; a worker downloads the audio.
+`http`/`https` only; private and loopback addresses are refused unless the server allows them.
+
+`curl -F file=@interview.mp3 -F model=tiny.en http://127.0.0.1:5000/transcribe`
+"""
+
+_MULTIPART_EXAMPLE = {"file": "(binary audio)", "model": "tiny.en", "language": "en", "vad": "true"}
+_JSON_EXAMPLE = {"url": "https://example.com/interview.mp3", "model": "tiny.en"}
+
+
+def _multipart_schema() -> dict[str, Any]:
+    schema = TranscribeForm.model_json_schema()
+    schema["title"] = "TranscribeUpload"
+    audio = {
+        "type": "string",
+        "format": "binary",
+        "contentMediaType": "application/octet-stream",
+        "description": "The audio or video file (wav, flac, mp3, m4a, ogg, webm, ...).",
+    }
+    fields = {name: _not_null(prop) for name, prop in schema["properties"].items()}
+    schema["properties"] = {FILE_FIELD: audio, **fields}
+    schema["required"] = [FILE_FIELD]
+    return schema
+
+
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A form field is text or absent, never null: keep the non-null branch of ``anyOf``."""
+    branches = [branch for branch in prop.get("anyOf", []) if branch.get("type") != "null"]
+    if len(branches) != 1:
+        return prop
+    rest = {key: value for key, value in prop.items() if key not in ("anyOf", "default")}
+    return {**branches[0], **rest}
+
+
+def _json_body() -> OpenAPIMediaType:
+    return OpenAPIMediaType(
+        schema={"$ref": "#/components/schemas/UrlJobIn"},  # type: ignore[arg-type]
+        examples={"url": Example(summary="Transcribe a URL", value=_JSON_EXAMPLE)},
+    )
+
+
+# Both routes read their body themselves (streamed, capped, one set of error messages), so Litestar sees
+# no body parameter to document: these operation classes describe it.
+@dataclass
+class TranscribeOperation(Operation):
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            description="An upload (multipart) or a URL to fetch (JSON).",
+            content={
+                "multipart/form-data": OpenAPIMediaType(
+                    schema=_multipart_schema(),  # type: ignore[arg-type]
+                    examples={"upload": Example(summary="Upload a file", value=_MULTIPART_EXAMPLE)},
+                ),
+                "application/json": _json_body(),
+            },
+        )
+
+
+@dataclass
+class UrlTranscribeOperation(Operation):
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True, description="The URL to fetch.", content={"application/json": _json_body()}
+        )
+
+
+def _accepted(record: JobRecord, position: int | None) -> Response[JobOut]:
+    return Response(
+        content=job_to_schema(record, queue_position=position),
+        status_code=202,
+        headers={"Location": f"/jobs/{record.id}"},
+    )
+
+
+def _validated(model: type[BaseModel], data: Any, method: str, path: str) -> Any:
+    """``model`` from ``data``, or a 400 listing the problems (the same shape Litestar gives)."""
+    if not isinstance(data, dict):
+        raise ValidationException(
+            f"Validation failed for {method} {path}", extra=[{"message": "expected a JSON object"}]
+        )
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = [
+            {"message": error["msg"], "key": ".".join(str(part) for part in error["loc"]), "source": "body"}
+            for error in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        raise ValidationException(f"Validation failed for {method} {path}", extra=problems) from None
+
+
+@post(
+    "/transcribe",
+    operation_id="createTranscription",
+    tags=["Transcription"],
+    summary="Transcribe an uploaded file or a URL",
+    description=_DESCRIPTION,
+    status_code=202,
+    operation_class=TranscribeOperation,
+    response_description="The job was queued; `Location` names it.",
+    responses=error_responses(400, 413, 415, 422, 503),
+)
+async def create_transcription(
+    request: Request[Any, Any, Any], settings: NamedDependency[Settings], store: NamedDependency[JobStore]
+) -> Response[JobOut]:
+    content_type, _params = request.content_type
+    if content_type == "multipart/form-data":
+        return await _submit_upload(request, settings, store)
+    if _is_json(content_type):
+        return await _submit_url(request, settings, store)
+    raise UnsupportedMediaError(
+        f"unsupported Content-Type {content_type or '(none)'!r}: send multipart/form-data with a "
+        "`file` part, or application/json with a `url`"
+    )
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+async def _submit_url(
+    request: Request[Any, Any, Any], settings: Settings, store: JobStore
+) -> Response[JobOut]:
+    data = await read_json_body(request)
+    job_in: UrlJobIn = _validated(UrlJobIn, data, request.method, request.url.path)
+    return _accepted(*await anyio.to_thread.run_sync(submit_url_job, store, settings, job_in))
+
+
+async def _submit_upload(
+    request: Request[Any, Any, Any], settings: Settings, store: JobStore
+) -> Response[JobOut]:
+    async with receive_upload(request, max_bytes=settings.max_upload_bytes) as upload:
+        form: TranscribeForm = _validated(TranscribeForm, upload.fields, request.method, request.url.path)
+        options = options_from(form, settings)
+        await anyio.to_thread.run_sync(probe_upload, upload.file)
+        record, position = await anyio.to_thread.run_sync(
+            lambda: submit_upload_job(
+                store,
+                settings,
+                options,
+                upload.file,
+                filename=upload.filename,
+                content_type=upload.content_type,
+            )
+        )
+    return _accepted(record, position)
+
+
+@post(
+    "/transcribe/url",
+    operation_id="createUrlTranscription",
+    tags=["Transcription"],
+    summary="Transcribe audio from a URL",
+    description="The first API's path for URL jobs: the same as `POST /transcribe` with a JSON body. "
+    "A worker downloads the audio (at most `CESAR_MAX_UPLOAD_MB`).",
+    status_code=202,
+    operation_class=UrlTranscribeOperation,
+    response_description="The job was queued; `Location` names it.",
+    responses=error_responses(400, 413, 415, 422, 503),
+)
+async def create_url_transcription(
+    request: Request[Any, Any, Any], settings: NamedDependency[Settings], store: NamedDependency[JobStore]
+) -> Response[JobOut]:
+    content_type, _params = request.content_type
+    if not _is_json(content_type):
+        raise UnsupportedMediaError(
+            f"unsupported Content-Type {content_type or '(none)'!r}: send application/json with a `url`"
+        )
+    return await _submit_url(request, settings, store)

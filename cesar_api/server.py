@@ -1,0 +1,89 @@
+"""Running the API alone under uvicorn (``cesar api`` and ``python -m cesar_api``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from cesar_common.settings import Settings
+
+logger = logging.getLogger("cesar.api")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, stopped by Cesar's stop event rather than by its own signal handlers (those re-raise the
+    signal once the graceful shutdown is done, so a clean stop on SIGTERM would not exit 0)."""
+
+    def __init__(self, config: uvicorn.Config, stop: threading.Event) -> None:
+        super().__init__(config)
+        self._stop = stop
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._stop.is_set():
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def serve(settings: Settings, *, check_schema: bool = True) -> None:
+    """Serve until SIGTERM or SIGINT, finishing the requests in flight (a second signal forces the stop).
+
+    Refuses to start (SchemaOutdatedError, DatabaseError) when the database is not at the schema this
+    version of Cesar expects: ``alembic upgrade head`` first, or ``cesar serve``.
+    """
+    from cesar_api.app import create_app
+    from cesar_common.logs import configure_logging
+    from cesar_common.signals import stop_on_signals
+
+    configure_logging(settings.log_level, name="api")
+    if check_schema:
+        from cesar_common.db.migrate import ensure_schema_current
+
+        ensure_schema_current(settings.database_url)
+    if settings.api_key is None and not is_loopback(settings.host):
+        logger.warning(
+            "the API listens on %s without an API key: anyone who can reach it can submit jobs "
+            "(set CESAR_API_KEY)",
+            settings.host,
+        )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # configure_logging above owns the format
+        log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
+        server_header=False,
+        ws="none",  # no websocket routes: skips importing a websocket implementation
+        timeout_graceful_shutdown=10,
+    )
+    with stop_on_signals() as stop:
+        _Server(config, stop).run()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def main() -> None:
+    """Entry point of ``python -m cesar_api``, the child ``cesar serve`` starts once it has migrated the
+    database: settings from the environment, one-line errors, no second schema check (it costs the
+    Alembic import, a third of a second; ``cesar api`` does check)."""
+    from cesar_common.cli._common import cli_errors
+    from cesar_common.settings import get_settings
+
+    with cli_errors():
+        serve(get_settings(), check_schema=False)

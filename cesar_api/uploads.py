@@ -1,0 +1,165 @@
+"""Receiving a multipart upload without holding it in memory or leaving a file behind.
+
+Litestar's own form parsing would keep every text field in memory however large, and caps only the whole
+request. Here the body is parsed as it streams in (with the same ``multipart`` parser Litestar uses): the
+``file`` part goes to an anonymous temporary file in 1 MiB writes and is refused (413) as soon as it passes
+the cap; text fields are small and capped. The temporary file has no name on disk (``TemporaryFile``
+unlinks it at once), so it disappears when closed, or when the process dies. It exists so the audio can be
+probed (415) before any job is created, and then streamed into the job store.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import anyio.to_thread
+from litestar import Request
+from litestar.exceptions import InternalServerException
+from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
+
+from cesar_common.errors import ClientError, PayloadTooLargeError
+
+FILE_FIELD = "file"
+WRITE_CHUNK = 1024 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+MAX_PARTS = 16
+#: room for the text fields and multipart framing on top of the file cap
+MULTIPART_OVERHEAD = MAX_PARTS * (MAX_FIELD_BYTES + 8 * 1024)
+MAX_JSON_BYTES = 64 * 1024
+
+
+@dataclass
+class Upload:
+    """A received upload: the audio in ``file`` (positioned at 0) and the form's text fields."""
+
+    file: IO[bytes]
+    filename: str | None = None
+    content_type: str | None = None
+    size: int = 0
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def receive_upload(request: Request[Any, Any, Any], *, max_bytes: int) -> AsyncIterator[Upload]:
+    """Parse the multipart body of ``request``; the temporary file is closed (gone) on leaving."""
+    _content_type, params = request.content_type
+    boundary = params.get("boundary")
+    if not boundary:
+        raise ClientError("multipart body without a boundary in its Content-Type")
+    spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    stream = request.stream()
+    try:
+        upload = Upload(file=spool)
+        try:
+            await _parse(stream, boundary, upload, max_bytes=max_bytes)
+        except ClientError:
+            await _drain(stream)
+            raise
+        spool.seek(0)
+        yield upload
+    finally:
+        spool.close()
+
+
+async def _parse(stream: AsyncIterator[bytes], boundary: str, upload: Upload, *, max_bytes: int) -> None:
+    pending = bytearray()  # file bytes not yet written: one thread hop per MiB, not per network chunk
+    text = bytearray()
+    segment: MultipartSegment | None = None
+    seen_file = False
+    try:
+        with PushMultipartParser(boundary, max_segment_count=MAX_PARTS) as parser:
+            async for chunk in stream:
+                for event in parser.parse(chunk):
+                    if isinstance(event, MultipartSegment):
+                        segment = event
+                        if event.name == FILE_FIELD:
+                            if seen_file:
+                                raise ClientError(f"the form has more than one `{FILE_FIELD}` part")
+                            seen_file = True
+                            upload.filename = _basename(event.filename)
+                            # the probe's messages name the file it read: the client's name, not an fd
+                            upload.file.raw.name = upload.filename or "the upload"  # type: ignore[attr-defined]
+                            upload.content_type = (event.content_type or "")[:255] or None
+                        elif event.name in upload.fields:
+                            raise ClientError(f"the form field `{event.name}` is given twice")
+                    elif event:
+                        assert segment is not None
+                        if segment.name == FILE_FIELD:
+                            upload.size += len(event)
+                            if upload.size > max_bytes:
+                                raise PayloadTooLargeError(
+                                    f"the upload is larger than the {max_bytes // (1024 * 1024)} MiB limit "
+                                    "(CESAR_MAX_UPLOAD_MB)"
+                                )
+                            pending += event
+                            if len(pending) >= WRITE_CHUNK:
+                                await anyio.to_thread.run_sync(upload.file.write, pending)
+                                pending = bytearray()
+                        else:
+                            text += event
+                            if len(text) > MAX_FIELD_BYTES:
+                                raise ClientError(f"the form field `{segment.name}` is too long")
+                    else:  # end of a part
+                        assert segment is not None
+                        if segment.name != FILE_FIELD:
+                            upload.fields[segment.name] = _decode(text, segment)
+                        text = bytearray()
+                        segment = None
+                if parser.closed:
+                    break
+        if pending:
+            await anyio.to_thread.run_sync(upload.file.write, pending)
+    except ParserLimitReached as exc:
+        raise ClientError(f"multipart body refused: {exc} (at most {MAX_PARTS} parts)") from exc
+    except MultipartError as exc:
+        raise ClientError(f"malformed multipart body: {exc}") from exc
+    except InternalServerException as exc:
+        # Litestar's word for a client that went away mid-body: nobody to answer, nothing to log as ours
+        raise ClientError("the client disconnected before the upload was complete") from exc
+    if not seen_file:
+        raise ClientError(f"the form has no `{FILE_FIELD}` part: send the audio as `{FILE_FIELD}`")
+
+
+async def _drain(stream: AsyncIterator[bytes]) -> None:
+    """Read what is left of the body (bounded by the app's request size limit), so that a client still
+    sending gets the error response rather than a reset connection. The same generator must go on: a new
+    one would wait for body that has already arrived."""
+    with suppress(Exception):  # the body limit ends it with a 413 of its own; nothing to add
+        async for _chunk in stream:
+            pass
+
+
+def _decode(data: bytearray, segment: MultipartSegment) -> str:
+    try:
+        return data.decode(segment.charset or "utf-8")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise ClientError(f"the form field `{segment.name}` is not valid text") from exc
+
+
+def _basename(filename: str | None) -> str | None:
+    """The client's file name without any directories it sent along (never a path)."""
+    if not filename:
+        return None
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:255] or None
+
+
+async def read_json_body(request: Request[Any, Any, Any], *, limit: int = MAX_JSON_BYTES) -> Any:
+    """The JSON body of ``request`` (at most ``limit`` bytes), or a 400 saying why not."""
+    import json
+
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"a JSON body may be at most {limit // 1024} KiB")
+    if not body.strip():
+        raise ClientError("the request body is empty: send a JSON object")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ClientError(f"JSON is malformed: {exc}") from exc

@@ -1,0 +1,266 @@
+"""Pydantic schemas of the HTTP API: what clients send and receive.
+
+They are kept apart from the ORM models and the store's records on purpose: the wire format is a promise to
+clients (including those written for the first Cesar API), the tables are not. :func:`job_to_schema` is the
+one place a :class:`~cesar_common.db.records.JobRecord` becomes JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cesar_common.db.records import JobRecord, JobSource, JobStatus
+
+#: The formats ``GET /jobs/{id}/transcript`` renders (kept in step with ``transcription.writers.FORMATS``).
+TRANSCRIPT_FORMATS: tuple[str, ...] = ("txt", "srt", "vtt", "json", "tsv")
+
+_LANGUAGE_CODES = (
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht "
+    "hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl "
+    "ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh yue"
+)
+#: Whisper's language codes (faster_whisper.tokenizer._LANGUAGE_CODES; the API may not import it).
+WHISPER_LANGUAGES: frozenset[str] = frozenset(_LANGUAGE_CODES.split())
+
+PublicStatus = Literal["queued", "processing", "completed", "error", "cancelled"]
+TranscriptFormat = Literal["txt", "srt", "vtt", "json", "tsv"]
+Task = Literal["transcribe", "translate"]
+
+_EXAMPLE_ID = "3f0c9a52-8d1e-4c53-9a43-1b2f0f6c7d10"
+
+
+class _Schema(BaseModel):
+    # Validators and serializers are built on first use, not at import: the API starts faster.
+    model_config = ConfigDict(defer_build=True)
+
+
+# --- requests ---------------------------------------------------------------------------------------
+class JobOptionsIn(_Schema):
+    """What a client may ask of the engine; every field is optional."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
+
+    model: Annotated[
+        str | None,
+        Field(
+            default=None,
+            min_length=1,
+            max_length=255,
+            description="Whisper model; must be in the server's allowlist (`CESAR_MODELS`). "
+            "Default: the server's default model.",
+            examples=["tiny.en"],
+        ),
+    ]
+    language: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=16,
+            pattern=r"^([A-Za-z]{2,3}|auto)?$",
+            description="Spoken language as an ISO 639 code (`en`, `de`, `yue`); empty or `auto` detects it.",
+            examples=["en"],
+        ),
+    ]
+    task: Annotated[
+        Task,
+        Field(default="transcribe", description="`transcribe`, or `translate` into English."),
+    ]
+    word_timestamps: Annotated[
+        bool, Field(default=False, description="Also time every word (in the `json` transcript).")
+    ]
+    vad: Annotated[
+        bool,
+        Field(default=True, description="Skip silence with voice activity detection (recommended)."),
+    ]
+    initial_prompt: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=2000,
+            description="Text that primes the model: names, spellings, style.",
+            examples=["Cesar, Litestar, faster-whisper"],
+        ),
+    ]
+
+    @field_validator("language")
+    @classmethod
+    def _normalise_language(cls, value: str | None) -> str | None:
+        if value is None or value.lower() in ("", "auto"):
+            return None
+        return value.lower()
+
+
+class TranscribeForm(JobOptionsIn):
+    """The text fields of a multipart ``POST /transcribe`` (the audio comes in the ``file`` part)."""
+
+
+class UrlJobIn(JobOptionsIn):
+    """A transcription of audio that the worker downloads from ``url``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        defer_build=True,
+        json_schema_extra={"examples": [{"url": "https://example.com/interview.mp3", "model": "tiny.en"}]},
+    )
+
+    url: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=2048,
+            description="An `http` or `https` URL of the audio. Private and loopback addresses are refused "
+            "unless the server allows them (`CESAR_ALLOW_PRIVATE_URLS`).",
+            examples=["https://example.com/interview.mp3"],
+        ),
+    ]
+
+
+# --- responses --------------------------------------------------------------------------------------
+class JobOptionsOut(_Schema):
+    language: str | None = Field(description="Language asked for; null means detect.")
+    task: Task
+    word_timestamps: bool
+    vad: bool
+    initial_prompt: str | None
+
+
+class JobLinks(_Schema):
+    self: str = Field(description="This job.", examples=[f"/jobs/{_EXAMPLE_ID}"])
+    cancel: str = Field(description="POST here to cancel.", examples=[f"/jobs/{_EXAMPLE_ID}/cancel"])
+    transcripts: dict[str, str] | None = Field(
+        default=None,
+        description="Transcript URL per format (`txt`, `srt`, `vtt`, `json`, `tsv`), once completed.",
+        examples=[{"srt": f"/jobs/{_EXAMPLE_ID}/transcript?format=srt"}],
+    )
+
+
+class JobOut(_Schema):
+    """A transcription job.
+
+    The first ten fields keep the meaning they had in the first Cesar API; the rest are new.
+    Timestamps are ISO 8601 with a zone (UTC).
+    """
+
+    id: str = Field(examples=[_EXAMPLE_ID])
+    status: PublicStatus = Field(
+        description="`queued`, `processing`, then `completed`, `error` or `cancelled`.", examples=["queued"]
+    )
+    audio_path: str | None = Field(
+        description="The uploaded file's name, or the URL of a URL job (never a path on the server).",
+        examples=["interview.mp3"],
+    )
+    model_size: str = Field(description="The model (same as `model`; the first API's name).")
+    created_at: datetime
+    started_at: datetime | None = Field(description="When a worker last started the job.")
+    completed_at: datetime | None = Field(description="When the job reached a final status.")
+    result_text: str | None = Field(description="The transcript as plain text, once completed.")
+    detected_language: str | None = Field(examples=["en"])
+    error_message: str | None = Field(description="Why the job failed or was cancelled.")
+    # --- new in this API
+    model: str = Field(examples=["tiny.en"])
+    progress: float = Field(ge=0.0, le=1.0, description="Fraction of the audio done (0 to 1).")
+    queue_position: int | None = Field(
+        default=None, description="1 for the next job a worker takes; null unless queued.", examples=[1]
+    )
+    duration: float | None = Field(description="Audio duration in seconds, once known.", examples=[7.2])
+    language_probability: float | None = Field(examples=[0.98])
+    attempts: int = Field(description="How many times a worker claimed the job.")
+    max_attempts: int
+    error_code: str | None = Field(
+        description="Machine-readable reason of an error: `decode_failed`, `download_failed`, "
+        "`worker_lost`, `cancelled`, ...",
+    )
+    source: Literal["upload", "url"]
+    cancel_requested: bool = Field(description="A cancel was asked for while the job was running.")
+    size_bytes: int | None = Field(description="Size of the uploaded audio.")
+    options: JobOptionsOut
+    links: JobLinks
+
+
+class ErrorOut(_Schema):
+    """Every 4xx and 5xx response has this shape."""
+
+    status_code: int = Field(examples=[404])
+    detail: str = Field(description="What went wrong, for a person.", examples=["no job with id 'abc'"])
+    code: str = Field(description="What went wrong, for a program.", examples=["not_found"])
+    extra: Any = Field(default=None, description="Details, e.g. the invalid fields of a request.")
+
+
+class DatabaseHealth(_Schema):
+    reachable: bool
+    backend: str = Field(examples=["sqlite"])
+    error: str | None = None
+
+
+class WorkersHealth(_Schema):
+    count: int = Field(description="Workers whose heartbeat is recent.", examples=[2])
+    last_seen_at: datetime | None = Field(description="Most recent heartbeat of any worker.")
+
+
+class QueueHealth(_Schema):
+    queued: int
+    processing: int
+
+
+class HealthOut(_Schema):
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="`ok`; `degraded` when no worker is alive (jobs wait); `unavailable` when the "
+        "database cannot be reached (HTTP 503)."
+    )
+    version: str
+    database: DatabaseHealth
+    workers: WorkersHealth | None
+    queue: QueueHealth | None
+
+
+# --- mapping -----------------------------------------------------------------------------------------
+def job_links(job_id: str, *, completed: bool, base_url: str = "") -> dict[str, Any]:
+    """The ``links`` of a job (transcript links once it is completed)."""
+    self_url = f"{base_url}/jobs/{job_id}"
+    transcripts = (
+        {fmt: f"{self_url}/transcript?format={fmt}" for fmt in TRANSCRIPT_FORMATS} if completed else None
+    )
+    return {"self": self_url, "cancel": f"{self_url}/cancel", "transcripts": transcripts}
+
+
+def job_to_schema(record: JobRecord, *, queue_position: int | None = None, base_url: str = "") -> JobOut:
+    """The public view of a job. ``queue_position`` only shows for queued jobs."""
+    options = record.options
+    # one validation of a plain dict: several times faster than model_construct field by field
+    return JobOut.model_validate(
+        {
+            "id": record.id,
+            "status": record.status.value,
+            "audio_path": record.source_url if record.source is JobSource.URL else record.filename,
+            "model_size": options.model,
+            "created_at": record.created_at,
+            "started_at": record.started_at,
+            "completed_at": record.completed_at,
+            "result_text": record.result_text,
+            "detected_language": record.detected_language,
+            "error_message": record.error_message,
+            "model": options.model,
+            "progress": min(max(float(record.progress or 0.0), 0.0), 1.0),
+            "queue_position": queue_position if record.status is JobStatus.QUEUED else None,
+            "duration": record.duration,
+            "language_probability": record.language_probability,
+            "attempts": record.attempts,
+            "max_attempts": record.max_attempts,
+            "error_code": record.error_code,
+            "source": record.source.value,
+            "cancel_requested": record.cancel_requested,
+            "size_bytes": record.size_bytes,
+            "options": {
+                "language": options.language,
+                "task": options.task,
+                "word_timestamps": options.word_timestamps,
+                "vad": options.vad,
+                "initial_prompt": options.initial_prompt,
+            },
+            "links": job_links(record.id, completed=record.status is JobStatus.COMPLETED, base_url=base_url),
+        }
+    )

@@ -1,0 +1,239 @@
+"""Health, the optional API key and the OpenAPI docs, over HTTP (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from api_helpers import (
+    AUDIO_DIR,
+    BACKENDS,
+    Api,
+    error_body,
+    job_count,
+    module_database,
+    running_api,
+    upload,
+    url_job,
+)
+
+from cesar_api.app import create_app
+from cesar_common.settings import Settings
+
+UNREACHABLE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+KEY = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def api_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with module_database(request, tmp_path_factory) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def api(api_db: str) -> Iterator[Api]:
+    with running_api(api_db) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def spec(api: Api) -> dict[str, object]:
+    response = api.client.get("/docs/openapi.json")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+# --- health -----------------------------------------------------------------------------------------
+def test_health_reports_database_workers_and_queue(api_db: str) -> None:
+    with running_api(api_db, lease_seconds=1.0) as api:
+        before = api.client.get("/health").json()
+        url_job(api.store)
+        api.store.register_worker("w-health", host="test-host", pid=4242)
+
+        response = api.client.get("/health")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "ok"
+        assert body["database"]["reachable"] is True
+        assert body["database"]["backend"] in ("sqlite", "postgresql")
+        assert body["workers"]["count"] == 1
+        assert body["workers"]["last_seen_at"].endswith("Z")
+        assert body["queue"]["queued"] == before["queue"]["queued"] + 1
+        assert body["queue"]["processing"] == before["queue"]["processing"]
+
+        time.sleep(1.2)  # no heartbeat within the lease: no longer alive
+        body = api.client.get("/health").json()
+        assert body["workers"]["count"] == 0
+        assert body["status"] == "degraded"
+        api.store.unregister_worker("w-health")
+
+
+def test_health_is_503_when_the_database_is_unreachable(api: Api) -> None:
+    app = create_app(Settings(database_url=UNREACHABLE_URL))
+    from litestar.testing import TestClient
+
+    with TestClient(app) as client:
+        response = client.get("/health")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "unavailable"
+        assert body["database"] == {
+            "reachable": False,
+            "backend": "postgresql",
+            "error": "database_unavailable",
+        }
+        # every other route says so in the error shape, without the driver's details
+        error = client.get("/jobs")
+        assert error.status_code == 503
+        assert error.json()["code"] == "database_unavailable"
+        assert "Traceback" not in error.text
+
+
+# --- auth ---------------------------------------------------------------------------------------------
+def test_api_key_guards_every_route_but_health_and_docs(api_db: str) -> None:
+    with running_api(api_db, api_key=KEY) as api:
+        before = job_count(api.store)
+        job = url_job(api.store)
+        protected = [
+            ("GET", "/jobs"),
+            ("GET", f"/jobs/{job.id}"),
+            ("GET", f"/jobs/{job.id}/transcript"),
+            ("POST", f"/jobs/{job.id}/cancel"),
+            ("DELETE", f"/jobs/{job.id}"),
+            ("POST", "/transcribe/url"),
+        ]
+        for header in (None, "Bearer wrong", f"Basic {KEY}", KEY, "Bearer"):
+            headers = {"Authorization": header} if header else {}
+            for method, path in protected:
+                response = api.client.request(method, path, headers=headers, json={"url": "https://x.org/a"})
+                body = error_body(response, 401)
+                assert body["code"] == "unauthorized"
+                assert response.headers["www-authenticate"].startswith("Bearer")
+            # an upload is refused before a byte is stored
+            with (AUDIO_DIR / "speech_en.wav").open("rb") as audio:
+                response = api.client.post("/transcribe", files={"file": audio}, headers=headers)
+            assert error_body(response, 401)
+        assert job_count(api.store) == before + 1
+
+        for path in ("/health", "/docs", "/docs/openapi.json", "/docs/static/swagger-ui.css"):
+            assert api.client.get(path).status_code == 200, path
+
+        good = {"Authorization": f"Bearer {KEY}"}
+        assert api.client.get(f"/jobs/{job.id}", headers=good).status_code == 200
+        with (AUDIO_DIR / "speech_en.wav").open("rb") as audio:
+            assert api.client.post("/transcribe", files={"file": audio}, headers=good).status_code == 202
+        assert api.client.post(f"/jobs/{job.id}/cancel", headers=good).status_code == 202
+
+
+def test_without_a_key_no_header_is_needed(api: Api) -> None:
+    assert api.settings.api_key is None
+    assert upload(api).status_code == 202
+    assert api.client.get("/jobs").status_code == 200
+
+
+# --- docs ---------------------------------------------------------------------------------------------
+OPERATIONS = {
+    ("post", "/transcribe"): "createTranscription",
+    ("post", "/transcribe/url"): "createUrlTranscription",
+    ("get", "/jobs"): "listJobs",
+    ("get", "/jobs/{job_id}"): "getJob",
+    ("get", "/jobs/{job_id}/transcript"): "getTranscript",
+    ("post", "/jobs/{job_id}/cancel"): "cancelJob",
+    ("delete", "/jobs/{job_id}"): "deleteJob",
+    ("get", "/health"): "getHealth",
+}
+
+
+def test_openapi_documents_every_operation(spec: dict[str, object]) -> None:
+    assert str(spec["openapi"]).startswith("3.1")
+    paths: dict[str, dict[str, dict[str, object]]] = spec["paths"]  # type: ignore[assignment]
+    found = {(method, path) for path, item in paths.items() for method in item}
+    assert found == set(OPERATIONS)
+    for (method, path), operation_id in OPERATIONS.items():
+        operation = paths[path][method]
+        assert operation["operationId"] == operation_id
+        assert operation["tags"] and operation["summary"] and operation["description"]
+        responses: dict[str, dict[str, object]] = operation["responses"]  # type: ignore[assignment]
+        errors = {code for code in responses if code.startswith(("4", "5"))}
+        assert errors, f"{operation_id} documents no error"
+        for code in errors:
+            content = responses[code]["content"]["application/json"]  # type: ignore[index]
+            if path != "/health":
+                assert content["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+                assert content["examples"], f"{operation_id} {code} has no example"
+        if path != "/health":
+            assert "401" in responses
+            assert operation["security"] == [{}, {"BearerAuth": []}]
+
+
+def test_openapi_documents_the_errors_each_route_gives(spec: dict[str, object]) -> None:
+    paths: dict[str, dict[str, dict[str, dict[str, object]]]] = spec["paths"]  # type: ignore[assignment]
+    assert {"400", "413", "415", "422"} <= set(paths["/transcribe"]["post"]["responses"])
+    assert {"404", "409"} <= set(paths["/jobs/{job_id}/transcript"]["get"]["responses"])
+    assert {"404", "409"} <= set(paths["/jobs/{job_id}"]["delete"]["responses"])
+    assert "503" in paths["/health"]["get"]["responses"]
+    body = paths["/transcribe"]["post"]["requestBody"]["content"]  # type: ignore[index]
+    assert set(body) == {"multipart/form-data", "application/json"}
+    assert body["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
+    link = paths["/jobs"]["get"]["responses"]["200"]["headers"]  # type: ignore[index]
+    assert {"Link", "X-Next-Cursor"} <= set(link)
+
+
+def test_openapi_schemas_come_from_pydantic(spec: dict[str, object]) -> None:
+    schemas = spec["components"]["schemas"]  # type: ignore[index]
+    assert schemas["UrlJobIn"]["additionalProperties"] is False
+    language = schemas["UrlJobIn"]["properties"]["language"]["anyOf"][0]
+    assert language["pattern"]
+    job = schemas["JobOut"]["properties"]
+    assert {"audio_path", "model_size", "queue_position", "links"} <= set(job)
+
+
+def test_docs_page_loads_its_assets_from_cesar(api: Api) -> None:
+    page = api.client.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert urls, page.text[:500]
+    for url in urls:
+        assert url.startswith("/docs/static/"), url
+        asset = api.client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 500
+    assert "cdn" not in page.text.lower()
+    assert "SwaggerUIBundle" in page.text
+    js = api.client.get("/docs/static/swagger-ui-bundle.js")
+    assert "javascript" in js.headers["content-type"]
+    assert api.client.get("/docs/static/nope.js").status_code == 404
+
+
+def test_api_answers_while_an_upload_streams(api: Api) -> None:
+    """A slow upload does not block other requests: the body is read asynchronously."""
+
+    def slow_body() -> Iterator[bytes]:
+        yield b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+        time.sleep(1.0)
+        yield (AUDIO_DIR / "speech_en.wav").read_bytes() + b"\r\n--B--\r\n"
+
+    import threading
+
+    result: dict[str, httpx.Response] = {}
+
+    def post() -> None:
+        with httpx.Client(base_url=api.url) as client:
+            result["r"] = client.post(
+                "/transcribe",
+                content=slow_body(),
+                headers={"content-type": "multipart/form-data; boundary=B"},
+            )
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert api.client.get("/health").status_code == 200
+    assert time.monotonic() - started < 0.5
+    thread.join()
+    assert result["r"].status_code == 202, result["r"].text

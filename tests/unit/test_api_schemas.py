@@ -1,0 +1,127 @@
+"""The API's schemas and small helpers, without a database or a server."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+from litestar.exceptions import ValidationException
+
+from cesar_api.errors import _validation_detail
+from cesar_api.server import is_loopback
+from cesar_api.submit import options_from
+from cesar_common.db.records import JobRecord, JobSource, JobStatus, TranscribeOptions
+from cesar_common.errors import LanguageError, ModelNotAllowedError
+from cesar_common.schemas import (
+    TRANSCRIPT_FORMATS,
+    WHISPER_LANGUAGES,
+    TranscribeForm,
+    UrlJobIn,
+    job_to_schema,
+)
+from cesar_common.settings import Settings
+from cesar_common.transcription.writers import FORMATS
+
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+RECORD = JobRecord(
+    id="job-1",
+    status=JobStatus.QUEUED,
+    source=JobSource.UPLOAD,
+    source_url=None,
+    filename="talk.mp3",
+    content_type="audio/mpeg",
+    size_bytes=1234,
+    options=TranscribeOptions(model="tiny.en", language="en"),
+    created_at=NOW,
+    started_at=None,
+    completed_at=None,
+    progress=0.0,
+    attempts=0,
+    max_attempts=3,
+    worker_id="w-secret",
+    lease_expires_at=None,
+    cancel_requested=False,
+    result_text=None,
+    detected_language=None,
+    language_probability=None,
+    duration=None,
+    segments=None,
+    error_message=None,
+    error_code=None,
+)
+
+
+def test_whisper_languages_match_faster_whisper() -> None:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    assert frozenset(_LANGUAGE_CODES) == WHISPER_LANGUAGES
+
+
+def test_transcript_formats_match_the_writers() -> None:
+    assert set(TRANSCRIPT_FORMATS) == set(FORMATS)
+
+
+def test_job_schema_of_an_upload() -> None:
+    job = job_to_schema(RECORD, queue_position=3)
+    data = job.model_dump(mode="json")
+    assert data["audio_path"] == "talk.mp3"
+    assert data["model_size"] == data["model"] == "tiny.en"
+    assert data["queue_position"] == 3
+    assert data["created_at"] == "2025-01-02T03:04:05Z"
+    assert data["links"] == {"self": "/jobs/job-1", "cancel": "/jobs/job-1/cancel", "transcripts": None}
+    assert "worker_id" not in data  # internal fields stay inside
+
+
+def test_job_schema_of_a_completed_url_job() -> None:
+    record = dataclasses.replace(
+        RECORD,
+        status=JobStatus.COMPLETED,
+        source=JobSource.URL,
+        source_url="https://example.org/a.mp3",
+        filename=None,
+        progress=1.7,
+    )
+    data = job_to_schema(record, queue_position=5, base_url="http://host").model_dump(mode="json")
+    assert data["audio_path"] == "https://example.org/a.mp3"
+    assert data["queue_position"] is None  # only queued jobs have one
+    assert data["progress"] == 1.0
+    assert data["links"]["transcripts"]["srt"] == "http://host/jobs/job-1/transcript?format=srt"
+
+
+def test_options_from_a_request() -> None:
+    settings = Settings(database_url="sqlite://", models=["tiny.en", "base.en"], model="tiny.en")
+    options = options_from(TranscribeForm(language="DE", word_timestamps=True), settings)
+    assert options == TranscribeOptions(model="tiny.en", language="de", word_timestamps=True)
+    assert options_from(TranscribeForm(model="base.en", language="auto"), settings).language is None
+    with pytest.raises(ModelNotAllowedError, match="'large-v3' is not allowed"):
+        options_from(TranscribeForm(model="large-v3"), settings)
+    with pytest.raises(LanguageError, match="'xx'"):
+        options_from(TranscribeForm(language="xx"), settings)
+
+
+def test_request_models_refuse_unknown_fields() -> None:
+    with pytest.raises(ValueError, match="Extra inputs"):
+        UrlJobIn.model_validate({"url": "https://example.org/a.mp3", "callback": "x"})
+    with pytest.raises(ValueError, match="pattern"):
+        TranscribeForm.model_validate({"language": "english!"})
+
+
+def test_validation_detail_names_the_first_problem() -> None:
+    exc = ValidationException(
+        "Validation failed for GET /jobs",
+        extra=[{"message": "Expected `int`, got `str`", "key": "limit", "source": "query"}],
+    )
+    assert _validation_detail(exc) == (
+        "Validation failed for GET /jobs: invalid query parameter 'limit': Expected `int`, got `str`"
+    )
+    assert _validation_detail(ValidationException("plain")) == "plain"
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False), ("192.168.1.2", False)],
+)
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
