@@ -1,14 +1,127 @@
-"""`cesar worker` (placeholder until its issue lands)."""
+"""`cesar worker` (also `python -m cesar_worker`): claim queued jobs and transcribe them.
+
+Only Click is imported at start-up; the worker, the job store and the engine load when the command runs.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
+
+from cesar_common.cli._common import EXIT_CLIENT_ERROR, cli_errors, fail
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+DEVICE_NAMES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = (
+    "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
+    "bfloat16", "float32",
+)  # fmt: skip
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 @click.command()
-def worker() -> None:
-    """Not built yet."""
-    click.echo("cesar worker is not built yet", err=True)
-    sys.exit(2)
+@click.option(
+    "--db",
+    "database_url",
+    envvar="CESAR_DATABASE_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="Job database (SQLAlchemy URL). Default: the SQLite file in the data directory.",
+)
+@click.option(
+    "-m",
+    "--model",
+    envvar="CESAR_MODEL",
+    show_envvar=True,
+    help="Default model; given on the command line, it is also loaded at start (like --preload).",
+)
+@click.option(
+    "--device",
+    envvar="CESAR_DEVICE",
+    show_envvar=True,
+    type=click.Choice(DEVICE_NAMES, case_sensitive=False),
+    help="auto: CUDA when a GPU is visible, else CPU.",
+)
+@click.option(
+    "--compute-type",
+    envvar="CESAR_COMPUTE_TYPE",
+    show_envvar=True,
+    type=click.Choice(COMPUTE_TYPES, case_sensitive=False),
+    help="auto: float16 on CUDA, int8 on CPU.",
+)
+@click.option(
+    "--threads",
+    envvar="CESAR_THREADS",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    help="CPU threads per transcription (0: faster-whisper's default).",
+)
+@click.option("--once", is_flag=True, help="Process the jobs already queued, then exit.")
+@click.option("--worker-id", metavar="ID", help="Name in the workers table and job rows. Default: host:pid.")
+@click.option("--preload", is_flag=True, help="Load the default model before taking the first job.")
+@click.option(
+    "--log-level",
+    envvar="CESAR_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Default: info.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    database_url: str | None,
+    model: str | None,
+    device: str | None,
+    compute_type: str | None,
+    threads: int | None,
+    once: bool,
+    worker_id: str | None,
+    preload: bool,
+    log_level: str | None,
+    verbose: bool,
+) -> None:
+    """Claim queued jobs from the database, one at a time, and transcribe them.
+
+    Run as many workers as you like, on this host or others (with PostgreSQL). SIGTERM or Ctrl-C stops
+    claiming; the running job may finish within CESAR_SHUTDOWN_GRACE_SECONDS, else it is handed back.
+    """
+    model_given = ctx.get_parameter_source("model") == ParameterSource.COMMANDLINE
+    with cli_errors(verbose=verbose):
+        from pydantic import ValidationError
+
+        from cesar_common.logs import configure_logging
+        from cesar_common.parentwatch import watch_parent
+        from cesar_common.settings import get_settings
+        from cesar_worker.worker import quiet_library_logs, run_worker
+
+        try:
+            settings = get_settings(
+                database_url=database_url,
+                model=model,
+                device=device,
+                compute_type=compute_type,
+                threads=threads,
+                log_level=log_level,
+            )
+        except ValidationError as exc:
+            fail(f"invalid settings: {_first_problem(exc)}", EXIT_CLIENT_ERROR)
+        configure_logging(settings.log_level, name="worker")
+        quiet_library_logs(settings.log_level)
+        watch_parent()  # under `cesar serve`: a SIGTERM to ourselves if the supervisor dies
+        code = run_worker(settings, once=once, worker_id=worker_id, preload=preload or model_given)
+    sys.exit(code)
+
+
+def _first_problem(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return str(exc)
+    first = errors[0]
+    field = ".".join(str(part) for part in first.get("loc", ()))
+    return f"CESAR_{field.upper()}: {first.get('msg', 'invalid')}" if field else str(first.get("msg"))

@@ -1,0 +1,153 @@
+"""What the worker asks of a transcription engine, and the real one (faster-whisper through cesar_common).
+
+The worker loop only knows the :class:`Engine` protocol, so tests can run the real loop, database and
+processes with a fake engine (``run_worker(engine_factory=...)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cesar_common.db.records import JobRecord, JobResult
+from cesar_common.errors import OutOfMemoryError
+from cesar_common.settings import Settings
+from cesar_worker.jobrun import JobStopped, StopReason
+from cesar_worker.model_cache import ModelCache, ModelKey
+
+if TYPE_CHECKING:
+    from cesar_common.transcription.models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, float], None]
+StopCallback = Callable[[], bool]
+
+
+class Engine(Protocol):
+    def preload(self, model: str) -> None:
+        """Load ``model`` now so the first job does not wait for it."""
+
+    def loaded_models(self) -> list[str]:
+        """Names of the models in memory (shown in the worker's presence row)."""
+
+    def transcribe(
+        self,
+        job: JobRecord,
+        audio_path: Path,
+        *,
+        on_progress: ProgressCallback,
+        should_stop: StopCallback,
+    ) -> JobResult:
+        """Transcribe ``audio_path`` as ``job`` asks.
+
+        Raise :class:`JobStopped` (or return early by raising it) when ``should_stop()`` turns true, and a
+        ``CesarError`` for anything the job's input or the environment got wrong.
+        """
+
+    def close(self) -> None:
+        """Free what the engine holds."""
+
+
+#: Builds the worker's engine from its settings (``run_worker(engine_factory=...)``).
+EngineFactory = Callable[[Settings], Engine]
+
+
+class WhisperEngine:
+    """faster-whisper through ``cesar_common.transcription``, with loaded models kept in an LRU cache."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.cache: ModelCache[LoadedModel] = ModelCache(
+            self._load, capacity=settings.worker_models, prepare=self._find
+        )
+
+    def _key(self, name: str) -> ModelKey:
+        return ModelKey(name, self.settings.device, self.settings.compute_type)
+
+    def _find(self, key: ModelKey) -> None:
+        """Find (or download) the model's files before the cache makes room for it."""
+        from cesar_common.transcription import models
+
+        models.resolve_model(key.name, offline=self.settings.offline)
+
+    def _load(self, key: ModelKey) -> LoadedModel:
+        from cesar_common.transcription import models
+
+        started = time.monotonic()
+        loaded = models.load_model(
+            key.name,
+            device=key.device,
+            compute_type=key.compute_type,
+            threads=self.settings.threads,
+            offline=self.settings.offline,
+        )
+        log.info(
+            "loaded model %s (%s, %s) in %.2f s",
+            key.name,
+            loaded.device,
+            loaded.compute_type,
+            time.monotonic() - started,
+        )
+        return loaded
+
+    def preload(self, model: str) -> None:
+        self.cache.get(self._key(model))
+
+    def loaded_models(self) -> list[str]:
+        return self.cache.names()
+
+    def transcribe(
+        self,
+        job: JobRecord,
+        audio_path: Path,
+        *,
+        on_progress: ProgressCallback,
+        should_stop: StopCallback,
+    ) -> JobResult:
+        from cesar_common.transcription import engine
+
+        loaded = self.cache.get(self._key(job.model))
+        options = engine.DecodeOptions(
+            language=job.options.language,
+            task=job.options.task,
+            vad=job.options.vad,
+            word_timestamps=job.options.word_timestamps,
+            initial_prompt=job.options.initial_prompt,
+            batch_size=self.settings.batch_size,
+        )
+        try:
+            result = engine.transcribe(
+                loaded, audio_path, options, on_progress=on_progress, should_stop=should_stop
+            )
+        except engine.TranscriptionCancelled as exc:
+            raise JobStopped(StopReason.CANCELLED) from exc
+        except OutOfMemoryError:
+            self.cache.clear()  # give the memory back before the next job tries again
+            raise
+        return job_result(result)
+
+    def close(self) -> None:
+        self.cache.clear()
+
+
+def job_result(result: Any) -> JobResult:
+    """A TranscriptionResult as the plain values the job store writes."""
+    return JobResult(
+        text=result.text,
+        language=result.language,
+        language_probability=_float(result.language_probability),
+        duration=_float(result.duration),
+        segments=result.segments_as_dicts(),
+    )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def whisper_engine(settings: Settings) -> Engine:
+    return WhisperEngine(settings)

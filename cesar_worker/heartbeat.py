@@ -1,0 +1,207 @@
+"""The worker's second thread: keeps its lease and presence alive while the main thread decodes.
+
+While a job runs it writes progress (at most about once a second), notices a cancel request or a lost lease
+within half a second, extends the lease every third of its length, and ends the shutdown grace period. At all
+times it refreshes the worker's presence row and runs the shared housekeeping (expired leases, stale uploads,
+stale worker rows). A model load or a decode in native code does not hold it up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from cesar_common.db.store import JobStore
+from cesar_common.errors import CesarError, ConflictError
+from cesar_common.settings import Settings
+from cesar_worker.jobrun import JobRun, StopReason
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 1.0  # seconds between progress writes
+CHECK_INTERVAL = 0.5  # seconds between cancel checks while a job runs
+PRESENCE_INTERVAL = 5.0  # seconds between presence refreshes
+PRESENCE_MIN_INTERVAL = 1.0  # a job starting or ending refreshes presence sooner, but not more often
+SWEEP_INTERVAL = 5.0  # seconds between expired-lease sweeps (shorter when leases are)
+PURGE_INTERVAL = 60.0  # seconds between stale-upload and stale-worker clean-ups
+STALE_UPLOAD_SECONDS = 6 * 3600.0  # a `pending` upload this old is dead (a live one streams in faster)
+STALE_WORKER_SECONDS = 300.0  # presence rows not refreshed for this long are removed
+
+
+class Housekeeping:
+    """The clean-up any worker does for everyone, each part at its own interval."""
+
+    def __init__(self, store: JobStore, settings: Settings) -> None:
+        self.store = store
+        self.sweep_interval = min(SWEEP_INTERVAL, settings.lease_seconds)
+        self._next_sweep = 0.0
+        self._next_purge = 0.0
+
+    def run_due(self, now: float) -> None:
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_interval
+            self.sweep()
+        if now >= self._next_purge:
+            self._next_purge = now + PURGE_INTERVAL
+            purged = self.store.purge_stale_uploads(older_than_seconds=STALE_UPLOAD_SECONDS)
+            removed = self.store.remove_stale_workers(older_than_seconds=STALE_WORKER_SECONDS)
+            if purged or removed:
+                log.info("removed %d stale uploads and %d stale worker rows", purged, removed)
+
+    def sweep(self) -> None:
+        swept = self.store.sweep_expired_leases()
+        for job_id in swept.requeued:
+            log.warning("job %s: its worker was lost; queued again", job_id)
+        for job_id in swept.failed:
+            log.warning("job %s: its worker was lost too many times; failed", job_id)
+
+    def next_due(self) -> float:
+        return min(self._next_sweep, self._next_purge)
+
+
+class Heartbeat:
+    """A daemon thread; :meth:`begin` and :meth:`end` bracket each job the main thread runs."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        worker_id: str,
+        *,
+        stop_event: threading.Event,
+        models: Callable[[], list[str]],
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.stop_event = stop_event
+        self.models = models
+        self.lease_seconds = settings.lease_seconds
+        self.grace_seconds = settings.shutdown_grace_seconds
+        self.extend_interval = settings.lease_seconds / 3
+        self.check_interval = min(CHECK_INTERVAL, settings.lease_seconds / 4)
+        self.housekeeping = Housekeeping(store, settings)
+        self._run: JobRun | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cesar-heartbeat", daemon=True)
+        self._next_presence = 0.0
+        self._last_presence = -PRESENCE_MIN_INTERVAL
+
+    # --- main thread API -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._halt.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def begin(self, run: JobRun) -> None:
+        with self._lock:
+            self._run = run
+            self._show_soon()
+        self._wake.set()
+
+    def end(self) -> None:
+        with self._lock:
+            self._run = None
+            self._show_soon()
+        self._wake.set()
+
+    def _show_soon(self) -> None:
+        # the presence row names the current job: refresh it now, but at most about once a second
+        self._next_presence = min(self._next_presence, self._last_presence + PRESENCE_MIN_INTERVAL)
+
+    # --- the thread ----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        job_state: _JobState | None = None
+        while not self._halt.is_set():
+            with self._lock:
+                run = self._run
+            if run is None:
+                job_state = None
+            elif job_state is None or job_state.run is not run:
+                job_state = _JobState(
+                    run, time.monotonic(), extend_every=self.extend_interval, check_every=self.check_interval
+                )
+            now = time.monotonic()
+            try:
+                if job_state is not None:
+                    self._tend(job_state, now)
+                if self._presence_due(now):
+                    self.store.heartbeat_worker(
+                        self.worker_id, current_job_id=run.job_id if run else None, models=self.models()
+                    )
+                self.housekeeping.run_due(now)
+            except CesarError as exc:  # the database hiccuped: say so, try again next tick
+                log.warning("heartbeat: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed")
+            self._sleep(job_state is not None)
+
+    def _presence_due(self, now: float) -> bool:
+        with self._lock:
+            if now < self._next_presence:
+                return False
+            self._next_presence = now + PRESENCE_INTERVAL
+            self._last_presence = now
+            return True
+
+    def _sleep(self, busy: bool) -> None:
+        if busy:
+            pause = self.check_interval
+        else:
+            pause = max(0.05, min(self._next_presence, self.housekeeping.next_due()) - time.monotonic())
+        if self._wake.wait(pause):
+            self._wake.clear()
+
+    def _tend(self, state: _JobState, now: float) -> None:
+        run = state.run
+        if run.stop_reason is not None:
+            return
+        if self.stop_event.is_set() and not state.told_grace:
+            state.told_grace = True
+            log.info("job %s: may finish within %.0f s, then stops", run.job_id, self.grace_seconds)
+        if run.check_shutdown():
+            return
+        if now >= state.next_extend:
+            state.next_extend = now + self.extend_interval
+            if not self.store.extend_lease(run.job_id, self.worker_id, lease_seconds=self.lease_seconds):
+                self._lost(run)
+                return
+        if now >= state.next_check:
+            state.next_check = now + self.check_interval
+            if self._cancel_requested(state, now) and run.stop(StopReason.CANCELLED):
+                log.info("job %s: cancel requested", run.job_id)
+
+    def _cancel_requested(self, state: _JobState, now: float) -> bool:
+        progress = state.run.take_progress() if now >= state.next_progress else None
+        if progress is None:
+            return self.store.is_cancel_requested(state.run.job_id)
+        state.next_progress = now + PROGRESS_INTERVAL
+        try:
+            return self.store.report_progress(state.run.job_id, self.worker_id, progress)
+        except ConflictError:
+            self._lost(state.run)
+            return False
+
+    def _lost(self, run: JobRun) -> None:
+        with self._lock:
+            if self._run is not run:
+                return  # the job just ended: its lease went with it
+        if run.stop(StopReason.LEASE_LOST):
+            log.warning("job %s: lease lost; another worker may own it now", run.job_id)
+
+
+class _JobState:
+    """The heartbeat's timers for one job."""
+
+    def __init__(self, run: JobRun, now: float, *, extend_every: float, check_every: float) -> None:
+        self.run = run
+        self.next_extend = now + extend_every
+        self.next_check = now + check_every  # a claimed job starts with no cancel request
+        self.next_progress = now
+        self.told_grace = False

@@ -1,0 +1,301 @@
+"""The worker loop: claim the oldest queued job, run it, write the outcome, repeat.
+
+One job at a time per process. Every job ends in exactly one of: completed, error (with a readable message and
+a code), cancelled, handed back (shutdown), or abandoned (the lease was lost, so another worker owns it).
+Nothing a job does stops the loop; only a stop signal (or ``once`` with an empty queue) does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from cesar_common.db.records import JobRecord, JobSource
+from cesar_common.db.store import JobStore
+from cesar_common.errors import AudioDecodeError, CesarError, DatabaseError, ModelNotAllowedError
+from cesar_common.settings import Settings
+from cesar_common.signals import stop_on_signals
+from cesar_worker.download import DownloadStopped, download
+from cesar_worker.engine import Engine, EngineFactory, whisper_engine
+from cesar_worker.heartbeat import Heartbeat
+from cesar_worker.jobrun import JobRun, JobStopped, StopReason
+
+log = logging.getLogger("cesar.worker")
+
+POLL_MIN_SECONDS = 0.05
+TEMP_PREFIX = "cesar-job-"  # then the worker's pid: a crashed worker's leftovers can be told apart
+_BAD = frozenset({"error", "abandoned", "left to its lease"})
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+class Waiter(Protocol):
+    """What the loop waits on between empty claims (:class:`cesar_common.db.notify.JobWaiter`)."""
+
+    def wait(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def quiet_library_logs(level: str) -> None:
+    """Alembic and faster-whisper log at INFO on every start and job; the worker logs one line per job."""
+    if level != "debug":
+        for name in ("alembic", "faster_whisper"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    once: bool = False,
+    worker_id: str | None = None,
+    preload: bool = False,
+    stop_event: threading.Event | None = None,
+    engine_factory: EngineFactory | None = None,
+) -> int:
+    """Run a worker until stopped (SIGTERM/SIGINT, or ``stop_event``); return the exit status (0).
+
+    ``once``: process what is queued, then return.
+    ``preload``: load ``settings.model`` before the first claim.
+    ``stop_event``: when given, the caller owns signal handling; otherwise SIGTERM and SIGINT set a new one.
+    ``engine_factory``: the engine to use instead of faster-whisper (tests, benchmarks).
+    """
+    if stop_event is None:
+        with stop_on_signals() as event:
+            return run_worker(
+                settings,
+                once=once,
+                worker_id=worker_id,
+                preload=preload,
+                stop_event=event,
+                engine_factory=engine_factory,
+            )
+    from cesar_common.db.migrate import ensure_schema_current
+
+    ensure_schema_current(settings.database_url)
+    worker = Worker(
+        settings,
+        JobStore.from_url(settings.database_url, keep_audio=settings.keep_audio),
+        (engine_factory or whisper_engine)(settings),
+        worker_id=worker_id or default_worker_id(),
+        stop_event=stop_event,
+    )
+    worker.run(once=once, preload=preload)
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str  # completed | error | cancelled | handed back | abandoned | left to its lease
+    audio_seconds: float | None = None
+    detail: str = ""
+
+
+class Worker:
+    """One worker process's state: its store, engine, heartbeat thread and wake-up source."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        engine: Engine,
+        *,
+        worker_id: str,
+        stop_event: threading.Event,
+        waiter: Waiter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.worker_id = worker_id
+        self.stop_event = stop_event
+        if waiter is None:
+            from cesar_common.db.notify import JobWaiter
+
+            # LISTEN on PostgreSQL, PRAGMA data_version on SQLite: an idle worker wakes as a job arrives
+            waiter = JobWaiter(settings.database_url, stop_event=stop_event)
+        self.waiter = waiter
+        self.heartbeat = Heartbeat(
+            store, settings, worker_id, stop_event=stop_event, models=engine.loaded_models
+        )
+        self.jobs_done = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def run(self, *, once: bool = False, preload: bool = False) -> None:
+        remove_orphaned_temp_dirs()
+        self.store.register_worker(self.worker_id, host=socket.gethostname(), pid=os.getpid())
+        try:
+            # sweep before the first claim, so `--once` also picks up jobs whose worker died
+            self.heartbeat.housekeeping.run_due(time.monotonic())
+            self.heartbeat.start()
+            if preload:
+                self.engine.preload(self.settings.model)
+            log.info("worker %s ready", self.worker_id)
+            self.loop(once=once)
+        finally:
+            self.heartbeat.close()
+            self.waiter.close()
+            try:
+                self.store.unregister_worker(self.worker_id)
+            except CesarError as exc:
+                log.warning("could not remove this worker's presence row: %s", exc)
+            self.engine.close()
+        log.info("worker %s stopped after %d jobs", self.worker_id, self.jobs_done)
+
+    def loop(self, *, once: bool = False) -> None:
+        delay = POLL_MIN_SECONDS
+        while not self.stop_event.is_set():
+            try:
+                job = self.store.claim_job(self.worker_id, lease_seconds=self.settings.lease_seconds)
+            except CesarError as exc:  # the database is away: keep trying, slower
+                log.warning("could not claim a job: %s", exc)
+                delay = min(delay * 2, self.settings.poll_max_seconds)
+                self.stop_event.wait(delay)
+                continue
+            if job is None:
+                if once:
+                    return
+                woke = self.waiter.wait(delay)
+                delay = POLL_MIN_SECONDS if woke else min(delay * 2, self.settings.poll_max_seconds)
+                continue
+            delay = POLL_MIN_SECONDS
+            if self.stop_event.is_set():  # the signal came during the claim: hand the job straight back
+                try:
+                    self.store.release_job(job.id, self.worker_id)
+                except CesarError as exc:  # its lease will run out instead
+                    log.warning("job %s: could not hand it back: %s", job.id, exc)
+                return
+            self.process(job)
+
+    # --- one job -------------------------------------------------------------------------------
+    def process(self, job: JobRecord) -> Outcome:
+        run = JobRun(job, shutdown=self.stop_event, grace_seconds=self.settings.shutdown_grace_seconds)
+        self.heartbeat.begin(run)
+        try:
+            outcome = self._execute(run)
+        finally:
+            self.heartbeat.end()
+        self.jobs_done += 1
+        self._log(run, outcome)
+        return outcome
+
+    def _execute(self, run: JobRun) -> Outcome:
+        job = run.job
+        try:
+            if job.model not in self.settings.allowed_models:
+                raise ModelNotAllowedError(
+                    f"model '{job.model}' is not allowed on this server (CESAR_MODELS lists the allowed ones)"
+                )
+            with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
+                audio_path = Path(tmp) / _local_name(job)
+                self._fetch_audio(run, audio_path)
+                run.raise_if_stopped()
+                result = self.engine.transcribe(
+                    job, audio_path, on_progress=run.on_progress, should_stop=run.should_stop
+                )
+            if self.store.complete_job(job.id, self.worker_id, result):
+                return Outcome("completed", result.duration)
+            return Outcome("abandoned", result.duration, "the job was no longer ours when it finished")
+        except (JobStopped, DownloadStopped) as exc:
+            return self._stopped(run, exc)
+        except DatabaseError as exc:
+            # not the job's fault; its lease runs out and a worker tries again (bounded by max_attempts)
+            log.error("job %s: database error: %s", job.id, exc)
+            return Outcome("left to its lease", detail=str(exc))
+        except CesarError as exc:
+            return self._fail(run, exc.code, str(exc))
+        except Exception as exc:
+            log.exception("job %s: unexpected error", job.id)
+            return self._fail(run, "internal_error", f"internal error: {type(exc).__name__}: {exc}")
+
+    def _fetch_audio(self, run: JobRun, path: Path) -> None:
+        job = run.job
+        with path.open("wb") as out:
+            if job.source == JobSource.URL:
+                if not job.source_url:
+                    raise AudioDecodeError("the job has no URL to download")
+                download(
+                    job.source_url,
+                    out,
+                    max_bytes=self.settings.max_upload_bytes,
+                    allow_private=self.settings.allow_private_urls,
+                    should_stop=run.should_stop,
+                )
+            elif self.store.copy_audio_to(job.id, out) == 0:
+                raise AudioDecodeError("the uploaded file is empty (0 bytes)")
+
+    def _stopped(self, run: JobRun, exc: Exception) -> Outcome:
+        reason = run.stop_reason or getattr(exc, "reason", StopReason.CANCELLED)
+        try:
+            if reason == StopReason.CANCELLED:
+                self.store.cancel_running(run.job_id, self.worker_id)
+                return Outcome("cancelled")
+            if reason == StopReason.SHUTDOWN:
+                self.store.release_job(run.job_id, self.worker_id)
+                return Outcome("handed back", detail="shutting down")
+        except CesarError as err:
+            log.error("job %s: could not record that it stopped (%s): %s", run.job_id, reason, err)
+            return Outcome("left to its lease", detail=str(err))
+        return Outcome("abandoned", detail="lease lost")
+
+    def _fail(self, run: JobRun, code: str, message: str) -> Outcome:
+        if run.stop_reason == StopReason.LEASE_LOST:
+            return Outcome("abandoned", detail=f"lease lost ({message})")
+        try:
+            self.store.fail_job(run.job_id, self.worker_id, code=code, message=message)
+        except CesarError as exc:
+            log.error("job %s: could not record its error: %s", run.job_id, exc)
+        return Outcome("error", detail=f"{code}: {message}")
+
+    def _log(self, run: JobRun, outcome: Outcome) -> None:
+        wall = time.monotonic() - run.started
+        parts = [f"job {run.job_id} {outcome.status}", f"model={run.job.model}"]
+        if outcome.audio_seconds:
+            parts.append(f"audio={outcome.audio_seconds:.1f}s")
+        parts.append(f"wall={wall:.2f}s")
+        if outcome.audio_seconds and wall > 0:
+            parts.append(f"speed={outcome.audio_seconds / wall:.1f}x")
+        if outcome.detail:
+            parts.append(f"({outcome.detail})")
+        log.log(logging.WARNING if outcome.status in _BAD else logging.INFO, " ".join(parts))
+
+
+def remove_orphaned_temp_dirs(directory: Path | None = None) -> int:
+    """Delete job directories left in the temp directory by workers that were killed; returns how many."""
+    removed = 0
+    for path in Path(directory or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"):
+        pid = path.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _local_name(job: JobRecord) -> str:
+    """A safe file name close to the original: error messages name it, and its extension helps the demuxer."""
+    original = job.filename or (unquote(urlsplit(job.source_url).path) if job.source_url else "")
+    name = _UNSAFE.sub("_", PurePosixPath(original.replace("\\", "/")).name).strip("._")[-100:]
+    return name or "audio"

@@ -1,0 +1,292 @@
+"""The worker loop in-process, on a real SQLite job store, with a fake engine (see tests/fake_worker.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_worker import FakeEngine
+
+from cesar_common.db.records import JobRecord, JobSource, JobStatus, NewJob, TranscribeOptions
+from cesar_common.db.store import JobStore, utcnow
+from cesar_common.errors import DatabaseError, SchemaOutdatedError
+from cesar_common.settings import Settings
+from cesar_worker.worker import Worker, remove_orphaned_temp_dirs, run_worker
+
+FAST = {"lease_seconds": 5.0, "shutdown_grace_seconds": 5.0, "poll_max_seconds": 0.2}
+
+
+class Harness:
+    """A worker on a fresh SQLite file, run in this process (in a thread when it must wait)."""
+
+    def __init__(self, url: str, **overrides: Any) -> None:
+        self.settings = Settings(database_url=url, **{**FAST, **overrides})
+        self.store = JobStore.from_url(url)
+        self.engine = FakeEngine()
+        self.stop = threading.Event()
+        self.worker = Worker(self.settings, self.store, self.engine, worker_id="w1", stop_event=self.stop)
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def submit(self, prompt: str | None = None, *, model: str = "tiny.en", audio: bytes = b"RIFF") -> str:
+        new = NewJob(
+            source=JobSource.UPLOAD,
+            options=TranscribeOptions(model=model, initial_prompt=prompt),
+            filename="talk.wav",
+        )
+        return self.store.create_job(new, audio).id
+
+    def run_once(self) -> None:
+        self.worker.run(once=True)
+
+    def start(self) -> None:
+        def target() -> None:
+            try:
+                self.worker.run()
+            except BaseException as exc:
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def stop_and_join(self, timeout: float = 10.0) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+            assert not self.thread.is_alive(), "the worker did not stop"
+        assert self.error is None, self.error
+
+    def job(self, job_id: str) -> JobRecord:
+        return self.store.get_job(job_id)
+
+    def wait(self, job_id: str, predicate: Callable[[JobRecord], bool], timeout: float = 5.0) -> JobRecord:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if predicate(job):
+                return job
+            assert time.monotonic() < deadline, f"timed out; job is {job.status} ({job.progress:.2f})"
+            time.sleep(0.01)
+
+
+@pytest.fixture
+def harness_factory(sqlite_url: str) -> Iterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(**overrides: Any) -> Harness:
+        harness = Harness(sqlite_url, **overrides)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.stop.set()
+        if harness.thread is not None:
+            harness.thread.join(5)
+
+
+@pytest.fixture
+def harness(harness_factory: Callable[..., Harness]) -> Harness:
+    return harness_factory()
+
+
+def test_once_processes_the_queue_in_creation_order(harness: Harness) -> None:
+    ids = [harness.submit(audio=f"audio {n}".encode()) for n in range(3)]
+    harness.run_once()
+
+    assert harness.engine.started == ids
+    for n, job_id in enumerate(ids):
+        job = harness.job(job_id)
+        assert job.status is JobStatus.COMPLETED
+        assert job.result_text == f"fake transcript of {job_id}"
+        assert job.attempts == 1 and job.progress == 1.0 and job.worker_id == "w1"
+        assert job.segments == [{"id": 0, "start": 0.0, "end": 1.0, "text": "fake"}]
+        assert harness.engine.audio[job_id] == f"audio {n}".encode()  # streamed from the database
+    assert harness.engine.closed
+    assert harness.store.list_workers(alive_within_seconds=60) == []  # unregistered on exit
+
+
+def test_bad_jobs_end_in_error_and_the_worker_goes_on(harness_factory: Callable[..., Harness]) -> None:
+    harness = harness_factory(models=["tiny.en"])
+    not_allowed = harness.submit(model="large-v3")
+    undecodable = harness.submit("fail")
+    buggy = harness.submit("crash")
+    empty = harness.submit(audio=b"")
+    fine = harness.submit()
+    harness.run_once()
+
+    job = harness.job(not_allowed)
+    assert (job.status, job.error_code) == (JobStatus.ERROR, "model_not_allowed")
+    assert "model 'large-v3' is not allowed" in (job.error_message or "")
+    job = harness.job(undecodable)
+    assert (job.status, job.error_code) == (JobStatus.ERROR, "decode_failed")
+    assert job.error_message == "fake: this audio does not decode"
+    job = harness.job(buggy)
+    assert (job.status, job.error_code) == (JobStatus.ERROR, "internal_error")
+    assert "fake engine bug" in (job.error_message or "")
+    job = harness.job(empty)
+    assert (job.status, job.error_code) == (JobStatus.ERROR, "decode_failed")
+    assert "empty" in (job.error_message or "")
+    assert harness.job(fine).status is JobStatus.COMPLETED
+    # deterministic failures are not retried
+    assert all(harness.job(job_id).attempts == 1 for job_id in (not_allowed, undecodable, buggy, empty))
+
+
+def test_cancel_stops_a_running_job_between_segments(harness: Harness) -> None:
+    job_id = harness.submit("slow:20")
+    harness.start()
+    harness.wait(job_id, lambda job: job.progress > 0)  # progress reaches the database while it runs
+    cancel_at = time.monotonic()
+    harness.store.request_cancel(job_id)
+    job = harness.wait(job_id, lambda job: job.is_final)
+    assert job.status is JobStatus.CANCELLED
+    assert time.monotonic() - cancel_at < 2.0
+    harness.stop_and_join()
+
+
+def test_progress_is_written_about_once_a_second(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[float] = []
+    report = harness.store.report_progress
+
+    def counting(job_id: str, worker_id: str, progress: float) -> bool:
+        written.append(progress)
+        return report(job_id, worker_id, progress)
+
+    monkeypatch.setattr(harness.store, "report_progress", counting)
+    harness.submit("slow:1.7")
+    harness.run_once()
+    assert 2 <= len(written) <= 3, written  # the fake reports about 80 times
+    assert written == sorted(written) and 0 < written[0] < written[-1] < 1
+
+
+def test_stop_hands_the_running_job_back_after_the_grace_period(
+    harness_factory: Callable[..., Harness],
+) -> None:
+    harness = harness_factory(shutdown_grace_seconds=0.3)
+    running = harness.submit("slow:30")
+    waiting = harness.submit()
+    harness.start()
+    harness.wait(running, lambda job: job.status is JobStatus.PROCESSING)
+    stopped_at = time.monotonic()
+    harness.stop_and_join()
+    assert time.monotonic() - stopped_at < 2.0
+    job = harness.job(running)
+    assert (job.status, job.attempts, job.worker_id) == (JobStatus.QUEUED, 0, None)
+    assert harness.job(waiting).status is JobStatus.QUEUED  # no claim after the stop
+
+
+def test_stop_lets_the_running_job_finish_within_the_grace_period(harness: Harness) -> None:
+    running = harness.submit("slow:0.8")
+    harness.start()
+    harness.wait(running, lambda job: job.status is JobStatus.PROCESSING)
+    harness.stop.set()
+    waiting = harness.submit()
+    harness.stop_and_join()
+    assert harness.job(running).status is JobStatus.COMPLETED
+    assert harness.job(waiting).status is JobStatus.QUEUED
+
+
+def test_a_lost_lease_abandons_the_job_without_writing(harness_factory: Callable[..., Harness]) -> None:
+    harness = harness_factory(lease_seconds=0.6)
+    job_id = harness.submit("slow-first:30")
+    harness.start()
+    harness.wait(job_id, lambda job: job.status is JobStatus.PROCESSING)
+    # as if this worker had been paused past its lease: another worker's sweep takes the job back
+    swept = harness.store.sweep_expired_leases(now=utcnow() + timedelta(hours=1))
+    assert swept.requeued == [job_id]
+    # the heartbeat notices, the first run stops without writing, and the retry completes
+    job = harness.wait(job_id, lambda job: job.is_final)
+    harness.stop_and_join()
+    assert (job.status, job.attempts) == (JobStatus.COMPLETED, 2)
+    assert harness.engine.started == [job_id, job_id]
+
+
+def test_a_dead_workers_job_is_swept_and_retried(harness: Harness) -> None:
+    job_id = harness.submit()
+    assert harness.store.claim_job("dead-worker", lease_seconds=0.01) is not None
+    time.sleep(0.05)
+    harness.run_once()  # sweeps before its first claim
+    job = harness.job(job_id)
+    assert (job.status, job.attempts, job.worker_id) == (JobStatus.COMPLETED, 2, "w1")
+
+
+def test_the_loop_survives_database_errors(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    job_id = harness.submit()
+    claim = harness.store.claim_job
+    failures = iter([DatabaseError("job database error: disk I/O error")])
+
+    def flaky(worker_id: str, *, lease_seconds: float) -> JobRecord | None:
+        for exc in failures:
+            raise exc
+        return claim(worker_id, lease_seconds=lease_seconds)
+
+    monkeypatch.setattr(harness.store, "claim_job", flaky)
+    harness.run_once()
+    assert harness.job(job_id).status is JobStatus.COMPLETED
+
+
+def test_presence_shows_the_current_job(harness: Harness) -> None:
+    job_id = harness.submit("slow:30")
+    harness.start()
+    harness.wait(job_id, lambda job: job.status is JobStatus.PROCESSING)
+    deadline = time.monotonic() + 3
+    while True:
+        rows = harness.store.list_workers(alive_within_seconds=30)
+        if rows and rows[0].current_job_id == job_id:
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.02)
+    assert (rows[0].id, rows[0].models) == ("w1", ["fake"])
+    harness.stop.set()  # the job is handed back after the grace period (5 s): cancel instead
+    harness.store.request_cancel(job_id)
+    harness.stop_and_join()
+    assert harness.store.list_workers(alive_within_seconds=30) == []
+
+
+def test_an_idle_worker_picks_a_new_job_up_quickly(harness_factory: Callable[..., Harness]) -> None:
+    harness = harness_factory(poll_max_seconds=2.0)
+    harness.start()
+    time.sleep(1.6)  # the poll interval has backed off to 1.6 s by now
+    job_id = harness.submit()
+    created = time.monotonic()
+    harness.wait(job_id, lambda job: job.status is not JobStatus.QUEUED)
+    assert time.monotonic() - created < 0.5  # woken by the database's change signal, not the poll
+    harness.stop_and_join()
+
+
+def test_run_worker_checks_the_schema_and_preloads(sqlite_url: str) -> None:
+    settings = Settings(database_url=sqlite_url, **FAST)
+    engine = FakeEngine()
+    assert run_worker(settings, once=True, preload=True, engine_factory=lambda _s: engine) == 0
+    assert engine.preloaded == [settings.model]
+
+
+def test_run_worker_refuses_an_outdated_schema(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}", **FAST)
+    with pytest.raises(SchemaOutdatedError, match="alembic upgrade head"):
+        run_worker(settings, once=True, engine_factory=lambda _s: FakeEngine())
+
+
+def test_a_killed_workers_temp_files_are_removed(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    orphan = tmp_path / f"cesar-job-{dead}-abc"
+    mine = tmp_path / f"cesar-job-{os.getpid()}-def"
+    other = tmp_path / "something-else"
+    for path in (orphan, mine, other):
+        path.mkdir()
+        (path / "audio.wav").write_bytes(b"x")
+    assert remove_orphaned_temp_dirs(tmp_path) == 1
+    assert not orphan.exists() and mine.exists() and other.exists()
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
