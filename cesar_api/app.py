@@ -15,9 +15,17 @@ from litestar.di import Provide
 
 from cesar_api.auth import require_api_key
 from cesar_api.errors import handle_exception
+from cesar_api.metrics import RequestStats, count_response, metrics, timing_middleware
 from cesar_api.routes.docs import openapi_config, static_router
 from cesar_api.routes.health import health
-from cesar_api.routes.jobs import cancel_job, delete_job, get_job, get_transcript, list_jobs
+from cesar_api.routes.jobs import (
+    cancel_job,
+    delete_job,
+    get_job,
+    get_transcript,
+    list_jobs,
+    redeliver_webhook,
+)
 from cesar_api.routes.transcribe import create_transcription, create_url_transcription
 from cesar_api.uploads import MULTIPART_OVERHEAD
 from cesar_common.db.store import JobStore
@@ -31,6 +39,8 @@ PROTECTED_ROUTES = [
     get_transcript,
     cancel_job,
     delete_job,
+    redeliver_webhook,
+    metrics,
 ]
 
 
@@ -52,12 +62,15 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             "settings": Provide(_provide_settings, sync_to_thread=False),
             "store": Provide(_provide_store, sync_to_thread=False),
         },
-        state=State({"settings": settings, "store": store}),
+        state=State({"settings": settings, "store": store, "request_stats": RequestStats()}),
         exception_handlers={Exception: handle_exception},
         openapi_config=openapi_config(),
         # the upload route streams and caps the file itself; this bounds the whole request
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
         on_startup=[_warm_imports],
+        # every response is counted for GET /metrics (unknown paths too); routed ones are also timed
+        before_send=[count_response],
+        middleware=[timing_middleware],
         logging_config=None,
         debug=False,
     )

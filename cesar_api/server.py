@@ -54,6 +54,12 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
             "(set CESAR_API_KEY)",
             settings.host,
         )
+    if settings.webhook_secret is None:
+        # said by the API, the one process `cesar serve` starts once, rather than by every worker
+        logger.warning(
+            "CESAR_WEBHOOK_SECRET is not set: webhooks to a job's callback_url go out unsigned, so "
+            "receivers cannot tell them from forgeries"
+        )
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

@@ -1,14 +1,26 @@
-"""Turning a validated request into a queued job (blocking calls: run these in a worker thread)."""
+"""Turning a validated request into a queued job (blocking calls: run these in a worker thread).
+
+With an ``Idempotency-Key`` the store returns the job the key already names instead of a new one
+(``Submitted.created`` is then False and the route answers 200 rather than 202).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import IO
 
 from cesar_common.db.records import JobRecord, JobSource, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
-from cesar_common.errors import LanguageError, ModelNotAllowedError
+from cesar_common.errors import LanguageError, ModelNotAllowedError, URLRefusedError
 from cesar_common.schemas import WHISPER_LANGUAGES, JobOptionsIn, UrlJobIn
 from cesar_common.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    record: JobRecord
+    position: int | None
+    created: bool = True
 
 
 def options_from(request: JobOptionsIn, settings: Settings) -> TranscribeOptions:
@@ -32,15 +44,36 @@ def options_from(request: JobOptionsIn, settings: Settings) -> TranscribeOptions
     )
 
 
-def submit_url_job(store: JobStore, settings: Settings, request: UrlJobIn) -> tuple[JobRecord, int | None]:
+def check_callback(url: str | None, settings: Settings) -> str | None:
+    """The callback URL if the address policy accepts it (it resolves the host: blocking), else 422."""
+    if url is None:
+        return None
+    from cesar_common.urlpolicy import validate_url
+
+    try:
+        return validate_url(url, allow_private=settings.allow_private_urls, resolve=True)
+    except URLRefusedError as exc:
+        raise URLRefusedError(str(exc).replace("URL refused", "callback_url refused", 1)) from exc
+
+
+def submit_url_job(
+    store: JobStore, settings: Settings, request: UrlJobIn, *, idempotency_key: str | None = None
+) -> Submitted:
     """Queue a URL job after the address policy accepts the URL (it resolves the host: blocking)."""
     from cesar_common.urlpolicy import validate_url
 
     options = options_from(request, settings)
     url = validate_url(request.url, allow_private=settings.allow_private_urls, resolve=True)
-    new = NewJob(source=JobSource.URL, options=options, source_url=url, max_attempts=settings.max_attempts)
-    record = store.create_job(new, None)
-    return record, store.queue_position(record)
+    new = NewJob(
+        source=JobSource.URL,
+        options=options,
+        source_url=url,
+        max_attempts=settings.max_attempts,
+        callback_url=check_callback(request.callback_url, settings),
+        idempotency_key=idempotency_key,
+    )
+    record, created = store.create_job_idempotent(new, None)
+    return Submitted(record, store.queue_position(record), created)
 
 
 def probe_upload(file: IO[bytes]) -> None:
@@ -58,14 +91,19 @@ def submit_upload_job(
     *,
     filename: str | None,
     content_type: str | None,
-) -> tuple[JobRecord, int | None]:
-    """Stream ``file`` into a new job (the store writes it in chunks and queues the job at the end)."""
+    callback_url: str | None = None,
+    idempotency_key: str | None = None,
+) -> Submitted:
+    """Stream ``file`` into a new job (the store writes it in chunks and queues the job at the end).
+    ``callback_url`` must have passed :func:`check_callback`."""
     new = NewJob(
         source=JobSource.UPLOAD,
         options=options,
         filename=filename,
         content_type=content_type,
         max_attempts=settings.max_attempts,
+        callback_url=callback_url,
+        idempotency_key=idempotency_key,
     )
-    record = store.create_job(new, file, max_bytes=settings.max_upload_bytes)
-    return record, store.queue_position(record)
+    record, created = store.create_job_idempotent(new, file, max_bytes=settings.max_upload_bytes)
+    return Submitted(record, store.queue_position(record), created)

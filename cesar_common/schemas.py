@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cesar_common.db.records import JobRecord, JobSource, JobStatus
+from cesar_common.db.records import JobRecord, JobSource, JobStatus, WebhookState
 
 #: The formats ``GET /jobs/{id}/transcript`` renders (kept in step with ``transcription.writers.FORMATS``).
 TRANSCRIPT_FORMATS: tuple[str, ...] = ("txt", "srt", "vtt", "json", "tsv")
@@ -84,6 +84,22 @@ class JobOptionsIn(_Schema):
             examples=["Cesar, Litestar, faster-whisper"],
         ),
     ]
+    callback_url: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=2048,
+            description="Where Cesar POSTs the job's JSON once it ends (`completed`, `error`, `cancelled`), "
+            "signed with `Cesar-Signature` when the server has `CESAR_WEBHOOK_SECRET`. `http` or `https`; "
+            "private and loopback addresses are refused unless the server allows them.",
+            examples=["https://example.com/cesar-webhook"],
+        ),
+    ]
+
+    @field_validator("callback_url")
+    @classmethod
+    def _no_empty_callback(cls, value: str | None) -> str | None:
+        return value or None
 
     @field_validator("language")
     @classmethod
@@ -138,6 +154,25 @@ class JobLinks(_Schema):
     )
 
 
+class WebhookOut(_Schema):
+    """The latest delivery of a job's webhook to its ``callback_url``."""
+
+    url: str = Field(examples=["https://example.com/cesar-webhook"])
+    state: Literal["waiting", "pending", "delivering", "delivered", "failed"] = Field(
+        description="`waiting` until the job ends; then `pending` (a try is due at `next_attempt_at`), "
+        "`delivering`, and `delivered` or `failed` (given up).",
+        examples=["delivered"],
+    )
+    delivery_id: str | None = Field(
+        default=None, description="The `Cesar-Delivery-Id` header of the delivery (the same on each retry)."
+    )
+    attempts: int = Field(default=0, description="Tries of this delivery so far.")
+    last_status_code: int | None = Field(default=None, description="The receiver's last answer.")
+    last_error: str | None = Field(default=None, description="Why the last try did not succeed.")
+    next_attempt_at: datetime | None = Field(default=None, description="When the next try is due.")
+    delivered_at: datetime | None = None
+
+
 class JobOut(_Schema):
     """A transcription job.
 
@@ -179,6 +214,9 @@ class JobOut(_Schema):
     size_bytes: int | None = Field(description="Size of the uploaded audio.")
     options: JobOptionsOut
     links: JobLinks
+    webhook: WebhookOut | None = Field(
+        default=None, description="The delivery to `callback_url`; null when the job has none."
+    )
 
 
 class ErrorOut(_Schema):
@@ -262,5 +300,25 @@ def job_to_schema(record: JobRecord, *, queue_position: int | None = None, base_
                 "initial_prompt": options.initial_prompt,
             },
             "links": job_links(record.id, completed=record.status is JobStatus.COMPLETED, base_url=base_url),
+            "webhook": _webhook(record),
         }
     )
+
+
+def _webhook(record: JobRecord) -> dict[str, Any] | None:
+    if record.callback_url is None:
+        return None
+    delivery = record.webhook
+    if delivery is None:
+        return {"url": record.callback_url, "state": "waiting"}
+    pending = delivery.state is WebhookState.PENDING
+    return {
+        "url": delivery.url,
+        "state": delivery.state.value,
+        "delivery_id": delivery.id,
+        "attempts": delivery.attempts,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "next_attempt_at": delivery.next_attempt_at if pending else None,
+        "delivered_at": delivery.delivered_at,
+    }

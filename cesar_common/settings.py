@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Model names a client may ask for unless ``CESAR_MODELS`` says otherwise.
@@ -103,7 +103,8 @@ class Settings(BaseSettings):
     )
     offline: bool = Field(
         default=False,
-        description="Never download a model (also implied by `HF_HUB_OFFLINE=1`).",
+        validation_alias=AliasChoices("offline", "CESAR_OFFLINE", "HF_HUB_OFFLINE"),
+        description="Never download a model (`CESAR_OFFLINE=1`, or Hugging Face's own `HF_HUB_OFFLINE=1`).",
     )
 
     # --- HTTP API ------------------------------------------------------------------------------
@@ -146,6 +147,21 @@ class Settings(BaseSettings):
     # --- integrations --------------------------------------------------------------------------
     webhook_secret: SecretStr | None = Field(
         default=None, description="Signs webhook deliveries (`Cesar-Signature` header)."
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Tries of one webhook delivery before it is given up as `failed`."
+    )
+    webhook_backoff_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Wait before a webhook's second try; each later wait doubles (with jitter), so the "
+        "default 8 tries span about an hour.",
+    )
+    webhook_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a worker owns a webhook delivery it claimed; if it dies, another worker "
+        "retries the delivery after this.",
     )
     retention_days: float = Field(
         default=0, ge=0, description="Delete finished jobs older than this many days (0: keep forever)."

@@ -47,6 +47,7 @@ def run_transcribe(
     device: str | None = None,
     compute_type: str | None = None,
     threads: int | None = None,
+    batch_size: int | None = None,
     language: str | None = None,
     task: str = "transcribe",
     vad: bool = True,
@@ -61,10 +62,13 @@ def run_transcribe(
     """Transcribe one file to ``output`` (stdout when None or ``-``); progress and summary go to stderr.
 
     Everything that can be refused cheaply (input, options, output path) is refused before the
-    model loads. ``model``, ``device``, ``compute_type`` and ``threads`` default to the settings.
+    model loads. ``model``, ``device``, ``compute_type``, ``threads`` and ``batch_size`` default to the
+    settings.
     """
     started = time.perf_counter()
-    settings = _settings(model=model, device=device, compute_type=compute_type, threads=threads)
+    settings = _settings(
+        model=model, device=device, compute_type=compute_type, threads=threads, batch_size=batch_size
+    )
     source = check_input(input_path)
     to_stdout = output is None or str(output) == STDOUT
     fmt = choose_format(fmt, None if to_stdout else output)
@@ -258,9 +262,10 @@ def _summary(
     language = (
         f"language {result.language} ({result.language_probability:.0%})" if result.language else "language ?"
     )
+    mode = f"batched x{result.batch_size}" if result.mode == "batched" else result.mode
     console.print(
         f"{result.duration:.1f} s of audio in {wall:.1f} s ({speed:.1f}x real time; model loaded in "
-        f"{load_seconds:.1f} s) · model {loaded.name} · {loaded.device} {loaded.compute_type} · "
+        f"{load_seconds:.1f} s) · model {loaded.name} · {loaded.device} {loaded.compute_type} · {mode} · "
         f"{language} · {len(result.segments)} segments",
         highlight=False,
         markup=False,

@@ -3,7 +3,8 @@
 While a job runs it writes progress (at most about once a second), notices a cancel request or a lost lease
 within half a second, extends the lease every third of its length, and ends the shutdown grace period. At all
 times it refreshes the worker's presence row and runs the shared housekeeping (expired leases, stale uploads,
-stale worker rows). A model load or a decode in native code does not hold it up.
+stale worker rows, old finished jobs under CESAR_RETENTION_DAYS). A model load or a decode in native code does
+not hold it up.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ SWEEP_INTERVAL = 5.0  # seconds between expired-lease sweeps (shorter when lease
 PURGE_INTERVAL = 60.0  # seconds between stale-upload and stale-worker clean-ups
 STALE_UPLOAD_SECONDS = 6 * 3600.0  # a `pending` upload this old is dead (a live one streams in faster)
 STALE_WORKER_SECONDS = 300.0  # presence rows not refreshed for this long are removed
+RETENTION_INTERVAL = 60.0  # seconds between retention sweeps (CESAR_RETENTION_DAYS)
+RETENTION_BATCH = 100  # jobs deleted per transaction by a retention sweep
+RETENTION_MAX_BATCHES = 5  # batches per sweep, so the heartbeat thread is back within about a second
 
 
 class Housekeeping:
@@ -36,8 +40,10 @@ class Housekeeping:
     def __init__(self, store: JobStore, settings: Settings) -> None:
         self.store = store
         self.sweep_interval = min(SWEEP_INTERVAL, settings.lease_seconds)
+        self.retention_seconds = settings.retention_days * 86400.0
         self._next_sweep = 0.0
         self._next_purge = 0.0
+        self._next_retention = 0.0 if self.retention_seconds > 0 else float("inf")
 
     def run_due(self, now: float) -> None:
         if now >= self._next_sweep:
@@ -49,6 +55,25 @@ class Housekeeping:
             removed = self.store.remove_stale_workers(older_than_seconds=STALE_WORKER_SECONDS)
             if purged or removed:
                 log.info("removed %d stale uploads and %d stale worker rows", purged, removed)
+        if now >= self._next_retention:
+            self._next_retention = now + RETENTION_INTERVAL
+            self.retain()
+
+    def retain(self) -> None:
+        """Delete jobs that finished longer ago than CESAR_RETENTION_DAYS, a few batches at a time."""
+        removed = self.store.purge_finished_jobs(
+            older_than_seconds=self.retention_seconds,
+            batch_size=RETENTION_BATCH,
+            max_batches=RETENTION_MAX_BATCHES,
+        )
+        if removed:
+            log.info(
+                "retention: removed %d finished jobs older than %g days",
+                removed,
+                self.retention_seconds / 86400,
+            )
+        if removed >= RETENTION_BATCH * RETENTION_MAX_BATCHES:  # more left: come back soon
+            self._next_retention = time.monotonic() + SWEEP_INTERVAL
 
     def sweep(self) -> None:
         swept = self.store.sweep_expired_leases()
@@ -58,7 +83,7 @@ class Housekeeping:
             log.warning("job %s: its worker was lost too many times; failed", job_id)
 
     def next_due(self) -> float:
-        return min(self._next_sweep, self._next_purge)
+        return min(self._next_sweep, self._next_purge, self._next_retention)
 
 
 class Heartbeat:

@@ -25,6 +25,7 @@ from cesar_common.db.store import JobStore
 from cesar_common.errors import AudioDecodeError, CesarError, DatabaseError, ModelNotAllowedError
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
+from cesar_common.webhook_sender import DeliveryLoop
 from cesar_worker.download import DownloadStopped, download
 from cesar_worker.engine import Engine, EngineFactory, whisper_engine
 from cesar_worker.heartbeat import Heartbeat
@@ -47,9 +48,10 @@ class Waiter(Protocol):
 
 
 def quiet_library_logs(level: str) -> None:
-    """Alembic and faster-whisper log at INFO on every start and job; the worker logs one line per job."""
+    """Alembic, faster-whisper and httpx (each webhook POST) log at INFO on every start, job and request;
+    the worker logs one line per job and per webhook try."""
     if level != "debug":
-        for name in ("alembic", "faster_whisper"):
+        for name in ("alembic", "faster_whisper", "httpx"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -131,6 +133,8 @@ class Worker:
         self.heartbeat = Heartbeat(
             store, settings, worker_id, stop_event=stop_event, models=engine.loaded_models
         )
+        # webhooks go out from a thread of their own: a receiver that hangs never holds up a job
+        self.deliveries = DeliveryLoop(store, settings, worker_id)
         self.jobs_done = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -141,11 +145,15 @@ class Worker:
             # sweep before the first claim, so `--once` also picks up jobs whose worker died
             self.heartbeat.housekeeping.run_due(time.monotonic())
             self.heartbeat.start()
+            self.deliveries.start()
             if preload:
                 self.engine.preload(self.settings.model)
             log.info("worker %s ready", self.worker_id)
             self.loop(once=once)
+            if once:  # send the webhooks of the jobs just done before exiting
+                self.deliveries.flush()
         finally:
+            self.deliveries.close()
             self.heartbeat.close()
             self.waiter.close()
             try:
@@ -188,6 +196,7 @@ class Worker:
             outcome = self._execute(run)
         finally:
             self.heartbeat.end()
+            self.deliveries.wake()
         self.jobs_done += 1
         self._log(run, outcome)
         return outcome

@@ -1,4 +1,4 @@
-"""Following jobs: list, get, transcript, cancel, delete."""
+"""Following jobs: list, get, transcript, cancel, delete, webhook redelivery."""
 
 from __future__ import annotations
 
@@ -205,3 +205,21 @@ def cancel_job(job_id: Annotated[str, _JOB_ID], store: NamedDependency[JobStore]
 )
 def delete_job(job_id: Annotated[str, _JOB_ID], store: NamedDependency[JobStore]) -> None:
     store.delete_job(job_id)
+
+
+@post(
+    "/jobs/{job_id:str}/webhook/redeliver",
+    operation_id="redeliverWebhook",
+    tags=["Jobs"],
+    summary="Send a job's webhook again",
+    description="Queues one more delivery of a finished job's JSON to its `callback_url`, with a new "
+    "`Cesar-Delivery-Id`; a delivery still waiting for its next try is sent now instead. The job's "
+    "`webhook` shows how it goes. `409` when the job has no `callback_url` or has not ended.",
+    status_code=202,
+    sync_to_thread=True,
+    request_max_body_size=64 * 1024,
+    response_description="The delivery is queued.",
+    responses=error_responses(400, 404, 409, 503, s409="The job has no callback_url, or has not ended yet"),
+)
+def redeliver_webhook(job_id: Annotated[str, _JOB_ID], store: NamedDependency[JobStore]) -> JobOut:
+    return job_to_schema(store.redeliver_webhook(job_id))

@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
+from litestar.params import HeaderParameter
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from cesar_api.errors import error_responses
-from cesar_api.submit import options_from, probe_upload, submit_upload_job, submit_url_job
+from cesar_api.submit import (
+    Submitted,
+    check_callback,
+    options_from,
+    probe_upload,
+    submit_upload_job,
+    submit_url_job,
+)
 from cesar_api.uploads import FILE_FIELD, read_json_body, receive_upload
-from cesar_common.db.records import JobRecord
+from cesar_common.db.idempotency import MAX_KEY_LENGTH, check_key
 from cesar_common.db.store import JobStore
 from cesar_common.errors import UnsupportedMediaError
 from cesar_common.schemas import JobOut, TranscribeForm, UrlJobIn, job_to_schema
 from cesar_common.settings import Settings
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 _DESCRIPTION = """\
 Queue a transcription and answer `202 Accepted` at once with the job and a `Location` header; poll
@@ -33,8 +44,45 @@ Queue a transcription and answer `202 Accepted` at once with the job and a `Loca
 **URL** (`application/json`): `{"url": "https://...", "model": "tiny.en"}`; a worker downloads the audio.
 `http`/`https` only; private and loopback addresses are refused unless the server allows them.
 
+Both forms take `callback_url`: once the job ends, Cesar POSTs its JSON there (a webhook, signed with
+`Cesar-Signature` when the server has `CESAR_WEBHOOK_SECRET`); the address policy applies to it too.
+
+**Retrying safely**: send an `Idempotency-Key` header (at most 255 characters). The same key with the same
+request within 24 hours answers `200` with the job it created instead of queueing another; the same key
+with a different request gives `422`.
+
 `curl -F file=@interview.mp3 -F model=tiny.en http://127.0.0.1:5000/transcribe`
 """
+
+IDEMPOTENCY_KEY = HeaderParameter(
+    name=IDEMPOTENCY_HEADER,
+    required=False,
+    min_length=1,
+    max_length=MAX_KEY_LENGTH,
+    description="Makes a retried submit safe: the same key with the same request within 24 hours returns "
+    "the job it created (`200`) instead of a new one; with a different request, `422`.",
+    examples=[Example(value="interview-42-upload-1")],
+)
+
+
+def _submit_responses() -> dict[int, ResponseSpec]:
+    return {
+        200: ResponseSpec(
+            data_container=JobOut,
+            generate_examples=False,
+            description="The job this `Idempotency-Key` already created (the same request within 24 hours)",
+        ),
+        **error_responses(
+            400,
+            413,
+            415,
+            422,
+            503,
+            s422="A value Cesar refuses: model outside the allowlist, refused URL or callback_url, an "
+            "Idempotency-Key already used with a different request",
+        ),
+    }
+
 
 _MULTIPART_EXAMPLE = {"file": "(binary audio)", "model": "tiny.en", "language": "en", "vad": "true"}
 _JSON_EXAMPLE = {"url": "https://example.com/interview.mp3", "model": "tiny.en"}
@@ -97,12 +145,19 @@ class UrlTranscribeOperation(Operation):
         )
 
 
-def _accepted(record: JobRecord, position: int | None) -> Response[JobOut]:
+def _accepted(submitted: Submitted) -> Response[JobOut]:
+    """202 with the new job; 200 with the job an Idempotency-Key already named."""
+    record = submitted.record
     return Response(
-        content=job_to_schema(record, queue_position=position),
-        status_code=202,
+        content=job_to_schema(record, queue_position=submitted.position),
+        status_code=202 if submitted.created else 200,
         headers={"Location": f"/jobs/{record.id}"},
     )
+
+
+def _checked_key(key: str | None) -> str | None:
+    """The ``Idempotency-Key``, checked before any of the body is read (422 when unusable)."""
+    return None if key is None else check_key(key.strip())
 
 
 def _validated(model: type[BaseModel], data: Any, method: str, path: str) -> Any:
@@ -130,16 +185,20 @@ def _validated(model: type[BaseModel], data: Any, method: str, path: str) -> Any
     status_code=202,
     operation_class=TranscribeOperation,
     response_description="The job was queued; `Location` names it.",
-    responses=error_responses(400, 413, 415, 422, 503),
+    responses=_submit_responses(),
 )
 async def create_transcription(
-    request: Request[Any, Any, Any], settings: NamedDependency[Settings], store: NamedDependency[JobStore]
+    request: Request[Any, Any, Any],
+    settings: NamedDependency[Settings],
+    store: NamedDependency[JobStore],
+    idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[JobOut]:
+    key = _checked_key(idempotency_key)
     content_type, _params = request.content_type
     if content_type == "multipart/form-data":
-        return await _submit_upload(request, settings, store)
+        return await _submit_upload(request, settings, store, key)
     if _is_json(content_type):
-        return await _submit_url(request, settings, store)
+        return await _submit_url(request, settings, store, key)
     raise UnsupportedMediaError(
         f"unsupported Content-Type {content_type or '(none)'!r}: send multipart/form-data with a "
         "`file` part, or application/json with a `url`"
@@ -151,21 +210,24 @@ def _is_json(content_type: str) -> bool:
 
 
 async def _submit_url(
-    request: Request[Any, Any, Any], settings: Settings, store: JobStore
+    request: Request[Any, Any, Any], settings: Settings, store: JobStore, key: str | None
 ) -> Response[JobOut]:
     data = await read_json_body(request)
     job_in: UrlJobIn = _validated(UrlJobIn, data, request.method, request.url.path)
-    return _accepted(*await anyio.to_thread.run_sync(submit_url_job, store, settings, job_in))
+    return _accepted(
+        await anyio.to_thread.run_sync(lambda: submit_url_job(store, settings, job_in, idempotency_key=key))
+    )
 
 
 async def _submit_upload(
-    request: Request[Any, Any, Any], settings: Settings, store: JobStore
+    request: Request[Any, Any, Any], settings: Settings, store: JobStore, key: str | None
 ) -> Response[JobOut]:
     async with receive_upload(request, max_bytes=settings.max_upload_bytes) as upload:
         form: TranscribeForm = _validated(TranscribeForm, upload.fields, request.method, request.url.path)
         options = options_from(form, settings)
+        callback_url = await anyio.to_thread.run_sync(check_callback, form.callback_url, settings)
         await anyio.to_thread.run_sync(probe_upload, upload.file)
-        record, position = await anyio.to_thread.run_sync(
+        submitted = await anyio.to_thread.run_sync(
             lambda: submit_upload_job(
                 store,
                 settings,
@@ -173,9 +235,11 @@ async def _submit_upload(
                 upload.file,
                 filename=upload.filename,
                 content_type=upload.content_type,
+                callback_url=callback_url,
+                idempotency_key=key,
             )
         )
-    return _accepted(record, position)
+    return _accepted(submitted)
 
 
 @post(
@@ -188,14 +252,18 @@ async def _submit_upload(
     status_code=202,
     operation_class=UrlTranscribeOperation,
     response_description="The job was queued; `Location` names it.",
-    responses=error_responses(400, 413, 415, 422, 503),
+    responses=_submit_responses(),
 )
 async def create_url_transcription(
-    request: Request[Any, Any, Any], settings: NamedDependency[Settings], store: NamedDependency[JobStore]
+    request: Request[Any, Any, Any],
+    settings: NamedDependency[Settings],
+    store: NamedDependency[JobStore],
+    idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[JobOut]:
+    key = _checked_key(idempotency_key)
     content_type, _params = request.content_type
     if not _is_json(content_type):
         raise UnsupportedMediaError(
             f"unsupported Content-Type {content_type or '(none)'!r}: send application/json with a `url`"
         )
-    return await _submit_url(request, settings, store)
+    return await _submit_url(request, settings, store, key)

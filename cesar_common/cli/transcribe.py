@@ -72,6 +72,14 @@ SECONDS = click.FloatRange(min=0)
     type=click.IntRange(min=0),
     help="CPU threads (0: faster-whisper's default).",
 )
+@click.option(
+    "--batch-size",
+    envvar="CESAR_BATCH_SIZE",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    help="30 s windows decoded at once (batched pipeline, needs VAD). 0: auto (always on CUDA; "
+    "on CPU for files of 30 s or more, sized to free memory); 1: never batch.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the transcript (or errors).")
 @click.option("-v", "--verbose", is_flag=True, help="Log details; show tracebacks on errors.")
 def transcribe(
@@ -90,6 +98,7 @@ def transcribe(
     start_time: float | None,
     end_time: float | None,
     threads: int | None,
+    batch_size: int | None,
     quiet: bool,
     verbose: bool,
 ) -> None:
@@ -109,6 +118,7 @@ def transcribe(
             device=device,
             compute_type=compute_type,
             threads=threads,
+            batch_size=batch_size,
             language=language,
             task=task.lower(),
             vad=not no_vad,

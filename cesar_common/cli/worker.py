@@ -61,6 +61,14 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
     type=click.IntRange(min=0),
     help="CPU threads per transcription (0: faster-whisper's default).",
 )
+@click.option(
+    "--batch-size",
+    envvar="CESAR_BATCH_SIZE",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    help="30 s windows decoded at once (batched pipeline, needs VAD). 0: auto (always on CUDA; "
+    "on CPU for files of 30 s or more, sized to free memory); 1: never batch.",
+)
 @click.option("--once", is_flag=True, help="Process the jobs already queued, then exit.")
 @click.option("--worker-id", metavar="ID", help="Name in the workers table and job rows. Default: host:pid.")
 @click.option("--preload", is_flag=True, help="Load the default model before taking the first job.")
@@ -80,6 +88,7 @@ def worker(
     device: str | None,
     compute_type: str | None,
     threads: int | None,
+    batch_size: int | None,
     once: bool,
     worker_id: str | None,
     preload: bool,
@@ -107,6 +116,7 @@ def worker(
                 device=device,
                 compute_type=compute_type,
                 threads=threads,
+                batch_size=batch_size,
                 log_level=log_level,
             )
         except ValidationError as exc:

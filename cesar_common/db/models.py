@@ -103,6 +103,13 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
 
+    # where the final state is POSTed (webhook_deliveries holds each delivery)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    # a client's Idempotency-Key and the sha256 of the request it came with; the key is cleared after
+    # 24 hours so it can name a new job
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+
     __table_args__ = (
         # the claim (oldest queued first) and listing with a status filter
         Index("ix_jobs_status_created_at_id", "status", "created_at", "id"),
@@ -110,6 +117,10 @@ class Job(Base):
         Index("ix_jobs_created_at_id", "created_at", "id"),
         # finding expired leases
         Index("ix_jobs_status_lease_expires_at", "status", "lease_expires_at"),
+        # one job per key, enforced by the database (NULLs never collide)
+        Index("ux_jobs_idempotency_key", "idempotency_key", unique=True),
+        # retention: finished jobs by age
+        Index("ix_jobs_status_completed_at", "status", "completed_at"),
     )
 
 
@@ -137,3 +148,47 @@ class Worker(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
     current_job_id: Mapped[str | None] = mapped_column(String(36))
     models: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one row per delivery of a job's final state to its ``callback_url``.
+
+    Written in the transaction that makes the job final, claimed by workers like jobs are (a lease, so a
+    crashed worker's delivery is tried again). ``id`` is the ``Cesar-Delivery-Id`` header: stable across
+    the retries of one delivery, so receivers can drop duplicates.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    # pending -> delivering (claimed) -> delivered | failed, or back to pending to retry
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # claiming due deliveries (pending by next_attempt_at; delivering by an expired lease)
+        Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    )
+
+
+class MetricTotal(Base):
+    """Running totals behind ``GET /metrics`` that must outlive the rows they count (retention deletes
+    jobs): histogram buckets, sums and counters, added to in the transactions that finish jobs and
+    deliveries, so they are right however many workers and hosts write them."""
+
+    __tablename__ = "metric_totals"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, nullable=False)

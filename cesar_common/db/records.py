@@ -32,6 +32,13 @@ PUBLIC_STATUSES = (
 )
 
 
+class WebhookState(StrEnum):
+    PENDING = "pending"  # waiting for its next try (due at next_attempt_at)
+    DELIVERING = "delivering"  # a worker holds it (until lease_expires_at)
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # refused for good (a 4xx other than 408/429, a refused URL), or out of tries
+
+
 class JobSource(StrEnum):
     UPLOAD = "upload"
     URL = "url"
@@ -59,6 +66,9 @@ class NewJob:
     filename: str | None = None
     content_type: str | None = None
     max_attempts: int = 3
+    callback_url: str | None = None
+    #: a client's Idempotency-Key: a second create with it returns the first job (see JobStore.create_job)
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +97,11 @@ class JobRecord:
     segments: list[dict[str, Any]] | None
     error_message: str | None
     error_code: str | None
+    callback_url: str | None = None
+    #: the latest delivery to ``callback_url`` (None until the job is final, or without a callback)
+    webhook: WebhookDeliveryRecord | None = None
+    #: sha256 of the request that created the job under an Idempotency-Key (internal)
+    request_fingerprint: str | None = None
 
     @property
     def model(self) -> str:
@@ -137,3 +152,43 @@ class SweepResult:
 
     requeued: list[str]
     failed: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDeliveryRecord:
+    """One delivery of a job's final state; ``id`` is its ``Cesar-Delivery-Id``."""
+
+    id: str
+    job_id: str
+    url: str
+    state: WebhookState
+    attempts: int
+    next_attempt_at: datetime
+    last_status_code: int | None
+    last_error: str | None
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """What one try of a delivery came to, as the sender decided (cesar_common.webhooks)."""
+
+    state: WebhookState  # DELIVERED, FAILED, or PENDING to try again at ``retry_at``
+    status_code: int | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """What ``GET /metrics`` reports, read from the database in one go at scrape time."""
+
+    jobs_by_status: dict[str, int]
+    oldest_queued_seconds: float
+    workers_alive: int
+    deliveries_by_state: dict[str, int]
+    #: running totals by name and label (histogram buckets, sums, counters): see JobStore.metric_totals
+    totals: dict[str, dict[str, float]]

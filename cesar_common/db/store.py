@@ -13,6 +13,10 @@ CONTRACT (implemented in this module; the API and the worker rely on exactly the
         never the whole file in memory), then flips it to `queued` in one UPDATE. Over max_bytes:
         deletes what was written and raises PayloadTooLargeError. Any failure while reading the
         stream deletes the pending job and re-raises. URL jobs pass audio=None and go straight to queued.
+    create_job_idempotent(new, audio, *, max_bytes=None) -> tuple[JobRecord, bool]
+        The same, honouring new.idempotency_key: (job, created). A key used within 24 h returns its job
+        (created=False) when the request fingerprint matches, else IdempotencyKeyReusedError (422).
+        Enforced by the UNIQUE index ux_jobs_idempotency_key; older keys are released on reuse.
     get_job(job_id) -> JobRecord                    NotFoundError for unknown ids and `pending` jobs.
     list_jobs(*, status: JobStatus | None = None, limit: int = 100, cursor: str | None = None) -> JobPage
         newest first (created_at DESC, id DESC), keyset pagination, opaque cursor (InvalidInputError if bad).
@@ -34,6 +38,17 @@ CONTRACT (implemented in this module; the API and the worker rely on exactly the
         with error_code "worker_lost" and message "worker lost N times".
     purge_stale_uploads(*, older_than_seconds: float) -> int   delete `pending` jobs left by dead uploads.
     delete_job(job_id) -> None                   final jobs only (ConflictError otherwise), with audio.
+    purge_finished_jobs(*, older_than_seconds, statuses=None, batch_size=200, max_batches=None) -> int
+        retention: final jobs that ended before the cutoff, in small batches (never queued/processing).
+    Every path to a final state (complete_job, fail_job, cancel_running, request_cancel of a queued job,
+    the lease sweep, release_job of a cancelled job) queues the job's webhook delivery and adds to the
+    metric totals in the same transaction.
+    claim_delivery(worker_id, *, lease_seconds) -> WebhookDeliveryRecord | None   atomic, leased
+    extend_delivery_lease(delivery_id, worker_id, *, lease_seconds) -> bool
+    finish_delivery(delivery_id, worker_id, outcome: DeliveryOutcome) -> bool      fenced
+    get_delivery(delivery_id) / list_deliveries(job_id)
+    redeliver_webhook(job_id) -> JobRecord       NotFoundError; ConflictError without callback or not final
+    metrics_snapshot(*, alive_within_seconds) -> MetricsSnapshot
     iter_audio(job_id) -> Iterator[bytes]        streams chunks in order (a fresh session per chunk batch).
     copy_audio_to(job_id, fileobj: BinaryIO) -> int   bytes written.
     audio_size(job_id) -> int
@@ -52,6 +67,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import os
 import socket
 import uuid
@@ -67,6 +83,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -74,25 +91,33 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from cesar_common.db import outbox, totals
 from cesar_common.db.engine import error_reason, make_engine, read_only
+from cesar_common.db.idempotency import (
+    KEY_WINDOW,
+    IdempotencyKeyReusedError,
+    check_key,
+    request_fingerprint,
+)
 from cesar_common.db.models import Job, JobAudio, Worker
 from cesar_common.db.notify import notify_new_job
 from cesar_common.db.records import (
     FINAL_STATUSES,
     PUBLIC_STATUSES,
+    DeliveryOutcome,
     JobPage,
     JobRecord,
     JobResult,
     JobSource,
     JobStatus,
+    MetricsSnapshot,
     NewJob,
     QueueCounts,
     SweepResult,
     TranscribeOptions,
+    WebhookDeliveryRecord,
     WorkerRecord,
 )
 from cesar_common.errors import (
@@ -108,6 +133,8 @@ CHUNK_SIZE = 1024 * 1024
 #: job_audio rows fetched per read transaction while streaming audio out
 READ_BATCH = 4
 MAX_LIST_LIMIT = 1000
+#: jobs deleted per transaction by purge_finished_jobs
+PURGE_BATCH = 200
 
 jobs = cast(Table, Job.__table__)
 job_audio = cast(Table, JobAudio.__table__)
@@ -178,36 +205,88 @@ class JobStore:
     def create_job(
         self, new: NewJob, audio: AudioSource | None, *, max_bytes: int | None = None
     ) -> JobRecord:
-        job_id = str(uuid.uuid4())
+        """The new job (or, for a known ``new.idempotency_key``, the job it created)."""
+        return self.create_job_idempotent(new, audio, max_bytes=max_bytes)[0]
+
+    def create_job_idempotent(
+        self, new: NewJob, audio: AudioSource | None, *, max_bytes: int | None = None
+    ) -> tuple[JobRecord, bool]:
+        """Create a job; ``(job, created)``.
+
+        With ``new.idempotency_key``: when a job made within 24 hours holds the key, that job comes back
+        with ``created=False`` if this request has the same fingerprint, and IdempotencyKeyReusedError
+        (422) if not.
+        The UNIQUE index on the key decides between concurrent creates: exactly one inserts, the others find
+        its job. An upload's key is set in the UPDATE that queues it, so a key never names a half-stored job;
+        concurrent uploads with one key each store their audio, and all but the first discard theirs.
+        """
+        key = None if new.idempotency_key is None else check_key(new.idempotency_key)
         if audio is None:
             if new.source is JobSource.UPLOAD:
                 raise InvalidInputError("an upload job needs its audio")
-            with self._write() as conn:
-                row = conn.execute(
-                    insert(jobs).values(_new_job_values(job_id, new, QUEUED)).returning(*jobs.c)
-                ).one()
-                notify_new_job(conn)
-            return _record(row)
+            fingerprint = None if key is None else request_fingerprint(new, None)
+            return self._insert_queued(new, key, fingerprint)
 
+        if key is not None:
+            existing = self._job_holding_key(key)
+            if existing is not None:
+                # a retry: only its fingerprint matters, so hash the bytes without storing them
+                digest = _hash_stream(audio, max_bytes)
+                return _same_request(existing, request_fingerprint(new, digest), key), False
+
+        job_id = str(uuid.uuid4())
         with self._write() as conn:
             conn.execute(insert(jobs).values(_new_job_values(job_id, new, PENDING)))
         try:
-            size = self._store_audio(job_id, audio, max_bytes)
-            return self._publish_upload(job_id, size)
+            size, digest = self._store_audio(job_id, audio, max_bytes, hashing=key is not None)
+            if key is None:
+                return self._publish_upload(job_id, size), True
+            return self._publish_upload_once(job_id, size, key, request_fingerprint(new, digest))
         except BaseException:
             self._discard_upload(job_id)
             raise
 
-    def _store_audio(self, job_id: str, audio: AudioSource, max_bytes: int | None) -> int:
+    def _insert_queued(self, new: NewJob, key: str | None, fingerprint: str | None) -> tuple[JobRecord, bool]:
+        values = {
+            **_new_job_values(str(uuid.uuid4()), new, QUEUED),
+            "idempotency_key": key,
+            "request_fingerprint": fingerprint,
+        }
+        with self._write() as conn:
+            if key is not None:
+                _release_stale_key(conn, key)
+            try:
+                with conn.begin_nested():
+                    row = conn.execute(insert(jobs).values(values).returning(*jobs.c)).one()
+            except IntegrityError as exc:
+                existing = conn.execute(_holding_key(key)).one_or_none() if key else None
+                if existing is None:
+                    raise _database_error(exc) from exc
+                found = _record(existing, _webhook_of(conn, existing))
+            else:
+                notify_new_job(conn)
+                return _record(row), True
+        assert fingerprint is not None and key is not None
+        return _same_request(found, fingerprint, key), False
+
+    def _job_holding_key(self, key: str) -> JobRecord | None:
+        cutoff = utcnow() - KEY_WINDOW
+        with self._read() as conn:
+            row = conn.execute(_holding_key(key).where(jobs.c.created_at >= cutoff)).one_or_none()
+            return None if row is None else _record(row, _webhook_of(conn, row))
+
+    def _store_audio(
+        self, job_id: str, audio: AudioSource, max_bytes: int | None, *, hashing: bool = False
+    ) -> tuple[int, str | None]:
+        """Stream ``audio`` into job_audio; (bytes stored, their sha256 when ``hashing``)."""
         # One short transaction per chunk: the write lock is never held while the client's bytes trickle in.
         total = 0
+        digest = hashlib.sha256() if hashing else None
         for seq, chunk in enumerate(_rechunk(audio, CHUNK_SIZE)):
             total += len(chunk)
-            if max_bytes is not None and total > max_bytes:
-                raise PayloadTooLargeError(
-                    f"the audio is larger than the limit of {_describe_size(max_bytes)}",
-                    extra={"max_bytes": max_bytes},
-                )
+            _check_size(total, max_bytes)
+            if digest is not None:
+                digest.update(chunk)
             with self._write() as conn:
                 # refreshing created_at marks the upload alive for purge_stale_uploads
                 alive = conn.execute(
@@ -218,7 +297,7 @@ class JobStore:
                 if alive != 1:
                     raise _upload_vanished(job_id)
                 conn.execute(insert(job_audio).values(job_id=job_id, seq=seq, data=chunk))
-        return total
+        return total, None if digest is None else digest.hexdigest()
 
     def _publish_upload(self, job_id: str, size: int) -> JobRecord:
         with self._write() as conn:
@@ -232,6 +311,41 @@ class JobStore:
                 raise _upload_vanished(job_id)
             notify_new_job(conn)
         return _record(row)
+
+    def _publish_upload_once(
+        self, job_id: str, size: int, key: str, fingerprint: str
+    ) -> tuple[JobRecord, bool]:
+        """Queue a stored upload under ``key``; if another job took the key first, discard this one."""
+        values = {
+            "status": QUEUED,
+            "size_bytes": size,
+            "created_at": utcnow(),
+            "idempotency_key": key,
+            "request_fingerprint": fingerprint,
+        }
+        with self._write() as conn:
+            _release_stale_key(conn, key)
+            try:
+                with conn.begin_nested():
+                    row = conn.execute(
+                        update(jobs)
+                        .where(jobs.c.id == job_id, jobs.c.status == PENDING)
+                        .values(**values)
+                        .returning(*jobs.c)
+                    ).one_or_none()
+            except IntegrityError as exc:
+                existing = conn.execute(_holding_key(key)).one_or_none()
+                if existing is None:
+                    raise _database_error(exc) from exc
+                found = _record(existing, _webhook_of(conn, existing))
+                conn.execute(delete(job_audio).where(job_audio.c.job_id == job_id))
+                conn.execute(delete(jobs).where(jobs.c.id == job_id, jobs.c.status == PENDING))
+            else:
+                if row is None:
+                    raise _upload_vanished(job_id)
+                notify_new_job(conn)
+                return _record(row), True
+        return _same_request(found, fingerprint, key), False
 
     def _discard_upload(self, job_id: str) -> None:
         # Best effort: if the database is down too, purge_stale_uploads removes the leftovers later.
@@ -257,10 +371,10 @@ class JobStore:
     # --- reading jobs --------------------------------------------------------------------------
     def get_job(self, job_id: str) -> JobRecord:
         with self._read() as conn:
-            row = conn.execute(_visible(job_id)).one_or_none()
-        if row is None:
-            raise _not_found(job_id)
-        return _record(row)
+            row = conn.execute(_GET_VISIBLE, {"job_id": job_id}).one_or_none()
+            if row is None:
+                raise _not_found(job_id)
+            return _record(row, _webhook_of(conn, row))
 
     def list_jobs(
         self, *, status: JobStatus | None = None, limit: int = 100, cursor: str | None = None
@@ -268,23 +382,16 @@ class JobStore:
         """Newest first; ``next_cursor`` is None on the last page."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInputError(f"limit must be between 1 and {MAX_LIST_LIMIT}")
-        stmt = select(jobs)
-        if status is None:
-            stmt = stmt.where(jobs.c.status != PENDING)
-        else:
-            stmt = stmt.where(jobs.c.status == _public_status(status))
+        params: dict[str, Any] = {"limit": limit + 1}
+        if status is not None:
+            params["status"] = _public_status(status)
         if cursor is not None:
-            created_at, job_id = decode_cursor(cursor)
-            stmt = stmt.where(
-                or_(
-                    jobs.c.created_at < created_at,
-                    and_(jobs.c.created_at == created_at, jobs.c.id < job_id),
-                )
-            )
-        stmt = stmt.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
+            params["created_at"], params["job_id"] = decode_cursor(cursor)
+        stmt = _LIST_PAGE[(status is not None, cursor is not None)]
         with self._read() as conn:
-            rows = conn.execute(stmt).all()
-        records = [_record(row) for row in rows[:limit]]
+            rows = conn.execute(stmt, params).all()
+            webhooks = outbox.latest_for(conn, [row.id for row in rows[:limit] if row.callback_url])
+        records = [_record(row, webhooks.get(row.id)) for row in rows[:limit]]
         more = len(rows) > limit
         next_cursor = encode_cursor(records[-1].created_at, records[-1].id) if more else None
         return JobPage(jobs=records, next_cursor=next_cursor)
@@ -293,15 +400,9 @@ class JobStore:
         """1 for the job the next claim takes; None unless ``job`` is queued."""
         if job.status is not JobStatus.QUEUED:
             return None
-        ahead_or_same = and_(
-            jobs.c.status == QUEUED,
-            or_(
-                jobs.c.created_at < job.created_at,
-                and_(jobs.c.created_at == job.created_at, jobs.c.id <= job.id),
-            ),
-        )
+        params = {"created_at": job.created_at, "job_id": job.id}
         with self._read() as conn:
-            return int(conn.execute(select(func.count()).where(ahead_or_same)).scalar_one())
+            return int(conn.execute(_QUEUE_POSITION, params).scalar_one())
 
     def queue_counts(self) -> QueueCounts:
         with self._read() as conn:
@@ -413,10 +514,24 @@ class JobStore:
 
     def _finish(self, job_id: str, worker_id: str, values: dict[str, Any]) -> bool:
         with self._write() as conn:
-            done = _changed(conn.execute(update(jobs).where(_held(job_id, worker_id)).values(**values)))
-            if done:
-                self._drop_audio(conn, job_id)
-        return done
+            row = conn.execute(
+                update(jobs).where(_held(job_id, worker_id)).values(**values).returning(*_FINISHED_COLUMNS)
+            ).one_or_none()
+            if row is not None:
+                self._finished(conn, row)
+        return row is not None
+
+    def _finished(self, conn: Connection, row: Row[Any]) -> None:
+        """What every path to a final state does in its own transaction: drop the audio, queue the
+        webhook delivery (the outbox: never a final job without its delivery) and count the job."""
+        self._drop_audio(conn, row.id)
+        outbox.enqueue(conn, row.id, row.callback_url, row.completed_at or utcnow())
+        wall = None
+        if row.started_at is not None and row.completed_at is not None:
+            wall = (row.completed_at - row.started_at).total_seconds()
+        totals.add(
+            conn, totals.job_finished_additions(row.status, wall_seconds=wall, audio_seconds=row.duration)
+        )
 
     def release_job(self, job_id: str, worker_id: str) -> bool:
         """Hand a held job back to the queue without counting the attempt (a worker shutting down).
@@ -442,9 +557,11 @@ class JobStore:
                     if not self._postgres
                     else func.greatest(jobs.c.attempts - 1, 0),
                 }
-            conn.execute(update(jobs).where(_held(job_id, worker_id)).values(**values))
+            changed = conn.execute(
+                update(jobs).where(_held(job_id, worker_id)).values(**values).returning(*_FINISHED_COLUMNS)
+            ).one()
             if row.cancel_requested:
-                self._drop_audio(conn, job_id)
+                self._finished(conn, changed)
             else:
                 notify_new_job(conn)
         return True
@@ -488,12 +605,15 @@ class JobStore:
                     }
                 else:
                     values = dict(_REQUEUE_VALUES)
-                if not _changed(conn.execute(update(jobs).where(still_expired).values(**values))):
+                changed = conn.execute(
+                    update(jobs).where(still_expired).values(**values).returning(*_FINISHED_COLUMNS)
+                ).one_or_none()
+                if changed is None:
                     continue
                 if values["status"] == QUEUED:
                     requeued.append(row.id)
                 else:
-                    self._drop_audio(conn, row.id)
+                    self._finished(conn, changed)
                     if values["status"] == JobStatus.ERROR.value:
                         failed.append(row.id)
             if requeued:
@@ -508,18 +628,19 @@ class JobStore:
             if status is None or status == PENDING:
                 raise _not_found(job_id)
             if status == QUEUED:
-                conn.execute(
+                changed = conn.execute(
                     update(jobs)
                     .where(jobs.c.id == job_id)
                     .values(status=JobStatus.CANCELLED.value, completed_at=utcnow())
-                )
-                self._drop_audio(conn, job_id)
+                    .returning(*_FINISHED_COLUMNS)
+                ).one()
+                self._finished(conn, changed)
             elif status == PROCESSING:
                 conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
             else:
                 raise ConflictError(f"job {job_id} is already {status}", extra={"status": status})
             row = conn.execute(_visible(job_id)).one()
-        return _record(row)
+            return _record(row, _webhook_of(conn, row))
 
     def delete_job(self, job_id: str) -> None:
         """Delete a finished job and its audio; ConflictError while it is queued or processing."""
@@ -531,19 +652,52 @@ class JobStore:
                 raise ConflictError(
                     f"job {job_id} is {status}: cancel it before deleting it", extra={"status": status}
                 )
-            conn.execute(delete(job_audio).where(job_audio.c.job_id == job_id))
-            conn.execute(delete(jobs).where(jobs.c.id == job_id))
+            _delete_jobs(conn, [job_id])
 
-    def purge_finished_jobs(self, *, older_than_seconds: float) -> int:
-        """Delete final jobs that finished longer ago than that (retention); returns how many."""
+    def purge_finished_jobs(
+        self,
+        *,
+        older_than_seconds: float,
+        statuses: Iterable[JobStatus | str] | None = None,
+        batch_size: int = PURGE_BATCH,
+        max_batches: int | None = None,
+    ) -> int:
+        """Retention: delete finished jobs (with audio, results and deliveries) that ended longer ago than
+        that; returns how many. ``statuses`` narrows it to some final statuses (InvalidInputError for any
+        other: queued and processing jobs are never purged). One short transaction per ``batch_size``
+        jobs, so writers wait for at most one batch; ``max_batches`` bounds one call (a sweeper's tick).
+        A job whose webhook is still being delivered waits for the delivery to end.
+        """
+        if older_than_seconds < 0:
+            raise InvalidInputError("the age to purge from must not be negative")
+        chosen = FINAL if statuses is None else tuple(_final_status(status) for status in statuses)
         cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-        old = and_(jobs.c.status.in_(FINAL), jobs.c.completed_at < cutoff)
-        with self._write() as conn:
-            ids = list(conn.execute(select(jobs.c.id).where(old)).scalars())
-            if ids:
-                conn.execute(delete(job_audio).where(job_audio.c.job_id.in_(ids)))
-                conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
-        return len(ids)
+        in_flight = (
+            select(outbox.deliveries.c.id)
+            .where(
+                outbox.deliveries.c.job_id == jobs.c.id,
+                outbox.deliveries.c.state.in_([outbox.PENDING, outbox.DELIVERING]),
+            )
+            .exists()
+        )
+        old = (
+            select(jobs.c.id)
+            .where(jobs.c.status.in_(chosen), jobs.c.completed_at < cutoff, ~in_flight)
+            .order_by(jobs.c.completed_at)
+            .limit(batch_size)
+        )
+        removed = 0
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            with self._write() as conn:
+                ids = list(conn.execute(_lock(old, self._postgres, skip_locked=True)).scalars())
+                if ids:
+                    _delete_jobs(conn, ids)
+            removed += len(ids)
+            batches += 1
+            if len(ids) < batch_size:
+                break
+        return removed
 
     # --- audio ---------------------------------------------------------------------------------
     def iter_audio(self, job_id: str) -> Iterator[bytes]:
@@ -665,10 +819,100 @@ class JobStore:
             return int(conn.execute(delete(workers).where(workers.c.last_seen_at < cutoff)).rowcount)
 
     def _upsert_worker(self, values: dict[str, Any]) -> Any:
-        dialect_insert = pg_dialect.insert if self._postgres else sqlite_dialect.insert
+        # imported here: the PostgreSQL dialect costs start-up time on SQLite-only deployments
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
         stmt = dialect_insert(workers).values(**values)
         refreshed = {name: stmt.excluded[name] for name in values if name != "id"}
         return stmt.on_conflict_do_update(index_elements=[workers.c.id], set_=refreshed)
+
+    # --- webhook deliveries (the outbox: cesar_common.db.outbox) --------------------------------
+    def claim_delivery(self, worker_id: str, *, lease_seconds: float) -> WebhookDeliveryRecord | None:
+        """Take the delivery due longest (or one whose worker's lease expired); None when none is due."""
+        with self._write() as conn:
+            return outbox.claim(
+                conn, worker_id, now=utcnow(), lease_seconds=lease_seconds, postgres=self._postgres
+            )
+
+    def extend_delivery_lease(self, delivery_id: str, worker_id: str, *, lease_seconds: float) -> bool:
+        lease = utcnow() + timedelta(seconds=lease_seconds)
+        with self._write() as conn:
+            return outbox.extend(conn, delivery_id, worker_id, lease)
+
+    def finish_delivery(self, delivery_id: str, worker_id: str, outcome: DeliveryOutcome) -> bool:
+        """Record a try's outcome; False when ``worker_id`` no longer holds the delivery (its lease ran
+        out and another worker took it: that worker's outcome counts)."""
+        with self._write() as conn:
+            return outbox.finish(conn, delivery_id, worker_id, outcome, utcnow())
+
+    def get_delivery(self, delivery_id: str) -> WebhookDeliveryRecord:
+        with self._read() as conn:
+            found = outbox.get(conn, delivery_id)
+        if found is None:
+            raise NotFoundError(f"no webhook delivery with id {delivery_id}")
+        return found
+
+    def list_deliveries(self, job_id: str) -> list[WebhookDeliveryRecord]:
+        """Every delivery of a job, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(outbox.deliveries)
+                .where(outbox.deliveries.c.job_id == job_id)
+                .order_by(outbox.deliveries.c.created_at)
+            ).all()
+        return [outbox.record(row) for row in rows]
+
+    def redeliver_webhook(self, job_id: str) -> JobRecord:
+        """Queue one more delivery of a final job's webhook; the job with its ``webhook`` as it now is.
+
+        NotFoundError for an unknown job; ConflictError when it has no callback URL or is not final.
+        """
+        with self._write() as conn:
+            row = conn.execute(_lock(_visible(job_id), self._postgres)).one_or_none()
+            if row is None:
+                raise _not_found(job_id)
+            if not row.callback_url:
+                raise ConflictError(f"job {job_id} has no callback_url", extra={"status": row.status})
+            if row.status not in FINAL:
+                raise ConflictError(
+                    f"job {job_id} is {row.status}: its webhook is sent once it ends",
+                    extra={"status": row.status},
+                )
+            outbox.redeliver(conn, job_id, row.callback_url, utcnow())
+            return _record(row, _webhook_of(conn, row))
+
+    # --- metrics ---------------------------------------------------------------------------------
+    def metrics_snapshot(self, *, alive_within_seconds: float) -> MetricsSnapshot:
+        """Everything ``GET /metrics`` reports, read in one transaction at scrape time."""
+        now = utcnow()
+        with self._read() as conn:
+            by_status = dict.fromkeys((str(status) for status in PUBLIC_STATUSES), 0)
+            for status, count in conn.execute(
+                select(jobs.c.status, func.count()).where(jobs.c.status != PENDING).group_by(jobs.c.status)
+            ).all():
+                by_status[status] = int(count)
+            oldest = conn.execute(
+                select(func.min(jobs.c.created_at)).where(jobs.c.status == QUEUED)
+            ).scalar_one_or_none()
+            alive = conn.execute(
+                select(func.count()).where(
+                    workers.c.last_seen_at >= now - timedelta(seconds=alive_within_seconds)
+                )
+            ).scalar_one()
+            deliveries = outbox.count_by_state(conn)
+            stored = totals.read(conn)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)  # func.min bypasses the column type on SQLite
+        age = 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
+        return MetricsSnapshot(
+            jobs_by_status=by_status,
+            oldest_queued_seconds=age,
+            workers_alive=int(alive),
+            deliveries_by_state=deliveries,
+            totals=stored,
+        )
 
 
 # --- statements and rows ---------------------------------------------------------------------------
@@ -703,6 +947,64 @@ def _changed(result: Any) -> bool:
     return bool(result.rowcount == 1)
 
 
+#: what _finished needs from a job that just became final (UPDATE ... RETURNING)
+_FINISHED_COLUMNS = (
+    jobs.c.id,
+    jobs.c.status,
+    jobs.c.started_at,
+    jobs.c.completed_at,
+    jobs.c.duration,
+    jobs.c.callback_url,
+)
+
+
+def _delete_jobs(conn: Connection, ids: list[str]) -> None:
+    # children first: foreign keys cascade too, but SQLite only with the pragma on
+    conn.execute(delete(job_audio).where(job_audio.c.job_id.in_(ids)))
+    conn.execute(delete(outbox.deliveries).where(outbox.deliveries.c.job_id.in_(ids)))
+    conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+
+
+def _webhook_of(conn: Connection, row: Row[Any]) -> WebhookDeliveryRecord | None:
+    if not row.callback_url:
+        return None
+    return outbox.latest_for(conn, [row.id]).get(row.id)
+
+
+# --- idempotency -------------------------------------------------------------------------------------
+def _holding_key(key: str) -> Select[Any]:
+    return select(jobs).where(jobs.c.idempotency_key == key)
+
+
+def _release_stale_key(conn: Connection, key: str) -> None:
+    """A key older than the window names nothing any more: free it for the job about to take it."""
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.idempotency_key == key, jobs.c.created_at < utcnow() - KEY_WINDOW)
+        .values(idempotency_key=None)
+    )
+
+
+def _same_request(existing: JobRecord, fingerprint: str, key: str) -> JobRecord:
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReusedError(
+            "this Idempotency-Key was already used with a different request (within the last 24 hours): "
+            "use a new key for a new request",
+            extra={"job_id": existing.id, "idempotency_key": key},
+        )
+    return existing
+
+
+def _hash_stream(audio: AudioSource, max_bytes: int | None) -> str:
+    digest = hashlib.sha256()
+    total = 0
+    for chunk in _rechunk(audio, CHUNK_SIZE):
+        total += len(chunk)
+        _check_size(total, max_bytes)
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _new_job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
     options = new.options
     return {
@@ -724,10 +1026,93 @@ def _new_job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
         "attempts": 0,
         "max_attempts": new.max_attempts,
         "cancel_requested": False,
+        "callback_url": new.callback_url,
     }
 
 
-def _record(row: Row[Any]) -> JobRecord:
+# Reads run these prebuilt statements with bound parameters: building and cache-keying a fresh Select
+# per call cost more than running it (GET /jobs/{id} is the API's hottest path).
+_GET_VISIBLE = select(jobs).where(jobs.c.id == bindparam("job_id"), jobs.c.status != PENDING)
+_QUEUE_POSITION = select(func.count()).where(
+    jobs.c.status == QUEUED,
+    or_(
+        jobs.c.created_at < bindparam("created_at"),
+        and_(jobs.c.created_at == bindparam("created_at"), jobs.c.id <= bindparam("job_id")),
+    ),
+)
+
+
+def _list_page(by_status: bool, after_cursor: bool) -> Select[Any]:
+    stmt = select(jobs).where(jobs.c.status == bindparam("status") if by_status else jobs.c.status != PENDING)
+    if after_cursor:
+        stmt = stmt.where(
+            or_(
+                jobs.c.created_at < bindparam("created_at"),
+                and_(jobs.c.created_at == bindparam("created_at"), jobs.c.id < bindparam("job_id")),
+            )
+        )
+    return stmt.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(bindparam("limit"))
+
+
+#: list_jobs' statement by (status filter given, cursor given)
+_LIST_PAGE = {
+    (by_status, after): _list_page(by_status, after) for by_status in (False, True) for after in (False, True)
+}
+
+#: the jobs table's column names in table order: what ``select(jobs)`` and ``returning(*jobs.c)`` yield
+_JOB_FIELDS = tuple(column.name for column in jobs.c)
+_STATUSES = {str(status): status for status in JobStatus}
+_SOURCES = {str(source): source for source in JobSource}
+
+
+def _record(row: Row[Any], webhook: WebhookDeliveryRecord | None = None) -> JobRecord:
+    if row._fields == _JOB_FIELDS:
+        return _fast_record(tuple(row), webhook)
+    return _named_record(row, webhook)
+
+
+def _fast_record(values: tuple[Any, ...], webhook: WebhookDeliveryRecord | None) -> JobRecord:
+    """A full jobs row as a record, reading the columns by position (by name costs ~1 us a column)."""
+    job = dict(zip(_JOB_FIELDS, values, strict=True))
+    return JobRecord(
+        id=job["id"],
+        status=_STATUSES[job["status"]],
+        source=_SOURCES[job["source"]],
+        source_url=job["source_url"],
+        filename=job["filename"],
+        content_type=job["content_type"],
+        size_bytes=job["size_bytes"],
+        options=TranscribeOptions(
+            model=job["model"],
+            language=job["language"],
+            task=job["task"],
+            word_timestamps=bool(job["word_timestamps"]),
+            vad=bool(job["vad"]),
+            initial_prompt=job["initial_prompt"],
+        ),
+        created_at=job["created_at"],
+        started_at=job["started_at"],
+        completed_at=job["completed_at"],
+        progress=float(job["progress"]),
+        attempts=job["attempts"],
+        max_attempts=job["max_attempts"],
+        worker_id=job["worker_id"],
+        lease_expires_at=job["lease_expires_at"],
+        cancel_requested=bool(job["cancel_requested"]),
+        result_text=job["result_text"],
+        detected_language=job["detected_language"],
+        language_probability=job["language_probability"],
+        duration=job["duration"],
+        segments=job["segments"],
+        error_message=job["error_message"],
+        error_code=job["error_code"],
+        callback_url=job["callback_url"],
+        webhook=webhook,
+        request_fingerprint=job["request_fingerprint"],
+    )
+
+
+def _named_record(row: Row[Any], webhook: WebhookDeliveryRecord | None = None) -> JobRecord:
     return JobRecord(
         id=row.id,
         status=JobStatus(row.status),
@@ -760,6 +1145,9 @@ def _record(row: Row[Any]) -> JobRecord:
         segments=row.segments,
         error_message=row.error_message,
         error_code=row.error_code,
+        callback_url=row.callback_url,
+        webhook=webhook,
+        request_fingerprint=row.request_fingerprint,
     )
 
 
@@ -821,6 +1209,26 @@ def _rechunk(audio: AudioSource, size: int) -> Iterator[bytes]:
         buffer += view[offset:]
     if buffer:
         yield bytes(buffer)
+
+
+def _final_status(status: JobStatus | str) -> str:
+    try:
+        value = JobStatus(status)
+    except ValueError:
+        value = None
+    if value is None or not value.is_final:
+        raise InvalidInputError(
+            f"only finished jobs can be purged: {status!r} is not one of completed, error, cancelled"
+        )
+    return str(value)
+
+
+def _check_size(total: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and total > max_bytes:
+        raise PayloadTooLargeError(
+            f"the audio is larger than the limit of {_describe_size(max_bytes)}",
+            extra={"max_bytes": max_bytes},
+        )
 
 
 def _public_status(status: JobStatus | str) -> str:

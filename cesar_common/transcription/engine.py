@@ -5,6 +5,7 @@ faster_whisper is imported inside the functions, so importing this module stays 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from cesar_common.errors import (
     OutOfMemoryError,
     TranscriptionError,
 )
+from cesar_common.transcription import batching, sentences
 from cesar_common.transcription.models import LoadedModel
 from cesar_common.transcription.result import Segment, TranscriptionResult, Word
 
@@ -27,8 +29,7 @@ if TYPE_CHECKING:
 
 SAMPLE_RATE = 16_000  # what Whisper listens at; decode_audio resamples and downmixes to it
 TASKS = ("transcribe", "translate")
-# batch size `0` means: batch on a GPU, where it pays, and decode one window at a time on a CPU
-_AUTO_BATCH = {"cuda": 8, "cpu": 1}
+SEQUENTIAL, BATCHED = "sequential", "batched"  # TranscriptionResult.mode
 
 ProgressCallback = Callable[[float, float], None]
 StopCheck = Callable[[], bool]
@@ -44,7 +45,7 @@ class DecodeOptions:
     initial_prompt: str | None = None
     start_time: float | None = None  # seconds into the file
     end_time: float | None = None
-    batch_size: int = 0  # 0: chosen by device; 1: never batch
+    batch_size: int = 0  # 0: by device, duration and memory (see batching); 1: never batch; N: N windows
 
 
 class TranscriptionCancelled(CesarError):
@@ -66,7 +67,9 @@ def transcribe(
 
     Segment times refer to the original file. ``on_progress(done, total)`` gets audio seconds after
     each segment; ``should_stop()`` is asked before each segment and stops with
-    :class:`TranscriptionCancelled`.
+    :class:`TranscriptionCancelled`. In batched mode (see :mod:`batching`) a whole batch of windows
+    is decoded before its first segment comes out: progress moves a batch at a time, and a stop
+    takes effect once the batch being decoded is done.
     """
     validate_options(options)
     language = _model_language(model, options.language)
@@ -76,8 +79,11 @@ def transcribe(
     if on_progress is not None:
         on_progress(0.0, total)
     with _engine_errors(model):
-        raw_segments, info, mode = _start(model, clip, options, language)
-        segments = _collect(raw_segments, offset, total, options, on_progress, should_stop)
+        batch_size = plan_batch_size(model, options, total)
+        raw_segments, info = _start(model, clip, options, language, batch_size)
+        segments = _collect(
+            raw_segments, offset, total, options, on_progress, should_stop, split=batch_size > 1
+        )
     if on_progress is not None:
         on_progress(total, total)
     return TranscriptionResult(
@@ -89,7 +95,8 @@ def transcribe(
         model=model.name,
         device=model.device,
         compute_type=model.compute_type,
-        mode=mode,
+        mode=BATCHED if batch_size > 1 else SEQUENTIAL,
+        batch_size=batch_size,
     )
 
 
@@ -170,28 +177,41 @@ def _clip(samples: np.ndarray, options: DecodeOptions) -> tuple[np.ndarray, floa
     return samples[first:last], first / SAMPLE_RATE
 
 
+def plan_batch_size(model: LoadedModel, options: DecodeOptions, duration: float) -> int:
+    """The batch size ``options`` get for ``duration`` seconds of audio on ``model``: 1 is sequential."""
+    requested, vad = options.batch_size, options.vad
+    return batching.choose_batch_size(
+        requested,
+        device=model.device,
+        duration=duration,
+        vad=vad,
+        model_bytes=model.model_bytes,
+        # read only for the auto rule: nvidia-smi takes tens of milliseconds
+        free_bytes=batching.free_memory(model) if vad and requested == 0 else None,
+    )
+
+
 def _start(
-    model: LoadedModel, clip: np.ndarray, options: DecodeOptions, language: str | None
-) -> tuple[Iterable[Any], Any, str]:
-    """faster-whisper's lazy segments, its info and the mode used (``sequential`` or ``batched``)."""
+    model: LoadedModel, clip: np.ndarray, options: DecodeOptions, language: str | None, batch_size: int
+) -> tuple[Iterable[Any], Any]:
+    """faster-whisper's lazy segments and its info, batched when ``batch_size`` > 1.
+
+    Batched segments are whole VAD windows (up to 30 s): their words are timed too (about 8% more
+    work on CPU), so that :func:`_collect` can cut them into sentences.
+    """
     common: dict[str, Any] = {
         "language": language,
         "task": options.task,
         "beam_size": options.beam_size,
         "initial_prompt": options.initial_prompt or None,
-        "word_timestamps": options.word_timestamps,
         "vad_filter": options.vad,
     }
-    batch_size = options.batch_size or _AUTO_BATCH.get(model.device, 1)
-    # batched inference cuts the audio where VAD finds pauses; without VAD it cannot
-    if batch_size > 1 and options.vad:
-        from faster_whisper import BatchedInferencePipeline
-
-        pipeline = BatchedInferencePipeline(model=model.whisper)
-        segments, info = pipeline.transcribe(clip, batch_size=batch_size, **common)
-        return segments, info, "batched"
-    segments, info = model.whisper.transcribe(clip, **common)
-    return segments, info, "sequential"
+    if batch_size > 1:
+        pipeline = model.batched_pipeline()
+        # the pipeline resets this only when a run ends: a cancelled run would skew the next one's words
+        pipeline.last_speech_timestamp = 0.0
+        return pipeline.transcribe(clip, batch_size=batch_size, word_timestamps=True, **common)
+    return model.whisper.transcribe(clip, word_timestamps=options.word_timestamps, **common)
 
 
 def _collect(
@@ -201,47 +221,82 @@ def _collect(
     options: DecodeOptions,
     on_progress: ProgressCallback | None,
     should_stop: StopCheck | None,
+    *,
+    split: bool,
 ) -> list[Segment]:
     segments: list[Segment] = []
+    pending: deque[Segment] = deque()  # the sentences of a batched window not handed out yet
     iterator = iter(raw_segments)
+    clock = _Clock(offset, total)
     try:
         while True:
             if should_stop is not None and should_stop():
                 raise TranscriptionCancelled("transcription cancelled")
-            raw = next(iterator, None)
-            if raw is None:
-                return segments
-            segments.append(_segment(raw, len(segments), offset, total, options.word_timestamps))
+            if not pending:
+                raw = next(iterator, None)
+                if raw is None:
+                    return segments
+                pending.extend(_segments(raw, len(segments), clock, options.word_timestamps, split=split))
+            segment = pending.popleft()
+            segments.append(segment)
             if on_progress is not None:
-                on_progress(min(round(float(raw.end), 3), total), total)
+                on_progress(clock.elapsed(segment.end), total)
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
 
 
-def _segment(raw: Any, index: int, offset: float, total: float, with_words: bool) -> Segment:
-    def at(value: Any) -> float:
-        # Whisper rounds to its 20 ms grid and may overshoot the audio's end
-        return round(offset + min(max(float(value), 0.0), total), 3)
+@dataclass(frozen=True, slots=True)
+class _Clock:
+    """Whisper's times (relative to the clip) as plain floats in the file's time."""
 
-    words = None
-    if with_words:
-        words = tuple(
-            Word(
-                start=at(word.start),
-                end=at(word.end),
-                word=word.word.strip(),
-                probability=round(float(word.probability), 4),
+    offset: float
+    total: float
+
+    def at(self, value: Any) -> float:
+        # Whisper rounds to its 20 ms grid and may overshoot the audio's end
+        return round(self.offset + min(max(float(value), 0.0), self.total), 3)
+
+    def elapsed(self, at: float) -> float:
+        """Seconds of the clip done at file time ``at``."""
+        return min(max(round(at - self.offset, 3), 0.0), self.total)
+
+
+def _segments(raw: Any, first_id: int, clock: _Clock, with_words: bool, *, split: bool) -> list[Segment]:
+    """One faster-whisper segment as ours: cut into sentences when ``split`` (batched mode)."""
+    raw_words = list(raw.words or ())
+    if not (split and raw_words):
+        return [
+            Segment(
+                id=first_id,
+                start=clock.at(raw.start),
+                end=clock.at(raw.end),
+                text=raw.text.strip(),
+                words=_words(raw_words, clock) if with_words else None,
             )
-            for word in raw.words or ()
+        ]
+    return [
+        Segment(
+            id=first_id + index,
+            start=clock.at(piece[0].start),
+            end=clock.at(piece[-1].end),
+            text=sentences.piece_text(piece),
+            words=_words(piece, clock) if with_words else None,
         )
-    return Segment(
-        id=index,
-        start=at(raw.start),
-        end=at(raw.end),
-        text=raw.text.strip(),
-        words=words,
+        for index, piece in enumerate(sentences.split_words(raw_words))
+    ]
+
+
+def _words(raw_words: Iterable[Any], clock: _Clock) -> tuple[Word, ...]:
+    return tuple(
+        Word(
+            start=clock.at(word.start),
+            end=clock.at(word.end),
+            word=word.word.strip(),
+            probability=round(float(word.probability), 4),
+        )
+        for word in raw_words
     )
 
 

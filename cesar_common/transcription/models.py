@@ -6,7 +6,7 @@ faster_whisper and ctranslate2 are imported inside the functions: importing this
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,7 @@ from cesar_common.errors import (
 )
 
 if TYPE_CHECKING:
-    from faster_whisper import WhisperModel
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 BUNDLED_MODEL = "tiny.en"
 DEVICES = ("auto", "cpu", "cuda")
@@ -35,7 +35,11 @@ _OFFLINE_HINT = (
 
 @dataclass(slots=True)
 class LoadedModel:
-    """A Whisper model in memory, with what it was loaded as."""
+    """A Whisper model in memory, with what it was loaded as.
+
+    One transcription at a time per loaded model: the batched pipeline kept here carries state
+    (the last word's time) from one batch to the next.
+    """
 
     name: str
     path: str
@@ -43,6 +47,17 @@ class LoadedModel:
     compute_type: str
     threads: int
     whisper: WhisperModel
+    model_bytes: int = 0  # size of the model's files: what batching's memory estimate scales with
+    gpu_free_bytes: int | None = field(default=None, compare=False)  # read once, on first batched use
+    _batched: BatchedInferencePipeline | None = field(default=None, init=False, repr=False, compare=False)
+
+    def batched_pipeline(self) -> BatchedInferencePipeline:
+        """faster-whisper's batched pipeline over this model, built on first use and kept."""
+        if self._batched is None:
+            from faster_whisper import BatchedInferencePipeline
+
+            self._batched = BatchedInferencePipeline(model=self.whisper)
+        return self._batched
 
 
 def known_model_names() -> tuple[str, ...]:
@@ -126,8 +141,19 @@ def load_model(
     except (RuntimeError, OSError) as exc:
         raise _load_error(name, path, device, exc) from exc
     return LoadedModel(
-        name=name, path=path, device=device, compute_type=compute_type, threads=threads, whisper=whisper
+        name=name,
+        path=path,
+        device=device,
+        compute_type=compute_type,
+        threads=threads,
+        whisper=whisper,
+        model_bytes=model_files_bytes(path),
     )
+
+
+def model_files_bytes(path: str | Path) -> int:
+    """How much the files of a model directory weigh (about what its weights take in memory)."""
+    return sum(item.stat().st_size for item in Path(path).iterdir() if item.is_file())
 
 
 def _load_error(name: str, path: str, device: str, exc: Exception) -> Exception:

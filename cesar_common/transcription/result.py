@@ -76,7 +76,8 @@ class TranscriptionResult:
     model: str = ""
     device: str = ""
     compute_type: str = ""
-    mode: str = "sequential"
+    mode: str = "sequential"  # or "batched": faster-whisper's BatchedInferencePipeline
+    batch_size: int = 1  # windows decoded at once; 1 when sequential
 
     def segments_as_dicts(self) -> list[dict[str, Any]]:
         """The segments as JSON-ready dicts (``words`` only on segments that have them)."""
@@ -94,7 +95,13 @@ class TranscriptionResult:
             "segments": self.segments_as_dicts(),
         }
         if self.model:
-            data.update(model=self.model, device=self.device, compute_type=self.compute_type, mode=self.mode)
+            data.update(
+                model=self.model,
+                device=self.device,
+                compute_type=self.compute_type,
+                mode=self.mode,
+                batch_size=int(self.batch_size),
+            )
         return data
 
     @classmethod

@@ -143,6 +143,8 @@ OPERATIONS = {
     ("get", "/jobs/{job_id}/transcript"): "getTranscript",
     ("post", "/jobs/{job_id}/cancel"): "cancelJob",
     ("delete", "/jobs/{job_id}"): "deleteJob",
+    ("post", "/jobs/{job_id}/webhook/redeliver"): "redeliverWebhook",
+    ("get", "/metrics"): "getMetrics",
     ("get", "/health"): "getHealth",
 }
 

@@ -1,0 +1,148 @@
+"""``GET /metrics``, and counting this API process's HTTP requests for it.
+
+Requests are counted by a ``before_send`` hook, which sees every response (also a 404 for an unknown path,
+which never reaches a route), labelled by the route's template so the labels stay few. Counting is plain
+Python under a lock: ``prometheus_client`` (a tenth of a second to import) loads on the first scrape, not
+at start-up. Job, worker and webhook metrics are read from the database at scrape time
+(:mod:`cesar_common.metrics`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request, Response, get
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from cesar_api.errors import error_responses
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import CollectorRegistry
+
+UNMATCHED = "(unmatched)"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: upper bounds (seconds) of the request duration histogram
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_STARTED = "cesar_request_started"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class RequestStats:
+    """Counts of this process's responses by (method, route, status), and durations by route."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[tuple[str, str, str], int] = defaultdict(int)
+        # route -> per-bucket counts (the last one is +Inf) and the sum of durations
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = defaultdict(float)
+
+    def observe(self, method: str, route: str, status: int, seconds: float | None) -> None:
+        method = method if method in METHODS else "OTHER"
+        with self._lock:
+            self.counts[(method, route, str(status))] += 1
+            if seconds is not None:
+                counts = self.buckets.setdefault(route, [0] * (len(DURATION_BUCKETS) + 1))
+                counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+                self.sums[route] += seconds
+
+    def snapshot(self) -> tuple[dict[tuple[str, str, str], int], dict[str, list[int]], dict[str, float]]:
+        with self._lock:
+            return dict(self.counts), {k: list(v) for k, v in self.buckets.items()}, dict(self.sums)
+
+
+class RequestCollector:
+    """Exposes :class:`RequestStats` to a Prometheus registry."""
+
+    def __init__(self, stats: RequestStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        counts, buckets, sums = self.stats.snapshot()
+        requests = CounterMetricFamily(
+            "cesar_http_requests",
+            "HTTP requests this API process answered, by method, route template and status.",
+            labels=["method", "route", "status"],
+        )
+        for (method, route, status), count in sorted(counts.items()):
+            requests.add_metric([method, route, status], count)
+        yield requests
+        duration = HistogramMetricFamily(
+            "cesar_http_request_duration_seconds",
+            "Time this API process took to answer HTTP requests, by route template.",
+            labels=["route"],
+        )
+        for route, per_bucket in sorted(buckets.items()):
+            running, cumulative = 0, []
+            for bound, count in zip((*DURATION_BUCKETS, float("inf")), per_bucket, strict=True):
+                running += count
+                cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
+            duration.add_metric([route], cumulative, sums[route])
+        yield duration
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+
+def timing_middleware(app: ASGIApp) -> ASGIApp:
+    """Stamps when a routed request began, for the duration histogram."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["state"][_STARTED] = time.perf_counter()
+        await app(scope, receive, send)
+
+    return middleware
+
+
+async def count_response(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: count each response as its status line goes out."""
+    if message["type"] != "http.response.start" or scope["type"] != "http":
+        return
+    started = scope.get("state", {}).get(_STARTED)
+    seconds = None if started is None else time.perf_counter() - started
+    stats: RequestStats = scope["app"].state.request_stats
+    stats.observe(scope["method"], scope.get("path_template") or UNMATCHED, message["status"], seconds)
+
+
+def _registry(request: Request[Any, Any, Any]) -> CollectorRegistry:
+    """The app's registry, built on the first scrape."""
+    state = request.app.state
+    registry: CollectorRegistry | None = state.get("metrics_registry")
+    if registry is None:
+        from cesar_common.metrics import store_registry
+
+        registry = store_registry(
+            state.store,
+            alive_within_seconds=state.settings.lease_seconds,
+            extra=[RequestCollector(state.request_stats)],
+        )
+        state.metrics_registry = registry
+    return registry
+
+
+@get(
+    "/metrics",
+    operation_id="getMetrics",
+    tags=["Service"],
+    summary="Prometheus metrics",
+    description="Prometheus text format. Jobs by status, queue depth, age of the oldest queued job, workers "
+    "alive, job wall time, audio duration and x real time histograms, webhook deliveries by state and tries "
+    "by outcome: read from the database at scrape time, so any API process reports the whole service. HTTP "
+    "requests by route and status are this API process's own. Behind `CESAR_API_KEY` when it is set.",
+    sync_to_thread=True,
+    media_type=CONTENT_TYPE,
+    response_description="The metrics, in Prometheus text format 0.0.4.",
+    responses=error_responses(),
+)
+def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    from cesar_common.metrics import render
+
+    return Response(content=render(_registry(request)), media_type=CONTENT_TYPE)

@@ -1,0 +1,57 @@
+"""Idempotent submits: what makes two requests "the same", and how long a key is held.
+
+A job created with an ``Idempotency-Key`` stores the key (under a UNIQUE index) and the sha256 of its
+canonical request: the source, the URL or the file's name and the sha256 of its bytes, the engine options and
+the callback URL. A second create with the key gets the first job back when the fingerprints match and
+:class:`IdempotencyKeyReusedError` (422) when they differ. After :data:`KEY_WINDOW` the key is released (set
+to NULL in the transaction that would reuse it), so the same key then makes a new job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+from cesar_common.db.records import JobSource, NewJob
+from cesar_common.errors import InvalidInputError
+
+KEY_WINDOW = timedelta(hours=24)
+MAX_KEY_LENGTH = 255
+
+
+class IdempotencyKeyReusedError(InvalidInputError):
+    """The key already named a different request within the last 24 hours."""
+
+    code = "idempotency_key_reused"
+
+
+def check_key(key: str) -> str:
+    """``key`` if it is a usable Idempotency-Key (1 to 255 visible ASCII characters), else 422."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise InvalidInputError(
+            f"an Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters long (got {len(key)})"
+        )
+    if not key.isascii() or not key.isprintable():
+        raise InvalidInputError("an Idempotency-Key must be printable ASCII")
+    return key
+
+
+def request_fingerprint(new: NewJob, audio_sha256: str | None) -> str:
+    """The sha256 (hex) of the canonical form of a create request."""
+    options = new.options
+    canonical = {
+        "source": JobSource(new.source).value,
+        "url": new.source_url,
+        "filename": new.filename if new.source is JobSource.UPLOAD else None,
+        "audio_sha256": audio_sha256,
+        "model": options.model,
+        "language": options.language,
+        "task": options.task,
+        "word_timestamps": options.word_timestamps,
+        "vad": options.vad,
+        "initial_prompt": options.initial_prompt,
+        "callback_url": new.callback_url,
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()

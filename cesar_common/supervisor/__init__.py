@@ -1,0 +1,8 @@
+"""`cesar serve`'s supervisor: the API and the workers as child processes of one command."""
+
+from __future__ import annotations
+
+from cesar_common.supervisor.ports import PortInUseError
+from cesar_common.supervisor.serve import run_serve
+
+__all__ = ["PortInUseError", "run_serve"]

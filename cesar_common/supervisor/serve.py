@@ -1,0 +1,213 @@
+"""`cesar serve`: upgrade the database, start the API and the workers, keep them running, stop them cleanly.
+
+Database: serve runs Alembic's ``upgrade head`` itself, for SQLite under a file lock beside the database (so
+two serves on one file cannot race). It does the same for PostgreSQL, which is what a single-host deployment
+wants; where several hosts deploy at once, run ``alembic upgrade head`` once as the release step and start
+serve with ``--no-migrate``, which only checks the schema is current.
+
+Children: ``python -m cesar_api`` and N x ``python -m cesar_worker``, configured entirely through
+``CESAR_*`` environment variables written from serve's own settings, each in its own process group (a
+terminal's Ctrl-C reaches serve alone, which then stops them in order) and with PR_SET_PDEATHSIG, so they
+get SIGTERM if serve dies; ``CESAR_SUPERVISOR_PID`` lets them watch for that too
+(:mod:`cesar_common.parentwatch`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import SecretStr
+
+from cesar_common.layout import Layout, machine_facts, model_bytes_for, parse_workers, plan_layout
+from cesar_common.parentwatch import SUPERVISOR_PID_ENV
+from cesar_common.settings import Settings
+from cesar_common.signals import stop_on_signals
+from cesar_common.supervisor.children import Backoff, Child, ChildSpec
+from cesar_common.supervisor.ports import base_url, check_port, is_listening, is_loopback
+from cesar_common.supervisor.supervise import Supervisor
+
+logger = logging.getLogger("cesar.serve")
+
+EXIT_OK = 0
+EXIT_FORCED = 130
+
+Echo = Callable[[str], None]
+
+
+def run_serve(
+    settings: Settings,
+    *,
+    migrate: bool = True,
+    echo: Echo | None = None,
+    backoff: Backoff | None = None,
+) -> int:
+    """Run the API and the workers until SIGINT/SIGTERM; the exit code (0, or 130 when forced).
+
+    Raises a CesarError before anything starts (port taken, database unreachable, unknown model or device)
+    and when serve cannot go on (the port was taken from the API, a child keeps failing at start).
+    """
+    say = echo or _print
+    settings = _with_concrete_port(settings)
+    _warn_if_exposed(settings)
+    check_port(settings.host, settings.port)
+    prepare_database(settings.database_url, migrate=migrate)
+    layout = plan_serve_layout(settings)
+    logger.info("layout: %s (%s)", layout.describe(), layout.reason)
+    say(f"Starting {layout.describe()}" if layout.workers else "Starting the API alone (--workers 0)")
+
+    url = base_url(settings.host, settings.port)
+
+    def api_ready(first: bool) -> None:
+        if first:
+            say(f"Cesar API on {url} (docs: {url}/docs)")
+        else:
+            logger.info("the API is back on %s", url)
+
+    supervisor = Supervisor(
+        [Child(spec) for spec in child_specs(settings, layout)],
+        backoff=backoff,
+        api_ready=lambda: is_listening(settings.host, settings.port),
+        on_api_ready=api_ready,
+        # the API died: if someone else now holds its port, restarting cannot help
+        on_api_exit=lambda code: check_port(settings.host, settings.port),
+    )
+    return supervise(supervisor, grace=settings.shutdown_grace_seconds)
+
+
+def supervise(supervisor: Supervisor, *, grace: float) -> int:
+    """Start the children and keep them running until a stop signal; then stop them (0, or 130 if forced)."""
+    with stop_on_signals() as stop:
+        try:
+            try:
+                supervisor.start_all()
+                supervisor.run(stop)
+            finally:
+                clean = supervisor.shutdown(grace=grace)
+        except KeyboardInterrupt:  # the second Ctrl-C (or SIGTERM): no more waiting
+            supervisor.kill_all()
+            logger.warning("stopped by force")
+            return EXIT_FORCED
+    logger.info("stopped" if clean else "stopped (some processes had to be killed)")
+    return EXIT_OK
+
+
+def prepare_database(url: str, *, migrate: bool) -> None:
+    """Upgrade the schema to head (``migrate``), or only check it is there."""
+    from cesar_common.db.migrate import current_revision, ensure_schema_current, upgrade_to_head
+
+    # Alembic's INFO lines (plugins, dialect) say nothing a user needs; serve logs the outcome itself.
+    if not logger.isEnabledFor(logging.DEBUG):
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    if migrate:
+        upgrade_to_head(url)
+        logger.info("database at revision %s", current_revision(url))
+    else:
+        ensure_schema_current(url)
+
+
+def plan_serve_layout(settings: Settings) -> Layout:
+    """The worker layout for these settings on this machine (checks the device and finds the model)."""
+    common: dict[str, Any] = {
+        "workers": settings.workers,
+        "threads": settings.threads,
+        "model": settings.model,
+    }
+    if parse_workers(settings.workers) == 0:
+        return plan_layout(
+            **common, device="cpu", cpu_count=1, available_memory=0, model_bytes=0, gpu_count=0
+        )
+    from cesar_common.transcription.models import resolve_device, resolve_model
+
+    device, compute_type = resolve_device(settings.device, settings.compute_type)
+    # Resolved (downloaded, if need be) once here: a bad name fails now with one line, and N workers
+    # do not download the same model side by side.
+    model_dir = resolve_model(settings.model, offline=settings.offline)
+    facts = machine_facts(need_gpus=device == "cuda")
+    return plan_layout(
+        **common,
+        device=device,
+        compute_type=compute_type,
+        cpu_count=facts.cpu_count,
+        available_memory=facts.available_memory,
+        model_bytes=model_bytes_for(settings.model, model_dir),
+        gpu_count=facts.gpu_count,
+        gpu_ids=facts.gpu_ids,
+    )
+
+
+def child_specs(
+    settings: Settings, layout: Layout, *, environ: Mapping[str, str] | None = None
+) -> list[ChildSpec]:
+    """The API and the workers, as commands and environments."""
+    env = {
+        **(os.environ if environ is None else environ),
+        **settings_env(settings),
+        SUPERVISOR_PID_ENV: str(os.getpid()),
+        "PYTHONUNBUFFERED": "1",  # children's log lines appear as they happen
+    }
+    specs = [ChildSpec("api", (sys.executable, "-m", "cesar_api"), env, role="api")]
+    # --preload: a worker loads its model before the first job, not while a client waits for it
+    worker_argv = (sys.executable, "-m", "cesar_worker", "--preload")
+    for index in range(layout.workers):
+        worker_env = {
+            **env,
+            "CESAR_THREADS": str(layout.threads),
+            "CESAR_DEVICE": layout.device,
+            "CESAR_COMPUTE_TYPE": layout.compute_type,
+            **(layout.worker_env[index] if index < len(layout.worker_env) else {}),
+        }
+        specs.append(ChildSpec(f"worker-{index + 1}", worker_argv, worker_env))
+    return specs
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Every setting as the ``CESAR_*`` variable that reads back as the same value."""
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        env[f"CESAR_{name.upper()}"] = _env_value(value)
+    return env
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, str | int | float) or hasattr(value, "__fspath__"):
+        return str(value)
+    return json.dumps(value, default=str)  # pydantic-settings decodes complex fields from JSON
+
+
+def _with_concrete_port(settings: Settings) -> Settings:
+    """Port 0 means any free port: pick it here, so serve can say where the API is."""
+    if settings.port != 0:
+        return settings
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((settings.host, 0))
+        port = sock.getsockname()[1]
+    return settings.model_copy(update={"port": port})
+
+
+def _warn_if_exposed(settings: Settings) -> None:
+    if not is_loopback(settings.host) and settings.api_key is None:
+        logger.warning(
+            "the API listens on %s without an API key: anyone who can reach this address can submit and "
+            "read jobs; set CESAR_API_KEY",
+            settings.host,
+        )
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
