@@ -63,9 +63,7 @@ def _split_csv(value: Any) -> Any:
 class Settings(BaseSettings):
     """All of Cesar's configuration. Field descriptions double as documentation."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CESAR_", extra="ignore", validate_default=True, frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="CESAR_", extra="ignore", validate_default=True, frozen=True)
 
     # --- storage -------------------------------------------------------------------------------
     database_url: str = Field(
@@ -138,7 +136,9 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Claims a job gets before a lost worker makes it fail."
     )
     shutdown_grace_seconds: float = Field(
-        default=30.0, ge=0, description="On SIGTERM, how long a worker may finish its job before handing it back."
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long a worker may finish its job before handing it back.",
     )
     poll_max_seconds: float = Field(
         default=1.0, gt=0, description="Longest pause between an idle worker's looks at the queue."
