@@ -34,7 +34,9 @@ OPERATIONS = [
     ("GET", "/jobs/{job_id}/transcript"),
     ("POST", "/jobs/{job_id}/cancel"),
     ("DELETE", "/jobs/{job_id}"),
+    ("POST", "/jobs/{job_id}/webhook/redeliver"),
     ("GET", "/health"),
+    ("GET", "/metrics"),
 ]
 
 
