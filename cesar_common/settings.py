@@ -97,7 +97,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(
         default=0,
         ge=0,
-        description="Batch size for batched inference (0: chosen by device; 1: never batch).",
+        description="Windows decoded together by batched inference "
+        "(0: auto, batched on CUDA and for CPU files of 30 s or more; 1: never batch).",
     )
     offline: bool = Field(
         default=False,
