@@ -41,9 +41,11 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
     """
     from cesar_api.app import create_app
     from cesar_common.logs import configure_logging
+    from cesar_common.parentwatch import watch_parent
     from cesar_common.signals import stop_on_signals
 
     configure_logging(settings.log_level, name="api")
+    watch_parent()  # under `cesar serve`: stop if the supervisor dies (PDEATHSIG's second safeguard)
     if check_schema:
         from cesar_common.db.migrate import ensure_schema_current
 

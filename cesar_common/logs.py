@@ -15,3 +15,6 @@ def configure_logging(level: str = "info", *, name: str = "cesar") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if level.lower() != "debug":
+        # every child of `cesar serve` checks the schema: Alembic's INFO lines are noise there
+        logging.getLogger("alembic").setLevel(logging.WARNING)
