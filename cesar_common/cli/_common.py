@@ -15,6 +15,30 @@ EXIT_CLIENT_ERROR = 1  # bad input: file, options, model
 EXIT_SERVER_ERROR = 2  # environment: database, device, internal
 EXIT_INTERRUPTED = 130
 
+# Choices shared by the commands. They mirror the Literal types in cesar_common.settings (a unit test keeps
+# them equal); importing settings here would put pydantic-settings on every command's start-up path.
+DEVICE_NAMES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = (
+    "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
+    "bfloat16", "float32",
+)  # fmt: skip
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+device_option = click.option(
+    "--device",
+    envvar="CESAR_DEVICE",
+    show_envvar=True,
+    type=click.Choice(DEVICE_NAMES, case_sensitive=False),
+    help="auto: CUDA when a GPU is visible, else CPU.",
+)
+compute_type_option = click.option(
+    "--compute-type",
+    envvar="CESAR_COMPUTE_TYPE",
+    show_envvar=True,
+    type=click.Choice(COMPUTE_TYPES, case_sensitive=False),
+    help="auto: float16 on CUDA, int8 on CPU.",
+)
+
 
 def fail(message: str, code: int = EXIT_CLIENT_ERROR) -> NoReturn:
     click.echo(f"error: {message}", err=True)

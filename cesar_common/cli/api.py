@@ -6,12 +6,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cesar_common.cli._common import cli_errors
+from cesar_common.cli._common import LOG_LEVELS, cli_errors
 
 if TYPE_CHECKING:
     from cesar_common.settings import Settings
-
-_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 @click.command(context_settings={"show_default": False})
@@ -43,7 +41,7 @@ _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
     "--log-level",
     envvar="CESAR_LOG_LEVEL",
     show_envvar=True,
-    type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
     help="Log level (debug also logs every request). [default: info]",
 )
 @click.option("--verbose", is_flag=True, default=False, help="Show a traceback when the API fails to start.")

@@ -7,17 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cesar_common.cli._common import cli_errors
+from cesar_common.cli._common import COMPUTE_TYPES, DEVICE_NAMES, LOG_LEVELS, cli_errors
 
 if TYPE_CHECKING:
     from cesar_common.settings import Settings
-
-_DEVICES = ("auto", "cpu", "cuda")
-_COMPUTE_TYPES = (
-    "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
-    "bfloat16", "float32",
-)  # fmt: skip
-_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 class _WorkersType(click.ParamType):
@@ -84,14 +77,14 @@ class _WorkersType(click.ParamType):
     "--device",
     envvar="CESAR_DEVICE",
     show_envvar=True,
-    type=click.Choice(_DEVICES, case_sensitive=False),
+    type=click.Choice(DEVICE_NAMES, case_sensitive=False),
     help="Where the workers run Whisper: auto uses CUDA when a GPU is visible. [default: auto]",
 )
 @click.option(
     "--compute-type",
     envvar="CESAR_COMPUTE_TYPE",
     show_envvar=True,
-    type=click.Choice(_COMPUTE_TYPES, case_sensitive=False),
+    type=click.Choice(COMPUTE_TYPES, case_sensitive=False),
     metavar="TYPE",
     help="CTranslate2 compute type: auto (int8 on CPU, float16 on CUDA), int8, int8_float16, "
     "int8_float32, int8_bfloat16, int16, float16, bfloat16, float32 or default (as the "
@@ -108,7 +101,7 @@ class _WorkersType(click.ParamType):
     "--log-level",
     envvar="CESAR_LOG_LEVEL",
     show_envvar=True,
-    type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
     help="Log level of serve, the API and the workers. [default: info]",
 )
 @click.option("--verbose", is_flag=True, default=False, help="Show a traceback when serve fails.")

@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import click
 
-from cesar_common.cli._common import cli_errors
+from cesar_common.cli._common import cli_errors, compute_type_option, device_option
 
 FORMAT_NAMES = ("txt", "srt", "vtt", "json", "tsv")  # cesar_common.transcription.writers.FORMATS
-DEVICE_NAMES = ("auto", "cpu", "cuda")
-COMPUTE_TYPES = (
-    "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
-    "bfloat16", "float32",
-)  # fmt: skip
 SECONDS = click.FloatRange(min=0)
 
 
@@ -35,20 +30,8 @@ SECONDS = click.FloatRange(min=0)
     show_envvar=True,
     help="Model name (tiny.en is bundled), Hugging Face repo id, or CTranslate2 model directory.",
 )
-@click.option(
-    "--device",
-    envvar="CESAR_DEVICE",
-    show_envvar=True,
-    type=click.Choice(DEVICE_NAMES, case_sensitive=False),
-    help="auto: CUDA when a GPU is visible, else CPU.",
-)
-@click.option(
-    "--compute-type",
-    envvar="CESAR_COMPUTE_TYPE",
-    show_envvar=True,
-    type=click.Choice(COMPUTE_TYPES, case_sensitive=False),
-    help="auto: float16 on CUDA, int8 on CPU.",
-)
+@device_option
+@compute_type_option
 @click.option("-l", "--language", help="Language code (en, fr, ...). Default: detected.")
 @click.option(
     "--task",

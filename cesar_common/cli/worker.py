@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING
 import click
 from click.core import ParameterSource
 
-from cesar_common.cli._common import EXIT_CLIENT_ERROR, cli_errors, fail
+from cesar_common.cli._common import (
+    EXIT_CLIENT_ERROR,
+    LOG_LEVELS,
+    cli_errors,
+    compute_type_option,
+    device_option,
+    fail,
+)
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
-
-DEVICE_NAMES = ("auto", "cpu", "cuda")
-COMPUTE_TYPES = (
-    "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
-    "bfloat16", "float32",
-)  # fmt: skip
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 @click.command()
@@ -40,20 +40,8 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
     show_envvar=True,
     help="Default model; given on the command line, it is also loaded at start (like --preload).",
 )
-@click.option(
-    "--device",
-    envvar="CESAR_DEVICE",
-    show_envvar=True,
-    type=click.Choice(DEVICE_NAMES, case_sensitive=False),
-    help="auto: CUDA when a GPU is visible, else CPU.",
-)
-@click.option(
-    "--compute-type",
-    envvar="CESAR_COMPUTE_TYPE",
-    show_envvar=True,
-    type=click.Choice(COMPUTE_TYPES, case_sensitive=False),
-    help="auto: float16 on CUDA, int8 on CPU.",
-)
+@device_option
+@compute_type_option
 @click.option(
     "--threads",
     envvar="CESAR_THREADS",
