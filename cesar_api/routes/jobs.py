@@ -14,6 +14,7 @@ from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, Schema
 from litestar.params import PathParameter, QueryParameter
 
 from cesar_api.errors import error_responses
+from cesar_api.reads import run_read
 from cesar_common.db.records import JobRecord, JobStatus
 from cesar_common.db.store import JobStore
 from cesar_common.errors import ConflictError
@@ -100,10 +101,13 @@ def _queue_positions(store: JobStore, jobs: list[JobRecord]) -> dict[str, int]:
     summary="Get a job",
     description="The job's status, progress and, once completed, its text. `queue_position` counts from 1 "
     "while the job is queued.",
-    sync_to_thread=True,
     responses=error_responses(400, 404, 503),
 )
-def get_job(job_id: Annotated[str, _JOB_ID], store: NamedDependency[JobStore]) -> JobOut:
+async def get_job(job_id: Annotated[str, _JOB_ID], store: NamedDependency[JobStore]) -> JobOut:
+    return await run_read(store, _job_view, store, job_id)
+
+
+def _job_view(store: JobStore, job_id: str) -> JobOut:
     record = store.get_job(job_id)
     position = store.queue_position(record) if record.status is JobStatus.QUEUED else None
     return job_to_schema(record, queue_position=position)

@@ -19,6 +19,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 BUSY_TIMEOUT_MS = 30_000
+#: SQLite connections kept open per engine; more are opened when needed (never waited for, see below)
+SQLITE_POOL_SIZE = 8
 CONNECT_TIMEOUT_S = 10
 #: execution option naming the BEGIN mode of a SQLite transaction ("IMMEDIATE" unless set)
 SQLITE_BEGIN_OPTION = "cesar_sqlite_begin"
@@ -88,6 +90,11 @@ def create_cesar_engine(url: str | URL, *, pooled: bool = True, foreign_keys: bo
         path = sqlite_path(parsed)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        if pooled and path is not None:
+            # A SQLite connection is only an open file, so a checkout never waits for one (unbounded
+            # overflow): the API reads SQLite on its event loop (see JobStore.reads_are_local), where
+            # waiting for a connection held by a thread that waits for the loop would be a deadlock.
+            options.update(pool_size=SQLITE_POOL_SIZE, max_overflow=-1)
         engine = create_engine(parsed, **options)
         _install_sqlite_hooks(engine, foreign_keys=foreign_keys)
         return engine

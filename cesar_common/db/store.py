@@ -175,6 +175,15 @@ class JobStore:
     def engine(self) -> Engine:
         return self._engine
 
+    @property
+    def reads_are_local(self) -> bool:
+        """True when a short read costs less than handing it to a thread: SQLite, a file on this host.
+
+        A primary-key read there takes about 0.1 ms and never waits for a writer (WAL), nor for a pooled
+        connection (see ``create_cesar_engine``); a PostgreSQL read is a network round trip.
+        """
+        return self._engine.dialect.name == "sqlite"
+
     def close(self) -> None:
         """Close pooled connections (the engine stays usable)."""
         self._engine.dispose()
