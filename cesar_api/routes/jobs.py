@@ -156,7 +156,7 @@ def get_transcript(
         QueryParameter(name="format", description="Output format.", examples=[Example(value="srt")]),
     ] = "txt",
 ) -> Response[str]:
-    record = store.get_job(job_id)
+    record = store.get_job(job_id, with_segments=True)
     if record.status is not JobStatus.COMPLETED:
         raise ConflictError(
             f"job {record.id} is {record.status.value}: its transcript exists once it is completed",

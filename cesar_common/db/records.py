@@ -94,7 +94,7 @@ class JobRecord:
     detected_language: str | None
     language_probability: float | None
     duration: float | None
-    segments: list[dict[str, Any]] | None
+    segments: list[dict[str, Any]] | None  # None unless read with get_job(..., with_segments=True)
     error_message: str | None
     error_code: str | None
     callback_url: str | None = None

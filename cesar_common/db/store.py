@@ -17,9 +17,11 @@ CONTRACT (implemented in this module; the API and the worker rely on exactly the
         The same, honouring new.idempotency_key: (job, created). A key used within 24 h returns its job
         (created=False) when the request fingerprint matches, else IdempotencyKeyReusedError (422).
         Enforced by the UNIQUE index ux_jobs_idempotency_key; older keys are released on reuse.
-    get_job(job_id) -> JobRecord                    NotFoundError for unknown ids and `pending` jobs.
+    get_job(job_id, *, with_segments=False) -> JobRecord   NotFoundError for unknown ids and `pending` jobs.
+        ``segments`` stays None unless asked for: a long transcript's segments are megabytes of JSON.
     list_jobs(*, status: JobStatus | None = None, limit: int = 100, cursor: str | None = None) -> JobPage
         newest first (created_at DESC, id DESC), keyset pagination, opaque cursor (InvalidInputError if bad).
+        Records without segments.
     queue_position(job: JobRecord) -> int | None    1-based rank among queued jobs (None unless queued).
     claim_job(worker_id, *, lease_seconds) -> JobRecord | None
         one atomic statement: oldest queued -> processing, attempts+1, started_at, worker_id, lease.
@@ -87,6 +89,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    null,
     or_,
     select,
     update,
@@ -378,9 +381,11 @@ class JobStore:
         return len(ids)
 
     # --- reading jobs --------------------------------------------------------------------------
-    def get_job(self, job_id: str) -> JobRecord:
+    def get_job(self, job_id: str, *, with_segments: bool = False) -> JobRecord:
+        """The job; its ``segments`` only ``with_segments`` (the API's polling path never needs them)."""
+        stmt = _GET_VISIBLE_FULL if with_segments else _GET_VISIBLE
         with self._read() as conn:
-            row = conn.execute(_GET_VISIBLE, {"job_id": job_id}).one_or_none()
+            row = conn.execute(stmt, {"job_id": job_id}).one_or_none()
             if row is None:
                 raise _not_found(job_id)
             return _record(row, _webhook_of(conn, row))
@@ -1041,7 +1046,11 @@ def _new_job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
 
 # Reads run these prebuilt statements with bound parameters: building and cache-keying a fresh Select
 # per call cost more than running it (GET /jobs/{id} is the API's hottest path).
-_GET_VISIBLE = select(jobs).where(jobs.c.id == bindparam("job_id"), jobs.c.status != PENDING)
+#: every column of jobs, in table order, but ``segments`` read as NULL: a long transcript's segments are
+#: megabytes of JSON that only the transcript route renders
+_WITHOUT_SEGMENTS = [null().label(column.name) if column.name == "segments" else column for column in jobs.c]
+_GET_VISIBLE_FULL = select(jobs).where(jobs.c.id == bindparam("job_id"), jobs.c.status != PENDING)
+_GET_VISIBLE = select(*_WITHOUT_SEGMENTS).where(jobs.c.id == bindparam("job_id"), jobs.c.status != PENDING)
 _QUEUE_POSITION = select(func.count()).where(
     jobs.c.status == QUEUED,
     or_(
@@ -1052,7 +1061,9 @@ _QUEUE_POSITION = select(func.count()).where(
 
 
 def _list_page(by_status: bool, after_cursor: bool) -> Select[Any]:
-    stmt = select(jobs).where(jobs.c.status == bindparam("status") if by_status else jobs.c.status != PENDING)
+    stmt = select(*_WITHOUT_SEGMENTS).where(
+        jobs.c.status == bindparam("status") if by_status else jobs.c.status != PENDING
+    )
     if after_cursor:
         stmt = stmt.where(
             or_(

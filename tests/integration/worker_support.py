@@ -207,7 +207,7 @@ def wait_for(
 ) -> JobRecord:
     deadline = time.monotonic() + timeout
     while True:
-        job = store.get_job(job_id)
+        job = store.get_job(job_id, with_segments=True)
         if predicate(job):
             return job
         if time.monotonic() > deadline:

@@ -64,7 +64,7 @@ class Harness:
         assert self.error is None, self.error
 
     def job(self, job_id: str) -> JobRecord:
-        return self.store.get_job(job_id)
+        return self.store.get_job(job_id, with_segments=True)
 
     def wait(self, job_id: str, predicate: Callable[[JobRecord], bool], timeout: float = 5.0) -> JobRecord:
         deadline = time.monotonic() + timeout
