@@ -173,6 +173,19 @@ class WebhookOut(_Schema):
     delivered_at: datetime | None = None
 
 
+class DecodingOut(_Schema):
+    """How a completed job was decoded."""
+
+    device: str = Field(description="`cpu` or `cuda`.", examples=["cpu"])
+    compute_type: str = Field(description="CTranslate2's compute type.", examples=["int8"])
+    mode: Literal["sequential", "batched"] = Field(
+        description="`batched`: faster-whisper's batched pipeline, several 30 s windows at once "
+        "(long files, and always on CUDA); `sequential`: one window after the other.",
+        examples=["batched"],
+    )
+    batch_size: int = Field(description="Windows decoded at once (1 when sequential).", examples=[4])
+
+
 class JobOut(_Schema):
     """A transcription job.
 
@@ -216,6 +229,9 @@ class JobOut(_Schema):
     links: JobLinks
     webhook: WebhookOut | None = Field(
         default=None, description="The delivery to `callback_url`; null when the job has none."
+    )
+    decoding: DecodingOut | None = Field(
+        default=None, description="How the job was decoded; null until it is completed."
     )
 
 
@@ -301,8 +317,21 @@ def job_to_schema(record: JobRecord, *, queue_position: int | None = None, base_
             },
             "links": job_links(record.id, completed=record.status is JobStatus.COMPLETED, base_url=base_url),
             "webhook": _webhook(record),
+            "decoding": _decoding(record),
         }
     )
+
+
+def _decoding(record: JobRecord) -> dict[str, Any] | None:
+    decoding = record.decoding
+    if decoding is None:
+        return None
+    return {
+        "device": decoding.device,
+        "compute_type": decoding.compute_type,
+        "mode": decoding.mode,
+        "batch_size": decoding.batch_size,
+    }
 
 
 def _webhook(record: JobRecord) -> dict[str, Any] | None:

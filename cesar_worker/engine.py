@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cesar_common.db.records import JobRecord, JobResult
+from cesar_common.db.records import Decoding, JobRecord, JobResult
 from cesar_common.errors import OutOfMemoryError
 from cesar_common.settings import Settings
 from cesar_worker.jobrun import JobStopped, StopReason
@@ -142,6 +142,12 @@ def job_result(result: Any) -> JobResult:
         language_probability=_float(result.language_probability),
         duration=_float(result.duration),
         segments=result.segments_as_dicts(),
+        decoding=Decoding(
+            device=result.device,
+            compute_type=result.compute_type,
+            mode=result.mode,
+            batch_size=int(result.batch_size),
+        ),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -162,12 +163,15 @@ def get_transcript(
             f"job {record.id} is {record.status.value}: its transcript exists once it is completed",
             extra={"status": record.status.value},
         )
+    decoding = record.decoding
+    run: dict[str, Any] = {} if decoding is None else {"model": record.model, **dataclasses.asdict(decoding)}
     result = TranscriptionResult.from_stored(
         text=record.result_text,
         language=record.detected_language,
         language_probability=record.language_probability,
         duration=record.duration,
         segments=record.segments,
+        **run,
     )
     output = FORMATS[fmt]
     return Response(

@@ -109,6 +109,12 @@ class Job(Base):
     # 24 hours so it can name a new job
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # how a completed job was decoded (migration 0003): "cpu"/"cuda", "int8"/"float16"...,
+    # "sequential"/"batched", and the windows decoded at once (1 when sequential)
+    decode_device: Mapped[str | None] = mapped_column(String(16))
+    decode_compute_type: Mapped[str | None] = mapped_column(String(32))
+    decode_mode: Mapped[str | None] = mapped_column(String(16))
+    decode_batch_size: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         # the claim (oldest queued first) and listing with a status filter

@@ -72,6 +72,16 @@ class NewJob:
 
 
 @dataclass(frozen=True, slots=True)
+class Decoding:
+    """How a job's audio was decoded: shown with the job so a user can tell what ran."""
+
+    device: str  # "cpu" or "cuda"
+    compute_type: str  # "int8", "float16", ...
+    mode: str  # "sequential" or "batched" (faster-whisper's BatchedInferencePipeline)
+    batch_size: int  # windows decoded at once; 1 when sequential
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
     id: str
     status: JobStatus
@@ -102,6 +112,8 @@ class JobRecord:
     webhook: WebhookDeliveryRecord | None = None
     #: sha256 of the request that created the job under an Idempotency-Key (internal)
     request_fingerprint: str | None = None
+    #: how the job was decoded (completed jobs; None for jobs completed before Cesar kept it)
+    decoding: Decoding | None = None
 
     @property
     def model(self) -> str:
@@ -127,6 +139,7 @@ class JobResult:
     language_probability: float | None
     duration: float | None
     segments: list[dict[str, Any]] = field(default_factory=list)
+    decoding: Decoding | None = None
 
 
 @dataclass(frozen=True, slots=True)

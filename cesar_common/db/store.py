@@ -109,6 +109,7 @@ from cesar_common.db.notify import notify_new_job
 from cesar_common.db.records import (
     FINAL_STATUSES,
     PUBLIC_STATUSES,
+    Decoding,
     DeliveryOutcome,
     JobPage,
     JobRecord,
@@ -505,6 +506,7 @@ class JobStore:
             "segments": list(result.segments),
             "error_code": None,
             "error_message": None,
+            **_decoding_values(result.decoding),
         }
         return self._finish(job_id, worker_id, values)
 
@@ -1129,6 +1131,9 @@ def _fast_record(values: tuple[Any, ...], webhook: WebhookDeliveryRecord | None)
         callback_url=job["callback_url"],
         webhook=webhook,
         request_fingerprint=job["request_fingerprint"],
+        decoding=_decoding(
+            job["decode_device"], job["decode_compute_type"], job["decode_mode"], job["decode_batch_size"]
+        ),
     )
 
 
@@ -1168,7 +1173,29 @@ def _named_record(row: Row[Any], webhook: WebhookDeliveryRecord | None = None) -
         callback_url=row.callback_url,
         webhook=webhook,
         request_fingerprint=row.request_fingerprint,
+        decoding=_decoding(
+            row.decode_device, row.decode_compute_type, row.decode_mode, row.decode_batch_size
+        ),
     )
+
+
+def _decoding(
+    device: str | None, compute_type: str | None, mode: str | None, batch: int | None
+) -> Decoding | None:
+    if mode is None:
+        return None
+    return Decoding(device=device or "", compute_type=compute_type or "", mode=mode, batch_size=batch or 1)
+
+
+def _decoding_values(decoding: Decoding | None) -> dict[str, Any]:
+    if decoding is None:
+        return {}
+    return {
+        "decode_device": decoding.device,
+        "decode_compute_type": decoding.compute_type,
+        "decode_mode": decoding.mode,
+        "decode_batch_size": decoding.batch_size,
+    }
 
 
 def _worker_record(row: Row[Any]) -> WorkerRecord:

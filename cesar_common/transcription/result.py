@@ -84,7 +84,8 @@ class TranscriptionResult:
         return [segment.to_dict() for segment in self.segments]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; how it was run (model, device, ...) only when known, as it is not stored."""
+        """JSON-ready; how it was run (model, device, ...) only when known (jobs completed by Cesar
+        before version 0003 of the schema did not keep it)."""
         data: dict[str, Any] = {
             "text": self.text,
             "language": self.language,
@@ -114,10 +115,18 @@ class TranscriptionResult:
         duration: float | None,
         segments: list[dict[str, Any]] | None,
         model: str = "",
+        device: str = "",
+        compute_type: str = "",
+        mode: str = "sequential",
+        batch_size: int = 1,
     ) -> TranscriptionResult:
         """Rebuild a result from the columns a finished job keeps in the database."""
         return cls(
             model=model,
+            device=device,
+            compute_type=compute_type,
+            mode=mode,
+            batch_size=batch_size,
             text=text or "",
             language=language,
             language_probability=None if language_probability is None else float(language_probability),

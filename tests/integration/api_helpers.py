@@ -25,7 +25,15 @@ from psycopg import sql
 from cesar_api.app import create_app
 from cesar_common.db.engine import dispose_engine, normalize_url
 from cesar_common.db.migrate import upgrade_to_head
-from cesar_common.db.records import JobRecord, JobResult, JobSource, JobStatus, NewJob, TranscribeOptions
+from cesar_common.db.records import (
+    Decoding,
+    JobRecord,
+    JobResult,
+    JobSource,
+    JobStatus,
+    NewJob,
+    TranscribeOptions,
+)
 from cesar_common.db.store import JobStore
 from cesar_common.settings import Settings
 
@@ -33,6 +41,8 @@ AUDIO_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 #: a literal public address: passes the URL policy without a DNS lookup (the worker never runs here)
 PUBLIC_URL = "https://93.184.215.14/interview.mp3"
 
+#: how the helpers' completed jobs were "decoded"
+DECODING = Decoding(device="cpu", compute_type="int8", mode="batched", batch_size=4)
 SEGMENTS = [
     {"id": 0, "start": 0.0, "end": 3.2, "text": " The quick brown fox jumps over the lazy dog."},
     {"id": 1, "start": 3.4, "end": 7.1, "text": " Transcription services should be fast and reliable."},
@@ -166,6 +176,7 @@ def completed_job(store: JobStore, *, segments: list[dict[str, Any]] | None = No
         language_probability=0.97,
         duration=7.2,
         segments=segments,
+        decoding=DECODING,
     )
     assert store.complete_job(job.id, "test-worker", result)
     return store.get_job(job.id)

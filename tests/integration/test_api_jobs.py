@@ -101,6 +101,7 @@ def test_a_completed_job_has_its_result_and_transcript_links(api: Api) -> None:
     assert job["progress"] == 1.0
     assert job["attempts"] == 1
     assert job["queue_position"] is None
+    assert job["decoding"] == {"device": "cpu", "compute_type": "int8", "mode": "batched", "batch_size": 4}
     created, started, completed = (aware(job[key]) for key in ("created_at", "started_at", "completed_at"))
     assert created and started and completed and created <= started <= completed
     links = job["links"]["transcripts"]
@@ -115,6 +116,7 @@ def test_a_failed_job_has_its_error(api: Api) -> None:
     assert body["status"] == "error"
     assert body["error_code"] == "decode_failed"
     assert body["error_message"] == "speech.mp3: no audio"
+    assert body["decoding"] is None
 
 
 def test_unknown_job_is_404(api: Api) -> None:
@@ -229,6 +231,12 @@ def test_transcripts_in_every_format(api: Api) -> None:
     data = json.loads(response.text)
     assert data["language"] == "en"
     assert [segment["text"] for segment in data["segments"]] == [s["text"] for s in SEGMENTS]
+    assert (data["model"], data["device"], data["mode"], data["batch_size"]) == (
+        "tiny.en",
+        "cpu",
+        "batched",
+        4,
+    )
 
     response = api.client.get(base, params={"format": "tsv"})
     assert response.headers["content-type"].startswith("text/tab-separated-values")

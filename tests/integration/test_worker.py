@@ -72,6 +72,8 @@ def test_jobs_complete_or_fail_with_a_message_and_sigterm_loses_nothing(
     assert job.duration == pytest.approx(7.15, abs=0.1)
     assert job.segments and {"start", "end", "text"} <= set(job.segments[0])
     assert job.segments[-1]["end"] <= job.duration + 0.01
+    assert job.decoding is not None and (job.decoding.device, job.decoding.mode) == ("cpu", "sequential")
+    assert job.decoding.batch_size == 1 and job.decoding.compute_type
     assert (job.progress, job.attempts) == (1.0, 1)
     assert job.started_at and job.completed_at and job.created_at <= job.started_at <= job.completed_at
 
