@@ -13,7 +13,8 @@ Side by side in one run:
    sequential script (one process, faster-whisper's default threads, model already loaded). Target: serve
    <= 0.80 of plain (needs batched inference).
 
-``--sweep`` also prints plain layouts (processes x threads, sequential or batched) for both workloads.
+``--sweep`` also runs `cesar serve` in each layout (workers x threads x sequential or batched) on both
+workloads.
 
     .venv/bin/python bench/topology.py [--jobs 10] [--rounds 2] [--sweep]
 """
@@ -40,6 +41,7 @@ SPEECH = AUDIO_DIR / "speech_en.wav"
 LONG = AUDIO_DIR / "speech_en_long.flac"
 THROUGHPUT_TARGET = 0.90
 LATENCY_TARGET = 0.80
+LONG_SECONDS = 69.7  # speech_en_long.flac
 
 
 def main() -> int:
@@ -70,7 +72,7 @@ def main() -> int:
             failures += latency(client, args.rounds)
             client.close()
     if args.sweep:
-        sweep(args.jobs)
+        sweep(args.jobs, args.rounds)
     return 1 if failures else 0
 
 
@@ -121,17 +123,39 @@ def latency(client: Client, rounds: int) -> int:
     return int(not ok)
 
 
-def sweep(jobs: int) -> None:
-    print(f"\n[sweep] plain layouts, steady times (models loaded); {jobs} x {SPEECH.name} | one {LONG.name}")
-    print("  processes x threads | mode       | short jobs (s) | long file (s)")
-    for processes, threads in ((1, 0), (1, 1), (1, 2), (2, 1), (2, 2)):
-        for batch in (1, 8):
-            short = plain_layout(SPEECH, jobs, processes=processes, threads=threads, batch=batch)[0]
-            long = plain_layout(LONG, 1, processes=1, threads=threads or 0, batch=batch)[0]
-            mode = "batched 8" if batch > 1 else "sequential"
-            shown = f"{processes} x {threads or 'default'}"
-            long_text = f"{long:13.2f}" if processes == 1 else f"{'-':>13}"
-            print(f"  {shown:19} | {mode:10} | {short:14.2f} | {long_text}")
+def sweep(jobs: int, rounds: int) -> None:
+    """`cesar serve` itself in each layout: workers x threads x sequential or batched."""
+    print(
+        f"\n[sweep] `cesar serve --workers W --threads T`, CESAR_BATCH_SIZE 1 (sequential) or 4 (batched); "
+        f"{jobs} x {SPEECH.name} (throughput) | one {LONG.name} (latency); medians of {rounds}"
+    )
+    print("  workers x threads | mode       | short jobs (s) | jobs/min | long file (s) | x real time")
+    for workers, threads in ((1, 1), (1, 2), (2, 1), (2, 2)):
+        for batch in (1, 4):
+            short, long = serve_layout(jobs, rounds, workers=workers, threads=threads, batch=batch)
+            mode = f"batched {batch}" if batch > 1 else "sequential"
+            print(
+                f"  {workers} x {threads:<13} | {mode:10} | {short:14.2f} | {jobs / short * 60:8.0f} | "
+                f"{long:13.2f} | {LONG_SECONDS / long:10.1f}x"
+            )
+
+
+def serve_layout(jobs: int, rounds: int, *, workers: int, threads: int, batch: int) -> tuple[float, float]:
+    """(seconds for ``jobs`` short jobs, seconds for the long file) through one `cesar serve`."""
+    with tempfile.TemporaryDirectory(prefix="cesar-bench-") as tmp:
+        db_url = f"sqlite:///{Path(tmp) / 'cesar.db'}"
+        args = ["--threads", str(threads)]
+        env = {"CESAR_BATCH_SIZE": str(batch)}
+        log = Path(tmp) / "serve.log"
+        with running_serve(
+            db_url, log_path=log, workers=str(workers), args=args, env=env, fast=False, timeout=180
+        ) as serve:
+            client = Client(serve.url)
+            through_serve(client, SPEECH, 2 * workers)  # warm-up: every worker has its model loaded
+            short = statistics.median(through_serve(client, SPEECH, jobs) for _ in range(rounds))
+            long = statistics.median(through_serve(client, LONG, 1) for _ in range(rounds))
+            client.close()
+    return short, long
 
 
 # --- serve ----------------------------------------------------------------------------------------------
