@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from cesar_common.errors import CesarError, ClientError
+
+if TYPE_CHECKING:
+    from cesar_common.settings import Settings
 
 EXIT_CLIENT_ERROR = 1  # bad input: file, options, model
 EXIT_SERVER_ERROR = 2  # environment: database, device, internal
@@ -29,15 +32,74 @@ device_option = click.option(
     envvar="CESAR_DEVICE",
     show_envvar=True,
     type=click.Choice(DEVICE_NAMES, case_sensitive=False),
-    help="auto: CUDA when a GPU is visible, else CPU.",
+    help="Where Whisper runs: auto uses CUDA when a GPU is visible, else the CPU. [default: auto]",
 )
 compute_type_option = click.option(
     "--compute-type",
     envvar="CESAR_COMPUTE_TYPE",
     show_envvar=True,
     type=click.Choice(COMPUTE_TYPES, case_sensitive=False),
-    help="auto: float16 on CUDA, int8 on CPU.",
+    metavar="TYPE",
+    help="CTranslate2 compute type: auto (int8 on CPU, float16 on CUDA), int8, int8_float16, "
+    "int8_float32, int8_bfloat16, int16, float16, bfloat16, float32 or default (as the "
+    "model was converted). [default: auto]",
 )
+batch_size_option = click.option(
+    "--batch-size",
+    envvar="CESAR_BATCH_SIZE",
+    show_envvar=True,
+    type=click.IntRange(min=0),
+    help="30 s windows decoded at once (batched pipeline, needs VAD). 0: auto (always on CUDA; "
+    "on CPU for files of 30 s or more, sized to free memory); 1: never batch.",
+)
+db_option = click.option(
+    "--db",
+    "database_url",
+    envvar="CESAR_DATABASE_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="Job database: sqlite:///path/to/cesar.db or postgresql+psycopg://user@host/db. "
+    "[default: a SQLite file in ~/.local/share/cesar]",
+)
+host_option = click.option(
+    "--host",
+    envvar="CESAR_HOST",
+    show_envvar=True,
+    metavar="ADDRESS",
+    help="Address the API listens on. [default: 127.0.0.1, this machine only; 0.0.0.0 for every "
+    "interface, then also set CESAR_API_KEY]",
+)
+port_option = click.option(
+    "--port",
+    envvar="CESAR_PORT",
+    show_envvar=True,
+    type=click.IntRange(0, 65535),
+    help="Port the API listens on (0: any free port). [default: 5000]",
+)
+log_level_option = click.option(
+    "--log-level",
+    envvar="CESAR_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Log level (debug also logs every API request). [default: info]",
+)
+
+
+def settings_from(**overrides: object) -> Settings:
+    """The settings with the given options on top; a bad value (option or variable) as one clear line."""
+    from pydantic import ValidationError
+
+    from cesar_common.errors import InvalidInputError
+    from cesar_common.settings import get_settings
+
+    try:
+        return get_settings(**overrides)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if not errors:
+            raise InvalidInputError(f"invalid settings: {exc}") from None
+        name = "_".join(str(part) for part in errors[0]["loc"]).upper()
+        raise InvalidInputError(f"invalid settings: CESAR_{name}: {errors[0]['msg']}") from None
 
 
 def fail(message: str, code: int = EXIT_CLIENT_ERROR) -> NoReturn:

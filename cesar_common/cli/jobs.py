@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cesar_common.cli._common import cli_errors
+from cesar_common.cli._common import cli_errors, db_option
 
 FINAL_STATUSES = ("completed", "error", "cancelled")
 
@@ -28,14 +28,7 @@ def jobs() -> None:
     type=click.Choice(FINAL_STATUSES, case_sensitive=False),
     help="Only jobs that ended with this status (repeat for several). [default: every finished job]",
 )
-@click.option(
-    "--db",
-    "database_url",
-    envvar="CESAR_DATABASE_URL",
-    show_envvar=True,
-    metavar="URL",
-    help="Job database (SQLAlchemy URL). [default: the SQLite file in the data directory]",
-)
+@db_option
 @click.option("--verbose", is_flag=True, default=False, help="Show a traceback on failure.")
 def purge(older_than: str, statuses: tuple[str, ...], database_url: str | None, verbose: bool) -> None:
     """Delete finished jobs older than AGE, with their audio and results.

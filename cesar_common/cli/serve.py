@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
-from cesar_common.cli._common import COMPUTE_TYPES, DEVICE_NAMES, LOG_LEVELS, cli_errors
-
-if TYPE_CHECKING:
-    from cesar_common.settings import Settings
+from cesar_common.cli._common import (
+    cli_errors,
+    compute_type_option,
+    db_option,
+    device_option,
+    host_option,
+    log_level_option,
+    port_option,
+    settings_from,
+)
 
 
 class _WorkersType(click.ParamType):
@@ -24,21 +29,8 @@ class _WorkersType(click.ParamType):
 
 
 @click.command(context_settings={"show_default": False})
-@click.option(
-    "--host",
-    envvar="CESAR_HOST",
-    show_envvar=True,
-    metavar="ADDRESS",
-    help="Address the API listens on. [default: 127.0.0.1, this machine only; 0.0.0.0 for every "
-    "interface, then also set CESAR_API_KEY]",
-)
-@click.option(
-    "--port",
-    envvar="CESAR_PORT",
-    show_envvar=True,
-    type=click.IntRange(0, 65535),
-    help="Port the API listens on (0: any free port). [default: 5000]",
-)
+@host_option
+@port_option
 @click.option(
     "--workers",
     envvar="CESAR_WORKERS",
@@ -56,15 +48,7 @@ class _WorkersType(click.ParamType):
     help="CPU threads per worker (0: 1 with --workers auto, else the cores shared among the "
     "workers). [default: 0]",
 )
-@click.option(
-    "--db",
-    "database_url",
-    envvar="CESAR_DATABASE_URL",
-    show_envvar=True,
-    metavar="URL",
-    help="Job database: sqlite:///path/to/cesar.db or postgresql+psycopg://user@host/db. "
-    "[default: a SQLite file in ~/.local/share/cesar]",
-)
+@db_option
 @click.option(
     "--model",
     envvar="CESAR_MODEL",
@@ -73,23 +57,8 @@ class _WorkersType(click.ParamType):
     help="Default Whisper model: tiny.en (bundled, works offline), another faster-whisper name "
     "(downloaded once) or a CTranslate2 model directory. [default: tiny.en]",
 )
-@click.option(
-    "--device",
-    envvar="CESAR_DEVICE",
-    show_envvar=True,
-    type=click.Choice(DEVICE_NAMES, case_sensitive=False),
-    help="Where the workers run Whisper: auto uses CUDA when a GPU is visible. [default: auto]",
-)
-@click.option(
-    "--compute-type",
-    envvar="CESAR_COMPUTE_TYPE",
-    show_envvar=True,
-    type=click.Choice(COMPUTE_TYPES, case_sensitive=False),
-    metavar="TYPE",
-    help="CTranslate2 compute type: auto (int8 on CPU, float16 on CUDA), int8, int8_float16, "
-    "int8_float32, int8_bfloat16, int16, float16, bfloat16, float32 or default (as the "
-    "model was converted). [default: auto]",
-)
+@device_option
+@compute_type_option
 @click.option(
     "--no-migrate",
     is_flag=True,
@@ -97,13 +66,7 @@ class _WorkersType(click.ParamType):
     help="Do not upgrade the database schema; only check that it is current (for deployments "
     "that run `alembic upgrade head` as a release step).",
 )
-@click.option(
-    "--log-level",
-    envvar="CESAR_LOG_LEVEL",
-    show_envvar=True,
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    help="Log level of serve, the API and the workers. [default: info]",
-)
+@log_level_option
 @click.option("--verbose", is_flag=True, default=False, help="Show a traceback when serve fails.")
 def serve(
     host: str | None,
@@ -130,7 +93,7 @@ def serve(
         from cesar_common.logs import configure_logging
         from cesar_common.supervisor import run_serve
 
-        settings = _settings(
+        settings = settings_from(
             host=host,
             port=port,
             workers=workers,
@@ -144,18 +107,3 @@ def serve(
         configure_logging(settings.log_level, name="serve")
         code = run_serve(settings, migrate=not no_migrate)
     sys.exit(code)
-
-
-def _settings(**overrides: object) -> Settings:
-    """The settings with the given options on top; a bad value (option or variable) as one clear line."""
-    from pydantic import ValidationError
-
-    from cesar_common.errors import InvalidInputError
-    from cesar_common.settings import get_settings
-
-    try:
-        return get_settings(**overrides)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        name = "_".join(str(part) for part in error["loc"]).upper()
-        raise InvalidInputError(f"invalid CESAR_{name}: {error['msg']}") from None

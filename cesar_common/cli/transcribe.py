@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from cesar_common.cli._common import cli_errors, compute_type_option, device_option
+from cesar_common.cli._common import batch_size_option, cli_errors, compute_type_option, device_option
 
 FORMAT_NAMES = ("txt", "srt", "vtt", "json", "tsv")  # cesar_common.transcription.writers.FORMATS
 SECONDS = click.FloatRange(min=0)
@@ -55,14 +55,7 @@ SECONDS = click.FloatRange(min=0)
     type=click.IntRange(min=0),
     help="CPU threads (0: faster-whisper's default).",
 )
-@click.option(
-    "--batch-size",
-    envvar="CESAR_BATCH_SIZE",
-    show_envvar=True,
-    type=click.IntRange(min=0),
-    help="30 s windows decoded at once (batched pipeline, needs VAD). 0: auto (always on CUDA; "
-    "on CPU for files of 30 s or more, sized to free memory); 1: never batch.",
-)
+@batch_size_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only the transcript (or errors).")
 @click.option("-v", "--verbose", is_flag=True, help="Log details; show tracebacks on errors.")
 def transcribe(

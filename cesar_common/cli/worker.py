@@ -6,33 +6,23 @@ Only Click is imported at start-up; the worker, the job store and the engine loa
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
 
 from cesar_common.cli._common import (
-    EXIT_CLIENT_ERROR,
-    LOG_LEVELS,
+    batch_size_option,
     cli_errors,
     compute_type_option,
+    db_option,
     device_option,
-    fail,
+    log_level_option,
+    settings_from,
 )
-
-if TYPE_CHECKING:
-    from pydantic import ValidationError
 
 
 @click.command()
-@click.option(
-    "--db",
-    "database_url",
-    envvar="CESAR_DATABASE_URL",
-    show_envvar=True,
-    metavar="URL",
-    help="Job database (SQLAlchemy URL). Default: the SQLite file in the data directory.",
-)
+@db_option
 @click.option(
     "-m",
     "--model",
@@ -49,24 +39,11 @@ if TYPE_CHECKING:
     type=click.IntRange(min=0),
     help="CPU threads per transcription (0: faster-whisper's default).",
 )
-@click.option(
-    "--batch-size",
-    envvar="CESAR_BATCH_SIZE",
-    show_envvar=True,
-    type=click.IntRange(min=0),
-    help="30 s windows decoded at once (batched pipeline, needs VAD). 0: auto (always on CUDA; "
-    "on CPU for files of 30 s or more, sized to free memory); 1: never batch.",
-)
+@batch_size_option
 @click.option("--once", is_flag=True, help="Process the jobs already queued, then exit.")
 @click.option("--worker-id", metavar="ID", help="Name in the workers table and job rows. Default: host:pid.")
 @click.option("--preload", is_flag=True, help="Load the default model before taking the first job.")
-@click.option(
-    "--log-level",
-    envvar="CESAR_LOG_LEVEL",
-    show_envvar=True,
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    help="Default: info.",
-)
+@log_level_option
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
 @click.pass_context
 def worker(
@@ -90,36 +67,21 @@ def worker(
     """
     model_given = ctx.get_parameter_source("model") == ParameterSource.COMMANDLINE
     with cli_errors(verbose=verbose):
-        from pydantic import ValidationError
-
         from cesar_common.logs import configure_logging
         from cesar_common.parentwatch import watch_parent
-        from cesar_common.settings import get_settings
         from cesar_worker.worker import quiet_library_logs, run_worker
 
-        try:
-            settings = get_settings(
-                database_url=database_url,
-                model=model,
-                device=device,
-                compute_type=compute_type,
-                threads=threads,
-                batch_size=batch_size,
-                log_level=log_level,
-            )
-        except ValidationError as exc:
-            fail(f"invalid settings: {_first_problem(exc)}", EXIT_CLIENT_ERROR)
+        settings = settings_from(
+            database_url=database_url,
+            model=model,
+            device=device,
+            compute_type=compute_type,
+            threads=threads,
+            batch_size=batch_size,
+            log_level=log_level,
+        )
         configure_logging(settings.log_level, name="worker")
         quiet_library_logs(settings.log_level)
         watch_parent()  # under `cesar serve`: a SIGTERM to ourselves if the supervisor dies
         code = run_worker(settings, once=once, worker_id=worker_id, preload=preload or model_given)
     sys.exit(code)
-
-
-def _first_problem(exc: ValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return str(exc)
-    first = errors[0]
-    field = ".".join(str(part) for part in first.get("loc", ()))
-    return f"CESAR_{field.upper()}: {first.get('msg', 'invalid')}" if field else str(first.get("msg"))
