@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cesar_common.errors import DeviceUnavailableError, InvalidInputError
+from cesar_common.transcription.models import model_files_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -222,12 +223,6 @@ def available_memory() -> int:
     available = int(psutil.virtual_memory().available)
     limit = _cgroup_memory_headroom()
     return min(available, limit) if limit is not None else available
-
-
-def model_files_bytes(model_dir: str | Path) -> int:
-    """Total size of the files in a model directory."""
-    root = Path(model_dir)
-    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
 
 
 def model_bytes_for(model: str, model_dir: str | Path | None) -> int:

@@ -153,7 +153,7 @@ def load_model(
 
 def model_files_bytes(path: str | Path) -> int:
     """How much the files of a model directory weigh (about what its weights take in memory)."""
-    return sum(item.stat().st_size for item in Path(path).iterdir() if item.is_file())
+    return sum(item.stat().st_size for item in Path(path).rglob("*") if item.is_file())
 
 
 def _load_error(name: str, path: str, device: str, exc: Exception) -> Exception:
