@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -164,7 +163,7 @@ def get_transcript(
             extra={"status": record.status.value},
         )
     decoding = record.decoding
-    run: dict[str, Any] = {} if decoding is None else {"model": record.model, **dataclasses.asdict(decoding)}
+    run: dict[str, Any] = {} if decoding is None else {"model": record.model, **asdict(decoding)}
     result = TranscriptionResult.from_stored(
         text=record.result_text,
         language=record.detected_language,
