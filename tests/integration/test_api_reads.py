@@ -7,6 +7,8 @@ import threading
 import time
 from contextlib import ExitStack
 
+import pytest
+
 from cesar_api.reads import run_read
 from cesar_common.db.engine import SQLITE_POOL_SIZE
 from cesar_common.db.store import JobStore
@@ -31,12 +33,8 @@ def test_run_read_passes_arguments_and_errors(store: JobStore) -> None:
         return await run_read(store, lambda x, y: x / y, a, b)
 
     assert asyncio.run(divide(6, 3)) == 2
-    try:
+    with pytest.raises(ZeroDivisionError):
         asyncio.run(divide(1, 0))
-    except ZeroDivisionError:
-        pass
-    else:  # pragma: no cover
-        raise AssertionError("the read's error did not come back")
 
 
 def test_sqlite_never_waits_for_a_pooled_connection(sqlite_url: str) -> None:
