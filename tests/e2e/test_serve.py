@@ -71,7 +71,9 @@ def test_every_format_and_a_url_then_sigterm_mid_job_and_a_restart_finds_them_al
         running_serve(db_url, log_path=log, workers="2", env=env) as serve,
     ):
         assert "Starting 2 workers x 1 thread, cpu int8, tiny.en" in serve.log()
-        assert f"Cesar API on {serve.url} (docs: {serve.url}/docs)" in serve.log()
+        # serve says so once its own poll finds the API listening, which may come after /health answers us
+        ready = f"Cesar API on {serve.url} (docs: {serve.url}/docs)"
+        wait_for(lambda: ready in serve.log(), timeout=10, what="serve to announce the API")
         client = Client(serve.url)
         ids = {name: client.upload(AUDIO_DIR / name) for name in SPEECH_FILES}
         ids["url"] = client.submit_url(f"{audio_url}/speech_en.mp3")
