@@ -7,6 +7,7 @@ one place a :class:`~cesar_common.db.records.JobRecord` becomes JSON.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -317,21 +318,9 @@ def job_to_schema(record: JobRecord, *, queue_position: int | None = None, base_
             },
             "links": job_links(record.id, completed=record.status is JobStatus.COMPLETED, base_url=base_url),
             "webhook": _webhook(record),
-            "decoding": _decoding(record),
+            "decoding": None if record.decoding is None else asdict(record.decoding),
         }
     )
-
-
-def _decoding(record: JobRecord) -> dict[str, Any] | None:
-    decoding = record.decoding
-    if decoding is None:
-        return None
-    return {
-        "device": decoding.device,
-        "compute_type": decoding.compute_type,
-        "mode": decoding.mode,
-        "batch_size": decoding.batch_size,
-    }
 
 
 def _webhook(record: JobRecord) -> dict[str, Any] | None:

@@ -1051,8 +1051,9 @@ def _new_job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
 #: every column of jobs, in table order, but ``segments`` read as NULL: a long transcript's segments are
 #: megabytes of JSON that only the transcript route renders
 _WITHOUT_SEGMENTS = [null().label(column.name) if column.name == "segments" else column for column in jobs.c]
-_GET_VISIBLE_FULL = select(jobs).where(jobs.c.id == bindparam("job_id"), jobs.c.status != PENDING)
-_GET_VISIBLE = select(*_WITHOUT_SEGMENTS).where(jobs.c.id == bindparam("job_id"), jobs.c.status != PENDING)
+_VISIBLE_BY_ID = and_(jobs.c.id == bindparam("job_id"), jobs.c.status != PENDING)
+_GET_VISIBLE_FULL = select(jobs).where(_VISIBLE_BY_ID)
+_GET_VISIBLE = select(*_WITHOUT_SEGMENTS).where(_VISIBLE_BY_ID)
 _QUEUE_POSITION = select(func.count()).where(
     jobs.c.status == QUEUED,
     or_(
