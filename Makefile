@@ -1,17 +1,20 @@
-# The two commands: `make serve` and `make test`. Both set up through `make install`.
+# The two commands: `make serve` and `make test`. Both set up through `make install`, which installs the
+# locked dependencies (requirements-dev.lock, with hashes: what CI tested) and Cesar itself, editable.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV_COMPILE := UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml --universal \
+	--python-version 3.11 --generate-hashes --annotation-style line --quiet
 
-.PHONY: install serve test lint format clean bench
+.PHONY: install serve test lint format lock readme clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 serve: install
@@ -20,13 +23,26 @@ serve: install
 test: install
 	$(BIN)/python -m pytest
 
+# ruff (lint and format), the import contracts (pyproject's [tool.importlinter]) and mypy --strict
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Refresh the lock files to the newest versions pyproject.toml allows: requirements.lock for running Cesar
+# (with the bundled model), requirements-dev.lock for developing it (the same pins, plus the dev extras).
+lock: install
+	$(UV_COMPILE) --upgrade --extra bundled-model -o requirements.lock
+	$(UV_COMPILE) --upgrade --extra bundled-model --extra dev -c requirements.lock -o requirements-dev.lock
+
+# the README's settings table, written from cesar_common.settings (a test fails while it is stale)
+readme: install
+	$(BIN)/python scripts/update_readme.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -65,11 +65,11 @@ def seed(url: str, count: int) -> list[str]:
     """``count`` jobs, newest last; returns their ids."""
     from sqlalchemy import insert
 
-    from cesar_common.db.engine import make_engine
-    from cesar_common.db.migrate import upgrade_to_head
+    from cesar.schema import upgrade_database
+    from cesar_common.db.connect import open_engine
     from cesar_common.db.models import Job
 
-    upgrade_to_head(url)
+    upgrade_database(url)
     start = datetime.now(UTC) - timedelta(days=1)
     rows: list[dict[str, Any]] = []
     ids = [str(uuid.uuid4()) for _ in range(count)]
@@ -103,7 +103,7 @@ def seed(url: str, count: int) -> list[str]:
                 "segments": SEGMENTS if completed else None,
             }
         )
-    engine = make_engine(url)
+    engine = open_engine(url)
     with engine.begin() as conn:
         for offset in range(0, len(rows), 1000):
             conn.execute(insert(Job.__table__), rows[offset : offset + 1000])

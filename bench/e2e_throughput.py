@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from serve_helpers import AUDIO_DIR, Client, running_serve  # noqa: E402
 
 from cesar_common.settings import Settings  # noqa: E402
-from cesar_common.transcription import engine, models  # noqa: E402
+from cesar_common.transcription import models, whisper  # noqa: E402
 
 SPEECH = AUDIO_DIR / "speech_en.wav"
 TARGET = 0.90
@@ -50,7 +50,7 @@ def main() -> int:
         threads=settings.threads,
         offline=True,
     )
-    options = engine.DecodeOptions(batch_size=settings.batch_size)  # as the worker decodes
+    options = whisper.DecodeOptions(batch_size=settings.batch_size)  # as the worker decodes
     plain_loop(model, options, 1)  # warm-up
     print(
         f"{args.jobs} x {SPEECH.name} ({os.cpu_count()} CPUs); plain: one {settings.model} model in this "
@@ -84,10 +84,10 @@ def main() -> int:
     return 0 if ratio >= TARGET else 1
 
 
-def plain_loop(model: models.LoadedModel, options: engine.DecodeOptions, count: int) -> float:
+def plain_loop(model: models.LoadedModel, options: whisper.DecodeOptions, count: int) -> float:
     started = time.perf_counter()
     for _ in range(count):
-        engine.transcribe(model, SPEECH, options)
+        whisper.transcribe(model, SPEECH, options)
     return time.perf_counter() - started
 
 

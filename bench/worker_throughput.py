@@ -2,7 +2,8 @@
 
 For each backend (a fresh SQLite file; a fresh PostgreSQL database when the server answers):
 
-1. starts one real worker (``python -m cesar_worker --preload``) and waits until it is ready and idle;
+1. starts one real worker (``python -m cesar_worker``, which preloads its model) and waits until it is
+   ready and idle;
 2. measures its CPU use while idle;
 3. pickup latency: submits one small job at a time to the idle worker (after a random pause, so the worker
    has backed off) and reads ``started_at - created_at`` from the database;
@@ -39,12 +40,12 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from cesar_common.db.engine import dispose_engine, normalize_url
-from cesar_common.db.migrate import upgrade_to_head
+from cesar.schema import upgrade_database
+from cesar_common.db.connect import normalize_url
 from cesar_common.db.records import JobRecord, JobSource, JobStatus, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
 from cesar_common.settings import get_settings
-from cesar_common.transcription import engine, models
+from cesar_common.transcription import models, whisper
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
@@ -78,7 +79,7 @@ def main() -> int:
         f"model {settings.model} on {model.device} ({model.compute_type}), {os.cpu_count()} CPUs, "
         f"{args.jobs} x {SPEECH.name}, {args.rounds} round(s) of plain, worker, worker, plain"
     )
-    options = engine.DecodeOptions(batch_size=settings.batch_size)
+    options = whisper.DecodeOptions(batch_size=settings.batch_size)
     plain_loop(model, options, 1)  # warm-up
 
     failures = 0
@@ -92,7 +93,11 @@ def main() -> int:
 
 
 def bench_backend(
-    backend: str, url: str, model: models.LoadedModel, options: engine.DecodeOptions, args: argparse.Namespace
+    backend: str,
+    url: str,
+    model: models.LoadedModel,
+    options: whisper.DecodeOptions,
+    args: argparse.Namespace,
 ) -> int:
     print(f"\n[{backend}]")
     store = JobStore.from_url(url)
@@ -135,12 +140,12 @@ def bench_backend(
     return int(ratio < THROUGHPUT_TARGET) + int(not latency_ok)
 
 
-def plain_loop(model: models.LoadedModel, options: engine.DecodeOptions, count: int) -> tuple[float, float]:
+def plain_loop(model: models.LoadedModel, options: whisper.DecodeOptions, count: int) -> tuple[float, float]:
     """Wall and CPU seconds of ``count`` transcriptions in this process."""
     cpu_before = cpu_seconds(os.getpid())
     started = time.perf_counter()
     for _ in range(count):
-        result = engine.transcribe(model, SPEECH, options)
+        result = whisper.transcribe(model, SPEECH, options)
         result.segments_as_dicts()
     return time.perf_counter() - started, cpu_seconds(os.getpid()) - cpu_before
 
@@ -201,8 +206,8 @@ def worker_process(url: str) -> Iterator[subprocess.Popen[bytes]]:
     with tempfile.TemporaryFile() as log:
         env = {**os.environ, "CESAR_DATABASE_URL": url}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cesar_worker", "--preload", "--log-level", "warning"],
-            env=env,
+            [sys.executable, "-m", "cesar_worker"],
+            env={**env, "CESAR_LOG_LEVEL": "warning"},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -235,9 +240,8 @@ def database(backend: str, postgres_url: str) -> Iterator[str | None]:
     if backend == "sqlite":
         with tempfile.TemporaryDirectory(prefix="cesar-bench-") as tmp:
             url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-            upgrade_to_head(url)
+            upgrade_database(url)
             yield url
-            dispose_engine(url)
         return
     admin = normalize_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
     name = f"cesar_bench_{uuid.uuid4().hex[:10]}"
@@ -249,10 +253,9 @@ def database(backend: str, postgres_url: str) -> Iterator[str | None]:
         return
     url = normalize_url(postgres_url).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade_to_head(url)
+        upgrade_database(url)
         yield url
     finally:
-        dispose_engine(url)
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 

@@ -45,10 +45,11 @@ PROTECTED_ROUTES = [
 
 
 def create_app(settings: Settings | None = None, store: JobStore | None = None) -> Litestar:
-    """The Cesar API. ``store`` defaults to one on ``settings.database_url`` (opened lazily)."""
+    """The Cesar API. ``store`` defaults to one with an engine of its own on ``settings.database_url``
+    (connections open lazily)."""
     settings = settings or get_settings()
     if store is None:
-        store = JobStore.from_url(settings.database_url)
+        store = JobStore.from_url(settings.database_url, keep_audio=settings.keep_audio)
     protected = Router(
         path="/",
         route_handlers=PROTECTED_ROUTES,

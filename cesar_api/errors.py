@@ -44,6 +44,7 @@ def error_body(status_code: int, detail: str, code: str, extra: Any = None) -> d
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Map any exception to the error shape (registered for ``Exception`` on the app)."""
     headers: dict[str, str] = {}
+    extra: Any
     if isinstance(exc, CesarError):
         status, code, detail, extra = exc.status_code, exc.code, exc.message, exc.extra or None
         if isinstance(exc, ServerError):

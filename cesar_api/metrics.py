@@ -4,7 +4,7 @@ Requests are counted by a ``before_send`` hook, which sees every response (also 
 which never reaches a route), labelled by the route's template so the labels stay few. Counting is plain
 Python under a lock: ``prometheus_client`` (a tenth of a second to import) loads on the first scrape, not
 at start-up. Job, worker and webhook metrics are read from the database at scrape time
-(:mod:`cesar_common.metrics`).
+(:mod:`cesar_api.job_metrics`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response, get
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from cesar_api.errors import error_responses
@@ -104,7 +105,7 @@ def timing_middleware(app: ASGIApp) -> ASGIApp:
 
 async def count_response(message: Message, scope: Scope) -> None:
     """``before_send`` hook: count each response as its status line goes out."""
-    if message["type"] != "http.response.start" or scope["type"] != "http":
+    if message["type"] != "http.response.start" or scope["type"] != ScopeType.HTTP:
         return
     started = scope.get("state", {}).get(_STARTED)
     seconds = None if started is None else time.perf_counter() - started
@@ -117,7 +118,7 @@ def _registry(request: Request[Any, Any, Any]) -> CollectorRegistry:
     state = request.app.state
     registry: CollectorRegistry | None = state.get("metrics_registry")
     if registry is None:
-        from cesar_common.metrics import store_registry
+        from cesar_api.job_metrics import store_registry
 
         registry = store_registry(
             state.store,
@@ -143,6 +144,6 @@ def _registry(request: Request[Any, Any, Any]) -> CollectorRegistry:
     responses=error_responses(),
 )
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    from cesar_common.metrics import render
+    from cesar_api.job_metrics import render
 
     return Response(content=render(_registry(request)), media_type=CONTENT_TYPE)

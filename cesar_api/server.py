@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from cesar_common.settings import Settings
+from cesar_common.urlpolicy import is_loopback
 
 logger = logging.getLogger("cesar.api")
 
@@ -33,37 +33,47 @@ class _Server(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def startup_warnings(settings: Settings) -> list[str]:
+    """What the API says at start about risky settings: it is the one process `cesar serve` starts once,
+    so a deployment hears each of these once, not once per worker."""
+    warnings = []
+    if settings.api_key is None and not is_loopback(settings.host):
+        warnings.append(
+            f"the API listens on {settings.host} without an API key: anyone who can reach it can submit "
+            "and read jobs (set CESAR_API_KEY)"
+        )
+    if settings.webhook_secret is None:
+        warnings.append(
+            "CESAR_WEBHOOK_SECRET is not set: webhooks to a job's callback_url go out unsigned, so "
+            "receivers cannot tell them from forgeries"
+        )
+    return warnings
+
+
 def serve(settings: Settings, *, check_schema: bool = True) -> None:
     """Serve until SIGTERM or SIGINT, finishing the requests in flight (a second signal forces the stop).
 
     Refuses to start (SchemaOutdatedError, DatabaseError) when the database is not at the schema this
-    version of Cesar expects: ``alembic upgrade head`` first, or ``cesar serve``.
+    version of Cesar expects: ``cesar db upgrade`` first, or ``cesar serve``.
     """
     from cesar_api.app import create_app
+    from cesar_common.db.connect import open_engine
+    from cesar_common.db.store import JobStore
     from cesar_common.logs import configure_logging
     from cesar_common.parentwatch import watch_parent
     from cesar_common.signals import stop_on_signals
 
     configure_logging(settings.log_level, name="api")
     watch_parent()  # under `cesar serve`: stop if the supervisor dies (PDEATHSIG's second safeguard)
+    engine = open_engine(settings.database_url)  # the process's one engine
     if check_schema:
         from cesar_common.db.migrate import ensure_schema_current
 
-        ensure_schema_current(settings.database_url)
-    if settings.api_key is None and not is_loopback(settings.host):
-        logger.warning(
-            "the API listens on %s without an API key: anyone who can reach it can submit jobs "
-            "(set CESAR_API_KEY)",
-            settings.host,
-        )
-    if settings.webhook_secret is None:
-        # said by the API, the one process `cesar serve` starts once, rather than by every worker
-        logger.warning(
-            "CESAR_WEBHOOK_SECRET is not set: webhooks to a job's callback_url go out unsigned, so "
-            "receivers cannot tell them from forgeries"
-        )
+        ensure_schema_current(engine)
+    for warning in startup_warnings(settings):
+        logger.warning("%s", warning)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, JobStore(engine, keep_audio=settings.keep_audio)),
         host=settings.host,
         port=settings.port,
         log_config=None,  # configure_logging above owns the format
@@ -75,23 +85,3 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
     )
     with stop_on_signals() as stop:
         _Server(config, stop).run()
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def main() -> None:
-    """Entry point of ``python -m cesar_api``, the child ``cesar serve`` starts once it has migrated the
-    database: settings from the environment, one-line errors, no second schema check (it costs the
-    Alembic import, a third of a second; ``cesar api`` does check)."""
-    from cesar_common.cli._common import cli_errors
-    from cesar_common.settings import get_settings
-
-    with cli_errors():
-        serve(get_settings(), check_schema=False)

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import IO
 
-from cesar_common.db.records import JobRecord, JobSource, NewJob, TranscribeOptions
+from cesar_common.choices import WHISPER_LANGUAGES
+from cesar_common.db.records import JobRecord, JobSource, NewJob
 from cesar_common.db.store import JobStore
 from cesar_common.errors import LanguageError, ModelNotAllowedError, URLRefusedError
-from cesar_common.schemas import WHISPER_LANGUAGES, JobOptionsIn, UrlJobIn
+from cesar_common.options import TranscribeOptions, options_from
+from cesar_common.schemas import SubmitFields, UrlJobIn
 from cesar_common.settings import Settings
 
 
@@ -23,25 +25,20 @@ class Submitted:
     created: bool = True
 
 
-def options_from(request: JobOptionsIn, settings: Settings) -> TranscribeOptions:
+def job_options(request: SubmitFields, settings: Settings) -> TranscribeOptions:
     """The engine options a request asks for, refusing models outside the allowlist (422)."""
-    model = request.model or settings.model
+    asked = request.options()
+    model = asked["model"] or settings.model
     if model not in settings.allowed_models:
         allowed = ", ".join(sorted(settings.allowed_models))
         raise ModelNotAllowedError(
             f"model {model!r} is not allowed on this server: use one of {allowed}",
             extra={"allowed": sorted(settings.allowed_models)},
         )
-    if request.language is not None and request.language not in WHISPER_LANGUAGES:
-        raise LanguageError(f"unknown language {request.language!r}: use an ISO 639 code such as en, de, fr")
-    return TranscribeOptions(
-        model=model,
-        language=request.language,
-        task=request.task,
-        word_timestamps=request.word_timestamps,
-        vad=request.vad,
-        initial_prompt=request.initial_prompt or None,
-    )
+    language = asked["language"]
+    if language is not None and language not in WHISPER_LANGUAGES:
+        raise LanguageError(f"unknown language {language!r}: use an ISO 639 code such as en, de, fr")
+    return options_from(asked, model=model)
 
 
 def check_callback(url: str | None, settings: Settings) -> str | None:
@@ -62,7 +59,7 @@ def submit_url_job(
     """Queue a URL job after the address policy accepts the URL (it resolves the host: blocking)."""
     from cesar_common.urlpolicy import validate_url
 
-    options = options_from(request, settings)
+    options = job_options(request, settings)
     url = validate_url(request.url, allow_private=settings.allow_private_urls, resolve=True)
     new = NewJob(
         source=JobSource.URL,

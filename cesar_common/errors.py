@@ -130,6 +130,12 @@ class SchemaOutdatedError(ServerError):
     code = "schema_outdated"
 
 
+class ModelIntegrityError(ServerError):
+    """A model file that is not what was installed (corrupt, truncated or replaced)."""
+
+    code = "model_corrupt"
+
+
 class OutOfMemoryError(ServerError):
     status_code = 507
     code = "out_of_memory"

@@ -9,26 +9,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from cesar_common.db.records import JobRecord, JobSource, JobStatus, WebhookState
-
-#: The formats ``GET /jobs/{id}/transcript`` renders (kept in step with ``transcription.writers.FORMATS``).
-TRANSCRIPT_FORMATS: tuple[str, ...] = ("txt", "srt", "vtt", "json", "tsv")
-
-_LANGUAGE_CODES = (
-    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht "
-    "hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl "
-    "ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh yue"
-)
-#: Whisper's language codes (faster_whisper.tokenizer._LANGUAGE_CODES; the API may not import it).
-WHISPER_LANGUAGES: frozenset[str] = frozenset(_LANGUAGE_CODES.split())
-
-PublicStatus = Literal["queued", "processing", "completed", "error", "cancelled"]
-TranscriptFormat = Literal["txt", "srt", "vtt", "json", "tsv"]
-Task = Literal["transcribe", "translate"]
+from cesar_common.choices import TRANSCRIPT_FORMATS
+from cesar_common.db.records import JobRecord, JobSource, JobStatus, PublicStatus, WebhookState
+from cesar_common.options import option_specs, options_dict
 
 _EXAMPLE_ID = "3f0c9a52-8d1e-4c53-9a43-1b2f0f6c7d10"
 
@@ -38,53 +25,38 @@ class _Schema(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
+def _option_fields(*, for_input: bool) -> dict[str, Any]:
+    """Pydantic fields for the job options (:mod:`cesar_common.options`). In a request every option is
+    optional (the model then is the server's default) and checked; a response shows them all but the
+    model, which the job shows at its top."""
+    fields: dict[str, Any] = {}
+    for spec in option_specs():
+        doc = spec.doc
+        annotation, default = spec.annotation, spec.default
+        checks: dict[str, Any] = {}
+        if for_input:
+            if default is None:
+                annotation = annotation | None
+            if annotation == str | None:
+                checks["min_length"] = 1 if spec.name == "model" else None
+            checks.update(max_length=doc.max_length, pattern=doc.pattern)
+        elif spec.name == "model":
+            continue
+        examples = None if doc.example is None else [doc.example]
+        checks = {key: value for key, value in checks.items() if value is not None}
+        fields[spec.name] = (
+            annotation,
+            Field(default=default, description=doc.description, examples=examples, **checks),
+        )
+    return fields
+
+
 # --- requests ---------------------------------------------------------------------------------------
-class JobOptionsIn(_Schema):
-    """What a client may ask of the engine; every field is optional."""
+class SubmitFields(_Schema):
+    """What every submit takes beside the job options (which :func:`_option_fields` adds)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
 
-    model: Annotated[
-        str | None,
-        Field(
-            default=None,
-            min_length=1,
-            max_length=255,
-            description="Whisper model; must be in the server's allowlist (`CESAR_MODELS`). "
-            "Default: the server's default model.",
-            examples=["tiny.en"],
-        ),
-    ]
-    language: Annotated[
-        str | None,
-        Field(
-            default=None,
-            max_length=16,
-            pattern=r"^([A-Za-z]{2,3}|auto)?$",
-            description="Spoken language as an ISO 639 code (`en`, `de`, `yue`); empty or `auto` detects it.",
-            examples=["en"],
-        ),
-    ]
-    task: Annotated[
-        Task,
-        Field(default="transcribe", description="`transcribe`, or `translate` into English."),
-    ]
-    word_timestamps: Annotated[
-        bool, Field(default=False, description="Also time every word (in the `json` transcript).")
-    ]
-    vad: Annotated[
-        bool,
-        Field(default=True, description="Skip silence with voice activity detection (recommended)."),
-    ]
-    initial_prompt: Annotated[
-        str | None,
-        Field(
-            default=None,
-            max_length=2000,
-            description="Text that primes the model: names, spellings, style.",
-            examples=["Cesar, Litestar, faster-whisper"],
-        ),
-    ]
     callback_url: Annotated[
         str | None,
         Field(
@@ -102,21 +74,24 @@ class JobOptionsIn(_Schema):
     def _no_empty_callback(cls, value: str | None) -> str | None:
         return value or None
 
-    @field_validator("language")
+    @field_validator("language", check_fields=False)
     @classmethod
     def _normalise_language(cls, value: str | None) -> str | None:
         if value is None or value.lower() in ("", "auto"):
             return None
         return value.lower()
 
+    @field_validator("initial_prompt", check_fields=False)
+    @classmethod
+    def _no_empty_prompt(cls, value: str | None) -> str | None:
+        return value or None
 
-class TranscribeForm(JobOptionsIn):
-    """The text fields of a multipart ``POST /transcribe`` (the audio comes in the ``file`` part)."""
+    def options(self) -> dict[str, Any]:
+        """The job options this request asks for, by name (the model None for the server's default)."""
+        return self.model_dump(include=set(_option_fields(for_input=True)))
 
 
-class UrlJobIn(JobOptionsIn):
-    """A transcription of audio that the worker downloads from ``url``."""
-
+class _UrlFields(SubmitFields):
     model_config = ConfigDict(
         extra="forbid",
         str_strip_whitespace=True,
@@ -136,15 +111,43 @@ class UrlJobIn(JobOptionsIn):
     ]
 
 
+# The option fields are generated, so the type checker sees the classes without them.
+if TYPE_CHECKING:
+
+    class TranscribeForm(SubmitFields):
+        """The text fields of a multipart ``POST /transcribe``."""
+
+    class UrlJobIn(_UrlFields):
+        """A transcription of audio that the worker downloads from ``url``."""
+
+    class JobOptionsOut(_Schema):
+        """The options a job was submitted with."""
+
+else:
+    TranscribeForm = create_model(
+        "TranscribeForm",
+        __base__=SubmitFields,
+        __module__=__name__,
+        __doc__="The text fields of a multipart ``POST /transcribe`` (the audio comes in the ``file`` part).",
+        **_option_fields(for_input=True),
+    )
+    UrlJobIn = create_model(
+        "UrlJobIn",
+        __base__=_UrlFields,
+        __module__=__name__,
+        __doc__="A transcription of audio that the worker downloads from ``url``.",
+        **_option_fields(for_input=True),
+    )
+    JobOptionsOut = create_model(
+        "JobOptionsOut",
+        __base__=_Schema,
+        __module__=__name__,
+        __doc__="The options a job was submitted with (its model is the job's `model`).",
+        **_option_fields(for_input=False),
+    )
+
+
 # --- responses --------------------------------------------------------------------------------------
-class JobOptionsOut(_Schema):
-    language: str | None = Field(description="Language asked for; null means detect.")
-    task: Task
-    word_timestamps: bool
-    vad: bool
-    initial_prompt: str | None
-
-
 class JobLinks(_Schema):
     self: str = Field(description="This job.", examples=[f"/jobs/{_EXAMPLE_ID}"])
     cancel: str = Field(description="POST here to cancel.", examples=[f"/jobs/{_EXAMPLE_ID}/cancel"])
@@ -309,13 +312,7 @@ def job_to_schema(record: JobRecord, *, queue_position: int | None = None, base_
             "source": record.source.value,
             "cancel_requested": record.cancel_requested,
             "size_bytes": record.size_bytes,
-            "options": {
-                "language": options.language,
-                "task": options.task,
-                "word_timestamps": options.word_timestamps,
-                "vad": options.vad,
-                "initial_prompt": options.initial_prompt,
-            },
+            "options": {name: value for name, value in options_dict(options).items() if name != "model"},
             "links": job_links(record.id, completed=record.status is JobStatus.COMPLETED, base_url=base_url),
             "webhook": _webhook(record),
             "decoding": None if record.decoding is None else asdict(record.decoding),

@@ -164,6 +164,15 @@ def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
     return found
 
 
+def is_loopback(host: str) -> bool:
+    """True when only this machine can reach a server listening on ``host`` (``localhost``, ``127.0.0.2``,
+    ``::1``, ``[::1]``)."""
+    if host.lower() == "localhost":
+        return True
+    address = _parse_address(host.strip("[]"))
+    return address is not None and address.is_loopback
+
+
 def _parse_address(text: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(text)

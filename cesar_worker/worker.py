@@ -20,16 +20,19 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from cesar_common.db.connect import open_engine
+from cesar_common.db.migrate import ensure_schema_current
+from cesar_common.db.notify import JobWaiter
 from cesar_common.db.records import JobRecord, JobSource
 from cesar_common.db.store import JobStore
 from cesar_common.errors import AudioDecodeError, CesarError, DatabaseError, ModelNotAllowedError
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
-from cesar_common.webhook_sender import DeliveryLoop
 from cesar_worker.download import DownloadStopped, download
-from cesar_worker.engine import Engine, EngineFactory, whisper_engine
 from cesar_worker.heartbeat import Heartbeat
 from cesar_worker.jobrun import JobRun, JobStopped, StopReason
+from cesar_worker.transcriber import Transcriber, TranscriberFactory, WhisperTranscriber
+from cesar_worker.webhook_sender import DeliveryLoop
 
 log = logging.getLogger("cesar.worker")
 
@@ -59,6 +62,20 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def run_process(
+    settings: Settings, *, once: bool = False, worker_id: str | None = None, preload: bool = False
+) -> int:
+    """A worker process, as ``cesar worker`` and ``python -m cesar_worker`` run it: logging set up, a
+    watch on the supervisor when ``cesar serve`` started it, then :func:`run_worker`."""
+    from cesar_common.logs import configure_logging
+    from cesar_common.parentwatch import watch_parent
+
+    configure_logging(settings.log_level, name="worker")
+    quiet_library_logs(settings.log_level)
+    watch_parent()  # under `cesar serve`: a SIGTERM to ourselves if the supervisor dies
+    return run_worker(settings, once=once, worker_id=worker_id, preload=preload)
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -66,14 +83,14 @@ def run_worker(
     worker_id: str | None = None,
     preload: bool = False,
     stop_event: threading.Event | None = None,
-    engine_factory: EngineFactory | None = None,
+    transcriber_factory: TranscriberFactory | None = None,
 ) -> int:
     """Run a worker until stopped (SIGTERM/SIGINT, or ``stop_event``); return the exit status (0).
 
     ``once``: process what is queued, then return.
     ``preload``: load ``settings.model`` before the first claim.
     ``stop_event``: when given, the caller owns signal handling; otherwise SIGTERM and SIGINT set a new one.
-    ``engine_factory``: the engine to use instead of faster-whisper (tests, benchmarks).
+    ``transcriber_factory``: what transcribes instead of faster-whisper (tests, benchmarks).
     """
     if stop_event is None:
         with stop_on_signals() as event:
@@ -83,19 +100,22 @@ def run_worker(
                 worker_id=worker_id,
                 preload=preload,
                 stop_event=event,
-                engine_factory=engine_factory,
+                transcriber_factory=transcriber_factory,
             )
-    from cesar_common.db.migrate import ensure_schema_current
-
-    ensure_schema_current(settings.database_url)
-    worker = Worker(
-        settings,
-        JobStore.from_url(settings.database_url, keep_audio=settings.keep_audio),
-        (engine_factory or whisper_engine)(settings),
-        worker_id=worker_id or default_worker_id(),
-        stop_event=stop_event,
-    )
-    worker.run(once=once, preload=preload)
+    # the process's one engine: the store, the schema check and the wake-up listener all use it
+    engine = open_engine(settings.database_url)
+    try:
+        ensure_schema_current(engine)
+        worker = Worker(
+            settings,
+            JobStore(engine, keep_audio=settings.keep_audio),
+            (transcriber_factory or WhisperTranscriber)(settings),
+            worker_id=worker_id or default_worker_id(),
+            stop_event=stop_event,
+        )
+        worker.run(once=once, preload=preload)
+    finally:
+        engine.dispose()
     return 0
 
 
@@ -107,13 +127,13 @@ class Outcome:
 
 
 class Worker:
-    """One worker process's state: its store, engine, heartbeat thread and wake-up source."""
+    """One worker process's state: its store, transcriber, heartbeat thread and wake-up source."""
 
     def __init__(
         self,
         settings: Settings,
         store: JobStore,
-        engine: Engine,
+        transcriber: Transcriber,
         *,
         worker_id: str,
         stop_event: threading.Event,
@@ -121,17 +141,13 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.engine = engine
+        self.transcriber = transcriber
         self.worker_id = worker_id
         self.stop_event = stop_event
-        if waiter is None:
-            from cesar_common.db.notify import JobWaiter
-
-            # LISTEN on PostgreSQL, PRAGMA data_version on SQLite: an idle worker wakes as a job arrives
-            waiter = JobWaiter(settings.database_url, stop_event=stop_event)
-        self.waiter = waiter
+        # LISTEN on PostgreSQL, PRAGMA data_version on SQLite: an idle worker wakes as a job arrives
+        self.waiter = waiter or JobWaiter(store.engine, stop_event=stop_event)
         self.heartbeat = Heartbeat(
-            store, settings, worker_id, stop_event=stop_event, models=engine.loaded_models
+            store, settings, worker_id, stop_event=stop_event, models=transcriber.loaded_models
         )
         # webhooks go out from a thread of their own: a receiver that hangs never holds up a job
         self.deliveries = DeliveryLoop(store, settings, worker_id)
@@ -147,7 +163,7 @@ class Worker:
             self.heartbeat.start()
             self.deliveries.start()
             if preload:
-                self.engine.preload(self.settings.model)
+                self.transcriber.preload(self.settings.model)
             log.info("worker %s ready", self.worker_id)
             self.loop(once=once)
             if once:  # send the webhooks of the jobs just done before exiting
@@ -160,7 +176,7 @@ class Worker:
                 self.store.unregister_worker(self.worker_id)
             except CesarError as exc:
                 log.warning("could not remove this worker's presence row: %s", exc)
-            self.engine.close()
+            self.transcriber.close()
         log.info("worker %s stopped after %d jobs", self.worker_id, self.jobs_done)
 
     def loop(self, *, once: bool = False) -> None:
@@ -212,7 +228,7 @@ class Worker:
                 audio_path = Path(tmp) / _local_name(job)
                 self._fetch_audio(run, audio_path)
                 run.raise_if_stopped()
-                result = self.engine.transcribe(
+                result = self.transcriber.transcribe(
                     job, audio_path, on_progress=run.on_progress, should_stop=run.should_stop
                 )
             if self.store.complete_job(job.id, self.worker_id, result):

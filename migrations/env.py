@@ -1,8 +1,9 @@
 """Alembic environment for Cesar's job database.
 
-The URL, first found wins: ``config.attributes["database_url"]`` (set by ``cesar_common.db.migrate`` and
-tests), ``sqlalchemy.url`` in the Alembic config, then ``CESAR_DATABASE_URL`` through Settings, the same
-setting the app reads. A caller may also hand over an open connection in ``config.attributes["connection"]``.
+``cesar db upgrade`` (``cesar_common.db.migrate``) hands over an open connection in
+``config.attributes["connection"]``. Run as ``alembic upgrade head`` from a checkout, the URL is
+``sqlalchemy.url`` when the Alembic config sets one, else ``CESAR_DATABASE_URL`` through Settings, the same
+setting the app reads.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection, text
 
-from cesar_common.db.engine import create_cesar_engine
+from cesar_common.db.connect import foreign_keys_off, open_engine
 from cesar_common.db.models import Base
-from cesar_common.settings import Settings
+from cesar_common.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata
@@ -24,11 +25,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 
 def database_url() -> str:
-    return (
-        config.attributes.get("database_url")
-        or config.get_main_option("sqlalchemy.url")
-        or Settings().database_url
-    )
+    return config.get_main_option("sqlalchemy.url") or get_settings().database_url
 
 
 def run_migrations_offline() -> None:
@@ -74,10 +71,9 @@ def run_migrations_online() -> None:
     if given is not None:
         run_migrations(given)
         return
-    # Foreign keys off while migrating SQLite: batch mode rebuilds tables, which would cascade deletes.
-    engine = create_cesar_engine(database_url(), pooled=False, foreign_keys=False)
+    engine = open_engine(database_url(), pooled=False)
     try:
-        with engine.connect() as connection:
+        with engine.connect() as connection, foreign_keys_off(connection):
             run_migrations(connection)
     finally:
         engine.dispose()

@@ -1,7 +1,7 @@
 """Fixtures every test level shares: audio files, and freshly migrated SQLite and PostgreSQL databases.
 
 Each test gets its own freshly migrated database: a SQLite file (migrated once per session into a template
-file that each test copies), or a PostgreSQL schema that ``alembic upgrade head`` fills for that test.
+file that each test copies), or a PostgreSQL schema migrated to head for that test.
 Tests that touch PostgreSQL are marked ``postgres`` automatically. Without a reachable server they skip,
 except in CI (``CI=true``), where that is a failure.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from dbtools import migrate
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from cesar_common.db.engine import dispose_engine, normalize_url
-from cesar_common.db.migrate import upgrade_to_head
+from cesar_common.db.connect import normalize_url
 from cesar_common.db.store import JobStore
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -49,7 +49,7 @@ def audio_dir() -> Path:
 def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
     url = f"sqlite:///{path}"
-    upgrade_to_head(url)
+    migrate(url)
     # fold the WAL into the main file, so one file is the whole database
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -62,9 +62,7 @@ def sqlite_url(_sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
     """A freshly migrated SQLite file of its own (``sqlite:////.../cesar.db``)."""
     path = tmp_path / "cesar.db"
     shutil.copyfile(_sqlite_template, path)
-    url = f"sqlite:///{path}"
-    yield url
-    dispose_engine(url)
+    yield f"sqlite:///{path}"
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -88,7 +86,7 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A freshly migrated PostgreSQL schema of its own, dropped afterwards.
 
     A schema rather than a database: ``CREATE DATABASE`` costs over a second on this server, a schema plus
-    ``alembic upgrade head`` a fifth of that. The URL selects it for every connection (``search_path``) and
+    migrating it a fifth of that. The URL selects it for every connection (``search_path``) and
     names the connections (``application_name``) so teardown can end the ones a test left open.
     """
     name = f"cesar_t_{uuid.uuid4().hex[:16]}"
@@ -100,10 +98,9 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     with _admin_connection(postgres_server_url) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
     try:
-        upgrade_to_head(url)
+        migrate(url)
         yield url
     finally:
-        dispose_engine(url)
         _drop_schema(postgres_server_url, name)
 
 

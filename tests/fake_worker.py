@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         settings,
         once=args.once,
         worker_id=args.worker_id,
-        engine_factory=lambda _settings: FakeEngine(record=args.record),
+        transcriber_factory=lambda _settings: FakeEngine(record=args.record),
     )
 
 

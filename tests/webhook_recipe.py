@@ -1,6 +1,6 @@
 """The README's signature check for webhook receivers, verbatim (keep the two in step).
 
-Tests verify deliveries with this copy rather than with ``cesar_common.webhooks``, so the recipe users
+Tests verify deliveries with this copy rather than with ``cesar_worker.webhooks``, so the recipe users
 paste is the one that is tested.
 """
 

@@ -36,7 +36,7 @@ logger = logging.getLogger("cesar.api")
     },
 )
 def health(store: NamedDependency[JobStore], settings: NamedDependency[Settings]) -> Response[HealthOut]:
-    backend = _backend(store, settings)
+    backend = store.engine.dialect.name
     try:
         store.ping()
         workers = store.list_workers(alive_within_seconds=settings.lease_seconds)
@@ -60,9 +60,3 @@ def health(store: NamedDependency[JobStore], settings: NamedDependency[Settings]
         queue=QueueHealth(queued=counts.queued, processing=counts.processing),
     )
     return Response(content=body, status_code=200)
-
-
-def _backend(store: JobStore, settings: Settings) -> str:
-    engine = getattr(store, "engine", None)
-    dialect = getattr(engine, "dialect", None)
-    return str(getattr(dialect, "name", "")) or ("sqlite" if settings.is_sqlite else "postgresql")

@@ -15,10 +15,11 @@ from litestar.params import PathParameter, QueryParameter
 
 from cesar_api.errors import error_responses
 from cesar_api.reads import run_read
-from cesar_common.db.records import JobRecord, JobStatus
+from cesar_common.choices import TranscriptFormat
+from cesar_common.db.records import JobRecord, JobStatus, PublicStatus
 from cesar_common.db.store import JobStore
 from cesar_common.errors import ConflictError
-from cesar_common.schemas import JobOut, PublicStatus, TranscriptFormat, job_to_schema
+from cesar_common.schemas import JobOut, job_to_schema
 from cesar_common.transcription.result import TranscriptionResult
 from cesar_common.transcription.writers import FORMATS, render
 

@@ -19,7 +19,7 @@ from cesar_api.errors import error_responses
 from cesar_api.submit import (
     Submitted,
     check_callback,
-    options_from,
+    job_options,
     probe_upload,
     submit_upload_job,
     submit_url_job,
@@ -224,7 +224,7 @@ async def _submit_upload(
 ) -> Response[JobOut]:
     async with receive_upload(request, max_bytes=settings.max_upload_bytes) as upload:
         form: TranscribeForm = _validated(TranscribeForm, upload.fields, request.method, request.url.path)
-        options = options_from(form, settings)
+        options = job_options(form, settings)
         callback_url = await anyio.to_thread.run_sync(check_callback, form.callback_url, settings)
         await anyio.to_thread.run_sync(probe_upload, upload.file)
         submitted = await anyio.to_thread.run_sync(

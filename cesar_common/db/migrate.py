@@ -1,11 +1,19 @@
-"""Running Alembic from code, from any working directory, and checking a database is at head.
+"""Running Alembic from code, from any working directory and from an installed wheel.
 
-``cesar serve`` upgrades a SQLite database itself (:func:`upgrade_to_head`, serialised across processes with a
-file lock); a standalone API or worker only checks (:func:`ensure_schema_current`) and refuses to start.
+The migration scripts live in the repository's ``migrations/`` (where ``alembic upgrade head`` finds them
+through ``alembic.ini``) and are installed as the package ``cesar_common.db.migrations``: the same files, so
+``cesar db upgrade`` works wherever Cesar is installed. ``cesar serve`` upgrades the database itself
+(:func:`upgrade_to_head`, serialised across processes with a file lock for SQLite); a standalone API or worker
+only checks (:func:`ensure_schema_current`) and refuses to start.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -15,106 +23,120 @@ from alembic.script import ScriptDirectory
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 from sqlalchemy import Engine
-from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-import cesar_common
-from cesar_common.db.engine import (
-    create_cesar_engine,
-    error_reason,
-    normalize_url,
-    read_only,
-    safe_url,
-    sqlite_path,
-)
+from cesar_common.db.connect import error_reason, foreign_keys_off, read_only, safe_url, sqlite_path
 from cesar_common.errors import DatabaseError, SchemaOutdatedError
 
-#: the Alembic scripts, next to the package (the project is installed editable)
-MIGRATIONS_DIR = Path(cesar_common.__file__).resolve().parents[1] / "migrations"
+MIGRATIONS_PACKAGE = "cesar_common.db.migrations"
 MIGRATE_LOCK_TIMEOUT_S = 300.0
 
-OUTDATED_MESSAGE = (
-    "the database schema is behind this version of Cesar: run `alembic upgrade head` "
-    "(or start `cesar serve`, which upgrades SQLite itself)"
-)
+UPGRADE_HINT = "run `cesar db upgrade` (or start `cesar serve`, which upgrades the database itself)"
+OUTDATED_MESSAGE = f"the database schema is behind this version of Cesar: {UPGRADE_HINT}"
 
 
-def alembic_config(url: str | URL | None = None) -> Config:
-    """An Alembic config for Cesar's migrations; ``url`` wins over ``CESAR_DATABASE_URL`` when given."""
+@cache
+def migrations_dir() -> Path:
+    """The directory of the Alembic scripts: the checkout's ``migrations/`` or the installed package."""
+    spec = importlib.util.find_spec(MIGRATIONS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the migration scripts ({MIGRATIONS_PACKAGE}) are missing: reinstall Cesar")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def alembic_config() -> Config:
+    """An Alembic config for Cesar's migrations, independent of the working directory."""
     config = Config()
     # configparser interpolation: a literal % must be doubled
-    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    if url is not None:
-        config.attributes["database_url"] = _url_string(url)
+    config.set_main_option("script_location", str(migrations_dir()).replace("%", "%%"))
     return config
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = _scripts().get_current_head()
     if head is None:
-        raise RuntimeError(f"no Alembic revisions found in {MIGRATIONS_DIR}")
+        raise RuntimeError(f"no Alembic revisions found in {migrations_dir()}")
     return head
 
 
-def upgrade_to_head(url: str | URL) -> None:
-    """Migrate ``url`` to head. For SQLite, one process at a time (lock file beside the database)."""
-    path = sqlite_path(url)
+def upgrade_to_head(engine: Engine) -> None:
+    """Migrate the database of ``engine`` to head. For SQLite, one process at a time (a lock file beside the
+    database), with foreign keys off while tables are rebuilt."""
+    path = sqlite_path(engine.url)
     try:
-        if path is None:
-            command.upgrade(alembic_config(url), "head")
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(f"{path}.migrate.lock", timeout=MIGRATE_LOCK_TIMEOUT_S):
-            command.upgrade(alembic_config(url), "head")
+        with _migration_lock(path), engine.connect() as connection, foreign_keys_off(connection):
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
     except LockTimeout as exc:
         raise DatabaseError(
             f"another process has been migrating {path} for over {MIGRATE_LOCK_TIMEOUT_S:.0f} s"
         ) from exc
     except SQLAlchemyError as exc:
         raise DatabaseError(
-            f"could not migrate the job database {safe_url(url)}: {error_reason(exc)}"
+            f"could not migrate the job database {safe_url(engine.url)}: {error_reason(exc)}"
         ) from exc
 
 
-def current_revision(url: str | URL) -> str | None:
-    """The revision ``url`` is at (None for an empty database, or a SQLite file that does not exist)."""
-    path = sqlite_path(url)
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    current: str | None  # None: an empty database
+    head: str
+
+    @property
+    def is_current(self) -> bool:
+        return self.current == self.head
+
+    @property
+    def is_newer(self) -> bool:
+        """The database was migrated by a newer Cesar (a revision this version does not know)."""
+        return self.current is not None and self.current not in _known_revisions()
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Where the database of ``engine`` stands against this version's migrations."""
+    path = sqlite_path(engine.url)
     if path is not None and not path.exists():
-        return None
-    engine = create_cesar_engine(url, pooled=False)
-    try:
-        return _revision_of(engine)
-    finally:
-        engine.dispose()
-
-
-def ensure_schema_current(engine_or_url: Engine | str | URL) -> None:
-    """Raise SchemaOutdatedError unless the database is at head; DatabaseError if it cannot be reached."""
-    if isinstance(engine_or_url, Engine):
-        current = _revision_of(engine_or_url)
-    else:
-        current = current_revision(engine_or_url)
-    head = head_revision()
-    if current == head:
-        return
-    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
-    if current is not None and current not in known:
-        raise SchemaOutdatedError(
-            f"the database schema (revision {current}) is newer than this version of Cesar (head {head}): "
-            "upgrade Cesar"
-        )
-    raise SchemaOutdatedError(OUTDATED_MESSAGE, extra={"current": current, "head": head})
-
-
-def _revision_of(engine: Engine) -> str | None:
+        return SchemaState(None, head_revision())
     try:
         with read_only(engine).connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            current = MigrationContext.configure(connection).get_current_revision()
     except SQLAlchemyError as exc:
         raise DatabaseError(
             f"cannot reach the job database {safe_url(engine.url)}: {error_reason(exc)}"
         ) from exc
+    return SchemaState(current, head_revision())
 
 
-def _url_string(url: str | URL) -> str:
-    return normalize_url(url).render_as_string(hide_password=False)
+def ensure_schema_current(engine: Engine) -> None:
+    """Raise SchemaOutdatedError unless the database is at head; DatabaseError if it cannot be reached."""
+    state = schema_state(engine)
+    if state.is_current:
+        return
+    if state.is_newer:
+        raise SchemaOutdatedError(
+            f"the database schema (revision {state.current}) is newer than this version of Cesar "
+            f"(head {state.head}): upgrade Cesar"
+        )
+    raise SchemaOutdatedError(OUTDATED_MESSAGE, extra={"current": state.current, "head": state.head})
+
+
+@cache
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+@cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset(script.revision for script in _scripts().walk_revisions())
+
+
+@contextlib.contextmanager
+def _migration_lock(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.migrate.lock", timeout=MIGRATE_LOCK_TIMEOUT_S):
+        yield

@@ -22,10 +22,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
-from cesar_common.db.engine import CONNECT_TIMEOUT_S, error_reason, normalize_url, sqlite_path
+from cesar_common.db.connect import CONNECT_TIMEOUT_S, error_reason, sqlite_path
 
 if TYPE_CHECKING:
     import psycopg
@@ -50,14 +50,14 @@ class JobWaiter:
     """Waits until a job may be claimable. Create it before the worker's first claim, so that nothing
     queued between a fruitless claim and the next :meth:`wait` goes unnoticed. One thread at a time."""
 
-    def __init__(self, url: str | URL, *, stop_event: threading.Event | None = None) -> None:
-        self._url = normalize_url(url)
+    def __init__(self, engine: Engine, *, stop_event: threading.Event | None = None) -> None:
         self._stop = stop_event
         self._backend: _Backend
-        if self._url.get_backend_name() == "postgresql":
-            self._backend = _PostgresBackend(self._url)
+        if engine.dialect.name == "postgresql":
+            # LISTEN needs a connection of its own, held for as long as the worker runs: not a pooled one
+            self._backend = _PostgresBackend(engine.url)
         else:
-            self._backend = _SqliteBackend(sqlite_path(self._url))
+            self._backend = _SqliteBackend(sqlite_path(engine.url))
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; True when a job may have become claimable."""

@@ -4,7 +4,8 @@ A delivery row is written in the same transaction that makes its job final (:fun
 ends without its delivery being recorded. Workers claim due rows with the pattern jobs use (:func:`claim`):
 one ``UPDATE ... RETURNING`` inside ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
 with a lease: a row held by a worker that died becomes due again when its lease expires (at-least-once).
-The sending itself (HTTP, signing, backoff) lives in :mod:`cesar_common.webhooks`.
+The workers send them: :mod:`cesar_worker.webhook_sender` (HTTP) and :mod:`cesar_worker.webhooks` (signing,
+retries).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def enqueue(conn: Connection, job_id: str, url: str | None, now: datetime) -> st
 
 
 def claim(
-    conn: Connection, worker_id: str, *, now: datetime, lease_seconds: float, postgres: bool
+    conn: Connection, worker_id: str, *, now: datetime, lease_seconds: float
 ) -> WebhookDeliveryRecord | None:
     """Take the delivery that has been due longest, in one statement; None when none is due."""
     due = or_(
@@ -59,7 +60,7 @@ def claim(
         and_(deliveries.c.state == DELIVERING, deliveries.c.lease_expires_at < now),
     )
     oldest = select(deliveries.c.id).where(due).order_by(deliveries.c.next_attempt_at).limit(1)
-    if postgres:
+    if conn.dialect.name == "postgresql":
         oldest = oldest.with_for_update(skip_locked=True)
     lease = now + timedelta(seconds=lease_seconds)
     row = conn.execute(
@@ -108,16 +109,6 @@ def finish(
     return True
 
 
-def extend(conn: Connection, delivery_id: str, worker_id: str, lease: datetime) -> bool:
-    held = and_(
-        deliveries.c.id == delivery_id,
-        deliveries.c.state == DELIVERING,
-        deliveries.c.worker_id == worker_id,
-    )
-    values = {"lease_expires_at": lease, "next_attempt_at": lease}
-    return bool(conn.execute(update(deliveries).where(held).values(**values)).rowcount == 1)
-
-
 def redeliver(conn: Connection, job_id: str, url: str, now: datetime) -> str:
     """One more delivery of a final job: a waiting one is made due now, one in flight is left alone,
     otherwise a new delivery (with a new id) is queued. Returns the id of the delivery that will run."""
@@ -143,6 +134,14 @@ def latest_for(conn: Connection, job_ids: Iterable[str]) -> dict[str, WebhookDel
         .order_by(deliveries.c.job_id, deliveries.c.created_at)
     ).all()
     return {row.job_id: record(row) for row in rows}  # later rows win
+
+
+def for_job(conn: Connection, job_id: str) -> list[WebhookDeliveryRecord]:
+    """Every delivery of a job, oldest first."""
+    rows = conn.execute(
+        select(deliveries).where(deliveries.c.job_id == job_id).order_by(deliveries.c.created_at)
+    ).all()
+    return [record(row) for row in rows]
 
 
 def get(conn: Connection, delivery_id: str) -> WebhookDeliveryRecord | None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal, get_args
+
+# re-exported: a job's record carries the options it was submitted with
+from cesar_common.options import TranscribeOptions as TranscribeOptions
+
+#: the statuses a client sees and filters on (a job's internal ``pending`` state is never shown)
+PublicStatus = Literal["queued", "processing", "completed", "error", "cancelled"]
 
 
 class JobStatus(StrEnum):
@@ -22,14 +28,7 @@ class JobStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.CANCELLED})
-#: statuses a client may see and filter on
-PUBLIC_STATUSES = (
-    JobStatus.QUEUED,
-    JobStatus.PROCESSING,
-    JobStatus.COMPLETED,
-    JobStatus.ERROR,
-    JobStatus.CANCELLED,
-)
+PUBLIC_STATUSES = tuple(JobStatus(status) for status in get_args(PublicStatus))
 
 
 class WebhookState(StrEnum):
@@ -42,18 +41,6 @@ class WebhookState(StrEnum):
 class JobSource(StrEnum):
     UPLOAD = "upload"
     URL = "url"
-
-
-@dataclass(frozen=True, slots=True)
-class TranscribeOptions:
-    """What a job asks of the engine (stored in the job's columns)."""
-
-    model: str
-    language: str | None = None
-    task: str = "transcribe"
-    word_timestamps: bool = False
-    vad: bool = True
-    initial_prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +174,7 @@ class WebhookDeliveryRecord:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
-    """What one try of a delivery came to, as the sender decided (cesar_common.webhooks)."""
+    """What one try of a delivery came to, as the sender decided (cesar_worker.webhooks)."""
 
     state: WebhookState  # DELIVERED, FAILED, or PENDING to try again at ``retry_at``
     status_code: int | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import av
 
@@ -26,7 +26,7 @@ class AudioInfo:
     channels: int
 
 
-def probe_audio(source: str | Path | BinaryIO) -> AudioInfo:
+def probe_audio(source: str | Path | IO[bytes]) -> AudioInfo:
     """Check that ``source`` holds an audio stream whose first packets decode.
 
     Raises :class:`UnsupportedMediaError` for empty input, input without audio, or input
@@ -35,15 +35,16 @@ def probe_audio(source: str | Path | BinaryIO) -> AudioInfo:
     name = _name_of(source)
     if _is_empty(source):
         raise UnsupportedMediaError(f"{name} is empty (0 bytes): there is no audio to transcribe")
-    position = None if isinstance(source, str | Path) else source.tell()
+    if isinstance(source, str | Path):
+        return _probe(source, name)
+    position = source.tell()
     try:
         return _probe(source, name)
     finally:
-        if position is not None:
-            source.seek(position)
+        source.seek(position)
 
 
-def _probe(source: str | Path | BinaryIO, name: str) -> AudioInfo:
+def _probe(source: str | Path | IO[bytes], name: str) -> AudioInfo:
     opened = str(source) if isinstance(source, str | Path) else source
     try:
         with av.open(opened, mode="r", metadata_errors="ignore") as container:
@@ -91,13 +92,13 @@ def _reason(exc: av.error.FFmpegError) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def _name_of(source: str | Path | BinaryIO) -> str:
+def _name_of(source: str | Path | IO[bytes]) -> str:
     if isinstance(source, str | Path):
         return str(source)
     return str(getattr(source, "name", "the upload"))
 
 
-def _is_empty(source: str | Path | BinaryIO) -> bool:
+def _is_empty(source: str | Path | IO[bytes]) -> bool:
     if isinstance(source, str | Path):
         try:
             return os.path.getsize(source) == 0

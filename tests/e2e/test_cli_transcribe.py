@@ -18,8 +18,8 @@ import srt
 import webvtt
 from click.testing import CliRunner, Result
 
-from cesar_common import transcribe_cmd
-from cesar_common.cli import cli
+import cesar.transcribe
+from cesar.cli import cli
 from cesar_common.transcription.models import LoadedModel, load_model
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
@@ -151,7 +151,7 @@ def loads(monkeypatch: pytest.MonkeyPatch, cli_model: LoadedModel) -> Iterator[l
             return cli_model
         return load_model(name, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(transcribe_cmd, "load_model", load)
+    monkeypatch.setattr(cesar.transcribe, "load_model", load)
     for name in ("CESAR_MODEL", "CESAR_DEVICE", "CESAR_COMPUTE_TYPE", "CESAR_THREADS"):
         monkeypatch.delenv(name, raising=False)
     yield calls

@@ -20,8 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-
-from cesar_common.db.migrate import upgrade_to_head
+from dbtools import migrate
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +51,7 @@ def chromium_or_skip() -> str:
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     database = f"sqlite:///{tmp_path_factory.mktemp('docs') / 'cesar.db'}"
-    upgrade_to_head(database)
+    migrate(database)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

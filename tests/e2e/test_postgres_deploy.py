@@ -1,4 +1,4 @@
-"""The multi-host deployment, on one machine: PostgreSQL, `alembic upgrade head`, `cesar api` alone and two
+"""The multi-host deployment, on one machine: PostgreSQL, `cesar db upgrade`, `cesar api` alone and two
 separate `cesar worker` processes (as on two other hosts: all they share is CESAR_DATABASE_URL)."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def deployment(postgres_url: str, tmp_path: Path) -> Iterator[tuple[CesarProcess
     env = {"CESAR_DATABASE_URL": postgres_url}
     # the release step, as the Procfile runs it (a no-op on the fixture's already migrated database)
     subprocess.run(
-        [str(Path(CESAR).with_name("alembic")), "upgrade", "head"],
+        [str(CESAR), "db", "upgrade"],
         cwd=REPO,
         env=cesar_env(env),
         check=True,

@@ -20,11 +20,11 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from dbtools import migrate
 from psycopg import sql
 
 from cesar_api.app import create_app
-from cesar_common.db.engine import dispose_engine, normalize_url
-from cesar_common.db.migrate import upgrade_to_head
+from cesar_common.db.connect import normalize_url
 from cesar_common.db.records import (
     Decoding,
     JobRecord,
@@ -68,9 +68,8 @@ def module_database(
     """
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('api-db') / 'cesar.db'}"
-        upgrade_to_head(url)
+        migrate(url)
         yield url
-        dispose_engine(url)
         return
     server_url: str = request.getfixturevalue("postgres_server_url")
     name = f"cesar_api_{uuid.uuid4().hex[:12]}"
@@ -83,10 +82,9 @@ def module_database(
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
     try:
-        upgrade_to_head(url)
+        migrate(url)
         yield url
     finally:
-        dispose_engine(url)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from cesar.transcribe import run_transcribe
 from cesar_common.settings import reset_settings_cache
-from cesar_common.transcribe_cmd import run_transcribe
 from cesar_common.transcription import sentences
-from cesar_common.transcription.engine import DecodeOptions, TranscriptionCancelled, transcribe
 from cesar_common.transcription.models import LoadedModel, load_model
 from cesar_common.transcription.result import TranscriptionResult
 from cesar_common.transcription.wer import reference_from_readme, word_error_rate
+from cesar_common.transcription.whisper import DecodeOptions, TranscriptionCancelled, transcribe
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 LONG = AUDIO / "speech_en_long.flac"

@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from api_helpers import AUDIO_DIR
-
-from cesar_common.db.migrate import upgrade_to_head
+from dbtools import migrate
 
 CESAR = Path(sys.executable).with_name("cesar")
 
@@ -98,7 +97,7 @@ def test_cesar_api_refuses_a_database_behind_the_schema(tmp_path: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ") and "alembic upgrade head" in lines[0]
+    assert lines[0].startswith("error: ") and "cesar db upgrade" in lines[0]
     assert "Traceback" not in result.stderr
 
 
@@ -113,7 +112,7 @@ def test_cesar_api_reports_a_bad_option_in_one_line() -> None:
 def test_the_api_never_imports_faster_whisper(tmp_path: Path) -> None:
     """Not at import, not while serving an upload (the probe uses PyAV alone)."""
     url = f"sqlite:///{tmp_path / 'cesar.db'}"
-    upgrade_to_head(url)
+    migrate(url)
     script = f"""
 import json, sys
 from litestar.testing import TestClient

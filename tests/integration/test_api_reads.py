@@ -10,7 +10,7 @@ from contextlib import ExitStack
 import pytest
 
 from cesar_api.reads import run_read
-from cesar_common.db.engine import SQLITE_POOL_SIZE
+from cesar_common.db.connect import SQLITE_POOL_SIZE
 from cesar_common.db.store import JobStore
 
 

@@ -8,9 +8,9 @@ import pytest
 
 from cesar_common.errors import AudioDecodeError, InvalidInputError, LanguageError, UnsupportedMediaError
 from cesar_common.transcription.audio import probe_audio
-from cesar_common.transcription.engine import DecodeOptions, TranscriptionCancelled, transcribe
 from cesar_common.transcription.models import LoadedModel, load_model
 from cesar_common.transcription.result import TranscriptionResult
+from cesar_common.transcription.whisper import DecodeOptions, TranscriptionCancelled, transcribe
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 SHORT_WORDS = ("lazy", "transcription", "fast", "reliable")

@@ -10,6 +10,7 @@ from api_helpers import error_body, running_api
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
+from cesar_api.job_metrics import render, store_registry
 from cesar_common.db.models import Job, WebhookDelivery
 from cesar_common.db.records import (
     DeliveryOutcome,
@@ -20,7 +21,6 @@ from cesar_common.db.records import (
     WebhookState,
 )
 from cesar_common.db.store import JobStore, utcnow
-from cesar_common.metrics import render, store_registry
 
 WORKER = "metrics-worker"
 HOOK = "https://93.184.215.14/hook"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from alembic import command
+from dbtools import downgrade, migrate, revision
 from sqlalchemy import inspect, text
 
-from cesar_common.db.engine import create_cesar_engine
-from cesar_common.db.migrate import alembic_config, current_revision, head_revision, upgrade_to_head
+from cesar_common.db.connect import open_engine
+from cesar_common.db.migrate import head_revision
 from cesar_common.db.records import JobResult, JobSource, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
 
@@ -15,7 +15,7 @@ NEW_COLUMNS = {"callback_url", "idempotency_key", "request_fingerprint"}
 
 
 def shape(url: str) -> tuple[set[str], set[str]]:
-    engine = create_cesar_engine(url, pooled=False)
+    engine = open_engine(url, pooled=False)
     try:
         inspector = inspect(engine)
         return set(inspector.get_table_names()), {c["name"] for c in inspector.get_columns("jobs")}
@@ -24,7 +24,7 @@ def shape(url: str) -> tuple[set[str], set[str]]:
 
 
 def rows(url: str, sql: str) -> list[tuple[object, ...]]:
-    engine = create_cesar_engine(url, pooled=False)
+    engine = open_engine(url, pooled=False)
     try:
         with engine.connect() as conn:
             return [tuple(row) for row in conn.execute(text(sql)).all()]
@@ -35,11 +35,11 @@ def rows(url: str, sql: str) -> list[tuple[object, ...]]:
 def test_jobs_survive_the_upgrade_and_the_downgrade(db_url: str) -> None:
     store = JobStore.from_url(db_url, keep_audio=True)
     try:
-        command.downgrade(alembic_config(db_url), "0001")
+        downgrade(db_url, "0001")
         tables, columns = shape(db_url)
         assert not tables & NEW_TABLES and not columns & NEW_COLUMNS
         # a job written by the previous version
-        engine = create_cesar_engine(db_url, pooled=False)
+        engine = open_engine(db_url, pooled=False)
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -54,8 +54,8 @@ def test_jobs_survive_the_upgrade_and_the_downgrade(db_url: str) -> None:
             )
         engine.dispose()
 
-        upgrade_to_head(db_url)
-        assert current_revision(db_url) == head_revision()
+        migrate(db_url)
+        assert revision(db_url) == head_revision()
         old = store.get_job("old-job")
         assert old.callback_url is None and old.webhook is None
         assert b"".join(store.iter_audio("old-job")) == b"x"
@@ -73,13 +73,13 @@ def test_jobs_survive_the_upgrade_and_the_downgrade(db_url: str) -> None:
         store.claim_job("w", lease_seconds=60)
         store.complete_job(job.id, "w", JobResult("hi", "en", 1.0, 1.0, []))
         store.close()
-        command.downgrade(alembic_config(db_url), "0001")
+        downgrade(db_url, "0001")
         tables, columns = shape(db_url)
         assert not tables & NEW_TABLES and not columns & NEW_COLUMNS
         assert sorted(rows(db_url, "SELECT id, status FROM jobs")) == sorted(
             [("old-job", "processing"), (job.id, "completed")]
         )
         assert rows(db_url, "SELECT count(*) FROM job_audio") == [(1,)]
-        upgrade_to_head(db_url)
+        migrate(db_url)
     finally:
         store.close()

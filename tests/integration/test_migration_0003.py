@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from alembic import command
+from dbtools import downgrade, migrate
 from sqlalchemy import inspect
 
-from cesar_common.db.engine import create_cesar_engine
-from cesar_common.db.migrate import alembic_config, upgrade_to_head
+from cesar_common.db.connect import open_engine
 from cesar_common.db.records import Decoding, JobResult, JobSource, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
 
@@ -14,7 +13,7 @@ NEW_COLUMNS = {"decode_device", "decode_compute_type", "decode_mode", "decode_ba
 
 
 def job_columns(url: str) -> set[str]:
-    engine = create_cesar_engine(url, pooled=False)
+    engine = open_engine(url, pooled=False)
     try:
         return {column["name"] for column in inspect(engine).get_columns("jobs")}
     finally:
@@ -34,10 +33,10 @@ def test_decoding_columns_come_and_go_and_jobs_stay(db_url: str) -> None:
         store.complete_job(done_before, "w", JobResult("old", "en", 1.0, 1.0, []))
         store.close()
 
-        command.downgrade(alembic_config(db_url), "0002")
+        downgrade(db_url, "0002")
         assert not job_columns(db_url) & NEW_COLUMNS
         store.close()
-        upgrade_to_head(db_url)
+        migrate(db_url)
         assert job_columns(db_url) >= NEW_COLUMNS
 
         old = store.get_job(done_before)
@@ -51,10 +50,10 @@ def test_decoding_columns_come_and_go_and_jobs_stay(db_url: str) -> None:
         assert {job.id: job.decoding for job in store.list_jobs().jobs} == {done_before: None, new: decoding}
         store.close()
 
-        command.downgrade(alembic_config(db_url), "0002")
+        downgrade(db_url, "0002")
         assert not job_columns(db_url) & NEW_COLUMNS
         store.close()
-        upgrade_to_head(db_url)
+        migrate(db_url)
         assert {job.id for job in store.list_jobs().jobs} == {done_before, new}
     finally:
         store.close()

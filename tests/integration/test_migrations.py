@@ -12,22 +12,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from dbtools import check_schema, downgrade, engine_for, migrate, revision
 from filelock import FileLock
 from psycopg import sql
 from sqlalchemy import inspect, text
 
-from cesar_common.db.engine import create_cesar_engine, dispose_engine, normalize_url
-from cesar_common.db.migrate import (
-    OUTDATED_MESSAGE,
-    alembic_config,
-    current_revision,
-    ensure_schema_current,
-    head_revision,
-    upgrade_to_head,
-)
+from cesar_common.db.connect import normalize_url, open_engine
+from cesar_common.db.migrate import OUTDATED_MESSAGE, ensure_schema_current, head_revision, upgrade_to_head
 from cesar_common.db.models import Base
 from cesar_common.errors import DatabaseError, SchemaOutdatedError
 
@@ -39,9 +32,7 @@ TABLES = {"jobs", "job_audio", "workers", "webhook_deliveries", "metric_totals"}
 def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database with nothing in it: a new SQLite file, or a new PostgreSQL database."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'empty.db'}"
-        yield url
-        dispose_engine(url)
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     server_url = str(request.getfixturevalue("postgres_server_url"))
     name = f"cesar_m_{uuid.uuid4().hex[:16]}"
@@ -52,56 +43,48 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        dispose_engine(url)
         with psycopg.connect(conninfo, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def schema_differences(url: str) -> list[object]:
-    engine = create_cesar_engine(url, pooled=False)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
-            return list(compare_metadata(context, Base.metadata))
-    finally:
-        engine.dispose()
+    with engine_for(url) as engine, engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
 
 
 def table_names(url: str) -> set[str]:
-    engine = create_cesar_engine(url, pooled=False)
-    try:
+    with engine_for(url) as engine:
         return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
 
 
 def test_upgrade_matches_the_models_and_downgrade_removes_everything(empty_url: str) -> None:
-    assert current_revision(empty_url) is None
-    upgrade_to_head(empty_url)
-    assert current_revision(empty_url) == head_revision()
+    assert revision(empty_url) is None
+    migrate(empty_url)
+    assert revision(empty_url) == head_revision()
     assert table_names(empty_url) == TABLES | {"alembic_version"}
     assert schema_differences(empty_url) == []
 
-    command.downgrade(alembic_config(empty_url), "base")
+    downgrade(empty_url, "base")
     assert table_names(empty_url) <= {"alembic_version"}
-    assert current_revision(empty_url) is None
+    assert revision(empty_url) is None
 
-    upgrade_to_head(empty_url)
+    migrate(empty_url)
     assert schema_differences(empty_url) == []
-    ensure_schema_current(empty_url)
+    check_schema(empty_url)
 
 
 def test_a_database_behind_head_is_refused_with_advice(db_url: str) -> None:
-    ensure_schema_current(db_url)
-    command.downgrade(alembic_config(db_url), "base")
+    check_schema(db_url)
+    downgrade(db_url, "base")
     with pytest.raises(SchemaOutdatedError) as outdated:
-        ensure_schema_current(db_url)
+        check_schema(db_url)
     assert str(outdated.value) == OUTDATED_MESSAGE
-    assert "alembic upgrade head" in str(outdated.value)
-    upgrade_to_head(db_url)
-    ensure_schema_current(db_url)
+    assert "cesar db upgrade" in str(outdated.value)
+    migrate(db_url)
+    check_schema(db_url)
 
-    engine = create_cesar_engine(db_url, pooled=False)
+    engine = open_engine(db_url, pooled=False)
     try:
         with engine.begin() as conn:
             conn.execute(text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
@@ -114,13 +97,13 @@ def test_a_database_behind_head_is_refused_with_advice(db_url: str) -> None:
 def test_a_missing_sqlite_file_is_behind_head(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'not-yet' / 'cesar.db'}"
     with pytest.raises(SchemaOutdatedError):
-        ensure_schema_current(url)
+        check_schema(url)
     assert not (tmp_path / "not-yet" / "cesar.db").exists()  # checking created nothing
 
 
 def test_an_unreachable_database_is_a_database_error() -> None:
     with pytest.raises(DatabaseError) as raised:
-        ensure_schema_current("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+        check_schema("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
     assert raised.value.__cause__ is not None
 
 
@@ -137,19 +120,20 @@ def test_alembic_command_line_migrates_the_configured_database(tmp_path: Path) -
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert current_revision(f"sqlite:///{database}") == head_revision()
+    assert revision(f"sqlite:///{database}") == head_revision()
 
 
 def test_sqlite_upgrades_wait_for_the_migration_lock(tmp_path: Path) -> None:
     """While another process holds ``<db>.migrate.lock``, an upgrade waits; then it runs."""
     database = tmp_path / "shared.db"
     url = f"sqlite:///{database}"
+    engine = open_engine(url)
     finished = threading.Event()
     errors: list[BaseException] = []
 
     def upgrade() -> None:
         try:
-            upgrade_to_head(url)
+            upgrade_to_head(engine)
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
         finally:
@@ -159,8 +143,9 @@ def test_sqlite_upgrades_wait_for_the_migration_lock(tmp_path: Path) -> None:
         thread = threading.Thread(target=upgrade)
         thread.start()
         assert not finished.wait(0.5), "the upgrade ran while the lock was held"
-        assert current_revision(url) is None
+        assert revision(url) is None
     assert finished.wait(60)
     thread.join()
+    engine.dispose()
     assert errors == []
-    assert current_revision(url) == head_revision()
+    assert revision(url) == head_revision()

@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, update
 from worker_support import worker_processes
 
-from cesar_common.cli import cli
+from cesar.cli import cli
+from cesar.purge import parse_duration
 from cesar_common.db.models import Job, JobAudio, WebhookDelivery
 from cesar_common.db.records import JobRecord, JobResult, JobSource, JobStatus, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore, utcnow
 from cesar_common.errors import InvalidInputError
-from cesar_common.jobs_cmd import parse_duration
 
 DAY = 86400.0
 WORKER = "w1"

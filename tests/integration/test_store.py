@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from cesar_common.db.engine import dispose_engine, make_engine, read_only
+from cesar_common.db.connect import open_engine, read_only
 from cesar_common.db.models import Job, JobAudio
 from cesar_common.db.notify import JobWaiter
 from cesar_common.db.records import (
@@ -477,7 +477,7 @@ def test_worker_presence(store: JobStore) -> None:
 
 # --- waiting for work ----------------------------------------------------------------------------------
 def test_waiter_wakes_when_a_job_is_queued(db_url: str, store: JobStore) -> None:
-    with JobWaiter(db_url) as waiter:
+    with JobWaiter(store.engine) as waiter:
         assert waiter.wait(0.2) is False
         timer = threading.Timer(0.2, lambda: store.create_job(url_job(), None))
         timer.start()
@@ -491,9 +491,9 @@ def test_waiter_wakes_when_a_job_is_queued(db_url: str, store: JobStore) -> None
         assert waiter.wait(0.2) is False  # the claim is not news
 
 
-def test_waiter_honours_its_stop_event(db_url: str) -> None:
+def test_waiter_honours_its_stop_event(store: JobStore) -> None:
     stop = threading.Event()
-    with JobWaiter(db_url, stop_event=stop) as waiter:
+    with JobWaiter(store.engine, stop_event=stop) as waiter:
         threading.Timer(0.1, stop.set).start()
         started = time.monotonic()
         assert waiter.wait(10) is False
@@ -504,7 +504,7 @@ def test_postgres_waiter_survives_a_lost_connection_and_ignores_other_schemas(
     postgres_url: str, postgres_server_url: str
 ) -> None:
     store = JobStore.from_url(postgres_url)
-    with JobWaiter(postgres_url) as waiter:
+    with JobWaiter(store.engine) as waiter:
         # end every connection of this test (they all carry its application_name), the waiter's among them
         name = make_url(postgres_url).query["application_name"]
         conninfo = make_url(postgres_server_url).set(drivername="postgresql")
@@ -527,17 +527,18 @@ def test_postgres_waiter_survives_a_lost_connection_and_ignores_other_schemas(
 
 # --- the SQLite engine -------------------------------------------------------------------------------
 def test_sqlite_connections_are_set_up_for_several_processes(sqlite_url: str) -> None:
-    engine = make_engine(sqlite_url)
+    engine = open_engine(sqlite_url)
     with engine.connect() as conn:
         pragmas = {
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
             for name in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")
         }
+    engine.dispose()
     assert pragmas == {"journal_mode": "wal", "busy_timeout": 30_000, "synchronous": 1, "foreign_keys": 1}
 
 
 def test_sqlite_writes_take_the_lock_at_begin_and_reads_do_not_wait(sqlite_url: str) -> None:
-    engine = make_engine(sqlite_url)
+    engine = open_engine(sqlite_url)
     path = make_url(sqlite_url).database
     assert path is not None
     with engine.begin() as conn:  # BEGIN IMMEDIATE: the write lock is ours before any statement
@@ -550,6 +551,7 @@ def test_sqlite_writes_take_the_lock_at_begin_and_reads_do_not_wait(sqlite_url: 
                 assert reader.exec_driver_sql("SELECT count(*) FROM jobs").scalar() == 0
         finally:
             other.close()
+    engine.dispose()
 
 
 # --- errors and restarts -------------------------------------------------------------------------------
@@ -579,8 +581,8 @@ def test_jobs_survive_a_restart(db_url: str) -> None:
         [sys.executable, "-c", CREATE_SCRIPT, db_url], capture_output=True, text=True, timeout=60
     )
     assert created.returncode == 0, created.stderr
-    dispose_engine(db_url)
     store = JobStore.from_url(db_url)
     job = store.get_job(created.stdout.strip())
     assert (job.status, job.filename, job.size_bytes) == (JobStatus.QUEUED, "a.wav", 8 * 300000)
     assert b"".join(store.iter_audio(job.id)) == b"survives" * 300000
+    store.close()

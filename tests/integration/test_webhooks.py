@@ -33,8 +33,8 @@ from cesar_common.db.store import JobStore, utcnow
 from cesar_common.errors import ConflictError, NotFoundError
 from cesar_common.schemas import job_to_schema
 from cesar_common.settings import Settings
-from cesar_common.webhook_sender import TOTAL_TIMEOUT_S, WebhookSender
-from cesar_common.webhooks import verify_signature
+from cesar_worker.webhook_sender import TOTAL_TIMEOUT_S, WebhookSender
+from cesar_worker.webhooks import verify_signature
 
 SECRET = "whsec_test_secret"
 HOOK = "https://93.184.215.14/hook"

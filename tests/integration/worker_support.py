@@ -86,7 +86,7 @@ def worker_processes(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             "HF_HUB_OFFLINE": "1",
             **(env or {}),
         }
-        command = [sys.executable, str(FAKE_WORKER)] if fake else [sys.executable, "-m", "cesar_worker"]
+        command = [sys.executable, str(FAKE_WORKER)] if fake else [sys.executable, "-m", "cesar", "worker"]
         process = WorkerProcess([*command, *args], environment, tmp_path / f"worker-{len(started)}.log")
         started.append(process)
         return process

@@ -9,19 +9,14 @@ import pytest
 from litestar.exceptions import ValidationException
 
 from cesar_api.errors import _validation_detail
-from cesar_api.server import is_loopback
-from cesar_api.submit import options_from
+from cesar_api.submit import job_options
+from cesar_common.choices import TRANSCRIPT_FORMATS, WHISPER_LANGUAGES
 from cesar_common.db.records import JobRecord, JobSource, JobStatus, TranscribeOptions
 from cesar_common.errors import LanguageError, ModelNotAllowedError
-from cesar_common.schemas import (
-    TRANSCRIPT_FORMATS,
-    WHISPER_LANGUAGES,
-    TranscribeForm,
-    UrlJobIn,
-    job_to_schema,
-)
+from cesar_common.schemas import TranscribeForm, UrlJobIn, job_to_schema
 from cesar_common.settings import Settings
 from cesar_common.transcription.writers import FORMATS
+from cesar_common.urlpolicy import is_loopback
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -92,13 +87,13 @@ def test_job_schema_of_a_completed_url_job() -> None:
 
 def test_options_from_a_request() -> None:
     settings = Settings(database_url="sqlite://", models=["tiny.en", "base.en"], model="tiny.en")
-    options = options_from(TranscribeForm(language="DE", word_timestamps=True), settings)
+    options = job_options(TranscribeForm(language="DE", word_timestamps=True), settings)
     assert options == TranscribeOptions(model="tiny.en", language="de", word_timestamps=True)
-    assert options_from(TranscribeForm(model="base.en", language="auto"), settings).language is None
+    assert job_options(TranscribeForm(model="base.en", language="auto"), settings).language is None
     with pytest.raises(ModelNotAllowedError, match="'large-v3' is not allowed"):
-        options_from(TranscribeForm(model="large-v3"), settings)
+        job_options(TranscribeForm(model="large-v3"), settings)
     with pytest.raises(LanguageError, match="'xx'"):
-        options_from(TranscribeForm(language="xx"), settings)
+        job_options(TranscribeForm(language="xx"), settings)
 
 
 def test_request_models_refuse_unknown_fields() -> None:

@@ -19,11 +19,11 @@ from cesar_common.transcription.batching import (
     fit_to_memory,
     window_bytes,
 )
-from cesar_common.transcription.engine import DecodeOptions, plan_batch_size
 from cesar_common.transcription.models import LoadedModel
 from cesar_common.transcription.result import TranscriptionResult
 from cesar_common.transcription.sentences import MAX_SECONDS, piece_text, split_words
 from cesar_common.transcription.wer import normalise, reference_from_readme, word_error_rate
+from cesar_common.transcription.whisper import DecodeOptions, plan_batch_size
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -258,10 +258,10 @@ def test_reference_from_readme() -> None:
 # --- the CLI option ---------------------------------------------------------------------------------
 @pytest.fixture
 def run_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    from cesar_common import transcribe_cmd
+    import cesar.transcribe
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(transcribe_cmd, "run_transcribe", lambda path, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(cesar.transcribe, "run_transcribe", lambda path, job, **kwargs: calls.append(kwargs))
     monkeypatch.delenv("CESAR_BATCH_SIZE", raising=False)
     return calls
 
@@ -269,7 +269,7 @@ def run_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def _invoke(*args: str, env: dict[str, str] | None = None) -> Any:
     from click.testing import CliRunner
 
-    from cesar_common.cli import cli
+    from cesar.cli import cli
 
     return CliRunner().invoke(cli, ["transcribe", "talk.mp3", *args], env=env, catch_exceptions=False)
 
@@ -287,7 +287,7 @@ def test_batch_size_option(run_calls: list[dict[str, Any]]) -> None:
 def test_worker_batch_size_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     from click.testing import CliRunner
 
-    from cesar_common.cli import cli
+    from cesar.cli import cli
     from cesar_worker import worker as worker_module
 
     sizes: list[int] = []

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cesar_common.errors import DeviceUnavailableError, InvalidInputError
-from cesar_common.layout import (
+from cesar.supervisor.layout import (
     KNOWN_MODEL_BYTES,
     Layout,
     estimate_model_memory,
@@ -17,6 +16,7 @@ from cesar_common.layout import (
     parse_workers,
     plan_layout,
 )
+from cesar_common.errors import DeviceUnavailableError, InvalidInputError
 
 GIB = 1024**3
 TINY = KNOWN_MODEL_BYTES["tiny.en"]

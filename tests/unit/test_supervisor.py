@@ -17,10 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from cesar.supervisor.children import Backoff, Child, ChildSpec
+from cesar.supervisor.supervise import Supervisor
 from cesar_common.errors import ServerError
 from cesar_common.parentwatch import SUPERVISOR_PID_ENV, supervisor_pid, watch_parent
-from cesar_common.supervisor.children import Backoff, Child, ChildSpec
-from cesar_common.supervisor.supervise import Supervisor
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
 # exits 0 on SIGTERM after a short "grace period", like a worker handing back its job
@@ -132,7 +132,7 @@ def test_shutdown_lets_children_exit_gracefully(supervisors: list[Supervisor]) -
 def test_shutdown_kills_what_outlives_the_grace_period(
     supervisors: list[Supervisor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("cesar_common.supervisor.supervise.EXIT_MARGIN_SECONDS", 0.3)
+    monkeypatch.setattr("cesar.supervisor.supervise.EXIT_MARGIN_SECONDS", 0.3)
     supervisor = make(supervisors, spec(STUBBORN))
     supervisor.start_all()
     time.sleep(0.3)
@@ -173,7 +173,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         tmp_path,
         """
         import os, sys, time
-        from cesar_common.supervisor.children import Child, ChildSpec
+        from cesar.supervisor.children import Child, ChildSpec
         child = Child(ChildSpec("w", (sys.executable, "-c", "import time; time.sleep(60)"), dict(os.environ)))
         child.start()
         print(child.pid, flush=True)
@@ -221,7 +221,7 @@ def test_watch_parent_does_nothing_outside_serve() -> None:
 
 
 def test_an_api_that_dies_because_its_port_was_taken_stops_serve(supervisors: list[Supervisor]) -> None:
-    from cesar_common.supervisor.ports import PortInUseError, check_port
+    from cesar.supervisor.ports import PortInUseError, check_port
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

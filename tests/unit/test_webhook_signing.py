@@ -13,7 +13,7 @@ import pytest
 from webhook_recipe import verify as readme_verify
 
 from cesar_common.db.records import WebhookState
-from cesar_common.webhooks import (
+from cesar_worker.webhooks import (
     backoff_seconds,
     decide,
     retry_after_seconds,

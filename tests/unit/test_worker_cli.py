@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from cesar_common.cli import cli
+from cesar.cli import cli
 from cesar_worker import worker as worker_module
 
 

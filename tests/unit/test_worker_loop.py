@@ -264,14 +264,14 @@ def test_an_idle_worker_picks_a_new_job_up_quickly(harness_factory: Callable[...
 def test_run_worker_checks_the_schema_and_preloads(sqlite_url: str) -> None:
     settings = Settings(database_url=sqlite_url, **FAST)
     engine = FakeEngine()
-    assert run_worker(settings, once=True, preload=True, engine_factory=lambda _s: engine) == 0
+    assert run_worker(settings, once=True, preload=True, transcriber_factory=lambda _s: engine) == 0
     assert engine.preloaded == [settings.model]
 
 
 def test_run_worker_refuses_an_outdated_schema(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}", **FAST)
-    with pytest.raises(SchemaOutdatedError, match="alembic upgrade head"):
-        run_worker(settings, once=True, engine_factory=lambda _s: FakeEngine())
+    with pytest.raises(SchemaOutdatedError, match="cesar db upgrade"):
+        run_worker(settings, once=True, transcriber_factory=lambda _s: FakeEngine())
 
 
 def test_a_killed_workers_temp_files_are_removed(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ Retries: 2xx is success. 408, 429, 5xx and network errors are tried again after 
 (8 tries, 30 s) the tries span about an hour. Any other answer (other 4xx, a redirect, which is never
 followed) stops at once: trying again would get the same answer.
 
-The HTTP side lives in :mod:`cesar_common.webhook_sender`.
+The HTTP side lives in :mod:`cesar_worker.webhook_sender`.
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def verify_signature(secret: str, header: str, body: bytes, tolerance: int = DEF
 # --- retries ------------------------------------------------------------------------------------------
 def backoff_seconds(tries: int, *, base: float, rng: random.Random | None = None) -> float:
     """Wait before the next try, after ``tries`` tries: ``base * 2**(tries-1)``, +-25 % jitter."""
-    delay = base * 2 ** max(tries - 1, 0)
-    return delay * (rng or random).uniform(1 - JITTER, 1 + JITTER)
+    delay = base * 2.0 ** max(tries - 1, 0)
+    uniform = rng.uniform if rng is not None else random.uniform
+    return delay * uniform(1 - JITTER, 1 + JITTER)
 
 
 def schedule(max_attempts: int, *, base: float) -> list[float]:

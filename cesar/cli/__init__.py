@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import click
 
+from cesar.cli.api import api
+from cesar.cli.db import db
+from cesar.cli.jobs import jobs
+from cesar.cli.options import COMMAND_SETTINGS
+from cesar.cli.serve import serve
+from cesar.cli.transcribe import transcribe
+from cesar.cli.worker import worker
 from cesar_common import __version__
-from cesar_common.cli.api import api
-from cesar_common.cli.jobs import jobs
-from cesar_common.cli.serve import serve
-from cesar_common.cli.transcribe import transcribe
-from cesar_common.cli.worker import worker
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "CESAR"})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], **COMMAND_SETTINGS})
 @click.version_option(__version__, "-V", "--version", prog_name="cesar")
 def cli() -> None:
     """Cesar: self-hosted speech-to-text with Whisper.
 
     Every option can also be set with an environment variable: CESAR_ followed by the option's
-    name in capitals (CESAR_MODEL, CESAR_PORT, CESAR_DATABASE_URL, ...).
+    name in capitals (CESAR_MODEL, CESAR_PORT, CESAR_DATABASE_URL for --db, ...).
     """
 
 
-for command in (transcribe, serve, worker, api, jobs):
+for command in (transcribe, serve, worker, api, db, jobs):
     cli.add_command(command)
 
 

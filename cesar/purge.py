@@ -1,6 +1,6 @@
 """What `cesar jobs purge` does: delete finished jobs older than a duration, by hand.
 
-The Click command in ``cesar_common.cli.jobs`` only parses options and calls :func:`purge_jobs`. The same
+The Click command in ``cesar.cli.jobs`` only parses options and calls :func:`purge_jobs`. The same
 store call runs in the workers' sweep when ``CESAR_RETENTION_DAYS`` is set.
 """
 
@@ -34,9 +34,9 @@ def purge_jobs(database_url: str, *, older_than: str, statuses: Sequence[str] = 
     from cesar_common.db.store import JobStore
 
     seconds = parse_duration(older_than)
-    ensure_schema_current(database_url)
     store = JobStore.from_url(database_url)
     try:
+        ensure_schema_current(store.engine)
         return store.purge_finished_jobs(older_than_seconds=seconds, statuses=statuses or None)
     finally:
         store.close()

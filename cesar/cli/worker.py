@@ -1,4 +1,5 @@
-"""`cesar worker` (also `python -m cesar_worker`): claim queued jobs and transcribe them.
+"""`cesar worker`: claim queued jobs and transcribe them (``python -m cesar_worker`` is the same process as
+`cesar serve` starts it, configured from the environment alone).
 
 Only Click is imported at start-up; the worker, the job store and the engine load when the command runs.
 """
@@ -10,41 +11,39 @@ import sys
 import click
 from click.core import ParameterSource
 
-from cesar_common.cli._common import (
+from cesar.cli.options import (
+    COMMAND_SETTINGS,
     batch_size_option,
-    cli_errors,
     compute_type_option,
     db_option,
     device_option,
     log_level_option,
-    settings_from,
+    option,
+    verbose_option,
 )
+from cesar_common.exits import one_line_errors
 
 
-@click.command()
+@click.command(context_settings=COMMAND_SETTINGS)
 @db_option
-@click.option(
+@option(
     "-m",
     "--model",
-    envvar="CESAR_MODEL",
-    show_envvar=True,
     help="Default model; given on the command line, it is also loaded at start (like --preload).",
 )
 @device_option
 @compute_type_option
-@click.option(
+@option(
     "--threads",
-    envvar="CESAR_THREADS",
-    show_envvar=True,
     type=click.IntRange(min=0),
     help="CPU threads per transcription (0: faster-whisper's default).",
 )
 @batch_size_option
-@click.option("--once", is_flag=True, help="Process the jobs already queued, then exit.")
-@click.option("--worker-id", metavar="ID", help="Name in the workers table and job rows. Default: host:pid.")
-@click.option("--preload", is_flag=True, help="Load the default model before taking the first job.")
+@option("--once", is_flag=True, help="Process the jobs already queued, then exit.")
+@option("--worker-id", metavar="ID", help="Name in the workers table and job rows. Default: host:pid.")
+@option("--preload", is_flag=True, help="Load the default model before taking the first job.")
 @log_level_option
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks on errors.")
+@verbose_option("Show tracebacks on errors.")
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -66,12 +65,11 @@ def worker(
     claiming; the running job may finish within CESAR_SHUTDOWN_GRACE_SECONDS, else it is handed back.
     """
     model_given = ctx.get_parameter_source("model") == ParameterSource.COMMANDLINE
-    with cli_errors(verbose=verbose):
-        from cesar_common.logs import configure_logging
-        from cesar_common.parentwatch import watch_parent
-        from cesar_worker.worker import quiet_library_logs, run_worker
+    with one_line_errors(verbose=verbose):
+        from cesar_common.settings import get_settings
+        from cesar_worker.worker import run_process
 
-        settings = settings_from(
+        settings = get_settings(
             database_url=database_url,
             model=model,
             device=device,
@@ -80,8 +78,5 @@ def worker(
             batch_size=batch_size,
             log_level=log_level,
         )
-        configure_logging(settings.log_level, name="worker")
-        quiet_library_logs(settings.log_level)
-        watch_parent()  # under `cesar serve`: a SIGTERM to ourselves if the supervisor dies
-        code = run_worker(settings, once=once, worker_id=worker_id, preload=preload or model_given)
+        code = run_process(settings, once=once, worker_id=worker_id, preload=preload or model_given)
     sys.exit(code)

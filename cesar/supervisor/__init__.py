@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cesar_common.supervisor.ports import PortInUseError
-from cesar_common.supervisor.serve import run_serve
+from cesar.supervisor.ports import PortInUseError
+from cesar.supervisor.serve import run_serve
 
 __all__ = ["PortInUseError", "run_serve"]

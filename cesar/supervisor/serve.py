@@ -2,8 +2,8 @@
 
 Database: serve runs Alembic's ``upgrade head`` itself, for SQLite under a file lock beside the database (so
 two serves on one file cannot race). It does the same for PostgreSQL, which is what a single-host deployment
-wants; where several hosts deploy at once, run ``alembic upgrade head`` once as the release step and start
-serve with ``--no-migrate``, which only checks the schema is current.
+wants; where several hosts deploy at once, run ``cesar db upgrade`` once as the release step and start serve
+with ``--no-migrate``, which only checks the schema is current.
 
 Children: ``python -m cesar_api`` and N x ``python -m cesar_worker``, configured entirely through
 ``CESAR_*`` environment variables written from serve's own settings, each in its own process group (a
@@ -24,18 +24,18 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from cesar_common.layout import Layout, machine_facts, model_bytes_for, parse_workers, plan_layout
+from cesar.supervisor.children import Backoff, Child, ChildSpec
+from cesar.supervisor.layout import Layout, machine_facts, model_bytes_for, parse_workers, plan_layout
+from cesar.supervisor.ports import base_url, check_port, is_listening
+from cesar.supervisor.supervise import Supervisor
+from cesar_common.exits import EXIT_INTERRUPTED, EXIT_OK
 from cesar_common.parentwatch import SUPERVISOR_PID_ENV
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
-from cesar_common.supervisor.children import Backoff, Child, ChildSpec
-from cesar_common.supervisor.ports import base_url, check_port, is_listening, is_loopback
-from cesar_common.supervisor.supervise import Supervisor
 
 logger = logging.getLogger("cesar.serve")
 
-EXIT_OK = 0
-EXIT_FORCED = 130
+EXIT_FORCED = EXIT_INTERRUPTED
 
 Echo = Callable[[str], None]
 
@@ -54,10 +54,9 @@ def run_serve(
     """
     say = echo or _print
     settings = _with_concrete_port(settings)
-    _warn_if_exposed(settings)
     check_port(settings.host, settings.port)
+    layout = plan_serve_layout(settings)  # before the database: no model, no migration
     prepare_database(settings.database_url, migrate=migrate)
-    layout = plan_serve_layout(settings)
     logger.info("layout: %s (%s)", layout.describe(), layout.reason)
     say(f"Starting {layout.describe()}" if layout.workers else "Starting the API alone (--workers 0)")
 
@@ -99,16 +98,21 @@ def supervise(supervisor: Supervisor, *, grace: float) -> int:
 
 def prepare_database(url: str, *, migrate: bool) -> None:
     """Upgrade the schema to head (``migrate``), or only check it is there."""
-    from cesar_common.db.migrate import current_revision, ensure_schema_current, upgrade_to_head
+    from cesar_common.db.connect import open_engine
+    from cesar_common.db.migrate import ensure_schema_current, head_revision, upgrade_to_head
 
     # Alembic's INFO lines (plugins, dialect) say nothing a user needs; serve logs the outcome itself.
     if not logger.isEnabledFor(logging.DEBUG):
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    if migrate:
-        upgrade_to_head(url)
-        logger.info("database at revision %s", current_revision(url))
-    else:
-        ensure_schema_current(url)
+    engine = open_engine(url, pooled=False)  # serve's only use of the database
+    try:
+        if migrate:
+            upgrade_to_head(engine)
+            logger.info("database at revision %s", head_revision())
+        else:
+            ensure_schema_current(engine)
+    finally:
+        engine.dispose()
 
 
 def plan_serve_layout(settings: Settings) -> Layout:
@@ -152,8 +156,8 @@ def child_specs(
         "PYTHONUNBUFFERED": "1",  # children's log lines appear as they happen
     }
     specs = [ChildSpec("api", (sys.executable, "-m", "cesar_api"), env, role="api")]
-    # --preload: a worker loads its model before the first job, not while a client waits for it
-    worker_argv = (sys.executable, "-m", "cesar_worker", "--preload")
+    # by module name, never by import; a worker started so loads its model before the first job
+    worker_argv = (sys.executable, "-m", "cesar_worker")
     for index in range(layout.workers):
         worker_env = {
             **env,
@@ -198,15 +202,6 @@ def _with_concrete_port(settings: Settings) -> Settings:
         sock.bind((settings.host, 0))
         port = sock.getsockname()[1]
     return settings.model_copy(update={"port": port})
-
-
-def _warn_if_exposed(settings: Settings) -> None:
-    if not is_loopback(settings.host) and settings.api_key is None:
-        logger.warning(
-            "the API listens on %s without an API key: anyone who can reach this address can submit and "
-            "read jobs; set CESAR_API_KEY",
-            settings.host,
-        )
 
 
 def _print(line: str) -> None:

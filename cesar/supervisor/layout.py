@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cesar_common.errors import DeviceUnavailableError, InvalidInputError
 from cesar_common.transcription.models import model_files_bytes
@@ -143,7 +144,7 @@ def plan_layout(
         raise DeviceUnavailableError("--device cuda was asked for, but no CUDA GPU is visible")
     if compute_type == "auto":
         compute_type = "float16" if use_cuda else "int8"
-    common = {"compute_type": compute_type, "model": model}
+    common: dict[str, Any] = {"compute_type": compute_type, "model": model}
 
     if explicit == 0:
         return Layout(

@@ -1,9 +1,8 @@
-"""The API's address: is its port free, how to show it, is it reachable only from this machine."""
+"""The API's address: is its port free, and how to show it."""
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
 
 from cesar_common.errors import ClientError
@@ -70,13 +69,3 @@ def base_url(host: str, port: int) -> str:
     if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{port}"
-
-
-def is_loopback(host: str) -> bool:
-    """True when only this machine can reach ``host``."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -37,7 +37,7 @@ class Backoff:
 
     def delay(self, failures: int) -> float:
         """Wait before the restart that follows ``failures`` (>= 1) exits in a row."""
-        return min(self.longest, self.first * 2 ** max(0, failures - 1))
+        return min(self.longest, self.first * 2.0 ** max(0, failures - 1))
 
 
 class Child:

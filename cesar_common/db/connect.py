@@ -1,4 +1,9 @@
-"""SQLAlchemy engines for the job database: SQLite tuned for several processes, or PostgreSQL via psycopg 3.
+"""How Cesar connects to its job database: the SQLAlchemy engine, SQLite tuned for several processes, or
+PostgreSQL via psycopg 3.
+
+Each process builds one engine from its settings (:func:`open_engine`) and hands it down: the job store, the
+schema check and the PostgreSQL listener all use it; nothing below re-parses the URL or opens engines of its
+own.
 
 SQLite: the file's directory is created, WAL lets readers run beside one writer, ``busy_timeout`` makes a
 writer wait for the lock instead of failing, and every write transaction starts with ``BEGIN IMMEDIATE``
@@ -10,7 +15,8 @@ fails at once with "database is locked". Read-only work opts into a plain (defer
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +31,6 @@ CONNECT_TIMEOUT_S = 10
 #: execution option naming the BEGIN mode of a SQLite transaction ("IMMEDIATE" unless set)
 SQLITE_BEGIN_OPTION = "cesar_sqlite_begin"
 
-_engines: dict[str, Engine] = {}
-_engines_lock = threading.Lock()
-
 
 def normalize_url(url: str | URL) -> URL:
     """Parse ``url``; plain ``postgresql://`` and ``postgres://`` URLs get the psycopg 3 driver."""
@@ -35,10 +38,6 @@ def normalize_url(url: str | URL) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
-
-
-def is_sqlite(url: str | URL) -> bool:
-    return normalize_url(url).get_backend_name() == "sqlite"
 
 
 def sqlite_path(url: str | URL) -> Path | None:
@@ -52,36 +51,11 @@ def sqlite_path(url: str | URL) -> Path | None:
     return Path(database).expanduser()
 
 
-def make_engine(url: str | URL) -> Engine:
-    """The process's engine for ``url`` (one per URL, created on first use)."""
-    key = normalize_url(url).render_as_string(hide_password=False)
-    with _engines_lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = create_cesar_engine(key)
-            _engines[key] = engine
-        return engine
+def open_engine(url: str | URL, *, pooled: bool = True) -> Engine:
+    """A new engine for ``url``: a process calls this once and hands the engine down.
 
-
-def dispose_engine(url: str | URL) -> None:
-    """Close the pooled connections of ``url``'s cached engine and forget it."""
-    key = normalize_url(url).render_as_string(hide_password=False)
-    with _engines_lock:
-        engine = _engines.pop(key, None)
-    if engine is not None:
-        engine.dispose()
-
-
-def dispose_all_engines() -> None:
-    with _engines_lock:
-        engines = list(_engines.values())
-        _engines.clear()
-    for engine in engines:
-        engine.dispose()
-
-
-def create_cesar_engine(url: str | URL, *, pooled: bool = True, foreign_keys: bool = True) -> Engine:
-    """A new, uncached engine. Migrations use ``pooled=False, foreign_keys=False`` (see migrations/env.py)."""
+    ``pooled=False`` (a connection per use) is for one-off commands such as ``alembic`` from a checkout.
+    """
     parsed = normalize_url(url)
     options: dict[str, Any] = {}
     if not pooled:
@@ -96,7 +70,7 @@ def create_cesar_engine(url: str | URL, *, pooled: bool = True, foreign_keys: bo
             # waiting for a connection held by a thread that waits for the loop would be a deadlock.
             options.update(pool_size=SQLITE_POOL_SIZE, max_overflow=-1)
         engine = create_engine(parsed, **options)
-        _install_sqlite_hooks(engine, foreign_keys=foreign_keys)
+        _install_sqlite_hooks(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
         # fail fast when the server is unreachable (the libpq default waits for the OS's TCP timeout)
@@ -117,7 +91,7 @@ def read_only(engine: Engine) -> Engine:
     return engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
 
 
-def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
+def _install_sqlite_hooks(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # The driver must not BEGIN on its own: we emit BEGIN ourselves in _on_begin.
@@ -128,7 +102,7 @@ def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
-            cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+            cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
 
@@ -136,6 +110,27 @@ def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
     def _on_begin(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
         connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+
+@contextmanager
+def foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite foreign keys off on ``connection`` for the block (migrations: batch mode rebuilds tables, which
+    would cascade deletes). Set on the driver's connection before any transaction begins: SQLite ignores the
+    pragma inside one. Nothing to do on PostgreSQL."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    if connection.in_transaction():
+        raise RuntimeError("foreign_keys_off needs a connection outside a transaction")
+    driver = connection.connection.dbapi_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        if connection.in_transaction():
+            connection.rollback()  # an unfinished migration: nothing of it stays
+        driver.execute("PRAGMA foreign_keys = ON")
 
 
 def error_reason(exc: BaseException) -> str:

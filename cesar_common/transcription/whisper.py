@@ -1,4 +1,4 @@
-"""Run Whisper on one audio file: decode, optionally clip, transcribe, collect plain results.
+"""Running Whisper on one audio file: decode, optionally clip, transcribe, collect plain results.
 
 faster_whisper is imported inside the functions, so importing this module stays cheap.
 """
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cesar_common.choices import TASKS
 from cesar_common.errors import (
     AudioDecodeError,
     CesarError,
@@ -20,6 +21,7 @@ from cesar_common.errors import (
     OutOfMemoryError,
     TranscriptionError,
 )
+from cesar_common.options import TranscribeOptions, options_dict
 from cesar_common.transcription import batching, sentences
 from cesar_common.transcription.models import LoadedModel
 from cesar_common.transcription.result import Segment, TranscriptionResult, Word
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 SAMPLE_RATE = 16_000  # what Whisper listens at; decode_audio resamples and downmixes to it
-TASKS = ("transcribe", "translate")
 SEQUENTIAL, BATCHED = "sequential", "batched"  # TranscriptionResult.mode
 
 ProgressCallback = Callable[[float, float], None]
@@ -46,6 +47,14 @@ class DecodeOptions:
     start_time: float | None = None  # seconds into the file
     end_time: float | None = None
     batch_size: int = 0  # 0: by device, duration and memory (see batching); 1: never batch; N: N windows
+
+    @classmethod
+    def for_job(cls, options: TranscribeOptions, **decoding: Any) -> DecodeOptions:
+        """How to decode for a job's options (every option but the model, which is loaded apart), with
+        ``decoding`` (beam size, times, batch size) on top."""
+        wanted = options_dict(options)
+        del wanted["model"]
+        return cls(**wanted, **decoding)
 
 
 class TranscriptionCancelled(CesarError):
@@ -141,7 +150,7 @@ def decode(audio: str | Path) -> np.ndarray:
 
     name = Path(audio).name
     try:
-        samples = decode_audio(str(audio), sampling_rate=SAMPLE_RATE)
+        samples: np.ndarray = decode_audio(str(audio), sampling_rate=SAMPLE_RATE)
     except MemoryError as exc:
         raise OutOfMemoryError(f"not enough memory to decode {name}") from exc
     except (av.error.FFmpegError, OSError, IndexError, ValueError) as exc:
@@ -210,8 +219,12 @@ def _start(
         pipeline = model.batched_pipeline()
         # the pipeline resets this only when a run ends: a cancelled run would skew the next one's words
         pipeline.last_speech_timestamp = 0.0
-        return pipeline.transcribe(clip, batch_size=batch_size, word_timestamps=True, **common)
-    return model.whisper.transcribe(clip, word_timestamps=options.word_timestamps, **common)
+        started: tuple[Iterable[Any], Any] = pipeline.transcribe(
+            clip, batch_size=batch_size, word_timestamps=True, **common
+        )
+    else:
+        started = model.whisper.transcribe(clip, word_timestamps=options.word_timestamps, **common)
+    return started
 
 
 def _collect(

@@ -8,8 +8,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from cesar.supervisor.children import Backoff, Child
 from cesar_common.errors import ServerError
-from cesar_common.supervisor.children import Backoff, Child
 
 logger = logging.getLogger(__name__)
 

@@ -4,32 +4,34 @@ from __future__ import annotations
 
 import click
 
-from cesar_common.cli._common import (
-    cli_errors,
+from cesar.cli.options import (
+    COMMAND_SETTINGS,
     db_option,
     host_option,
     log_level_option,
     port_option,
-    settings_from,
+    verbose_option,
 )
+from cesar_common.exits import one_line_errors
 
 
-@click.command(context_settings={"show_default": False})
+@click.command(context_settings=COMMAND_SETTINGS)
 @host_option
 @port_option
 @db_option
 @log_level_option
-@click.option("--verbose", is_flag=True, default=False, help="Show a traceback when the API fails to start.")
+@verbose_option("Show a traceback when the API fails to start.")
 def api(
     host: str | None, port: int | None, database_url: str | None, log_level: str | None, verbose: bool
 ) -> None:
     """Run the HTTP API alone (docs at /docs).
 
-    The database must already be at the current schema (`alembic upgrade head`, or start `cesar serve`
+    The database must already be at the current schema (`cesar db upgrade`, or start `cesar serve`
     once); otherwise the API refuses to start. Every other setting (CESAR_API_KEY, CESAR_MODELS,
     CESAR_MAX_UPLOAD_MB, ...) is read from the environment.
     """
-    with cli_errors(verbose=verbose):
+    with one_line_errors(verbose=verbose):
         from cesar_api.server import serve
+        from cesar_common.settings import get_settings
 
-        serve(settings_from(host=host, port=port, database_url=database_url, log_level=log_level))
+        serve(get_settings(host=host, port=port, database_url=database_url, log_level=log_level))

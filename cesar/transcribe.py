@@ -1,6 +1,6 @@
 """What `cesar transcribe` does: check input and output, load the model, transcribe, write atomically.
 
-The Click command in ``cesar_common.cli.transcribe`` only parses options and calls :func:`run_transcribe`.
+The Click command in ``cesar.cli.transcribe`` only parses options and calls :func:`run_transcribe`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -26,62 +25,47 @@ from rich.progress import (
 )
 
 from cesar_common.errors import InvalidInputError, NotFoundError
+from cesar_common.options import TranscribeOptions
+from cesar_common.settings import get_settings
 from cesar_common.transcription.audio import probe_audio
-from cesar_common.transcription.engine import DecodeOptions, transcribe, validate_options
 from cesar_common.transcription.models import LoadedModel, load_model
 from cesar_common.transcription.result import TranscriptionResult
+from cesar_common.transcription.whisper import DecodeOptions, transcribe, validate_options
 from cesar_common.transcription.writers import FORMATS, format_for_path, render
-
-if TYPE_CHECKING:
-    from cesar_common.settings import Settings
 
 STDOUT = "-"
 
 
 def run_transcribe(
     input_path: str | Path,
+    job: TranscribeOptions | None = None,
     *,
     output: str | Path | None = None,
     fmt: str | None = None,
-    model: str | None = None,
     device: str | None = None,
     compute_type: str | None = None,
     threads: int | None = None,
     batch_size: int | None = None,
-    language: str | None = None,
-    task: str = "transcribe",
-    vad: bool = True,
-    word_timestamps: bool = False,
     beam_size: int = 5,
-    initial_prompt: str | None = None,
     start_time: float | None = None,
     end_time: float | None = None,
     quiet: bool = False,
     verbose: bool = False,
 ) -> TranscriptionResult:
-    """Transcribe one file to ``output`` (stdout when None or ``-``); progress and summary go to stderr.
+    """Transcribe one file as ``job`` asks (default: the settings' model, every other option at its
+    default) to ``output`` (stdout when None or ``-``); progress and summary go to stderr.
 
     Everything that can be refused cheaply (input, options, output path) is refused before the
-    model loads. ``model``, ``device``, ``compute_type``, ``threads`` and ``batch_size`` default to the
-    settings.
+    model loads. ``device``, ``compute_type``, ``threads`` and ``batch_size`` default to the settings.
     """
     started = time.perf_counter()
-    settings = _settings(
-        model=model, device=device, compute_type=compute_type, threads=threads, batch_size=batch_size
-    )
+    settings = get_settings(device=device, compute_type=compute_type, threads=threads, batch_size=batch_size)
+    job = job or TranscribeOptions(model=settings.model)
     source = check_input(input_path)
     to_stdout = output is None or str(output) == STDOUT
     fmt = choose_format(fmt, None if to_stdout else output)
-    options = DecodeOptions(
-        language=language,
-        task=task,
-        vad=vad,
-        word_timestamps=word_timestamps,
-        beam_size=beam_size,
-        initial_prompt=initial_prompt,
-        start_time=start_time,
-        end_time=end_time,
-        batch_size=settings.batch_size,
+    options = DecodeOptions.for_job(
+        job, beam_size=beam_size, start_time=start_time, end_time=end_time, batch_size=settings.batch_size
     )
     validate_options(options)
     console = Console(stderr=True, quiet=quiet)
@@ -90,11 +74,15 @@ def run_transcribe(
 
         configure_logging("info", name="cesar-transcribe")
     with contextlib.ExitStack() as stack:
-        target = None if to_stdout else stack.enter_context(reserved_output(Path(output), source))
+        target = (
+            None
+            if output is None or to_stdout
+            else stack.enter_context(reserved_output(Path(output), source))
+        )
         load_started = time.perf_counter()
-        with console.status(f"Loading model {settings.model}...", spinner="dots"):
+        with console.status(f"Loading model {job.model}...", spinner="dots"):
             loaded = load_model(
-                settings.model,
+                job.model,
                 device=settings.device,
                 compute_type=settings.compute_type,
                 threads=settings.threads,
@@ -194,20 +182,6 @@ def _mode_for(path: Path) -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
-
-
-def _settings(**overrides: object) -> Settings:
-    from pydantic import ValidationError
-
-    from cesar_common.settings import get_settings
-
-    try:
-        return get_settings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        raise InvalidInputError(f"invalid setting: {problems}") from exc
 
 
 def _transcribe_with_progress(

@@ -1,7 +1,7 @@
-"""What the worker asks of a transcription engine, and the real one (faster-whisper through cesar_common).
+"""What the worker asks of a transcriber, and the real one (faster-whisper through cesar_common).
 
-The worker loop only knows the :class:`Engine` protocol, so tests can run the real loop, database and
-processes with a fake engine (``run_worker(engine_factory=...)``).
+The worker loop only knows the :class:`Transcriber` protocol, so tests can run the real loop, database and
+processes with a fake one (``run_worker(transcriber_factory=...)``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ ProgressCallback = Callable[[float, float], None]
 StopCallback = Callable[[], bool]
 
 
-class Engine(Protocol):
+class Transcriber(Protocol):
     def preload(self, model: str) -> None:
         """Load ``model`` now so the first job does not wait for it."""
 
@@ -49,14 +49,14 @@ class Engine(Protocol):
         """
 
     def close(self) -> None:
-        """Free what the engine holds."""
+        """Free what the transcriber holds."""
 
 
-#: Builds the worker's engine from its settings (``run_worker(engine_factory=...)``).
-EngineFactory = Callable[[Settings], Engine]
+#: Builds the worker's transcriber from its settings (``run_worker(transcriber_factory=...)``).
+TranscriberFactory = Callable[[Settings], Transcriber]
 
 
-class WhisperEngine:
+class WhisperTranscriber:
     """faster-whisper through ``cesar_common.transcription``, with loaded models kept in an LRU cache."""
 
     def __init__(self, settings: Settings) -> None:
@@ -108,22 +108,15 @@ class WhisperEngine:
         on_progress: ProgressCallback,
         should_stop: StopCallback,
     ) -> JobResult:
-        from cesar_common.transcription import engine
+        from cesar_common.transcription import whisper
 
         loaded = self.cache.get(self._key(job.model))
-        options = engine.DecodeOptions(
-            language=job.options.language,
-            task=job.options.task,
-            vad=job.options.vad,
-            word_timestamps=job.options.word_timestamps,
-            initial_prompt=job.options.initial_prompt,
-            batch_size=self.settings.batch_size,
-        )
+        options = whisper.DecodeOptions.for_job(job.options, batch_size=self.settings.batch_size)
         try:
-            result = engine.transcribe(
+            result = whisper.transcribe(
                 loaded, audio_path, options, on_progress=on_progress, should_stop=should_stop
             )
-        except engine.TranscriptionCancelled as exc:
+        except whisper.TranscriptionCancelled as exc:
             raise JobStopped(StopReason.CANCELLED) from exc
         except OutOfMemoryError:
             self.cache.clear()  # give the memory back before the next job tries again
@@ -153,7 +146,3 @@ def job_result(result: Any) -> JobResult:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def whisper_engine(settings: Settings) -> Engine:
-    return WhisperEngine(settings)

@@ -6,68 +6,64 @@ import sys
 
 import click
 
-from cesar_common.cli._common import (
-    cli_errors,
+from cesar.cli.options import (
+    COMMAND_SETTINGS,
     compute_type_option,
     db_option,
     device_option,
     host_option,
     log_level_option,
+    option,
     port_option,
-    settings_from,
+    verbose_option,
 )
+from cesar_common.exits import one_line_errors
 
 
-class _WorkersType(click.ParamType):
-    name = "auto|N"
+def _workers(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text == "auto" or (text.isdigit() and int(text) >= 0):
+        return text
+    raise click.BadParameter(f"{value!r} is not 'auto' or a number of workers (0 or more)")
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        text = str(value).strip().lower()
-        if text == "auto" or (text.isdigit() and int(text) >= 0):
-            return text
-        self.fail(f"{value!r} is not 'auto' or a number of workers (0 or more)", param, ctx)
 
-
-@click.command(context_settings={"show_default": False})
+@click.command(context_settings=COMMAND_SETTINGS)
 @host_option
 @port_option
-@click.option(
+@option(
     "--workers",
-    envvar="CESAR_WORKERS",
-    show_envvar=True,
-    type=_WorkersType(),
+    metavar="auto|N",
+    callback=_workers,
     help="Worker processes that transcribe: a number, 0 for the API alone, or auto: one per CPU "
     "core / --threads (capped so their models fit in 70% of free memory), or one per GPU. "
     "[default: auto]",
 )
-@click.option(
+@option(
     "--threads",
-    envvar="CESAR_THREADS",
-    show_envvar=True,
     type=click.IntRange(min=0),
     help="CPU threads per worker (0: 1 with --workers auto, else the cores shared among the "
     "workers). [default: 0]",
 )
 @db_option
-@click.option(
+@option(
     "--model",
-    envvar="CESAR_MODEL",
-    show_envvar=True,
     metavar="NAME",
     help="Default Whisper model: tiny.en (bundled, works offline), another faster-whisper name "
     "(downloaded once) or a CTranslate2 model directory. [default: tiny.en]",
 )
 @device_option
 @compute_type_option
-@click.option(
+@option(
     "--no-migrate",
     is_flag=True,
     default=False,
     help="Do not upgrade the database schema; only check that it is current (for deployments "
-    "that run `alembic upgrade head` as a release step).",
+    "that run `cesar db upgrade` as a release step).",
 )
 @log_level_option
-@click.option("--verbose", is_flag=True, default=False, help="Show a traceback when serve fails.")
+@verbose_option("Show a traceback when serve fails.")
 def serve(
     host: str | None,
     port: int | None,
@@ -89,11 +85,12 @@ def serve(
 
     Every other setting (CESAR_API_KEY, CESAR_LEASE_SECONDS, ...) is read from the environment.
     """
-    with cli_errors(verbose=verbose):
+    with one_line_errors(verbose=verbose):
+        from cesar.supervisor import run_serve
         from cesar_common.logs import configure_logging
-        from cesar_common.supervisor import run_serve
+        from cesar_common.settings import get_settings
 
-        settings = settings_from(
+        settings = get_settings(
             host=host,
             port=port,
             workers=workers,

@@ -25,7 +25,7 @@ from cesar_common.db.store import JobStore
 from cesar_common.errors import CesarError, NotFoundError, URLRefusedError
 from cesar_common.settings import Settings
 from cesar_common.urlpolicy import check_address, resolve_host, validate_url
-from cesar_common.webhooks import (
+from cesar_worker.webhooks import (
     DELIVERY_ID_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,

@@ -1,0 +1,114 @@
+"""Options several commands share, each defined once, and the job options, generated from their declaration.
+
+Every option reads the ``CESAR_`` variable of its name (``--log-level``: ``CESAR_LOG_LEVEL``): each command
+sets ``auto_envvar_prefix`` to ``CESAR`` (:data:`COMMAND_SETTINGS`), and :func:`option` shows the variable in
+``--help``. The choice lists come from :mod:`cesar_common.choices`, the job options (language, task, ...)
+from :mod:`cesar_common.options`: nothing here repeats them.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+import click
+
+from cesar_common.choices import COMPUTE_TYPES, DEVICES, LOG_LEVELS
+from cesar_common.options import OptionSpec, TranscribeOptions, option_specs, options_from
+
+#: ``context_settings`` of every command: options read ``CESAR_<NAME>`` (not ``CESAR_<COMMAND>_<NAME>``)
+COMMAND_SETTINGS: dict[str, Any] = {"auto_envvar_prefix": "CESAR"}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def option(*param_decls: str, **attrs: Any) -> Callable[[F], F]:
+    """``click.option`` that shows its environment variable in ``--help``."""
+    attrs.setdefault("show_envvar", True)
+    return click.option(*param_decls, **attrs)
+
+
+device_option = option(
+    "--device",
+    type=click.Choice(DEVICES, case_sensitive=False),
+    help="Where Whisper runs: auto uses CUDA when a GPU is visible, else the CPU. [default: auto]",
+)
+compute_type_option = option(
+    "--compute-type",
+    type=click.Choice(COMPUTE_TYPES, case_sensitive=False),
+    metavar="TYPE",
+    help="CTranslate2 compute type: auto (int8 on CPU, float16 on CUDA), int8, int8_float16, "
+    "int8_float32, int8_bfloat16, int16, float16, bfloat16, float32 or default (as the "
+    "model was converted). [default: auto]",
+)
+batch_size_option = option(
+    "--batch-size",
+    type=click.IntRange(min=0),
+    help="30 s windows decoded at once (batched pipeline, needs VAD). 0: auto (always on CUDA; "
+    "on CPU for files of 30 s or more, sized to free memory); 1: never batch.",
+)
+db_option = option(
+    "--db",
+    "database_url",
+    metavar="URL",
+    help="Job database: sqlite:///path/to/cesar.db or postgresql+psycopg://user@host/db. "
+    "[default: a SQLite file in ~/.local/share/cesar]",
+)
+host_option = option(
+    "--host",
+    metavar="ADDRESS",
+    help="Address the API listens on. [default: 127.0.0.1, this machine only; 0.0.0.0 for every "
+    "interface, then also set CESAR_API_KEY]",
+)
+port_option = option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Port the API listens on (0: any free port). [default: 5000]",
+)
+log_level_option = option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="Log level (debug also logs the API's requests). [default: info]",
+)
+
+
+def verbose_option(help_text: str) -> Callable[[F], F]:
+    return option("-v", "--verbose", is_flag=True, default=False, help=help_text)
+
+
+# --- job options -------------------------------------------------------------------------------------
+def job_options(func: F) -> F:
+    """Add an option for each job option but the model (each command words its own ``--model``)."""
+    for spec in reversed(option_specs()):
+        if spec.name != "model":
+            func = _job_option(spec)(func)
+    return func
+
+
+def job_options_from(params: Mapping[str, Any], *, model: str) -> TranscribeOptions:
+    """The job options a command's parameters (from :func:`job_options`) ask for."""
+    return options_from(params, model=model)
+
+
+def _job_option(spec: OptionSpec) -> Callable[[F], F]:
+    flag = "--" + spec.name.replace("_", "-")
+    help_text = spec.doc.description.replace("`", "")
+    if spec.annotation is bool:
+        if spec.default:  # on unless turned off: --vad/--no-vad
+            return option(
+                f"{flag}/--no-{spec.name.replace('_', '-')}", spec.name, default=True, help=help_text
+            )
+        return option(*spec.doc.flags, flag, spec.name, is_flag=True, default=False, help=help_text)
+    if typing.get_origin(spec.annotation) is Literal:
+        choices = click.Choice(typing.get_args(spec.annotation), case_sensitive=False)
+        return option(
+            *spec.doc.flags,
+            flag,
+            spec.name,
+            type=choices,
+            default=spec.default,
+            show_default=True,
+            help=help_text,
+        )
+    return option(*spec.doc.flags, flag, spec.name, metavar="TEXT", default=spec.default, help=help_text)

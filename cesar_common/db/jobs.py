@@ -1,0 +1,542 @@
+"""The SQL of the ``jobs`` table: create, claim, lease, finish, cancel, sweep, purge, read.
+
+Each function runs inside a transaction the job store opened (:class:`cesar_common.db.store.JobStore`) and
+returns rows or plain values. Every path to a final state ends in :func:`on_final` in the same transaction,
+which drops the audio, queues the webhook delivery (the outbox) and adds to the metric totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
+
+from cesar_common.db import audio, outbox, totals
+from cesar_common.db.idempotency import KEY_WINDOW, IdempotencyKeyReusedError
+from cesar_common.db.models import Job
+from cesar_common.db.notify import notify_new_job
+from cesar_common.db.records import (
+    FINAL_STATUSES,
+    PUBLIC_STATUSES,
+    JobRecord,
+    JobSource,
+    JobStatus,
+    NewJob,
+    QueueCounts,
+    SweepResult,
+    WebhookDeliveryRecord,
+)
+from cesar_common.db.rows import job_record
+from cesar_common.errors import ConflictError, InvalidInputError, NotFoundError
+from cesar_common.options import options_dict
+
+jobs = cast(Table, Job.__table__)
+
+QUEUED = JobStatus.QUEUED.value
+PENDING = JobStatus.PENDING.value
+PROCESSING = JobStatus.PROCESSING.value
+FINAL = tuple(status.value for status in FINAL_STATUSES)
+MAX_LIST_LIMIT = 1000
+
+
+class LeaseLostError(ConflictError):
+    """The job is no longer ``processing`` under this worker (its lease expired, or it was cancelled)."""
+
+    code = "lease_lost"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def not_found(job_id: str) -> NotFoundError:
+    return NotFoundError(f"no job with id {job_id}", extra={"job_id": job_id})
+
+
+# --- creating ----------------------------------------------------------------------------------------
+def new_job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "status": status,
+        "source": JobSource(new.source).value,
+        "source_url": new.source_url,
+        "filename": new.filename,
+        "content_type": new.content_type,
+        "size_bytes": None,
+        **options_dict(new.options),
+        "created_at": utcnow(),
+        "progress": 0.0,
+        "attempts": 0,
+        "max_attempts": new.max_attempts,
+        "cancel_requested": False,
+        "callback_url": new.callback_url,
+    }
+
+
+def insert_job(conn: Connection, values: dict[str, Any]) -> Row[Any]:
+    return conn.execute(insert(jobs).values(values).returning(*jobs.c)).one()
+
+
+def keep_pending_alive(conn: Connection, job_id: str) -> bool:
+    """Refresh a ``pending`` upload's ``created_at`` (:func:`stale_pending` spares it); False once the
+    upload was discarded."""
+    alive = conn.execute(
+        update(jobs).where(jobs.c.id == job_id, jobs.c.status == PENDING).values(created_at=utcnow())
+    ).rowcount
+    return bool(alive == 1)
+
+
+def publish_pending(conn: Connection, job_id: str, values: dict[str, Any]) -> Row[Any] | None:
+    """Turn a stored upload ``queued`` (None when it was discarded meanwhile)."""
+    row = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == PENDING)
+        .values(status=QUEUED, created_at=utcnow(), **values)
+        .returning(*jobs.c)
+    ).one_or_none()
+    if row is not None:
+        notify_new_job(conn)
+    return row
+
+
+def delete_pending(conn: Connection, job_ids: Sequence[str]) -> None:
+    audio.delete_audio(conn, job_ids)
+    conn.execute(delete(jobs).where(jobs.c.id.in_(job_ids), jobs.c.status == PENDING))
+
+
+def stale_pending(conn: Connection, *, older_than_seconds: float) -> list[str]:
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    return list(
+        conn.execute(select(jobs.c.id).where(jobs.c.status == PENDING, jobs.c.created_at < cutoff)).scalars()
+    )
+
+
+# --- idempotency -------------------------------------------------------------------------------------
+def holding_key(key: str) -> Select[Any]:
+    return select(jobs).where(jobs.c.idempotency_key == key)
+
+
+def job_holding_key(conn: Connection, key: str, *, within_window: bool = False) -> Row[Any] | None:
+    stmt = holding_key(key)
+    if within_window:
+        stmt = stmt.where(jobs.c.created_at >= utcnow() - KEY_WINDOW)
+    return conn.execute(stmt).one_or_none()
+
+
+def release_stale_key(conn: Connection, key: str) -> None:
+    """A key older than the window names nothing any more: free it for the job about to take it."""
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.idempotency_key == key, jobs.c.created_at < utcnow() - KEY_WINDOW)
+        .values(idempotency_key=None)
+    )
+
+
+def same_request(existing: JobRecord, fingerprint: str, key: str) -> JobRecord:
+    """``existing`` if it was made by the same request, else IdempotencyKeyReusedError (422)."""
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReusedError(
+            "this Idempotency-Key was already used with a different request (within the last 24 hours): "
+            "use a new key for a new request",
+            extra={"job_id": existing.id, "idempotency_key": key},
+        )
+    return existing
+
+
+# --- reading -----------------------------------------------------------------------------------------
+# Reads run these prebuilt statements with bound parameters: building and cache-keying a fresh Select
+# per call cost more than running it (GET /jobs/{id} is the API's hottest path).
+#: every column of jobs, in table order, but ``segments`` read as NULL: a long transcript's segments are
+#: megabytes of JSON that only the transcript route renders
+_WITHOUT_SEGMENTS = [null().label(column.name) if column.name == "segments" else column for column in jobs.c]
+_VISIBLE_BY_ID = and_(jobs.c.id == bindparam("job_id"), jobs.c.status != PENDING)
+_GET_VISIBLE_FULL = select(jobs).where(_VISIBLE_BY_ID)
+_GET_VISIBLE = select(*_WITHOUT_SEGMENTS).where(_VISIBLE_BY_ID)
+_QUEUE_POSITION = select(func.count()).where(
+    jobs.c.status == QUEUED,
+    or_(
+        jobs.c.created_at < bindparam("created_at"),
+        and_(jobs.c.created_at == bindparam("created_at"), jobs.c.id <= bindparam("job_id")),
+    ),
+)
+
+
+def _list_page(by_status: bool, after_cursor: bool) -> Select[Any]:
+    stmt = select(*_WITHOUT_SEGMENTS).where(
+        jobs.c.status == bindparam("status") if by_status else jobs.c.status != PENDING
+    )
+    if after_cursor:
+        stmt = stmt.where(
+            or_(
+                jobs.c.created_at < bindparam("created_at"),
+                and_(jobs.c.created_at == bindparam("created_at"), jobs.c.id < bindparam("job_id")),
+            )
+        )
+    return stmt.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(bindparam("limit"))
+
+
+#: list_page's statement by (status filter given, cursor given)
+_LIST_PAGE = {
+    (by_status, after): _list_page(by_status, after) for by_status in (False, True) for after in (False, True)
+}
+
+
+def get_visible(conn: Connection, job_id: str, *, with_segments: bool = False) -> Row[Any] | None:
+    """The job's row (never a ``pending`` upload); ``segments`` read as NULL unless ``with_segments``."""
+    stmt = _GET_VISIBLE_FULL if with_segments else _GET_VISIBLE
+    return conn.execute(stmt, {"job_id": job_id}).one_or_none()
+
+
+def list_page(
+    conn: Connection,
+    *,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[Row[Any]]:
+    """Up to ``limit`` jobs newest first, after the ``(created_at, id)`` of ``after``."""
+    params: dict[str, Any] = {"limit": limit}
+    if status is not None:
+        params["status"] = status
+    if after is not None:
+        params["created_at"], params["job_id"] = after
+    return list(conn.execute(_LIST_PAGE[(status is not None, after is not None)], params).all())
+
+
+def queue_position(conn: Connection, *, created_at: datetime, job_id: str) -> int:
+    params = {"created_at": created_at, "job_id": job_id}
+    return int(conn.execute(_QUEUE_POSITION, params).scalar_one())
+
+
+def queue_counts(conn: Connection) -> QueueCounts:
+    rows = conn.execute(
+        select(jobs.c.status, func.count())
+        .where(jobs.c.status.in_([QUEUED, PROCESSING]))
+        .group_by(jobs.c.status)
+    ).all()
+    counts = {status: int(count) for status, count in rows}
+    return QueueCounts(queued=counts.get(QUEUED, 0), processing=counts.get(PROCESSING, 0))
+
+
+def counts_by_status(conn: Connection) -> dict[str, int]:
+    """Jobs by public status (every status present, 0 when none)."""
+    found = dict.fromkeys((str(status) for status in PUBLIC_STATUSES), 0)
+    for status, count in conn.execute(
+        select(jobs.c.status, func.count()).where(jobs.c.status != PENDING).group_by(jobs.c.status)
+    ).all():
+        found[status] = int(count)
+    return found
+
+
+def oldest_queued_at(conn: Connection) -> datetime | None:
+    oldest = conn.execute(select(func.min(jobs.c.created_at)).where(jobs.c.status == QUEUED)).scalar()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)  # func.min bypasses the column type on SQLite
+    return cast(datetime | None, oldest)
+
+
+def cancel_state(conn: Connection, job_id: str) -> tuple[str, bool] | None:
+    """The job's (status, cancel_requested); None for an unknown job."""
+    row = conn.execute(
+        select(jobs.c.status, jobs.c.cancel_requested).where(jobs.c.id == job_id, jobs.c.status != PENDING)
+    ).one_or_none()
+    return None if row is None else (row.status, bool(row.cancel_requested))
+
+
+def status_of(conn: Connection, job_id: str, *, lock: bool = False) -> str | None:
+    stmt = select(jobs.c.status).where(jobs.c.id == job_id)
+    return conn.execute(for_update(stmt) if lock else stmt).scalar_one_or_none()
+
+
+def uploaded_size(conn: Connection, job_id: str) -> int | None:
+    """The size of the job's upload (None for a URL job); NotFoundError for an unknown job."""
+    row = conn.execute(
+        select(jobs.c.size_bytes).where(jobs.c.id == job_id, jobs.c.status != PENDING)
+    ).one_or_none()
+    if row is None:
+        raise not_found(job_id)
+    return cast(int | None, row.size_bytes)
+
+
+# --- workers' side -----------------------------------------------------------------------------------
+def held(job_id: str, worker_id: str) -> ColumnElement[bool]:
+    """The fence: the job is processing and held by ``worker_id``."""
+    return and_(jobs.c.id == job_id, jobs.c.status == PROCESSING, jobs.c.worker_id == worker_id)
+
+
+def claim(conn: Connection, worker_id: str, *, lease_seconds: float) -> Row[Any] | None:
+    """The oldest queued job, taken in one atomic statement; None when the queue is empty."""
+    now = utcnow()
+    oldest = select(jobs.c.id).where(jobs.c.status == QUEUED).order_by(jobs.c.created_at, jobs.c.id).limit(1)
+    if conn.dialect.name == "postgresql":
+        # concurrent claimers skip each other's row instead of queueing behind its lock
+        oldest = oldest.with_for_update(skip_locked=True)
+    return conn.execute(
+        update(jobs)
+        .where(jobs.c.id == oldest.scalar_subquery(), jobs.c.status == QUEUED)
+        .values(
+            status=PROCESSING,
+            attempts=jobs.c.attempts + 1,
+            started_at=now,
+            worker_id=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            progress=0.0,
+        )
+        .returning(*jobs.c)
+    ).one_or_none()
+
+
+def extend_lease(conn: Connection, job_id: str, worker_id: str, *, lease_seconds: float) -> bool:
+    lease = utcnow() + timedelta(seconds=lease_seconds)
+    changed = conn.execute(update(jobs).where(held(job_id, worker_id)).values(lease_expires_at=lease))
+    return bool(changed.rowcount == 1)
+
+
+def set_progress(conn: Connection, job_id: str, worker_id: str, progress: float) -> bool:
+    """Write the progress of a held job; returns whether a cancel was requested (LeaseLostError if the
+    job is not held by ``worker_id`` any more)."""
+    row = conn.execute(
+        update(jobs)
+        .where(held(job_id, worker_id))
+        .values(progress=progress)
+        .returning(jobs.c.cancel_requested)
+    ).one_or_none()
+    if row is None:
+        raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id}")
+    return bool(row.cancel_requested)
+
+
+#: what on_final needs from a job that just became final (UPDATE ... RETURNING)
+_FINISHED_COLUMNS = (
+    jobs.c.id,
+    jobs.c.status,
+    jobs.c.started_at,
+    jobs.c.completed_at,
+    jobs.c.duration,
+    jobs.c.callback_url,
+)
+_REQUEUE_VALUES: dict[str, Any] = {
+    "status": QUEUED,
+    "worker_id": None,
+    "lease_expires_at": None,
+    "started_at": None,
+    "progress": 0.0,
+}
+
+
+def final_values(status: JobStatus, **values: Any) -> dict[str, Any]:
+    """The columns a job reaching final ``status`` gets."""
+    return {"status": status.value, "completed_at": utcnow(), "lease_expires_at": None, **values}
+
+
+def finish(
+    conn: Connection, job_id: str, worker_id: str, values: dict[str, Any], *, keep_audio: bool
+) -> bool:
+    """Make a held job final with ``values`` (:func:`final_values`); False when it is not held any more."""
+    row = conn.execute(
+        update(jobs).where(held(job_id, worker_id)).values(**values).returning(*_FINISHED_COLUMNS)
+    ).one_or_none()
+    if row is not None:
+        on_final(conn, row, keep_audio=keep_audio)
+    return row is not None
+
+
+def on_final(conn: Connection, row: Row[Any], *, keep_audio: bool) -> None:
+    """What every path to a final state does in its transaction: drop the audio, queue the webhook
+    delivery (the outbox: never a final job without its delivery) and count the job."""
+    if not keep_audio:
+        audio.delete_audio(conn, [row.id])
+    outbox.enqueue(conn, row.id, row.callback_url, row.completed_at or utcnow())
+    wall = None
+    if row.started_at is not None and row.completed_at is not None:
+        wall = (row.completed_at - row.started_at).total_seconds()
+    totals.add(conn, totals.job_finished_additions(row.status, wall_seconds=wall, audio_seconds=row.duration))
+
+
+def release(conn: Connection, job_id: str, worker_id: str, *, keep_audio: bool) -> bool:
+    """Hand a held job back to the queue without counting the attempt; a job whose cancel was requested
+    is cancelled instead. False when the job is not held by ``worker_id``."""
+    row = conn.execute(
+        for_update(select(jobs.c.cancel_requested).where(held(job_id, worker_id)))
+    ).one_or_none()
+    if row is None:
+        return False
+    if row.cancel_requested:
+        return finish(conn, job_id, worker_id, final_values(JobStatus.CANCELLED), keep_audio=keep_audio)
+    greatest = func.greatest if conn.dialect.name == "postgresql" else func.max
+    conn.execute(
+        update(jobs)
+        .where(held(job_id, worker_id))
+        .values(**_REQUEUE_VALUES, attempts=greatest(jobs.c.attempts - 1, 0))
+    )
+    notify_new_job(conn)
+    return True
+
+
+def sweep_expired(conn: Connection, *, now: datetime, keep_audio: bool) -> SweepResult:
+    """Jobs whose worker stopped renewing its lease: requeued, or failed after max_attempts claims; a job
+    whose cancel was requested is cancelled instead (and in neither list)."""
+    requeued: list[str] = []
+    failed: list[str] = []
+    expired = for_update(
+        select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.cancel_requested).where(
+            jobs.c.status == PROCESSING, jobs.c.lease_expires_at < now
+        ),
+        skip_locked=True,
+    )
+    for row in conn.execute(expired).all():
+        still_expired = and_(jobs.c.id == row.id, jobs.c.status == PROCESSING, jobs.c.lease_expires_at < now)
+        if row.cancel_requested:
+            values: dict[str, Any] = {
+                "status": JobStatus.CANCELLED.value,
+                "completed_at": now,
+                "lease_expires_at": None,
+            }
+        elif row.attempts >= row.max_attempts:
+            values = {
+                "status": JobStatus.ERROR.value,
+                "completed_at": now,
+                "lease_expires_at": None,
+                "error_code": "worker_lost",
+                "error_message": f"worker lost {row.attempts} times",
+            }
+        else:
+            values = dict(_REQUEUE_VALUES)
+        changed = conn.execute(
+            update(jobs).where(still_expired).values(**values).returning(*_FINISHED_COLUMNS)
+        ).one_or_none()
+        if changed is None:
+            continue
+        if values["status"] == QUEUED:
+            requeued.append(row.id)
+            continue
+        on_final(conn, changed, keep_audio=keep_audio)
+        if values["status"] == JobStatus.ERROR.value:
+            failed.append(row.id)
+    if requeued:
+        notify_new_job(conn)
+    return SweepResult(requeued=requeued, failed=failed)
+
+
+# --- clients' side -----------------------------------------------------------------------------------
+def request_cancel(conn: Connection, job_id: str, *, keep_audio: bool) -> Row[Any]:
+    """Queued: cancelled at once. Processing: flagged for its worker. Final: ConflictError."""
+    status = status_of(conn, job_id, lock=True)
+    if status is None or status == PENDING:
+        raise not_found(job_id)
+    if status == QUEUED:
+        changed = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(status=JobStatus.CANCELLED.value, completed_at=utcnow())
+            .returning(*_FINISHED_COLUMNS)
+        ).one()
+        on_final(conn, changed, keep_audio=keep_audio)
+    elif status == PROCESSING:
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
+    else:
+        raise ConflictError(f"job {job_id} is already {status}", extra={"status": status})
+    row = get_visible(conn, job_id, with_segments=True)
+    assert row is not None
+    return row
+
+
+def delete_finished(conn: Connection, job_id: str) -> None:
+    """Delete a finished job and its audio; ConflictError while it is queued or processing."""
+    status = status_of(conn, job_id, lock=True)
+    if status is None or status == PENDING:
+        raise not_found(job_id)
+    if status not in FINAL:
+        raise ConflictError(
+            f"job {job_id} is {status}: cancel it before deleting it", extra={"status": status}
+        )
+    delete_jobs(conn, [job_id])
+
+
+def purge_batch(conn: Connection, *, cutoff: datetime, statuses: Sequence[str], batch_size: int) -> int:
+    """Delete up to ``batch_size`` jobs in ``statuses`` (final ones) that ended before ``cutoff``; a job
+    whose webhook is still being delivered waits for the delivery to end."""
+    in_flight = (
+        select(outbox.deliveries.c.id)
+        .where(
+            outbox.deliveries.c.job_id == jobs.c.id,
+            outbox.deliveries.c.state.in_([outbox.PENDING, outbox.DELIVERING]),
+        )
+        .exists()
+    )
+    old = (
+        select(jobs.c.id)
+        .where(jobs.c.status.in_(statuses), jobs.c.completed_at < cutoff, ~in_flight)
+        .order_by(jobs.c.completed_at)
+        .limit(batch_size)
+    )
+    ids = list(conn.execute(for_update(old, skip_locked=True)).scalars())
+    if ids:
+        delete_jobs(conn, ids)
+    return len(ids)
+
+
+def delete_jobs(conn: Connection, ids: Sequence[str]) -> None:
+    # children first: foreign keys cascade too, but SQLite only with the pragma on
+    audio.delete_audio(conn, ids)
+    conn.execute(delete(outbox.deliveries).where(outbox.deliveries.c.job_id.in_(ids)))
+    conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+
+
+def webhook_of(conn: Connection, row: Row[Any]) -> WebhookDeliveryRecord | None:
+    """The latest webhook delivery of the job in ``row`` (None without a callback URL)."""
+    if not row.callback_url:
+        return None
+    return outbox.latest_for(conn, [row.id]).get(row.id)
+
+
+def record_with_webhook(conn: Connection, row: Row[Any]) -> JobRecord:
+    return job_record(row, webhook_of(conn, row))
+
+
+# --- statuses ----------------------------------------------------------------------------------------
+def final_status(status: JobStatus | str) -> str:
+    """``status`` if it is a final one, else InvalidInputError (purges never touch live jobs)."""
+    value = _status(status)
+    if value is None or not value.is_final:
+        raise InvalidInputError(
+            f"only finished jobs can be purged: {status!r} is not one of completed, error, cancelled"
+        )
+    return str(value)
+
+
+def public_status(status: JobStatus | str) -> str:
+    value = _status(status)
+    if value not in PUBLIC_STATUSES:
+        raise InvalidInputError(f"unknown job status {status!r}")
+    return str(value)
+
+
+def _status(status: JobStatus | str) -> JobStatus | None:
+    try:
+        return JobStatus(status)
+    except ValueError:
+        return None
+
+
+def for_update(stmt: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
+    """Lock the selected rows on PostgreSQL. SQLite renders no row locks, and needs none: a write
+    transaction there holds the database's write lock from its BEGIN IMMEDIATE."""
+    return stmt.with_for_update(skip_locked=skip_locked)

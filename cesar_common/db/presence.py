@@ -1,0 +1,61 @@
+"""Worker presence: one ``workers`` row per worker process, refreshed by its heartbeat.
+
+``/health`` and ``/metrics`` count the workers seen recently; rows of workers gone for long are removed by
+any worker's housekeeping.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cesar_common.db.models import Worker
+from cesar_common.db.records import WorkerRecord
+from cesar_common.db.rows import worker_record
+
+workers = cast(Table, Worker.__table__)
+
+
+def upsert(conn: Connection, values: dict[str, Any]) -> None:
+    """Insert the worker's row, or refresh every column of the row it already has."""
+    stmt: postgresql.Insert | sqlite.Insert
+    if conn.dialect.name == "postgresql":
+        stmt = postgresql.insert(workers).values(**values)
+    else:
+        stmt = sqlite.insert(workers).values(**values)
+    refreshed = {name: stmt.excluded[name] for name in values if name != "id"}
+    conn.execute(stmt.on_conflict_do_update(index_elements=[workers.c.id], set_=refreshed))
+
+
+def refresh(
+    conn: Connection, worker_id: str, *, now: datetime, current_job_id: str | None, models: list[str]
+) -> bool:
+    """Mark the worker seen; False when its row is gone (then :func:`upsert` recreates it)."""
+    changed = conn.execute(
+        update(workers)
+        .where(workers.c.id == worker_id)
+        .values(last_seen_at=now, current_job_id=current_job_id, models=list(models))
+    )
+    return bool(changed.rowcount == 1)
+
+
+def remove(conn: Connection, worker_id: str) -> None:
+    conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+
+def seen_since(conn: Connection, cutoff: datetime) -> list[WorkerRecord]:
+    rows = conn.execute(
+        select(workers).where(workers.c.last_seen_at >= cutoff).order_by(workers.c.started_at, workers.c.id)
+    ).all()
+    return [worker_record(row) for row in rows]
+
+
+def count_seen_since(conn: Connection, cutoff: datetime) -> int:
+    return int(conn.execute(select(func.count()).where(workers.c.last_seen_at >= cutoff)).scalar_one())
+
+
+def remove_unseen_since(conn: Connection, cutoff: datetime) -> int:
+    return int(conn.execute(delete(workers).where(workers.c.last_seen_at < cutoff)).rowcount)

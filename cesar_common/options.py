@@ -1,0 +1,119 @@
+"""The options a transcription job carries, declared once.
+
+:class:`TranscribeOptions` is what a job asks of the engine, and each field's metadata (:class:`OptionDoc`)
+documents it. Everything else derives from this one declaration: the job columns the store writes and reads
+(same names), the idempotency fingerprint, the API's request and response schemas, the command line's
+options and the engine's decoding options. A new option is a new field here, a column, and the engine's use
+of it. Importing this module costs nothing (no pydantic, no Click).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from cesar_common.choices import Task
+
+
+@dataclass(frozen=True, slots=True)
+class OptionDoc:
+    """How an option is documented and checked where it enters (API fields, command-line options)."""
+
+    description: str
+    example: object = None
+    max_length: int | None = None
+    #: a regular expression the API checks the value against where it enters
+    pattern: str | None = None
+    #: extra command-line flags, e.g. ``("-l",)`` beside ``--language``
+    flags: tuple[str, ...] = ()
+
+
+def _doc(description: str, **kwargs: Any) -> dict[str, OptionDoc]:
+    return {"doc": OptionDoc(description, **kwargs)}
+
+
+@dataclass(frozen=True, slots=True)
+class TranscribeOptions:
+    """What a job asks of the engine (stored in the job's columns of the same names)."""
+
+    model: str = field(
+        metadata=_doc(
+            "Whisper model; must be in the server's allowlist (`CESAR_MODELS`). Default: the server's "
+            "default model.",
+            example="tiny.en",
+            max_length=255,
+        )
+    )
+    language: str | None = field(
+        default=None,
+        metadata=_doc(
+            "Spoken language as an ISO 639 code (`en`, `de`, `yue`); empty or `auto` detects it.",
+            example="en",
+            max_length=16,
+            pattern=r"^([A-Za-z]{2,3}|auto)?$",
+            flags=("-l",),
+        ),
+    )
+    task: Task = field(default="transcribe", metadata=_doc("`transcribe`, or `translate` into English."))
+    word_timestamps: bool = field(
+        default=False, metadata=_doc("Also time every word (in the `json` transcript).")
+    )
+    vad: bool = field(
+        default=True,
+        metadata=_doc(
+            "Skip silence with voice activity detection (recommended: without it, silence may turn into "
+            "words)."
+        ),
+    )
+    initial_prompt: str | None = field(
+        default=None,
+        metadata=_doc(
+            "Text that primes the model: names, spellings, style.",
+            example="Cesar, Litestar, faster-whisper",
+            max_length=2000,
+        ),
+    )
+
+
+#: the options' names, in declaration order (the job columns that hold them have the same names)
+OPTION_NAMES: tuple[str, ...] = tuple(item.name for item in dataclasses.fields(TranscribeOptions))
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One option: its name, type (resolved), default and documentation."""
+
+    name: str
+    annotation: Any
+    default: Any
+    doc: OptionDoc
+
+
+@cache
+def option_specs() -> tuple[OptionSpec, ...]:
+    """Every option of :class:`TranscribeOptions`, with its resolved type."""
+    hints = typing.get_type_hints(TranscribeOptions)
+    return tuple(
+        OptionSpec(
+            name=item.name,
+            annotation=hints[item.name],
+            default=None if item.default is dataclasses.MISSING else item.default,
+            doc=item.metadata["doc"],
+        )
+        for item in dataclasses.fields(TranscribeOptions)
+    )
+
+
+def options_from(values: Mapping[str, Any], **overrides: Any) -> TranscribeOptions:
+    """The options among ``values`` (other keys are ignored), with ``overrides`` on top."""
+    chosen = {name: values[name] for name in OPTION_NAMES if name in values}
+    return TranscribeOptions(**{**chosen, **overrides})
+
+
+def options_dict(options: TranscribeOptions) -> dict[str, Any]:
+    """The options as a plain dict, by name (what the job's columns hold)."""
+    return {name: getattr(options, name) for name in OPTION_NAMES}
