@@ -9,40 +9,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: Model names a client may ask for unless ``CESAR_MODELS`` says otherwise.
-STANDARD_MODELS: tuple[str, ...] = (
-    "tiny.en",
-    "tiny",
-    "base.en",
-    "base",
-    "small.en",
-    "small",
-    "medium.en",
-    "medium",
-    "large-v1",
-    "large-v2",
-    "large-v3",
-    "large",
-    "large-v3-turbo",
-    "turbo",
-    "distil-small.en",
-    "distil-medium.en",
-    "distil-large-v2",
-    "distil-large-v3",
-    "distil-large-v3.5",
-)
-
-Device = Literal["auto", "cpu", "cuda"]
-ComputeType = Literal[
-    "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
-    "bfloat16", "float32",
-]  # fmt: skip
+from cesar_common.choices import STANDARD_MODELS, ComputeType, Device, LogLevel
+from cesar_common.errors import InvalidInputError
 
 
 def default_data_dir() -> Path:
@@ -68,6 +42,7 @@ class Settings(BaseSettings):
     # --- storage -------------------------------------------------------------------------------
     database_url: str = Field(
         default_factory=default_database_url,
+        json_schema_extra={"shown_default": "`sqlite:///~/.local/share/cesar/cesar.db`"},
         description="SQLAlchemy URL of the job database. SQLite file by default; "
         "`postgresql+psycopg://user@host/db` for several hosts.",
     )
@@ -84,6 +59,7 @@ class Settings(BaseSettings):
     )
     models: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(STANDARD_MODELS),
+        json_schema_extra={"shown_default": "`tiny.en` and the standard faster-whisper names"},
         description="Comma-separated allowlist of models an API client may ask for "
         "(the default model is always allowed).",
     )
@@ -169,7 +145,7 @@ class Settings(BaseSettings):
     )
 
     # --- process -------------------------------------------------------------------------------
-    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+    log_level: LogLevel = Field(
         default="info", description="Log level of `cesar serve`, the API and the workers."
     )
 
@@ -191,9 +167,23 @@ class Settings(BaseSettings):
     def allowed_models(self) -> frozenset[str]:
         return frozenset([*self.models, self.model])
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
+
+def settings_table() -> str:
+    """The README's settings table (Markdown), written from the fields' descriptions and defaults."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        shown = extra.get("shown_default") or _shown(field.default)
+        rows.append(f"| `CESAR_{name.upper()}` | {shown} | {field.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`"
 
 
 @lru_cache(maxsize=1)
@@ -202,12 +192,27 @@ def _env_settings() -> Settings:
 
 
 def get_settings(**overrides: Any) -> Settings:
-    """The settings from the environment, read once; ``overrides`` (non-None values) win."""
+    """The settings from the environment, read once; ``overrides`` (non-None values) win.
+
+    A bad value (a variable, or an override from a command-line option) is an InvalidInputError naming the
+    variable, in one line.
+    """
     given = {key: value for key, value in overrides.items() if value is not None}
-    if not given:
-        return _env_settings()
-    # init values take precedence over the environment, and are validated like it
-    return Settings(**given)
+    try:
+        if not given:
+            return _env_settings()
+        # init values take precedence over the environment, and are validated like it
+        return Settings(**given)
+    except ValidationError as exc:
+        raise InvalidInputError(f"invalid settings: {_first_problem(exc)}") from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return str(exc)
+    name = "_".join(str(part) for part in errors[0]["loc"]).upper()
+    return f"CESAR_{name}: {errors[0]['msg']}"
 
 
 def reset_settings_cache() -> None:
