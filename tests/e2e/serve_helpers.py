@@ -169,18 +169,22 @@ def start_cesar(
     env: Mapping[str, str] | None = None,
     port: int | None = None,
     fast: bool = True,
+    binary: str = CESAR,
+    cwd: Path | None = None,
 ) -> CesarProcess:
     """Start ``cesar <args>`` with output to ``log_path`` (appended: a restart keeps the earlier log).
 
     ``fast``: short leases, grace periods and polls (FAST_ENV); off, Cesar's defaults (for benchmarks).
+    ``binary``: another installation's ``cesar``, started in ``cwd``.
     """
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [CESAR, *args],
+            [binary, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=cesar_env(env, fast=fast),
+            cwd=cwd,
         )
     return CesarProcess(process=process, log_path=log_path, port=port)
 
@@ -197,6 +201,8 @@ def running_serve(
     wait: bool = True,
     timeout: float = 90,
     fast: bool = True,
+    binary: str = CESAR,
+    cwd: Path | None = None,
 ) -> Iterator[CesarProcess]:
     """`cesar serve` on a free port and ``db_url``; waits for /health with every worker alive.
 
@@ -204,7 +210,7 @@ def running_serve(
     """
     port = port or free_port()
     command = ["serve", "--port", str(port), "--db", db_url, "--workers", workers, *args]
-    serve = start_cesar(command, log_path=log_path, env=env, port=port, fast=fast)
+    serve = start_cesar(command, log_path=log_path, env=env, port=port, fast=fast, binary=binary, cwd=cwd)
     try:
         if wait:
             planned = wait_for(
