@@ -17,7 +17,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
-from cesar_common.errors import AuthError, CesarError, ServerError
+from cesar_common.errors import AuthError, CesarError, DatabaseError, ServerError
 from cesar_common.schemas import ErrorOut
 
 logger = logging.getLogger("cesar.api")
@@ -47,8 +47,12 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     extra: Any
     if isinstance(exc, CesarError):
         status, code, detail, extra = exc.status_code, exc.code, exc.message, exc.extra or None
-        if isinstance(exc, ServerError):
-            logger.error("%s %s: %s", request.method, request.url.path, exc, exc_info=exc.__cause__)
+        if isinstance(exc, DatabaseError):  # an outage: the driver's words, no traceback
+            logger.error("%s %s: %s", request.method, request.url.path, exc.describe())
+        elif isinstance(exc, ServerError):  # a bug: with the traceback of its cause
+            logger.error(
+                "%s %s: %s", request.method, request.url.path, exc.describe(), exc_info=exc.__cause__
+            )
         if isinstance(exc, AuthError):
             headers["WWW-Authenticate"] = 'Bearer realm="cesar"'
     elif isinstance(exc, ValidationException):

@@ -17,13 +17,21 @@ class CesarError(Exception):
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, extra: dict[str, Any] | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.extra = extra or {}
+        #: more than a client may see (a driver's message naming hosts and files): for logs and the CLI
+        self.detail = detail
 
     def __str__(self) -> str:
         return self.message
+
+    def describe(self) -> str:
+        """The message with its detail, for logs and the command line (never for an HTTP client)."""
+        return f"{self.message} ({self.detail})" if self.detail else self.message
 
 
 class ClientError(CesarError):
@@ -117,10 +125,17 @@ class AuthError(ClientError):
 
 # --- server kinds ---------------------------------------------------------------------------------
 class DatabaseError(ServerError):
-    """The job database is unreachable or failed."""
+    """The job database cannot be reached, or cannot write (full disk, locked, gone): try again later."""
 
     status_code = 503
     code = "database_unavailable"
+
+
+class DatabaseBugError(ServerError):
+    """The database refused a statement (a constraint, a value, the SQL itself): a bug in Cesar, not an
+    outage. Logged with its traceback; a worker fails the job rather than retrying it forever."""
+
+    code = "internal_error"
 
 
 class SchemaOutdatedError(ServerError):

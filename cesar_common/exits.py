@@ -46,7 +46,7 @@ def one_line_errors(*, verbose: bool = False) -> Iterator[None]:
     except CesarError as exc:
         if verbose:
             traceback.print_exc()
-        fail(str(exc), exit_code_for(exc))
+        fail(exc.describe(), exit_code_for(exc))
     except Exception as exc:  # an unexpected bug: still one line unless asked for more
         if verbose:
             raise

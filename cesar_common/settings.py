@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(
         default=1024, ge=1, description="Largest upload or URL download accepted, in MiB."
     )
+    download_timeout_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Longest a worker spends downloading a URL job's audio, every redirect included; a "
+        "slower server fails the job (`download_failed`).",
+    )
     allow_private_urls: bool = Field(
         default=False,
         description="Allow URL jobs (and callbacks) to loopback and private addresses. "

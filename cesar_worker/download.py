@@ -1,13 +1,15 @@
-"""Fetching a URL job's audio: streamed to disk, capped, with timeouts and the address policy on every hop.
+"""Fetching a URL job's audio: streamed to disk, capped in size and in time, with the address policy on every
+hop and every connection (:mod:`cesar_worker.egress`).
 
-Redirects are followed by hand so that :func:`cesar_common.urlpolicy.validate_url` runs before each request,
-and the address each response actually came from is checked too (a name may resolve differently the second
-time: DNS rebinding). Every failure is a ``ClientError`` whose message a person understands.
+Redirects are followed by hand, so each hop's URL is checked before it is fetched, and any unusable one
+(malformed, another scheme, refused) ends the job as ``download_failed`` with a message. Every failure is a
+``ClientError`` whose message a person understands.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -15,9 +17,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from cesar_common import __version__
-from cesar_common.errors import DownloadError, PayloadTooLargeError
-from cesar_common.urlpolicy import check_address, validate_url
+from cesar_common.errors import DownloadError, PayloadTooLargeError, URLRefusedError
+from cesar_common.urlpolicy import validate_url
+from cesar_worker import egress
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,6 @@ READ_TIMEOUT = 30.0
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 1024 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-USER_AGENT = f"cesar/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,63 +47,77 @@ def download(
     *,
     max_bytes: int,
     allow_private: bool,
+    deadline_seconds: float | None = None,
     max_redirects: int = MAX_REDIRECTS,
     connect_timeout: float = CONNECT_TIMEOUT,
     read_timeout: float = READ_TIMEOUT,
     should_stop: Callable[[], bool] | None = None,
-    transport: httpx.BaseTransport | None = None,
 ) -> Downloaded:
     """Stream ``url`` into ``dest``; raise DownloadError, PayloadTooLargeError or URLRefusedError.
 
-    ``should_stop`` is asked between chunks; when it says yes, :class:`DownloadStopped` is raised.
+    The whole download (every hop) must end within ``deadline_seconds`` (None: no limit but the timeouts of
+    each step); ``should_stop`` is asked at least every quarter of a second, and when it says yes,
+    :class:`DownloadStopped` is raised.
     """
+    deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+    guard = egress.Guard(allow_private=allow_private, deadline=deadline, should_stop=should_stop)
     timeout = httpx.Timeout(
         connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
     )
-    with httpx.Client(
-        timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,  # no proxies or netrc from the environment: the policy must see the real peer
-        headers={"User-Agent": USER_AGENT},
-        transport=transport,
-    ) as client:
-        current = url
-        for _hop in range(max_redirects + 1):
-            validate_url(current, allow_private=allow_private)
-            host = _host(current)
-            try:
+    host = _host(url)
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise DownloadError(f"download failed: not a URL that can be fetched ({exc})") from exc
+    try:
+        with egress.client(guard, timeout=timeout) as client:
+            current = validate_url(url, allow_private=allow_private, resolve=False)
+            for _hop in range(max_redirects + 1):
+                host = _host(current)
                 with client.stream("GET", current) as response:
-                    _check_peer(response, allow_private=allow_private, host=host)
                     if response.status_code in REDIRECT_STATUSES and "location" in response.headers:
-                        current = urljoin(current, response.headers["location"])
+                        current = _next_hop(current, response.headers["location"], allow_private)
                         continue
                     if response.status_code >= 400:
                         raise DownloadError(
                             f"download failed: {response.status_code} {response.reason_phrase} from {host}"
                         )
-                    size = _save(response, dest, max_bytes=max_bytes, host=host, should_stop=should_stop)
+                    size = _save(response, dest, max_bytes=max_bytes, host=host)
                     return Downloaded(current, size, response.headers.get("content-type"))
-            except httpx.HTTPError as exc:
-                raise DownloadError(_describe(exc, host, connect_timeout, read_timeout)) from exc
-        raise DownloadError(f"download failed: more than {max_redirects} redirects from {_host(url)}")
+            raise DownloadError(f"download failed: more than {max_redirects} redirects from {_host(url)}")
+    except egress.Stopped as exc:
+        raise DownloadStopped from exc
+    except egress.DeadlineExceeded as exc:
+        raise DownloadError(
+            f"download failed: {host} did not finish sending within {deadline_seconds or 0:g} s "
+            "(CESAR_DOWNLOAD_TIMEOUT_SECONDS)"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise DownloadError(_describe(exc, host, connect_timeout, read_timeout)) from exc
+    except httpx.InvalidURL as exc:  # httpx parses a redirect's Location even when not following it
+        raise DownloadError(f"download failed: {host} redirected to an unusable URL: {exc}") from exc
 
 
-def _save(
-    response: httpx.Response,
-    dest: BinaryIO,
-    *,
-    max_bytes: int,
-    host: str,
-    should_stop: Callable[[], bool] | None,
-) -> int:
+def _next_hop(current: str, location: str, allow_private: bool) -> str:
+    """The redirect's target, if it is a URL Cesar may fetch (checked before any connection)."""
+    target = urljoin(current, location.strip())
+    try:
+        httpx.URL(target)  # what the client would refuse to send
+        return validate_url(target, allow_private=allow_private, resolve=False)
+    except (URLRefusedError, httpx.InvalidURL) as exc:
+        reason = str(exc).removeprefix("URL refused: ")
+        raise DownloadError(
+            f"download failed: {_host(current)} redirected to an unusable URL: {reason}"
+        ) from exc
+
+
+def _save(response: httpx.Response, dest: BinaryIO, *, max_bytes: int, host: str) -> int:
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     written = 0
     # iter_bytes decodes gzip/deflate: counting decoded bytes also caps a compression bomb
     for chunk in response.iter_bytes(CHUNK_BYTES):
-        if should_stop is not None and should_stop():
-            raise DownloadStopped
         written += len(chunk)
         if written > max_bytes:
             raise _too_large(max_bytes)
@@ -113,21 +128,15 @@ def _save(
     return written
 
 
-def _check_peer(response: httpx.Response, *, allow_private: bool, host: str) -> None:
-    stream = response.extensions.get("network_stream")
-    if stream is None:
-        return
-    peer = stream.get_extra_info("server_addr")
-    if peer:
-        check_address(str(peer[0]), allow_private=allow_private, host=host)
-
-
 def _too_large(max_bytes: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(f"the file is larger than {max_bytes // (1024 * 1024)} MB")
 
 
 def _host(url: str) -> str:
-    return urlsplit(url).hostname or url
+    try:
+        return urlsplit(url).hostname or url
+    except ValueError:
+        return url
 
 
 def _describe(exc: httpx.HTTPError, host: str, connect_timeout: float, read_timeout: float) -> str:

@@ -1,10 +1,14 @@
-"""The worker's second thread: keeps its lease and presence alive while the main thread decodes.
+"""The worker's two helper threads, beside the main thread that decodes.
 
-While a job runs it writes progress (at most about once a second), notices a cancel request or a lost lease
-within half a second, extends the lease every third of its length, and ends the shutdown grace period. At all
-times it refreshes the worker's presence row and runs the shared housekeeping (expired leases, stale uploads,
-stale worker rows, old finished jobs under CESAR_RETENTION_DAYS). A model load or a decode in native code does
-not hold it up.
+- :class:`Heartbeat` tends the job being run, and nothing else: it extends the lease every third of its
+  length, writes progress (at most about once a second), notices a cancel request or a lost lease within
+  half a second, and ends the shutdown grace period. Nothing else shares its thread, so a slow clean-up can
+  never make it miss a renewal.
+- :class:`Housekeeping` refreshes the worker's presence row and does the clean-up any worker does for
+  everyone (expired leases, stale uploads, stale worker rows, old finished jobs under
+  CESAR_RETENTION_DAYS), each at its own interval, in short transactions.
+
+A model load or a decode in native code holds up neither.
 """
 
 from __future__ import annotations
@@ -27,23 +31,105 @@ PRESENCE_INTERVAL = 5.0  # seconds between presence refreshes
 PRESENCE_MIN_INTERVAL = 1.0  # a job starting or ending refreshes presence sooner, but not more often
 SWEEP_INTERVAL = 5.0  # seconds between expired-lease sweeps (shorter when leases are)
 PURGE_INTERVAL = 60.0  # seconds between stale-upload and stale-worker clean-ups
-STALE_UPLOAD_SECONDS = 6 * 3600.0  # a `pending` upload this old is dead (a live one streams in faster)
+#: a `pending` upload that stored no chunk for this long was abandoned (uploads are spooled by the API
+#: first, so storing one takes seconds; each chunk stored marks it alive)
+STALE_UPLOAD_SECONDS = 300.0
 STALE_WORKER_SECONDS = 300.0  # presence rows not refreshed for this long are removed
 RETENTION_INTERVAL = 60.0  # seconds between retention sweeps (CESAR_RETENTION_DAYS)
 RETENTION_BATCH = 100  # jobs deleted per transaction by a retention sweep
-RETENTION_MAX_BATCHES = 5  # batches per sweep, so the heartbeat thread is back within about a second
+RETENTION_MAX_BATCHES = 5  # batches per sweep, so the housekeeping thread is back within about a second
 
 
-class Housekeeping:
-    """The clean-up any worker does for everyone, each part at its own interval."""
+class _Thread:
+    """A daemon thread that runs ``tick()`` until :meth:`close`, sleeping what ``tick`` returns between
+    runs; :meth:`wake` cuts a sleep short."""
 
-    def __init__(self, store: JobStore, settings: Settings) -> None:
+    name = "cesar-thread"
+
+    def __init__(self) -> None:
+        self._wake = threading.Event()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._halt.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def tick(self) -> float:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while not self._halt.is_set():
+            try:
+                pause = self.tick()
+            except CesarError as exc:  # the database hiccuped: say so, try again soon
+                log.warning("%s: %s", self.name, exc)
+                pause = CHECK_INTERVAL
+            except Exception:
+                log.exception("%s failed", self.name)
+                pause = CHECK_INTERVAL
+            if self._wake.wait(max(pause, 0.01)):
+                self._wake.clear()
+
+
+class Housekeeping(_Thread):
+    """Presence and the clean-up any worker does for everyone."""
+
+    name = "cesar-housekeeping"
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        worker_id: str,
+        *,
+        current: Callable[[], str | None],
+        models: Callable[[], list[str]],
+    ) -> None:
+        super().__init__()
         self.store = store
+        self.worker_id = worker_id
+        self.current = current
+        self.models = models
         self.sweep_interval = min(SWEEP_INTERVAL, settings.lease_seconds)
         self.retention_seconds = settings.retention_days * 86400.0
+        self._next_presence = 0.0
+        self._last_presence = -PRESENCE_MIN_INTERVAL
         self._next_sweep = 0.0
         self._next_purge = 0.0
         self._next_retention = 0.0 if self.retention_seconds > 0 else float("inf")
+        self._lock = threading.Lock()
+
+    def show_soon(self) -> None:
+        """The current job changed: refresh presence now, but at most about once a second."""
+        with self._lock:
+            self._next_presence = min(self._next_presence, self._last_presence + PRESENCE_MIN_INTERVAL)
+        self.wake()
+
+    def tick(self) -> float:
+        now = time.monotonic()
+        if self._presence_due(now):
+            self.store.heartbeat_worker(self.worker_id, current_job_id=self.current(), models=self.models())
+        self.run_due(now)
+        with self._lock:
+            next_presence = self._next_presence
+        return min(next_presence, self.next_due()) - time.monotonic()
+
+    def _presence_due(self, now: float) -> bool:
+        with self._lock:
+            if now < self._next_presence:
+                return False
+            self._next_presence = now + PRESENCE_INTERVAL
+            self._last_presence = now
+            return True
 
     def run_due(self, now: float) -> None:
         if now >= self._next_sweep:
@@ -86,106 +172,58 @@ class Housekeeping:
         return min(self._next_sweep, self._next_purge, self._next_retention)
 
 
-class Heartbeat:
-    """A daemon thread; :meth:`begin` and :meth:`end` bracket each job the main thread runs."""
+class Heartbeat(_Thread):
+    """Tends the running job; :meth:`begin` and :meth:`end` bracket each job the main thread runs."""
+
+    name = "cesar-heartbeat"
 
     def __init__(
-        self,
-        store: JobStore,
-        settings: Settings,
-        worker_id: str,
-        *,
-        stop_event: threading.Event,
-        models: Callable[[], list[str]],
+        self, store: JobStore, settings: Settings, worker_id: str, *, stop_event: threading.Event
     ) -> None:
+        super().__init__()
         self.store = store
         self.worker_id = worker_id
         self.stop_event = stop_event
-        self.models = models
         self.lease_seconds = settings.lease_seconds
         self.grace_seconds = settings.shutdown_grace_seconds
         self.extend_interval = settings.lease_seconds / 3
         self.check_interval = min(CHECK_INTERVAL, settings.lease_seconds / 4)
-        self.housekeeping = Housekeeping(store, settings)
         self._run: JobRun | None = None
+        self._state: _JobState | None = None
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="cesar-heartbeat", daemon=True)
-        self._next_presence = 0.0
-        self._last_presence = -PRESENCE_MIN_INTERVAL
-
-    # --- main thread API -----------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self, timeout: float = 5.0) -> None:
-        self._halt.set()
-        self._wake.set()
-        self._thread.join(timeout)
 
     def begin(self, run: JobRun) -> None:
         with self._lock:
             self._run = run
-            self._show_soon()
-        self._wake.set()
+        self.wake()
 
     def end(self) -> None:
         with self._lock:
             self._run = None
-            self._show_soon()
-        self._wake.set()
+        self.wake()
 
-    def _show_soon(self) -> None:
-        # the presence row names the current job: refresh it now, but at most about once a second
-        self._next_presence = min(self._next_presence, self._last_presence + PRESENCE_MIN_INTERVAL)
-
-    # --- the thread ----------------------------------------------------------------------------
-    def _loop(self) -> None:
-        job_state: _JobState | None = None
-        while not self._halt.is_set():
-            with self._lock:
-                run = self._run
-            if run is None:
-                job_state = None
-            elif job_state is None or job_state.run is not run:
-                job_state = _JobState(
-                    run, time.monotonic(), extend_every=self.extend_interval, check_every=self.check_interval
-                )
-            now = time.monotonic()
-            try:
-                if job_state is not None:
-                    self._tend(job_state, now)
-                if self._presence_due(now):
-                    self.store.heartbeat_worker(
-                        self.worker_id, current_job_id=run.job_id if run else None, models=self.models()
-                    )
-                self.housekeeping.run_due(now)
-            except CesarError as exc:  # the database hiccuped: say so, try again next tick
-                log.warning("heartbeat: %s", exc)
-            except Exception:
-                log.exception("heartbeat failed")
-            self._sleep(job_state is not None)
-
-    def _presence_due(self, now: float) -> bool:
+    @property
+    def current_job_id(self) -> str | None:
         with self._lock:
-            if now < self._next_presence:
-                return False
-            self._next_presence = now + PRESENCE_INTERVAL
-            self._last_presence = now
-            return True
+            return None if self._run is None else self._run.job_id
 
-    def _sleep(self, busy: bool) -> None:
-        if busy:
-            pause = self.check_interval
-        else:
-            pause = max(0.05, min(self._next_presence, self.housekeeping.next_due()) - time.monotonic())
-        if self._wake.wait(pause):
-            self._wake.clear()
+    def tick(self) -> float:
+        with self._lock:
+            run = self._run
+        if run is None:
+            self._state = None
+            return 3600.0  # until begin() wakes it
+        if self._state is None or self._state.run is not run:
+            now = time.monotonic()
+            self._state = _JobState(
+                run, now, extend_every=self.extend_interval, check_every=self.check_interval
+            )
+        self._tend(self._state, time.monotonic())
+        return self.check_interval
 
     def _tend(self, state: _JobState, now: float) -> None:
         run = state.run
-        if run.stop_reason is not None:
+        if run.stop_reason is not None or run.finishing:
             return
         if self.stop_event.is_set() and not state.told_grace:
             state.told_grace = True
@@ -214,9 +252,8 @@ class Heartbeat:
             return False
 
     def _lost(self, run: JobRun) -> None:
-        with self._lock:
-            if self._run is not run:
-                return  # the job just ended: its lease went with it
+        if run.finishing:
+            return  # the main thread just wrote the job's end: its lease went with it
         if run.stop(StopReason.LEASE_LOST):
             log.warning("job %s: lease lost; another worker may own it now", run.job_id)
 

@@ -48,6 +48,7 @@ class JobRun:
         self._shutdown = shutdown
         self._grace_seconds = grace_seconds
         self._grace_deadline: float | None = None
+        self._finishing = False
 
     @property
     def job_id(self) -> str:
@@ -72,6 +73,15 @@ class JobRun:
         reason = self._stop_reason
         if reason is not None:
             raise JobStopped(reason)
+
+    def finish(self) -> None:
+        """The main thread is about to write the job's end: the heartbeat leaves the job alone from here (a
+        lease it then fails to extend is not "lost", it went with the job)."""
+        self._finishing = True
+
+    @property
+    def finishing(self) -> bool:
+        return self._finishing
 
     # --- the heartbeat side --------------------------------------------------------------------
     def take_progress(self) -> float | None:

@@ -1,19 +1,19 @@
 """Sending webhook deliveries: claim a due one from the outbox, POST the job's JSON, record the outcome.
 
 Each worker process runs a :class:`DeliveryLoop` on a thread of its own, so a receiver that hangs holds up
-only other deliveries, never a transcription. A POST gets 5 s to connect and 10 s in all (an asyncio deadline
-around the whole exchange: a receiver that trickles bytes cannot stretch it); redirects are not followed.
-The address policy of URL jobs (``CESAR_ALLOW_PRIVATE_URLS``) is checked before every try, on the addresses
-the name resolves to now and on the address actually connected to (DNS rebinding).
+only other deliveries, never a transcription. A POST gets 5 s to connect and 10 s in all (a deadline on the
+whole exchange: a receiver that trickles bytes cannot stretch it); redirects are not followed. Connections
+go through :mod:`cesar_worker.egress`: the address policy of URL jobs (``CESAR_ALLOW_PRIVATE_URLS``) is
+checked on the addresses the name resolves to, before connecting, on every try. While a try runs, the
+sender keeps the delivery's lease, so no other worker sends the same delivery meanwhile.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -24,7 +24,8 @@ from cesar_common.db.records import DeliveryOutcome, WebhookDeliveryRecord, Webh
 from cesar_common.db.store import JobStore
 from cesar_common.errors import CesarError, NotFoundError, URLRefusedError
 from cesar_common.settings import Settings
-from cesar_common.urlpolicy import check_address, resolve_host, validate_url
+from cesar_common.urlpolicy import validate_url
+from cesar_worker import egress
 from cesar_worker.webhooks import (
     DELIVERY_ID_HEADER,
     EVENT_HEADER,
@@ -52,34 +53,34 @@ class Answer:
     error: str | None = None
 
 
-class WebhookSender:
-    """Claims and sends deliveries for one worker. ``transport``: an httpx transport for tests."""
+class LeaseLost(Exception):  # control flow: another worker took the delivery over
+    pass
 
-    def __init__(
-        self,
-        store: JobStore,
-        settings: Settings,
-        worker_id: str,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+
+class WebhookSender:
+    """Claims and sends deliveries for one worker."""
+
+    def __init__(self, store: JobStore, settings: Settings, worker_id: str) -> None:
         self.store = store
         self.settings = settings
         self.worker_id = worker_id
-        self.transport = transport
         self._secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-        self._ssl_context: ssl.SSLContext | None = None
 
     def send_one(self) -> bool:
         """Claim a due delivery and try it once; False when none was due."""
         delivery = self.store.claim_delivery(
-            self.worker_id, lease_seconds=self.settings.webhook_lease_seconds
+            self.worker_id,
+            lease_seconds=self.settings.webhook_lease_seconds,
+            max_attempts=self.settings.webhook_max_attempts,
         )
         if delivery is None:
             return False
         started = time.monotonic()
-        outcome = self.attempt(delivery)
-        if not self.store.finish_delivery(delivery.id, self.worker_id, outcome):
+        try:
+            outcome = self.attempt(delivery)
+        except LeaseLost:
+            outcome = None
+        if outcome is None or not self.store.finish_delivery(delivery.id, self.worker_id, outcome):
             log.warning(
                 "webhook %s: another worker took it over (lease lost); its outcome counts", delivery.id
             )
@@ -88,17 +89,16 @@ class WebhookSender:
         return True
 
     def attempt(self, delivery: WebhookDeliveryRecord) -> DeliveryOutcome:
-        """One try of ``delivery`` (its ``attempts`` already counts this try)."""
+        """One try of ``delivery`` (its ``attempts`` already counts this try). Raises LeaseLost when another
+        worker took the delivery over while it ran."""
         try:
             body = self.body(delivery.job_id)
         except NotFoundError:
             return refused("the job was deleted")
         try:
-            if self._check_address(delivery.url):
-                answer = self.post(delivery, body)
-            else:
-                answer = Answer(None, error=_unresolved(delivery.url))
-        except URLRefusedError as exc:  # refused by the policy: now, or at the address connected to
+            validate_url(delivery.url, allow_private=self.settings.allow_private_urls, resolve=False)
+            answer = self.post(delivery, body)
+        except URLRefusedError as exc:  # refused by the policy, before any connection
             return refused(str(exc))
         return decide(
             status_code=answer.status_code,
@@ -127,50 +127,42 @@ class WebhookSender:
         return headers
 
     def post(self, delivery: WebhookDeliveryRecord, body: bytes) -> Answer:
-        return asyncio.run(self._post(delivery.url, body, self.headers(delivery, body)))
-
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> Answer:
-        host = urlsplit(url).hostname or url
-        allow_private = self.settings.allow_private_urls
+        host = urlsplit(delivery.url).hostname or delivery.url
+        guard = egress.Guard(
+            allow_private=self.settings.allow_private_urls,
+            deadline=time.monotonic() + TOTAL_TIMEOUT_S,
+            on_tick=self._lease_keeper(delivery),
+        )
         timeout = httpx.Timeout(TOTAL_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
-        if self._ssl_context is None:
-            # loading the CA bundle costs a tenth of a second: once per sender, not per try
-            self._ssl_context = httpx.create_ssl_context()
         try:
-            async with (
-                asyncio.timeout(TOTAL_TIMEOUT_S),
-                httpx.AsyncClient(
-                    timeout=timeout,
-                    follow_redirects=False,
-                    trust_env=False,  # no proxies from the environment: the policy must see the real peer
-                    verify=self._ssl_context,
-                    transport=self.transport,
-                ) as client,
-                client.stream("POST", url, content=body, headers=headers) as response,
+            with (
+                egress.client(guard, timeout=timeout) as client,
+                client.stream(
+                    "POST", delivery.url, content=body, headers=self.headers(delivery, body)
+                ) as answer,
             ):
-                _check_peer(response, allow_private=allow_private, host=host)
-                return Answer(response.status_code, retry_after=response.headers.get("retry-after"))
-        except TimeoutError:
+                return Answer(answer.status_code, retry_after=answer.headers.get("retry-after"))
+        except egress.DeadlineExceeded:
             return Answer(None, error=f"{host} did not answer within {TOTAL_TIMEOUT_S:g} s")
         except httpx.ConnectTimeout:
             return Answer(None, error=f"{host} did not accept a connection within {CONNECT_TIMEOUT_S:g} s")
         except httpx.HTTPError as exc:
             return Answer(None, error=f"{type(exc).__name__} talking to {host}: {exc}".rstrip(": "))
 
-    def _check_address(self, url: str) -> bool:
-        """Raise URLRefusedError where the policy refuses the URL; False when its host does not resolve
-        (a network error, tried again later)."""
-        allow_private = self.settings.allow_private_urls
-        validate_url(url, allow_private=allow_private, resolve=False)
-        parts = urlsplit(url)
-        host = (parts.hostname or "").rstrip(".").lower()
-        try:
-            addresses = resolve_host(host, parts.port or (443 if parts.scheme.lower() == "https" else 80))
-        except URLRefusedError:
-            return False
-        for address in addresses:
-            check_address(address, allow_private=allow_private, host=host)
-        return True
+    def _lease_keeper(self, delivery: WebhookDeliveryRecord) -> Callable[[], None]:
+        """Extend the delivery's lease every third of its length while the try runs."""
+        lease = self.settings.webhook_lease_seconds
+        next_extension = time.monotonic() + lease / 3
+
+        def keep() -> None:
+            nonlocal next_extension
+            if time.monotonic() < next_extension:
+                return
+            next_extension = time.monotonic() + lease / 3
+            if not self.store.extend_delivery_lease(delivery.id, self.worker_id, lease_seconds=lease):
+                raise LeaseLost
+
+        return keep
 
 
 class DeliveryLoop:
@@ -234,23 +226,12 @@ class DeliveryLoop:
                 self._wake.clear()
 
 
-def _check_peer(response: httpx.Response, *, allow_private: bool, host: str) -> None:
-    stream = response.extensions.get("network_stream")
-    peer = stream.get_extra_info("server_addr") if stream is not None else None
-    if peer:
-        check_address(str(peer[0]), allow_private=allow_private, host=host)
-
-
-def _unresolved(url: str) -> str:
-    return f"cannot resolve host {urlsplit(url).hostname}"
-
-
 def _log_outcome(delivery: WebhookDeliveryRecord, outcome: DeliveryOutcome, seconds: float) -> None:
     what = f"webhook {delivery.id} (job {delivery.job_id}, try {delivery.attempts})"
     status = f" {outcome.status_code}" if outcome.status_code is not None else ""
     if outcome.state is WebhookState.DELIVERED:
         log.info("%s delivered:%s in %.2f s", what, status, seconds)
     elif outcome.state is WebhookState.PENDING:
-        log.warning("%s will be retried at %s: %s", what, outcome.retry_at, outcome.error)
+        log.warning("%s will be retried in %.0f s: %s", what, outcome.retry_in or 0.0, outcome.error)
     else:
         log.warning("%s failed for good: %s", what, outcome.error)

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import random
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from cesar_common.db.records import DeliveryOutcome, WebhookState
@@ -100,8 +100,11 @@ def decide(
     now: datetime | None = None,
     rng: random.Random | None = None,
 ) -> DeliveryOutcome:
-    """What a try that got ``status_code`` (None: no answer, see ``error``) leads to."""
-    now = now or datetime.now(UTC)
+    """What a try that got ``status_code`` (None: no answer, see ``error``) leads to.
+
+    ``now`` only interprets a ``Retry-After`` date, which is the receiver's clock against this host's; the
+    next try's time itself is set from the database's clock (``retry_in`` seconds after it).
+    """
     if status_code is not None and 200 <= status_code < 300:
         return DeliveryOutcome(WebhookState.DELIVERED, status_code=status_code)
     if status_code is not None and not is_retryable(status_code):
@@ -115,9 +118,7 @@ def decide(
     wait = retry_after_seconds(retry_after, now=now)
     if wait is None:
         wait = backoff_seconds(tries, base=base, rng=rng)
-    return DeliveryOutcome(
-        WebhookState.PENDING, status_code=status_code, error=reason, retry_at=now + timedelta(seconds=wait)
-    )
+    return DeliveryOutcome(WebhookState.PENDING, status_code=status_code, error=reason, retry_in=wait)
 
 
 def refused(reason: str) -> DeliveryOutcome:

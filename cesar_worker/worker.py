@@ -29,7 +29,7 @@ from cesar_common.errors import AudioDecodeError, CesarError, DatabaseError, Mod
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
 from cesar_worker.download import DownloadStopped, download
-from cesar_worker.heartbeat import Heartbeat
+from cesar_worker.heartbeat import Heartbeat, Housekeeping
 from cesar_worker.jobrun import JobRun, JobStopped, StopReason
 from cesar_worker.transcriber import Transcriber, TranscriberFactory, WhisperTranscriber
 from cesar_worker.webhook_sender import DeliveryLoop
@@ -146,8 +146,13 @@ class Worker:
         self.stop_event = stop_event
         # LISTEN on PostgreSQL, PRAGMA data_version on SQLite: an idle worker wakes as a job arrives
         self.waiter = waiter or JobWaiter(store.engine, stop_event=stop_event)
-        self.heartbeat = Heartbeat(
-            store, settings, worker_id, stop_event=stop_event, models=transcriber.loaded_models
+        self.heartbeat = Heartbeat(store, settings, worker_id, stop_event=stop_event)
+        self.housekeeping = Housekeeping(
+            store,
+            settings,
+            worker_id,
+            current=lambda: self.heartbeat.current_job_id,
+            models=transcriber.loaded_models,
         )
         # webhooks go out from a thread of their own: a receiver that hangs never holds up a job
         self.deliveries = DeliveryLoop(store, settings, worker_id)
@@ -159,8 +164,9 @@ class Worker:
         self.store.register_worker(self.worker_id, host=socket.gethostname(), pid=os.getpid())
         try:
             # sweep before the first claim, so `--once` also picks up jobs whose worker died
-            self.heartbeat.housekeeping.run_due(time.monotonic())
+            self.housekeeping.run_due(time.monotonic())
             self.heartbeat.start()
+            self.housekeeping.start()
             self.deliveries.start()
             if preload:
                 self.transcriber.preload(self.settings.model)
@@ -171,6 +177,7 @@ class Worker:
         finally:
             self.deliveries.close()
             self.heartbeat.close()
+            self.housekeeping.close()
             self.waiter.close()
             try:
                 self.store.unregister_worker(self.worker_id)
@@ -208,10 +215,12 @@ class Worker:
     def process(self, job: JobRecord) -> Outcome:
         run = JobRun(job, shutdown=self.stop_event, grace_seconds=self.settings.shutdown_grace_seconds)
         self.heartbeat.begin(run)
+        self.housekeeping.show_soon()
         try:
             outcome = self._execute(run)
         finally:
             self.heartbeat.end()
+            self.housekeeping.show_soon()
             self.deliveries.wake()
         self.jobs_done += 1
         self._log(run, outcome)
@@ -231,15 +240,17 @@ class Worker:
                 result = self.transcriber.transcribe(
                     job, audio_path, on_progress=run.on_progress, should_stop=run.should_stop
                 )
+            run.finish()
             if self.store.complete_job(job.id, self.worker_id, result):
                 return Outcome("completed", result.duration)
             return Outcome("abandoned", result.duration, "the job was no longer ours when it finished")
         except (JobStopped, DownloadStopped) as exc:
             return self._stopped(run, exc)
         except DatabaseError as exc:
-            # not the job's fault; its lease runs out and a worker tries again (bounded by max_attempts)
-            log.error("job %s: database error: %s", job.id, exc)
-            return Outcome("left to its lease", detail=str(exc))
+            # the database is away, not the job's fault: its lease runs out and a worker tries again
+            # (bounded by max_attempts). A statement the database refused is a bug: it fails the job below.
+            log.error("job %s: %s", job.id, exc.describe())
+            return Outcome("left to its lease", detail=exc.describe())
         except CesarError as exc:
             return self._fail(run, exc.code, str(exc))
         except Exception as exc:
@@ -257,6 +268,7 @@ class Worker:
                     out,
                     max_bytes=self.settings.max_upload_bytes,
                     allow_private=self.settings.allow_private_urls,
+                    deadline_seconds=self.settings.download_timeout_seconds,
                     should_stop=run.should_stop,
                 )
             elif self.store.copy_audio_to(job.id, out) == 0:
@@ -264,6 +276,8 @@ class Worker:
 
     def _stopped(self, run: JobRun, exc: Exception) -> Outcome:
         reason = run.stop_reason or getattr(exc, "reason", StopReason.CANCELLED)
+        if reason != StopReason.LEASE_LOST:
+            run.finish()
         try:
             if reason == StopReason.CANCELLED:
                 self.store.cancel_running(run.job_id, self.worker_id)
@@ -279,6 +293,7 @@ class Worker:
     def _fail(self, run: JobRun, code: str, message: str) -> Outcome:
         if run.stop_reason == StopReason.LEASE_LOST:
             return Outcome("abandoned", detail=f"lease lost ({message})")
+        run.finish()
         try:
             self.store.fail_job(run.job_id, self.worker_id, code=code, message=message)
         except CesarError as exc:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 from alembic import command
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table, select, update
 
 from cesar_common.db.connect import foreign_keys_off, open_engine
 from cesar_common.db.migrate import alembic_config, ensure_schema_current, schema_state, upgrade_to_head
@@ -43,3 +44,21 @@ def revision(url: str) -> str | None:
 def check_schema(url: str) -> None:
     with engine_for(url) as engine:
         ensure_schema_current(engine)
+
+
+def utcnow() -> datetime:
+    """This host's clock, for tests that write timestamps directly (the database's clock is the same one)."""
+    return datetime.now(UTC)
+
+
+def age(engine: Engine, table: Table, column: str, seconds: float, **where: object) -> int:
+    """Move ``column`` of the rows matching ``where`` ``seconds`` into the past, as if that much time went by
+    on the database's clock (leases expire, deliveries fall due, jobs grow old). Returns the rows moved."""
+    conditions = [table.c[name] == value for name, value in where.items()]
+    with engine.begin() as conn:
+        rows = conn.execute(select(table.c.id, table.c[column]).where(*conditions)).all()
+        for row_id, value in rows:
+            if value is not None:
+                moved = value - timedelta(seconds=seconds)
+                conn.execute(update(table).where(table.c.id == row_id).values({column: moved}))
+    return len(rows)

@@ -17,6 +17,7 @@ from cesar_common.db.records import JobSource, NewJob
 from cesar_common.errors import InvalidInputError
 
 KEY_WINDOW = timedelta(hours=24)
+KEY_WINDOW_SECONDS = KEY_WINDOW.total_seconds()
 MAX_KEY_LENGTH = 255
 
 

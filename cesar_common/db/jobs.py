@@ -8,7 +8,7 @@ which drops the audio, queues the webhook delivery (the outbox) and adds to the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -29,7 +29,8 @@ from sqlalchemy import (
 )
 
 from cesar_common.db import audio, outbox, totals
-from cesar_common.db.idempotency import KEY_WINDOW, IdempotencyKeyReusedError
+from cesar_common.db.clock import db_now
+from cesar_common.db.idempotency import KEY_WINDOW_SECONDS, IdempotencyKeyReusedError
 from cesar_common.db.models import Job
 from cesar_common.db.notify import notify_new_job
 from cesar_common.db.records import (
@@ -62,10 +63,6 @@ class LeaseLostError(ConflictError):
     code = "lease_lost"
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def not_found(job_id: str) -> NotFoundError:
     return NotFoundError(f"no job with id {job_id}", extra={"job_id": job_id})
 
@@ -81,7 +78,7 @@ def new_job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
         "content_type": new.content_type,
         "size_bytes": None,
         **options_dict(new.options),
-        "created_at": utcnow(),
+        "created_at": db_now(),
         "progress": 0.0,
         "attempts": 0,
         "max_attempts": new.max_attempts,
@@ -98,7 +95,7 @@ def keep_pending_alive(conn: Connection, job_id: str) -> bool:
     """Refresh a ``pending`` upload's ``created_at`` (:func:`stale_pending` spares it); False once the
     upload was discarded."""
     alive = conn.execute(
-        update(jobs).where(jobs.c.id == job_id, jobs.c.status == PENDING).values(created_at=utcnow())
+        update(jobs).where(jobs.c.id == job_id, jobs.c.status == PENDING).values(created_at=db_now())
     ).rowcount
     return bool(alive == 1)
 
@@ -108,7 +105,7 @@ def publish_pending(conn: Connection, job_id: str, values: dict[str, Any]) -> Ro
     row = conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status == PENDING)
-        .values(status=QUEUED, created_at=utcnow(), **values)
+        .values(status=QUEUED, created_at=db_now(), **values)
         .returning(*jobs.c)
     ).one_or_none()
     if row is not None:
@@ -122,7 +119,7 @@ def delete_pending(conn: Connection, job_ids: Sequence[str]) -> None:
 
 
 def stale_pending(conn: Connection, *, older_than_seconds: float) -> list[str]:
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    cutoff = db_now(-older_than_seconds)
     return list(
         conn.execute(select(jobs.c.id).where(jobs.c.status == PENDING, jobs.c.created_at < cutoff)).scalars()
     )
@@ -136,7 +133,7 @@ def holding_key(key: str) -> Select[Any]:
 def job_holding_key(conn: Connection, key: str, *, within_window: bool = False) -> Row[Any] | None:
     stmt = holding_key(key)
     if within_window:
-        stmt = stmt.where(jobs.c.created_at >= utcnow() - KEY_WINDOW)
+        stmt = stmt.where(jobs.c.created_at >= db_now(-KEY_WINDOW_SECONDS))
     return conn.execute(stmt).one_or_none()
 
 
@@ -144,7 +141,7 @@ def release_stale_key(conn: Connection, key: str) -> None:
     """A key older than the window names nothing any more: free it for the job about to take it."""
     conn.execute(
         update(jobs)
-        .where(jobs.c.idempotency_key == key, jobs.c.created_at < utcnow() - KEY_WINDOW)
+        .where(jobs.c.idempotency_key == key, jobs.c.created_at < db_now(-KEY_WINDOW_SECONDS))
         .values(idempotency_key=None)
     )
 
@@ -245,11 +242,11 @@ def counts_by_status(conn: Connection) -> dict[str, int]:
     return found
 
 
-def oldest_queued_at(conn: Connection) -> datetime | None:
-    oldest = conn.execute(select(func.min(jobs.c.created_at)).where(jobs.c.status == QUEUED)).scalar()
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=UTC)  # func.min bypasses the column type on SQLite
-    return cast(datetime | None, oldest)
+def oldest_queued_age(conn: Connection) -> float:
+    """Seconds the oldest queued job has waited, by the database's clock (0 when none waits)."""
+    oldest = func.min(jobs.c.created_at, type_=jobs.c.created_at.type)
+    now, first = conn.execute(select(db_now(), oldest).where(jobs.c.status == QUEUED)).one()
+    return 0.0 if first is None else max((now - first).total_seconds(), 0.0)
 
 
 def cancel_state(conn: Connection, job_id: str) -> tuple[str, bool] | None:
@@ -283,7 +280,6 @@ def held(job_id: str, worker_id: str) -> ColumnElement[bool]:
 
 def claim(conn: Connection, worker_id: str, *, lease_seconds: float) -> Row[Any] | None:
     """The oldest queued job, taken in one atomic statement; None when the queue is empty."""
-    now = utcnow()
     oldest = select(jobs.c.id).where(jobs.c.status == QUEUED).order_by(jobs.c.created_at, jobs.c.id).limit(1)
     if conn.dialect.name == "postgresql":
         # concurrent claimers skip each other's row instead of queueing behind its lock
@@ -294,9 +290,9 @@ def claim(conn: Connection, worker_id: str, *, lease_seconds: float) -> Row[Any]
         .values(
             status=PROCESSING,
             attempts=jobs.c.attempts + 1,
-            started_at=now,
+            started_at=db_now(),
             worker_id=worker_id,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            lease_expires_at=db_now(lease_seconds),
             progress=0.0,
         )
         .returning(*jobs.c)
@@ -304,8 +300,9 @@ def claim(conn: Connection, worker_id: str, *, lease_seconds: float) -> Row[Any]
 
 
 def extend_lease(conn: Connection, job_id: str, worker_id: str, *, lease_seconds: float) -> bool:
-    lease = utcnow() + timedelta(seconds=lease_seconds)
-    changed = conn.execute(update(jobs).where(held(job_id, worker_id)).values(lease_expires_at=lease))
+    changed = conn.execute(
+        update(jobs).where(held(job_id, worker_id)).values(lease_expires_at=db_now(lease_seconds))
+    )
     return bool(changed.rowcount == 1)
 
 
@@ -343,7 +340,7 @@ _REQUEUE_VALUES: dict[str, Any] = {
 
 def final_values(status: JobStatus, **values: Any) -> dict[str, Any]:
     """The columns a job reaching final ``status`` gets."""
-    return {"status": status.value, "completed_at": utcnow(), "lease_expires_at": None, **values}
+    return {"status": status.value, "completed_at": db_now(), "lease_expires_at": None, **values}
 
 
 def finish(
@@ -363,7 +360,7 @@ def on_final(conn: Connection, row: Row[Any], *, keep_audio: bool) -> None:
     delivery (the outbox: never a final job without its delivery) and count the job."""
     if not keep_audio:
         audio.delete_audio(conn, [row.id])
-    outbox.enqueue(conn, row.id, row.callback_url, row.completed_at or utcnow())
+    outbox.enqueue(conn, row.id, row.callback_url)
     wall = None
     if row.started_at is not None and row.completed_at is not None:
         wall = (row.completed_at - row.started_at).total_seconds()
@@ -390,29 +387,31 @@ def release(conn: Connection, job_id: str, worker_id: str, *, keep_audio: bool) 
     return True
 
 
-def sweep_expired(conn: Connection, *, now: datetime, keep_audio: bool) -> SweepResult:
+def sweep_expired(conn: Connection, *, keep_audio: bool) -> SweepResult:
     """Jobs whose worker stopped renewing its lease: requeued, or failed after max_attempts claims; a job
     whose cancel was requested is cancelled instead (and in neither list)."""
     requeued: list[str] = []
     failed: list[str] = []
     expired = for_update(
         select(jobs.c.id, jobs.c.attempts, jobs.c.max_attempts, jobs.c.cancel_requested).where(
-            jobs.c.status == PROCESSING, jobs.c.lease_expires_at < now
+            jobs.c.status == PROCESSING, jobs.c.lease_expires_at < db_now()
         ),
         skip_locked=True,
     )
     for row in conn.execute(expired).all():
-        still_expired = and_(jobs.c.id == row.id, jobs.c.status == PROCESSING, jobs.c.lease_expires_at < now)
+        still_expired = and_(
+            jobs.c.id == row.id, jobs.c.status == PROCESSING, jobs.c.lease_expires_at < db_now()
+        )
         if row.cancel_requested:
             values: dict[str, Any] = {
                 "status": JobStatus.CANCELLED.value,
-                "completed_at": now,
+                "completed_at": db_now(),
                 "lease_expires_at": None,
             }
         elif row.attempts >= row.max_attempts:
             values = {
                 "status": JobStatus.ERROR.value,
-                "completed_at": now,
+                "completed_at": db_now(),
                 "lease_expires_at": None,
                 "error_code": "worker_lost",
                 "error_message": f"worker lost {row.attempts} times",
@@ -445,7 +444,7 @@ def request_cancel(conn: Connection, job_id: str, *, keep_audio: bool) -> Row[An
         changed = conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id)
-            .values(status=JobStatus.CANCELLED.value, completed_at=utcnow())
+            .values(status=JobStatus.CANCELLED.value, completed_at=db_now())
             .returning(*_FINISHED_COLUMNS)
         ).one()
         on_final(conn, changed, keep_audio=keep_audio)
@@ -470,9 +469,12 @@ def delete_finished(conn: Connection, job_id: str) -> None:
     delete_jobs(conn, [job_id])
 
 
-def purge_batch(conn: Connection, *, cutoff: datetime, statuses: Sequence[str], batch_size: int) -> int:
-    """Delete up to ``batch_size`` jobs in ``statuses`` (final ones) that ended before ``cutoff``; a job
+def purge_batch(
+    conn: Connection, *, older_than_seconds: float, statuses: Sequence[str], batch_size: int
+) -> int:
+    """Delete up to ``batch_size`` jobs in ``statuses`` (final ones) that ended longer ago than that; a job
     whose webhook is still being delivered waits for the delivery to end."""
+    cutoff = db_now(-older_than_seconds)
     in_flight = (
         select(outbox.deliveries.c.id)
         .where(

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Table, and_, func, insert, or_, select, update
 
 from cesar_common.db import totals
+from cesar_common.db.clock import db_now
 from cesar_common.db.models import WebhookDelivery
 from cesar_common.db.records import DeliveryOutcome, WebhookDeliveryRecord, WebhookState
 
@@ -31,7 +31,7 @@ FAILED = WebhookState.FAILED.value
 OUTCOME_LABELS = {DELIVERED: "delivered", PENDING: "retried", FAILED: "failed"}
 
 
-def enqueue(conn: Connection, job_id: str, url: str | None, now: datetime) -> str | None:
+def enqueue(conn: Connection, job_id: str, url: str | None) -> str | None:
     """Queue a delivery of job ``job_id`` to ``url`` (nothing without a URL); its id."""
     if not url:
         return None
@@ -43,26 +43,35 @@ def enqueue(conn: Connection, job_id: str, url: str | None, now: datetime) -> st
             url=url,
             state=PENDING,
             attempts=0,
-            next_attempt_at=now,
-            created_at=now,
+            next_attempt_at=db_now(),
+            created_at=db_now(),
         )
     )
     return delivery_id
 
 
 def claim(
-    conn: Connection, worker_id: str, *, now: datetime, lease_seconds: float
+    conn: Connection, worker_id: str, *, lease_seconds: float, max_attempts: int
 ) -> WebhookDeliveryRecord | None:
-    """Take the delivery that has been due longest, in one statement; None when none is due."""
+    """Take the delivery that has been due longest, in one statement; None when none is due.
+
+    A delivery whose worker was lost on its last allowed try is not taken again: it fails, so ``attempts``
+    never passes ``max_attempts``.
+    """
+    _give_up_abandoned(conn, max_attempts)
     due = or_(
-        and_(deliveries.c.state == PENDING, deliveries.c.next_attempt_at <= now),
+        and_(deliveries.c.state == PENDING, deliveries.c.next_attempt_at <= db_now()),
         # its worker stopped renewing: a crash delays a delivery, never loses it
-        and_(deliveries.c.state == DELIVERING, deliveries.c.lease_expires_at < now),
+        and_(
+            deliveries.c.state == DELIVERING,
+            deliveries.c.lease_expires_at < db_now(),
+            deliveries.c.attempts < max_attempts,
+        ),
     )
     oldest = select(deliveries.c.id).where(due).order_by(deliveries.c.next_attempt_at).limit(1)
     if conn.dialect.name == "postgresql":
         oldest = oldest.with_for_update(skip_locked=True)
-    lease = now + timedelta(seconds=lease_seconds)
+    lease = db_now(lease_seconds)
     row = conn.execute(
         update(deliveries)
         .where(deliveries.c.id == oldest.scalar_subquery(), due)
@@ -79,14 +88,41 @@ def claim(
     return None if row is None else record(row)
 
 
-def finish(
-    conn: Connection, delivery_id: str, worker_id: str, outcome: DeliveryOutcome, now: datetime
-) -> bool:
+def _give_up_abandoned(conn: Connection, max_attempts: int) -> None:
+    gave_up = conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.state == DELIVERING,
+            deliveries.c.lease_expires_at < db_now(),
+            deliveries.c.attempts >= max_attempts,
+        )
+        .values(
+            state=FAILED,
+            worker_id=None,
+            lease_expires_at=None,
+            last_error=func.coalesce(deliveries.c.last_error, "the worker sending it was lost")
+            + f" (gave up after {max_attempts} tries)",
+        )
+    ).rowcount
+    if gave_up:
+        totals.add(conn, {(totals.DELIVERY_ATTEMPTS, OUTCOME_LABELS[FAILED]): float(gave_up)})
+
+
+def extend(conn: Connection, delivery_id: str, worker_id: str, *, lease_seconds: float) -> bool:
+    """Push the lease of a delivery being tried; False when ``worker_id`` no longer holds it."""
+    lease = db_now(lease_seconds)
+    values = {"lease_expires_at": lease, "next_attempt_at": lease}
+    return bool(
+        conn.execute(update(deliveries).where(_held(delivery_id, worker_id)).values(**values)).rowcount
+    )
+
+
+def finish(conn: Connection, delivery_id: str, worker_id: str, outcome: DeliveryOutcome) -> bool:
     """Write a try's outcome, fenced: only while ``worker_id`` still holds the delivery."""
     if outcome.state not in (WebhookState.DELIVERED, WebhookState.FAILED, WebhookState.PENDING):
         raise ValueError(f"a delivery cannot end a try as {outcome.state}")
-    if outcome.state is WebhookState.PENDING and outcome.retry_at is None:
-        raise ValueError("a delivery to retry needs retry_at")
+    if outcome.state is WebhookState.PENDING and outcome.retry_in is None:
+        raise ValueError("a delivery to retry needs retry_in")
     values: dict[str, Any] = {
         "state": outcome.state.value,
         "last_status_code": outcome.status_code,
@@ -95,30 +131,31 @@ def finish(
         "lease_expires_at": None,
     }
     if outcome.state is WebhookState.DELIVERED:
-        values["delivered_at"] = now
-    if outcome.retry_at is not None and outcome.state is WebhookState.PENDING:
-        values["next_attempt_at"] = outcome.retry_at
-    held = and_(
-        deliveries.c.id == delivery_id,
-        deliveries.c.state == DELIVERING,
-        deliveries.c.worker_id == worker_id,
-    )
-    if conn.execute(update(deliveries).where(held).values(**values)).rowcount != 1:
+        values["delivered_at"] = db_now()
+    if outcome.retry_in is not None and outcome.state is WebhookState.PENDING:
+        values["next_attempt_at"] = db_now(outcome.retry_in)
+    if conn.execute(update(deliveries).where(_held(delivery_id, worker_id)).values(**values)).rowcount != 1:
         return False
     totals.add(conn, {(totals.DELIVERY_ATTEMPTS, OUTCOME_LABELS[outcome.state.value]): 1.0})
     return True
 
 
-def redeliver(conn: Connection, job_id: str, url: str, now: datetime) -> str:
+def _held(delivery_id: str, worker_id: str) -> ColumnElement[bool]:
+    return and_(
+        deliveries.c.id == delivery_id, deliveries.c.state == DELIVERING, deliveries.c.worker_id == worker_id
+    )
+
+
+def redeliver(conn: Connection, job_id: str, url: str) -> str:
     """One more delivery of a final job: a waiting one is made due now, one in flight is left alone,
     otherwise a new delivery (with a new id) is queued. Returns the id of the delivery that will run."""
     latest = latest_for(conn, [job_id]).get(job_id)
     if latest is not None and latest.state is WebhookState.DELIVERING:
         return latest.id
     if latest is not None and latest.state is WebhookState.PENDING:
-        conn.execute(update(deliveries).where(deliveries.c.id == latest.id).values(next_attempt_at=now))
+        conn.execute(update(deliveries).where(deliveries.c.id == latest.id).values(next_attempt_at=db_now()))
         return latest.id
-    delivery_id = enqueue(conn, job_id, url, now)
+    delivery_id = enqueue(conn, job_id, url)
     assert delivery_id is not None
     return delivery_id
 

@@ -6,12 +6,12 @@ any worker's housekeeping.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from cesar_common.db.clock import db_now
 from cesar_common.db.models import Worker
 from cesar_common.db.records import WorkerRecord
 from cesar_common.db.rows import worker_record
@@ -30,14 +30,25 @@ def upsert(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(stmt.on_conflict_do_update(index_elements=[workers.c.id], set_=refreshed))
 
 
-def refresh(
-    conn: Connection, worker_id: str, *, now: datetime, current_job_id: str | None, models: list[str]
-) -> bool:
+def new_values(worker_id: str, *, host: str, pid: int) -> dict[str, Any]:
+    """A presence row for a worker that starts now."""
+    return {
+        "id": worker_id,
+        "host": host,
+        "pid": pid,
+        "started_at": db_now(),
+        "last_seen_at": db_now(),
+        "current_job_id": None,
+        "models": [],
+    }
+
+
+def refresh(conn: Connection, worker_id: str, *, current_job_id: str | None, models: list[str]) -> bool:
     """Mark the worker seen; False when its row is gone (then :func:`upsert` recreates it)."""
     changed = conn.execute(
         update(workers)
         .where(workers.c.id == worker_id)
-        .values(last_seen_at=now, current_job_id=current_job_id, models=list(models))
+        .values(last_seen_at=db_now(), current_job_id=current_job_id, models=list(models))
     )
     return bool(changed.rowcount == 1)
 
@@ -46,16 +57,19 @@ def remove(conn: Connection, worker_id: str) -> None:
     conn.execute(delete(workers).where(workers.c.id == worker_id))
 
 
-def seen_since(conn: Connection, cutoff: datetime) -> list[WorkerRecord]:
+def seen_within(conn: Connection, seconds: float) -> list[WorkerRecord]:
     rows = conn.execute(
-        select(workers).where(workers.c.last_seen_at >= cutoff).order_by(workers.c.started_at, workers.c.id)
+        select(workers)
+        .where(workers.c.last_seen_at >= db_now(-seconds))
+        .order_by(workers.c.started_at, workers.c.id)
     ).all()
     return [worker_record(row) for row in rows]
 
 
-def count_seen_since(conn: Connection, cutoff: datetime) -> int:
-    return int(conn.execute(select(func.count()).where(workers.c.last_seen_at >= cutoff)).scalar_one())
+def count_seen_within(conn: Connection, seconds: float) -> int:
+    seen = select(func.count()).where(workers.c.last_seen_at >= db_now(-seconds))
+    return int(conn.execute(seen).scalar_one())
 
 
-def remove_unseen_since(conn: Connection, cutoff: datetime) -> int:
-    return int(conn.execute(delete(workers).where(workers.c.last_seen_at < cutoff)).rowcount)
+def remove_unseen_for(conn: Connection, seconds: float) -> int:
+    return int(conn.execute(delete(workers).where(workers.c.last_seen_at < db_now(-seconds))).rowcount)

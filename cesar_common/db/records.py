@@ -176,10 +176,11 @@ class WebhookDeliveryRecord:
 class DeliveryOutcome:
     """What one try of a delivery came to, as the sender decided (cesar_worker.webhooks)."""
 
-    state: WebhookState  # DELIVERED, FAILED, or PENDING to try again at ``retry_at``
+    state: WebhookState  # DELIVERED, FAILED, or PENDING to try again ``retry_in`` seconds from now
     status_code: int | None = None
     error: str | None = None
-    retry_at: datetime | None = None
+    #: seconds from now (the database's clock) to the next try
+    retry_in: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

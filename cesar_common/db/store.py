@@ -16,17 +16,24 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cesar_common.db import audio, jobs, outbox, presence, totals
 from cesar_common.db.audio import CHUNK_SIZE, AudioSource
 from cesar_common.db.connect import error_reason, open_engine, read_only
 from cesar_common.db.idempotency import check_key, request_fingerprint
-from cesar_common.db.jobs import LeaseLostError, utcnow
+from cesar_common.db.jobs import LeaseLostError
 from cesar_common.db.notify import notify_new_job
 from cesar_common.db.records import (
     DeliveryOutcome,
@@ -43,9 +50,16 @@ from cesar_common.db.records import (
     WorkerRecord,
 )
 from cesar_common.db.rows import decode_cursor, decoding_values, encode_cursor, job_record
-from cesar_common.errors import ConflictError, DatabaseError, InvalidInputError, NotFoundError
+from cesar_common.errors import (
+    CesarError,
+    ConflictError,
+    DatabaseBugError,
+    DatabaseError,
+    InvalidInputError,
+    NotFoundError,
+)
 
-__all__ = ["CHUNK_SIZE", "JobStore", "LeaseLostError", "decode_cursor", "encode_cursor", "utcnow"]
+__all__ = ["CHUNK_SIZE", "JobStore", "LeaseLostError", "decode_cursor", "encode_cursor"]
 
 #: jobs deleted per transaction by purge_finished_jobs
 PURGE_BATCH = 200
@@ -342,15 +356,12 @@ class JobStore:
         with self._write() as conn:
             return jobs.release(conn, job_id, worker_id, keep_audio=self._keep_audio)
 
-    def sweep_expired_leases(self, *, now: datetime | None = None) -> SweepResult:
-        """Jobs whose worker stopped renewing its lease: requeued, or failed with ``worker_lost`` ("worker
-        lost N times") after max_attempts claims. A job whose cancel was requested is cancelled instead."""
-        if now is None:
-            now = utcnow()
-        elif now.tzinfo is None:
-            raise ValueError("sweep_expired_leases needs a timezone-aware `now`")
+    def sweep_expired_leases(self) -> SweepResult:
+        """Jobs whose worker stopped renewing its lease (by the database's clock): requeued, or failed with
+        ``worker_lost`` ("worker lost N times") after max_attempts claims. A job whose cancel was requested
+        is cancelled instead."""
         with self._write() as conn:
-            return jobs.sweep_expired(conn, now=now, keep_audio=self._keep_audio)
+            return jobs.sweep_expired(conn, keep_audio=self._keep_audio)
 
     # --- clients' side of a job ----------------------------------------------------------------
     def request_cancel(self, job_id: str) -> JobRecord:
@@ -381,12 +392,13 @@ class JobStore:
         if older_than_seconds < 0:
             raise InvalidInputError("the age to purge from must not be negative")
         chosen = jobs.FINAL if statuses is None else tuple(jobs.final_status(status) for status in statuses)
-        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
         removed = 0
         batches = 0
         while max_batches is None or batches < max_batches:
             with self._write() as conn:
-                count = jobs.purge_batch(conn, cutoff=cutoff, statuses=chosen, batch_size=batch_size)
+                count = jobs.purge_batch(
+                    conn, older_than_seconds=older_than_seconds, statuses=chosen, batch_size=batch_size
+                )
             removed += count
             batches += 1
             if count < batch_size:
@@ -443,15 +455,14 @@ class JobStore:
     def register_worker(self, worker_id: str, *, host: str, pid: int) -> None:
         """Upsert the worker's presence row."""
         with self._write() as conn:
-            presence.upsert(conn, _presence_values(worker_id, host=host, pid=pid))
+            presence.upsert(conn, presence.new_values(worker_id, host=host, pid=pid))
 
     def heartbeat_worker(self, worker_id: str, *, current_job_id: str | None, models: list[str]) -> None:
         """Refresh presence. A row removed meanwhile (the worker was paused too long) is recreated,
         with this process's host and pid: the heartbeat comes from the worker itself."""
         with self._write() as conn:
-            now = utcnow()
-            if not presence.refresh(conn, worker_id, now=now, current_job_id=current_job_id, models=models):
-                values = _presence_values(worker_id, host=socket.gethostname(), pid=os.getpid())
+            if not presence.refresh(conn, worker_id, current_job_id=current_job_id, models=models):
+                values = presence.new_values(worker_id, host=socket.gethostname(), pid=os.getpid())
                 presence.upsert(conn, {**values, "current_job_id": current_job_id, "models": list(models)})
 
     def unregister_worker(self, worker_id: str) -> None:
@@ -460,23 +471,31 @@ class JobStore:
 
     def list_workers(self, *, alive_within_seconds: float) -> list[WorkerRecord]:
         with self._read() as conn:
-            return presence.seen_since(conn, utcnow() - timedelta(seconds=alive_within_seconds))
+            return presence.seen_within(conn, alive_within_seconds)
 
     def remove_stale_workers(self, *, older_than_seconds: float) -> int:
         with self._write() as conn:
-            return presence.remove_unseen_since(conn, utcnow() - timedelta(seconds=older_than_seconds))
+            return presence.remove_unseen_for(conn, older_than_seconds)
 
     # --- webhook deliveries (the outbox) ---------------------------------------------------------
-    def claim_delivery(self, worker_id: str, *, lease_seconds: float) -> WebhookDeliveryRecord | None:
-        """Take the delivery due longest (or one whose worker's lease expired); None when none is due."""
+    def claim_delivery(
+        self, worker_id: str, *, lease_seconds: float, max_attempts: int
+    ) -> WebhookDeliveryRecord | None:
+        """Take the delivery due longest (or one whose worker's lease expired); None when none is due.
+        A delivery abandoned on its last allowed try fails instead of being taken again."""
         with self._write() as conn:
-            return outbox.claim(conn, worker_id, now=utcnow(), lease_seconds=lease_seconds)
+            return outbox.claim(conn, worker_id, lease_seconds=lease_seconds, max_attempts=max_attempts)
+
+    def extend_delivery_lease(self, delivery_id: str, worker_id: str, *, lease_seconds: float) -> bool:
+        """Keep a delivery while its try runs; False when another worker took it over."""
+        with self._write() as conn:
+            return outbox.extend(conn, delivery_id, worker_id, lease_seconds=lease_seconds)
 
     def finish_delivery(self, delivery_id: str, worker_id: str, outcome: DeliveryOutcome) -> bool:
         """Record a try's outcome; False when ``worker_id`` no longer holds the delivery (its lease ran
         out and another worker took it: that worker's outcome counts)."""
         with self._write() as conn:
-            return outbox.finish(conn, delivery_id, worker_id, outcome, utcnow())
+            return outbox.finish(conn, delivery_id, worker_id, outcome)
 
     def get_delivery(self, delivery_id: str) -> WebhookDeliveryRecord:
         with self._read() as conn:
@@ -507,20 +526,18 @@ class JobStore:
                     f"job {job_id} is {row.status}: its webhook is sent once it ends",
                     extra={"status": row.status},
                 )
-            outbox.redeliver(conn, job_id, row.callback_url, utcnow())
+            outbox.redeliver(conn, job_id, row.callback_url)
             return jobs.record_with_webhook(conn, row)
 
     # --- metrics ---------------------------------------------------------------------------------
     def metrics_snapshot(self, *, alive_within_seconds: float) -> MetricsSnapshot:
         """Everything ``GET /metrics`` reports, read in one transaction at scrape time."""
-        now = utcnow()
         with self._read() as conn:
             by_status = jobs.counts_by_status(conn)
-            oldest = jobs.oldest_queued_at(conn)
-            alive = presence.count_seen_since(conn, now - timedelta(seconds=alive_within_seconds))
+            age = jobs.oldest_queued_age(conn)
+            alive = presence.count_seen_within(conn, alive_within_seconds)
             deliveries = outbox.count_by_state(conn)
             stored = totals.read(conn)
-        age = 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
         return MetricsSnapshot(
             jobs_by_status=by_status,
             oldest_queued_seconds=age,
@@ -530,22 +547,18 @@ class JobStore:
         )
 
 
-def _presence_values(worker_id: str, *, host: str, pid: int) -> dict[str, Any]:
-    now = utcnow()
-    return {
-        "id": worker_id,
-        "host": host,
-        "pid": pid,
-        "started_at": now,
-        "last_seen_at": now,
-        "current_job_id": None,
-        "models": [],
-    }
-
-
 def _upload_vanished(job_id: str) -> DatabaseError:
     return DatabaseError(f"the upload of job {job_id} was discarded as stale while it was still arriving")
 
 
-def _database_error(exc: SQLAlchemyError) -> DatabaseError:
-    return DatabaseError(f"job database error: {error_reason(exc)}")
+#: what a database that is away (down, unreachable, locked, out of space, a dropped connection) raises
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+
+
+def _database_error(exc: SQLAlchemyError) -> CesarError:
+    """An outage is a DatabaseError (503, try again); anything else the database refused is a bug (500).
+    Neither carries the driver's message to a client."""
+    reason = error_reason(exc)
+    if isinstance(exc, _UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return DatabaseError("the job database is unavailable", detail=reason)
+    return DatabaseBugError("internal error: the job database refused a statement", detail=reason)

@@ -12,12 +12,13 @@ from typing import TypeVar
 import httpx
 import pytest
 from api_helpers import AUDIO_DIR, PUBLIC_URL, Api, error_body, job_count, running_api
+from dbtools import utcnow
 from sqlalchemy import func, select, update
 
 from cesar_common.db.idempotency import KEY_WINDOW, IdempotencyKeyReusedError
 from cesar_common.db.models import Job, JobAudio
 from cesar_common.db.records import JobRecord, JobSource, JobStatus, NewJob, TranscribeOptions
-from cesar_common.db.store import JobStore, utcnow
+from cesar_common.db.store import JobStore
 from cesar_common.errors import InvalidInputError
 
 T = TypeVar("T")

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from api_helpers import error_body, running_api
+from dbtools import utcnow
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
@@ -20,7 +21,7 @@ from cesar_common.db.records import (
     TranscribeOptions,
     WebhookState,
 )
-from cesar_common.db.store import JobStore, utcnow
+from cesar_common.db.store import JobStore
 
 WORKER = "metrics-worker"
 HOOK = "https://93.184.215.14/hook"
@@ -92,9 +93,9 @@ def populated(store: JobStore) -> JobStore:
     # one delivery succeeds, one is retried
     for outcome in (
         DeliveryOutcome(WebhookState.DELIVERED, status_code=200),
-        DeliveryOutcome(WebhookState.PENDING, status_code=500, retry_at=utcnow() + timedelta(hours=1)),
+        DeliveryOutcome(WebhookState.PENDING, status_code=500, retry_in=3600),
     ):
-        delivery = store.claim_delivery(WORKER, lease_seconds=30)
+        delivery = store.claim_delivery(WORKER, lease_seconds=30, max_attempts=8)
         assert delivery is not None
         assert store.finish_delivery(delivery.id, WORKER, outcome)
     return store

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from dbtools import utcnow
 from sqlalchemy import func, select, update
 from worker_support import worker_processes
 
@@ -15,7 +16,7 @@ from cesar.cli import cli
 from cesar.purge import parse_duration
 from cesar_common.db.models import Job, JobAudio, WebhookDelivery
 from cesar_common.db.records import JobRecord, JobResult, JobSource, JobStatus, NewJob, TranscribeOptions
-from cesar_common.db.store import JobStore, utcnow
+from cesar_common.db.store import JobStore
 from cesar_common.errors import InvalidInputError
 
 DAY = 86400.0

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from dbtools import age
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
@@ -418,9 +419,10 @@ def test_expired_leases_are_requeued_then_failed(store: JobStore) -> None:
     live = store.create_job(url_job(), None)
     store.claim_job("w1", lease_seconds=10)
     store.claim_job("w2", lease_seconds=600)
-    later = datetime.now(UTC) + timedelta(seconds=11)
+    assert store.sweep_expired_leases().requeued == []  # by the database's clock, nothing expired yet
+    age(store.engine, Job.__table__, "lease_expires_at", 11, id=job.id)  # 11 s went by for w1
 
-    first = store.sweep_expired_leases(now=later)
+    first = store.sweep_expired_leases()
     assert (first.requeued, first.failed) == ([job.id], [])
     requeued = store.get_job(job.id)
     assert (requeued.status, requeued.worker_id, requeued.attempts) == (JobStatus.QUEUED, None, 1)
@@ -428,7 +430,8 @@ def test_expired_leases_are_requeued_then_failed(store: JobStore) -> None:
 
     assert store.claim_job("w3", lease_seconds=10) is not None
     assert store.complete_job(job.id, "w1", result()) is False  # the lost worker is fenced out
-    second = store.sweep_expired_leases(now=later + timedelta(seconds=11))
+    age(store.engine, Job.__table__, "lease_expires_at", 11, id=job.id)
+    second = store.sweep_expired_leases()
     assert (second.requeued, second.failed) == ([], [job.id])
     lost = store.get_job(job.id)
     assert (lost.status, lost.error_code, lost.error_message) == (
@@ -444,7 +447,8 @@ def test_an_expired_job_whose_cancel_was_requested_is_cancelled(store: JobStore)
     job = store.create_job(url_job(), None)
     store.claim_job("w1", lease_seconds=1)
     store.request_cancel(job.id)
-    swept = store.sweep_expired_leases(now=datetime.now(UTC) + timedelta(seconds=2))
+    age(store.engine, Job.__table__, "lease_expires_at", 2, id=job.id)
+    swept = store.sweep_expired_leases()
     assert (swept.requeued, swept.failed) == ([], [])
     assert store.get_job(job.id).status is JobStatus.CANCELLED
 

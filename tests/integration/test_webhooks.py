@@ -6,6 +6,7 @@ Each backend runs the same tests. Backoff is shortened through ``CESAR_WEBHOOK_B
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -13,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from api_helpers import error_body, running_api
+from dbtools import age, utcnow
 from sqlalchemy import func, select
 from webhook_recipe import verify as readme_verify
 from webhook_support import webhook_receiver
 from worker_support import wait_final, worker_processes
 
-from cesar_common.db.models import WebhookDelivery
+from cesar_common.db.models import Job, WebhookDelivery
 from cesar_common.db.records import (
     DeliveryOutcome,
     JobRecord,
@@ -29,7 +31,7 @@ from cesar_common.db.records import (
     WebhookDeliveryRecord,
     WebhookState,
 )
-from cesar_common.db.store import JobStore, utcnow
+from cesar_common.db.store import JobStore
 from cesar_common.errors import ConflictError, NotFoundError
 from cesar_common.schemas import job_to_schema
 from cesar_common.settings import Settings
@@ -123,7 +125,8 @@ def test_every_path_to_a_final_state_queues_one_delivery(store: JobStore) -> Non
     )
     lost_job = store.create_job(lost.__class__(**{**_fields(lost), "callback_url": HOOK}), None)
     assert store.claim_job("w1", lease_seconds=60) is not None
-    assert store.sweep_expired_leases(now=utcnow() + timedelta(seconds=120)).failed == [lost_job.id]
+    age(store.engine, Job.__table__, "lease_expires_at", 120, id=lost_job.id)
+    assert store.sweep_expired_leases().failed == [lost_job.id]
     ends[lost_job.id] = "worker lost"
 
     for job_id, how in ends.items():
@@ -158,13 +161,13 @@ def test_a_refused_finish_writes_no_delivery(store: JobStore) -> None:
 def test_claims_are_leased_fenced_and_retried_after_a_crash(store: JobStore) -> None:
     job = claimed(store)
     store.complete_job(job.id, "w1", RESULT)
-    first = store.claim_delivery("a", lease_seconds=0.5)
+    first = store.claim_delivery("a", lease_seconds=0.5, max_attempts=8)
     assert first is not None and first.job_id == job.id
     assert first.state is WebhookState.DELIVERING and first.attempts == 1 and first.worker_id == "a"
-    assert store.claim_delivery("b", lease_seconds=0.5) is None  # held
+    assert store.claim_delivery("b", lease_seconds=0.5, max_attempts=8) is None  # held
 
     time.sleep(0.6)  # "a" died: its lease runs out
-    second = store.claim_delivery("b", lease_seconds=30)
+    second = store.claim_delivery("b", lease_seconds=30, max_attempts=8)
     assert second is not None and second.id == first.id and second.attempts == 2
     outcome = DeliveryOutcome(WebhookState.DELIVERED, status_code=200)
     assert not store.finish_delivery(first.id, "a", outcome)  # too late for "a"
@@ -172,21 +175,22 @@ def test_claims_are_leased_fenced_and_retried_after_a_crash(store: JobStore) -> 
     done = store.get_delivery(first.id)
     assert done.state is WebhookState.DELIVERED and done.delivered_at is not None
     assert done.worker_id is None and done.last_status_code == 200
-    assert store.claim_delivery("c", lease_seconds=30) is None
+    assert store.claim_delivery("c", lease_seconds=30, max_attempts=8) is None
 
 
 def test_a_retry_waits_for_its_time(store: JobStore) -> None:
     job = claimed(store)
     store.complete_job(job.id, "w1", RESULT)
-    delivery = store.claim_delivery("a", lease_seconds=30)
+    delivery = store.claim_delivery("a", lease_seconds=30, max_attempts=8)
     assert delivery is not None
-    retry_at = utcnow() + timedelta(seconds=1)
-    outcome = DeliveryOutcome(WebhookState.PENDING, status_code=503, error="busy", retry_at=retry_at)
+    outcome = DeliveryOutcome(WebhookState.PENDING, status_code=503, error="busy", retry_in=1.0)
     assert store.finish_delivery(delivery.id, "a", outcome)
-    while (again := store.claim_delivery("a", lease_seconds=30)) is None:
-        assert utcnow() < retry_at + timedelta(seconds=5), "the retry never became due"
+    assert store.claim_delivery("a", lease_seconds=30, max_attempts=8) is None  # not due yet
+    due = deliveries_of(store, job.id)[0].next_attempt_at
+    while (again := store.claim_delivery("a", lease_seconds=30, max_attempts=8)) is None:
+        assert utcnow() < due + timedelta(seconds=5), "the retry never became due"
         time.sleep(0.02)
-    assert utcnow() >= retry_at
+    assert utcnow() >= due
     assert again.id == delivery.id and again.attempts == 2 and again.last_status_code == 503
 
 
@@ -207,7 +211,7 @@ def test_redeliver(store: JobStore) -> None:
     store.redeliver_webhook(job.id)  # still waiting: the same delivery, due now
     assert [d.id for d in deliveries_of(store, job.id)] == [first.id]
 
-    claim = store.claim_delivery("a", lease_seconds=30)
+    claim = store.claim_delivery("a", lease_seconds=30, max_attempts=8)
     assert claim is not None
     store.finish_delivery(claim.id, "a", DeliveryOutcome(WebhookState.FAILED, status_code=410, error="gone"))
     record = store.redeliver_webhook(job.id)
@@ -505,3 +509,37 @@ def test_the_job_json_follows_the_delivery_and_redeliver_queues_another(db_url: 
             "callback_url"
             in error_body(api.client.post(f"/jobs/{plain['id']}/webhook/redeliver"), 409)["detail"]
         )
+
+
+def test_a_lease_shorter_than_a_try_is_kept_while_the_try_runs(store: JobStore, db_url: str) -> None:
+    """The receiver takes 4 s; the lease is 1.5 s. The sender keeps extending it, so a second worker finds
+    nothing due: one POST, one attempt, delivered."""
+    settings = settings_for(db_url, webhook_lease_seconds=1.5, webhook_max_attempts=4)
+    with webhook_receiver(("hang", 4), 200) as receiver:
+        job = claimed(store, callback=receiver.url)
+        store.complete_job(job.id, "w1", RESULT)
+        first = WebhookSender(store, settings, "sender-1")
+        second = WebhookSender(store, settings, "sender-2")
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (first.send_one(), done.set()))
+        thread.start()
+        receiver.wait_for(1)
+        while not done.is_set():  # the other worker keeps looking for due deliveries meanwhile
+            second.send_one()
+            done.wait(0.05)
+        thread.join()
+    delivery = deliveries_of(store, job.id)[0]
+    assert len(receiver.received) == 1
+    assert delivery.state is WebhookState.DELIVERED and delivery.attempts == 1
+
+
+def test_a_delivery_lost_on_its_last_try_fails_instead_of_a_further_try(store: JobStore) -> None:
+    job = claimed(store)
+    store.complete_job(job.id, "w1", RESULT)
+    for _ in range(2):  # two tries, each abandoned by a worker that died holding it
+        assert store.claim_delivery("gone", lease_seconds=30, max_attempts=2) is not None
+        age(store.engine, WebhookDelivery.__table__, "lease_expires_at", 60, job_id=job.id)
+    assert store.claim_delivery("next", lease_seconds=30, max_attempts=2) is None
+    delivery = deliveries_of(store, job.id)[0]
+    assert delivery.state is WebhookState.FAILED and delivery.attempts == 2
+    assert "gave up after 2 tries" in (delivery.last_error or "")

@@ -261,6 +261,21 @@ class AudioHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "100")
             self.end_headers()
             time.sleep(float(query.get("seconds", "2")))
+        elif name == "trickle":  # a slow server: 100 bytes every `every` seconds, for `seconds` seconds
+            self.send_response(200)
+            self.send_header("Content-Length", str(100 * 1000 * 1000))
+            self.end_headers()
+            every, until = (
+                float(query.get("every", "1")),
+                time.monotonic() + float(query.get("seconds", "600")),
+            )
+            try:
+                while time.monotonic() < until:
+                    self.wfile.write(b"\0" * 100)
+                    self.wfile.flush()
+                    time.sleep(every)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
         elif name == "empty":
             self._send(200, b"")
         else:

@@ -7,15 +7,16 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dbtools import age
 from fake_worker import FakeEngine
 
+from cesar_common.db.models import Job
 from cesar_common.db.records import JobRecord, JobSource, JobStatus, NewJob, TranscribeOptions
-from cesar_common.db.store import JobStore, utcnow
+from cesar_common.db.store import JobStore
 from cesar_common.errors import DatabaseError, SchemaOutdatedError
 from cesar_common.settings import Settings
 from cesar_worker.worker import Worker, remove_orphaned_temp_dirs, run_worker
@@ -199,7 +200,8 @@ def test_a_lost_lease_abandons_the_job_without_writing(harness_factory: Callable
     harness.start()
     harness.wait(job_id, lambda job: job.status is JobStatus.PROCESSING)
     # as if this worker had been paused past its lease: another worker's sweep takes the job back
-    swept = harness.store.sweep_expired_leases(now=utcnow() + timedelta(hours=1))
+    age(harness.store.engine, Job.__table__, "lease_expires_at", 3600, id=job_id)
+    swept = harness.store.sweep_expired_leases()
     assert swept.requeued == [job_id]
     # the heartbeat notices, the first run stops without writing, and the retry completes
     job = harness.wait(job_id, lambda job: job.is_final)
