@@ -63,7 +63,6 @@ def run_transcribe(
     job = job or TranscribeOptions(model=settings.model)
     source = check_input(input_path)
     to_stdout = output is None or str(output) == STDOUT
-    fmt = choose_format(fmt, None if to_stdout else output)
     options = DecodeOptions.for_job(
         job, beam_size=beam_size, start_time=start_time, end_time=end_time, batch_size=settings.batch_size
     )
@@ -79,6 +78,7 @@ def run_transcribe(
             if output is None or to_stdout
             else stack.enter_context(reserved_output(Path(output), source))
         )
+        chosen = choose_format(fmt, None if to_stdout else output)
         load_started = time.perf_counter()
         with console.status(f"Loading model {job.model}...", spinner="dots"):
             loaded = load_model(
@@ -90,12 +90,14 @@ def run_transcribe(
             )
         load_seconds = time.perf_counter() - load_started
         result = _transcribe_with_progress(console, loaded, source, options)
-        text = render(result, fmt)
+        text = render(result, chosen)
         if target is None:
             _print_stdout(text)
         else:
             target.commit(text)
-    _summary(console, result, loaded, started, load_seconds, None if target is None else (target.path, fmt))
+    _summary(
+        console, result, loaded, started, load_seconds, None if target is None else (target.path, chosen)
+    )
     return result
 
 
@@ -117,13 +119,25 @@ def check_input(path: str | Path) -> Path:
 
 
 def choose_format(fmt: str | None, output: str | Path | None) -> str:
-    """``--format``, else the output's extension, else txt."""
+    """``--format``, else the output's extension, else txt. An extension that names no format is refused
+    rather than written as text under a misleading name."""
     if fmt:
         fmt = fmt.lower()
         if fmt not in FORMATS:
             raise InvalidInputError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
         return fmt
-    return (format_for_path(output) if output is not None else None) or "txt"
+    if output is None:
+        return "txt"
+    found = format_for_path(output)
+    suffix = Path(output).suffix
+    if found is None and suffix:
+        *others, last = (f".{name}" for name in FORMATS)
+        extensions = f"{', '.join(others)} or {last}"
+        raise InvalidInputError(
+            f"cannot tell the format from {Path(output).name!r}: "
+            f"name the output {extensions}, or pass --format"
+        )
+    return found or "txt"
 
 
 @dataclass
@@ -210,7 +224,8 @@ def _transcribe_with_progress(
     try:
         return transcribe(loaded, source, options, on_progress=on_progress)
     finally:
-        progress.stop()
+        if progress.live.is_started:  # a bar never shown leaves no blank line behind (rich prints one)
+            progress.stop()
 
 
 def _print_stdout(text: str) -> None:

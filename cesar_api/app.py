@@ -16,7 +16,7 @@ from litestar.di import Provide
 from cesar_api.auth import require_api_key
 from cesar_api.errors import handle_exception
 from cesar_api.metrics import RequestStats, count_response, metrics, timing_middleware
-from cesar_api.routes.docs import openapi_config, static_router
+from cesar_api.routes.docs import home, openapi_config, static_router
 from cesar_api.routes.health import health
 from cesar_api.routes.jobs import (
     cancel_job,
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         security=[{}, {"BearerAuth": []}],
     )
     return Litestar(
-        route_handlers=[protected, health, static_router()],
+        route_handlers=[protected, health, home, static_router()],
         dependencies={
             "settings": Provide(_provide_settings, sync_to_thread=False),
             "store": Provide(_provide_store, sync_to_thread=False),
@@ -90,6 +90,6 @@ def _warm_imports(_app: Any = None) -> None:
     """Import PyAV (used by the first upload's probe) after start-up, off the event loop."""
 
     def load() -> None:
-        import cesar_common.transcription.audio  # noqa: F401
+        import av  # noqa: F401
 
     threading.Thread(target=load, name="cesar-warm-imports", daemon=True).start()

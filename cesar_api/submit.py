@@ -73,11 +73,14 @@ def submit_url_job(
     return Submitted(record, store.queue_position(record), created)
 
 
-def probe_upload(file: IO[bytes]) -> None:
-    """415 unless ``file`` holds decodable audio (PyAV, imported on first use to keep start-up fast)."""
-    from cesar_common.transcription.audio import probe_audio
+def probe_upload(file: IO[bytes], settings: Settings) -> None:
+    """415 unless ``file`` holds decodable audio, 422 when its header says it is longer than the server
+    accepts (PyAV, imported on first use to keep start-up fast)."""
+    from cesar_common.transcription.audio import probe_audio, too_long
 
-    probe_audio(file)
+    info = probe_audio(file)
+    if info.duration is not None and info.duration > settings.max_audio_seconds:
+        raise too_long(info.duration, settings.max_audio_seconds)
 
 
 def submit_upload_job(

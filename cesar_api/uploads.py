@@ -22,6 +22,7 @@ from litestar.exceptions import InternalServerException
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
 from cesar_common.errors import ClientError, PayloadTooLargeError
+from cesar_common.text import without_control_characters
 
 FILE_FIELD = "file"
 WRITE_CHUNK = 1024 * 1024
@@ -83,7 +84,8 @@ async def _parse(stream: AsyncIterator[bytes], boundary: str, upload: Upload, *,
                             upload.filename = _basename(event.filename)
                             # the probe's messages name the file it read: the client's name, not an fd
                             upload.file.raw.name = upload.filename or "the upload"  # type: ignore[attr-defined]
-                            upload.content_type = (event.content_type or "")[:255] or None
+                            media_type = without_control_characters(event.content_type or "")
+                            upload.content_type = media_type.strip()[:255] or None
                         elif event.name in upload.fields:
                             raise ClientError(f"the form field `{event.name}` is given twice")
                     elif event:
@@ -144,7 +146,7 @@ def _basename(filename: str | None) -> str | None:
     """The client's file name without any directories it sent along (never a path)."""
     if not filename:
         return None
-    name = filename.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    name = without_control_characters(filename).replace("\\", "/").rsplit("/", 1)[-1].strip()
     return name[:255] or None
 
 

@@ -27,29 +27,6 @@ TRANSCRIPT_FORMATS: tuple[TranscriptFormat, ...] = get_args(TranscriptFormat)
 #: The model that ships with Cesar (the ``bundled-model`` extra) and is the default.
 BUNDLED_MODEL = "tiny.en"
 
-#: The standard faster-whisper model names (those ``faster_whisper.utils.available_models()`` knows).
-STANDARD_MODELS: tuple[str, ...] = (
-    "tiny.en",
-    "tiny",
-    "base.en",
-    "base",
-    "small.en",
-    "small",
-    "medium.en",
-    "medium",
-    "large-v1",
-    "large-v2",
-    "large-v3",
-    "large",
-    "large-v3-turbo",
-    "turbo",
-    "distil-small.en",
-    "distil-medium.en",
-    "distil-large-v2",
-    "distil-large-v3",
-    "distil-large-v3.5",
-)
-
 _LANGUAGE_CODES = (
     "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht "
     "hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl "

@@ -83,6 +83,13 @@ class AudioDecodeError(ClientError):
     code = "decode_failed"
 
 
+class AudioTooLongError(ClientError):
+    """Audio longer than the server accepts (``CESAR_MAX_AUDIO_SECONDS``)."""
+
+    status_code = 422
+    code = "audio_too_long"
+
+
 class ModelNotAllowedError(InvalidInputError):
     code = "model_not_allowed"
 

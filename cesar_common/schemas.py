@@ -11,11 +11,12 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 from cesar_common.choices import TRANSCRIPT_FORMATS
 from cesar_common.db.records import JobRecord, JobSource, JobStatus, PublicStatus, WebhookState
 from cesar_common.options import option_specs, options_dict
+from cesar_common.text import TEXT_WHITESPACE, control_character
 
 _EXAMPLE_ID = "3f0c9a52-8d1e-4c53-9a43-1b2f0f6c7d10"
 
@@ -68,6 +69,17 @@ class SubmitFields(_Schema):
             examples=["https://example.com/cesar-webhook"],
         ),
     ]
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        """No NUL, escape or other control character reaches a column; a prompt may span lines."""
+        if isinstance(value, str):
+            allowed = TEXT_WHITESPACE if info.field_name == "initial_prompt" else ""
+            found = control_character(value, allowed=allowed)
+            if found is not None:
+                raise ValueError(f"contains a control character ({found})")
+        return value
 
     @field_validator("callback_url")
     @classmethod
@@ -250,8 +262,13 @@ class ErrorOut(_Schema):
 
 class DatabaseHealth(_Schema):
     reachable: bool
+    writable: bool = Field(
+        default=True, description="False while this API's writes fail (a full disk, a deleted SQLite file)."
+    )
     backend: str = Field(examples=["sqlite"])
-    error: str | None = None
+    error: str | None = Field(
+        default=None, description="Why the database is unavailable: `database_unavailable`, `writes_failing`."
+    )
 
 
 class WorkersHealth(_Schema):

@@ -15,7 +15,7 @@ import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cesar_common.choices import STANDARD_MODELS, ComputeType, Device, LogLevel
+from cesar_common.choices import ComputeType, Device, LogLevel
 from cesar_common.errors import InvalidInputError
 
 
@@ -58,10 +58,11 @@ class Settings(BaseSettings):
         "or a path to a CTranslate2 model directory.",
     )
     models: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(STANDARD_MODELS),
-        json_schema_extra={"shown_default": "`tiny.en` and the standard faster-whisper names"},
-        description="Comma-separated allowlist of models an API client may ask for "
-        "(the default model is always allowed).",
+        default_factory=list,
+        json_schema_extra={"shown_default": "empty: only `CESAR_MODEL`"},
+        description="Comma-separated models an API client may ask for beside the default model, which is "
+        "always allowed: names (`small.en,large-v3`) or model directories. `cesar serve` sizes its workers "
+        "for the largest. Each is downloaded on first use unless it is on disk.",
     )
     device: Device = Field(default="auto", description="`auto`, `cpu` or `cuda`.")
     compute_type: ComputeType = Field(
@@ -97,6 +98,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest a worker spends downloading a URL job's audio, every redirect included; a "
         "slower server fails the job (`download_failed`).",
+    )
+    max_audio_seconds: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="Longest audio accepted, in seconds (4 hours): a longer upload is refused at submit "
+        "when its header says so (`422 audio_too_long`), anything else by the worker as it decodes.",
     )
     allow_private_urls: bool = Field(
         default=False,

@@ -15,6 +15,7 @@ import socket
 from urllib.parse import urlsplit
 
 from cesar_common.errors import URLRefusedError
+from cesar_common.text import control_character
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -57,6 +58,8 @@ def validate_url(url: str, *, allow_private: bool, resolve: bool = True) -> str:
     if scheme not in ALLOWED_SCHEMES:
         got = f" (got '{scheme}:')" if scheme else ""
         raise URLRefusedError(f"URL refused: only http and https URLs are accepted{got}")
+    if control_character(url) or any(character.isspace() for character in url):
+        raise URLRefusedError("URL refused: it contains spaces or control characters")
     host = (parts.hostname or "").rstrip(".").lower()
     if not host:
         raise URLRefusedError("URL refused: the URL has no host")

@@ -246,7 +246,12 @@ class Heartbeat(_Thread):
             return self.store.is_cancel_requested(state.run.job_id)
         state.next_progress = now + PROGRESS_INTERVAL
         try:
-            return self.store.report_progress(state.run.job_id, self.worker_id, progress)
+            # the progress write renews the lease as well: one write a second per job, not two
+            requested = self.store.report_progress(
+                state.run.job_id, self.worker_id, progress, lease_seconds=self.lease_seconds
+            )
+            state.next_extend = now + self.extend_interval
+            return requested
         except ConflictError:
             self._lost(state.run)
             return False

@@ -111,7 +111,11 @@ class WhisperTranscriber:
         from cesar_common.transcription import whisper
 
         loaded = self.cache.get(self._key(job.model))
-        options = whisper.DecodeOptions.for_job(job.options, batch_size=self.settings.batch_size)
+        options = whisper.DecodeOptions.for_job(
+            job.options,
+            batch_size=self.settings.batch_size,
+            max_audio_seconds=self.settings.max_audio_seconds,
+        )
         try:
             result = whisper.transcribe(
                 loaded, audio_path, options, on_progress=on_progress, should_stop=should_stop

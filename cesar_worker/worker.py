@@ -25,9 +25,16 @@ from cesar_common.db.migrate import ensure_schema_current
 from cesar_common.db.notify import JobWaiter
 from cesar_common.db.records import JobRecord, JobSource
 from cesar_common.db.store import JobStore
-from cesar_common.errors import AudioDecodeError, CesarError, DatabaseError, ModelNotAllowedError
+from cesar_common.errors import (
+    AudioDecodeError,
+    CesarError,
+    DatabaseError,
+    InvalidInputError,
+    ModelNotAllowedError,
+)
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
+from cesar_common.text import is_plain_token
 from cesar_worker.download import DownloadStopped, download
 from cesar_worker.heartbeat import Heartbeat, Housekeeping
 from cesar_worker.jobrun import JobRun, JobStopped, StopReason
@@ -37,6 +44,7 @@ from cesar_worker.webhook_sender import DeliveryLoop
 log = logging.getLogger("cesar.worker")
 
 POLL_MIN_SECONDS = 0.05
+WORKER_ID_MAX = 255  # the workers.id and jobs.worker_id columns
 TEMP_PREFIX = "cesar-job-"  # then the worker's pid: a crashed worker's leftovers can be told apart
 _BAD = frozenset({"error", "abandoned", "left to its lease"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -139,6 +147,11 @@ class Worker:
         stop_event: threading.Event,
         waiter: Waiter | None = None,
     ) -> None:
+        if not is_plain_token(worker_id, max_length=WORKER_ID_MAX):
+            raise InvalidInputError(
+                f"a worker id is 1 to {WORKER_ID_MAX} printable ASCII characters without spaces, "
+                f"not {worker_id[:40]!r}{'...' if len(worker_id) > 40 else ''}"
+            )
         self.settings = settings
         self.store = store
         self.transcriber = transcriber
@@ -164,7 +177,7 @@ class Worker:
         self.store.register_worker(self.worker_id, host=socket.gethostname(), pid=os.getpid())
         try:
             # sweep before the first claim, so `--once` also picks up jobs whose worker died
-            self.housekeeping.run_due(time.monotonic())
+            self.housekeeping.sweep()
             self.heartbeat.start()
             self.housekeeping.start()
             self.deliveries.start()

@@ -19,7 +19,7 @@ from cesar_common.exits import one_line_errors
 @host_option
 @port_option
 @db_option
-@log_level_option
+@log_level_option("every request")
 @verbose_option("Show a traceback when the API fails to start.")
 def api(
     host: str | None, port: int | None, database_url: str | None, log_level: str | None, verbose: bool

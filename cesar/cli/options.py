@@ -66,11 +66,15 @@ port_option = option(
     type=click.IntRange(0, 65535),
     help="Port the API listens on (0: any free port). [default: 5000]",
 )
-log_level_option = option(
-    "--log-level",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    help="Log level (debug also logs the API's requests). [default: info]",
-)
+
+
+def log_level_option(debug_adds: str) -> Callable[[F], F]:
+    """``--log-level``; ``debug_adds`` says what debug shows beside info in this command."""
+    return option(
+        "--log-level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        help=f"Log level (debug also logs {debug_adds}). [default: info]",
+    )
 
 
 def verbose_option(help_text: str) -> Callable[[F], F]:

@@ -62,7 +62,7 @@ def _workers(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
     help="Do not upgrade the database schema; only check that it is current (for deployments "
     "that run `cesar db upgrade` as a release step).",
 )
-@log_level_option
+@log_level_option("every API request, and the workers' libraries")
 @verbose_option("Show a traceback when serve fails.")
 def serve(
     host: str | None,

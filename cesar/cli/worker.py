@@ -42,7 +42,7 @@ from cesar_common.exits import one_line_errors
 @option("--once", is_flag=True, help="Process the jobs already queued, then exit.")
 @option("--worker-id", metavar="ID", help="Name in the workers table and job rows. Default: host:pid.")
 @option("--preload", is_flag=True, help="Load the default model before taking the first job.")
-@log_level_option
+@log_level_option("faster-whisper's, Alembic's and each webhook request's messages")
 @verbose_option("Show tracebacks on errors.")
 @click.pass_context
 def worker(

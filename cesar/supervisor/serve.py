@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -139,10 +140,20 @@ def plan_serve_layout(settings: Settings) -> Layout:
         compute_type=compute_type,
         cpu_count=facts.cpu_count,
         available_memory=facts.available_memory,
-        model_bytes=model_bytes_for(settings.model, model_dir),
+        model_bytes=largest_allowed_model_bytes(settings, model_dir),
         gpu_count=facts.gpu_count,
         gpu_ids=facts.gpu_ids,
     )
+
+
+def largest_allowed_model_bytes(settings: Settings, default_dir: str) -> int:
+    """What the largest model a client may ask for weighs: a worker must fit it in memory, since any job
+    can load it. Models on disk are measured; names not downloaded yet count at their known size."""
+    sizes = [model_bytes_for(settings.model, default_dir)]
+    for name in settings.models:
+        local = Path(name).expanduser()
+        sizes.append(model_bytes_for(name, local if local.is_dir() else None))
+    return max(sizes)
 
 
 def child_specs(

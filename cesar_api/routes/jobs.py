@@ -152,17 +152,18 @@ def _download_name(record: JobRecord, extension: str) -> str:
 def get_transcript(
     job_id: Annotated[str, _JOB_ID],
     store: NamedDependency[JobStore],
-    fmt: Annotated[
+    # named as the query parameter: validation errors name the parameter by this name
+    format: Annotated[
         TranscriptFormat,
-        QueryParameter(name="format", description="Output format.", examples=[Example(value="srt")]),
+        QueryParameter(description="Output format.", examples=[Example(value="srt")]),
     ] = "txt",
 ) -> Response[str]:
+    fmt = format
     record = store.get_job(job_id, with_segments=True)
     if record.status is not JobStatus.COMPLETED:
-        raise ConflictError(
-            f"job {record.id} is {record.status.value}: its transcript exists once it is completed",
-            extra={"status": record.status.value},
-        )
+        status = record.status.value
+        will = "it has no transcript" if record.is_final else "its transcript exists once it is completed"
+        raise ConflictError(f"job {record.id} is {status}: {will}", extra={"status": status})
     decoding = record.decoding
     run: dict[str, Any] = {} if decoding is None else {"model": record.model, **asdict(decoding)}
     result = TranscriptionResult.from_stored(

@@ -226,7 +226,7 @@ async def _submit_upload(
         form: TranscribeForm = _validated(TranscribeForm, upload.fields, request.method, request.url.path)
         options = job_options(form, settings)
         callback_url = await anyio.to_thread.run_sync(check_callback, form.callback_url, settings)
-        await anyio.to_thread.run_sync(probe_upload, upload.file)
+        await anyio.to_thread.run_sync(probe_upload, upload.file, settings)
         submitted = await anyio.to_thread.run_sync(
             lambda: submit_upload_job(
                 store,

@@ -24,6 +24,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
+from cesar_common.errors import DatabaseError
+
 BUSY_TIMEOUT_MS = 30_000
 #: SQLite connections kept open per engine; more are opened when needed (never waited for, see below)
 SQLITE_POOL_SIZE = 8
@@ -70,7 +72,7 @@ def open_engine(url: str | URL, *, pooled: bool = True) -> Engine:
             # waiting for a connection held by a thread that waits for the loop would be a deadlock.
             options.update(pool_size=SQLITE_POOL_SIZE, max_overflow=-1)
         engine = create_engine(parsed, **options)
-        _install_sqlite_hooks(engine)
+        _install_sqlite_hooks(engine, path)
         return engine
     if parsed.get_backend_name() == "postgresql":
         # fail fast when the server is unreachable (the libpq default waits for the OS's TCP timeout)
@@ -91,9 +93,16 @@ def read_only(engine: Engine) -> Engine:
     return engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
 
 
-def _install_sqlite_hooks(engine: Engine) -> None:
+def _install_sqlite_hooks(engine: Engine, path: Path | None) -> None:
+    # The file this engine opened first. Deleted or replaced under a running service, the connections
+    # already open would go on writing into the unlinked file (lost at the next start) while new ones would
+    # create an empty database: every transaction checks the path still names that file.
+    opened: list[tuple[int, int]] = []
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if path is not None:
+            _check_same_file(path, opened)
         # The driver must not BEGIN on its own: we emit BEGIN ourselves in _on_begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -108,8 +117,31 @@ def _install_sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        if path is not None:
+            _check_same_file(path, opened)
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
         connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+
+def _check_same_file(path: Path, opened: list[tuple[int, int]]) -> None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if not opened:
+            return  # the first connection creates it
+        raise _file_gone(path, "was deleted") from None
+    identity = (info.st_dev, info.st_ino)
+    if not opened:
+        opened.append(identity)
+    elif opened[0] != identity:
+        raise _file_gone(path, "was replaced by another file")
+
+
+def _file_gone(path: Path, what: str) -> DatabaseError:
+    return DatabaseError(
+        "the job database is unavailable",
+        detail=f"the SQLite file {path} {what} while Cesar ran: restart Cesar (and migrate a new file)",
+    )
 
 
 @contextmanager

@@ -47,6 +47,7 @@ from cesar_common.db.records import (
 from cesar_common.db.rows import job_record
 from cesar_common.errors import ConflictError, InvalidInputError, NotFoundError
 from cesar_common.options import options_dict
+from cesar_common.text import is_plain_token
 
 jobs = cast(Table, Job.__table__)
 
@@ -63,8 +64,15 @@ class LeaseLostError(ConflictError):
     code = "lease_lost"
 
 
+def plausible_id(job_id: str) -> bool:
+    """Whether ``job_id`` could name a job at all: anything else (too long, control characters, a NUL
+    PostgreSQL would refuse) is unknown without asking the database."""
+    return is_plain_token(job_id, max_length=36)
+
+
 def not_found(job_id: str) -> NotFoundError:
-    return NotFoundError(f"no job with id {job_id}", extra={"job_id": job_id})
+    shown = job_id if plausible_id(job_id) else repr(job_id[:40])
+    return NotFoundError(f"no job with id {shown}", extra={"job_id": job_id[:64]})
 
 
 # --- creating ----------------------------------------------------------------------------------------
@@ -197,6 +205,8 @@ _LIST_PAGE = {
 
 def get_visible(conn: Connection, job_id: str, *, with_segments: bool = False) -> Row[Any] | None:
     """The job's row (never a ``pending`` upload); ``segments`` read as NULL unless ``with_segments``."""
+    if not plausible_id(job_id):
+        return None
     stmt = _GET_VISIBLE_FULL if with_segments else _GET_VISIBLE
     return conn.execute(stmt, {"job_id": job_id}).one_or_none()
 
@@ -251,6 +261,8 @@ def oldest_queued_age(conn: Connection) -> float:
 
 def cancel_state(conn: Connection, job_id: str) -> tuple[str, bool] | None:
     """The job's (status, cancel_requested); None for an unknown job."""
+    if not plausible_id(job_id):
+        return None
     row = conn.execute(
         select(jobs.c.status, jobs.c.cancel_requested).where(jobs.c.id == job_id, jobs.c.status != PENDING)
     ).one_or_none()
@@ -258,6 +270,8 @@ def cancel_state(conn: Connection, job_id: str) -> tuple[str, bool] | None:
 
 
 def status_of(conn: Connection, job_id: str, *, lock: bool = False) -> str | None:
+    if not plausible_id(job_id):
+        return None
     stmt = select(jobs.c.status).where(jobs.c.id == job_id)
     return conn.execute(for_update(stmt) if lock else stmt).scalar_one_or_none()
 
@@ -306,14 +320,17 @@ def extend_lease(conn: Connection, job_id: str, worker_id: str, *, lease_seconds
     return bool(changed.rowcount == 1)
 
 
-def set_progress(conn: Connection, job_id: str, worker_id: str, progress: float) -> bool:
-    """Write the progress of a held job; returns whether a cancel was requested (LeaseLostError if the
-    job is not held by ``worker_id`` any more)."""
+def set_progress(
+    conn: Connection, job_id: str, worker_id: str, progress: float, *, lease_seconds: float | None = None
+) -> bool:
+    """Write the progress of a held job (and extend its lease, when ``lease_seconds`` is given: one write
+    instead of two); returns whether a cancel was requested (LeaseLostError if the job is not held by
+    ``worker_id`` any more)."""
+    values: dict[str, Any] = {"progress": progress}
+    if lease_seconds is not None:
+        values["lease_expires_at"] = db_now(lease_seconds)
     row = conn.execute(
-        update(jobs)
-        .where(held(job_id, worker_id))
-        .values(progress=progress)
-        .returning(jobs.c.cancel_requested)
+        update(jobs).where(held(job_id, worker_id)).values(**values).returning(jobs.c.cancel_requested)
     ).one_or_none()
     if row is None:
         raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id}")

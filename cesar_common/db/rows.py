@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 from sqlalchemy import Row, Table
 
@@ -15,11 +16,13 @@ from cesar_common.db.records import (
     JobRecord,
     JobSource,
     JobStatus,
+    PublicStatus,
     WebhookDeliveryRecord,
     WorkerRecord,
 )
 from cesar_common.errors import InvalidInputError
 from cesar_common.options import OPTION_NAMES, TranscribeOptions
+from cesar_common.text import is_plain_token
 
 jobs = cast(Table, Job.__table__)
 
@@ -103,19 +106,31 @@ def worker_record(row: Row[Any]) -> WorkerRecord:
 
 
 # --- cursors -----------------------------------------------------------------------------------------
-def encode_cursor(created_at: datetime, job_id: str) -> str:
-    raw = f"{created_at.astimezone(UTC).isoformat()}|{job_id}".encode()
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page of ``GET /jobs`` ends: the last job's (created_at, id), and the status filter the
+    listing had, so that following the cursor alone keeps the filter."""
+
+    created_at: datetime
+    job_id: str
+    status: str | None = None
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    raw = f"{cursor.created_at.astimezone(UTC).isoformat()}|{cursor.job_id}|{cursor.status or ''}".encode()
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The (created_at, id) a cursor points after; InvalidInputError for anything we did not hand out."""
+def decode_cursor(cursor: str) -> Cursor:
+    """The place a cursor points after; InvalidInputError for anything we did not hand out."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        stamp, job_id = raw.split("|")
+        stamp, job_id, status = raw.split("|")
         created_at = datetime.fromisoformat(stamp)
     except (ValueError, binascii.Error, UnicodeError) as exc:
         raise InvalidInputError("invalid cursor") from exc
-    if created_at.tzinfo is None or not job_id or len(job_id) > 36:
+    if created_at.tzinfo is None or not is_plain_token(job_id, max_length=36):
         raise InvalidInputError("invalid cursor")
-    return created_at.astimezone(UTC), job_id
+    if status and status not in get_args(PublicStatus):
+        raise InvalidInputError("invalid cursor")
+    return Cursor(created_at.astimezone(UTC), job_id, status or None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import uuid
 from collections.abc import Iterable, Iterator
@@ -31,7 +32,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cesar_common.db import audio, jobs, outbox, presence, totals
 from cesar_common.db.audio import CHUNK_SIZE, AudioSource
-from cesar_common.db.connect import error_reason, open_engine, read_only
+from cesar_common.db.connect import error_reason, open_engine, read_only, sqlite_path
 from cesar_common.db.idempotency import check_key, request_fingerprint
 from cesar_common.db.jobs import LeaseLostError
 from cesar_common.db.notify import notify_new_job
@@ -49,7 +50,7 @@ from cesar_common.db.records import (
     WebhookDeliveryRecord,
     WorkerRecord,
 )
-from cesar_common.db.rows import decode_cursor, decoding_values, encode_cursor, job_record
+from cesar_common.db.rows import Cursor, decode_cursor, decoding_values, encode_cursor, job_record
 from cesar_common.errors import (
     CesarError,
     ConflictError,
@@ -63,6 +64,8 @@ __all__ = ["CHUNK_SIZE", "JobStore", "LeaseLostError", "decode_cursor", "encode_
 
 #: jobs deleted per transaction by purge_finished_jobs
 PURGE_BATCH = 200
+#: after a failed write, SQLite counts as writable again only with this much room to grow
+MIN_FREE_BYTES = 64 * 1024 * 1024
 
 
 class JobStore:
@@ -72,6 +75,9 @@ class JobStore:
         self._engine = engine
         self._reader = read_only(engine)
         self._keep_audio = keep_audio
+        #: why a write of this process failed for want of the database (full disk, file gone), until
+        #: write_failure() finds that writes work again
+        self._write_failure: str | None = None
 
     @classmethod
     def from_url(cls, url: str, *, keep_audio: bool = False) -> JobStore:
@@ -103,7 +109,47 @@ class JobStore:
             with self._engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise _database_error(exc) from exc
+            error = _database_error(exc)
+            if isinstance(error, DatabaseError):
+                self._write_failure = error.describe()
+            raise error from exc
+        except DatabaseError as exc:  # the SQLite file is gone (db/connect.py)
+            self._write_failure = exc.describe()
+            raise
+
+    def write_failure(self) -> str | None:
+        """Why writes fail, if this process's last one did and they still do (None: they work).
+
+        After a failure, a small write is tried again here, and on SQLite the room left for the file must
+        be back above :data:`MIN_FREE_BYTES`: the answer clears once space returns, without waiting for
+        the next job, and does not flap while only small writes fit.
+        """
+        failure = self._write_failure
+        if failure is None:
+            return None
+        try:
+            with self._write() as conn:
+                totals.add(conn, {(totals.WRITE_PROBE, "health"): 0.0})
+            room = self.sqlite_room()
+        except CesarError as exc:
+            return exc.describe()
+        if room is not None and room < MIN_FREE_BYTES:
+            return f"{failure}; {room // 1024} KiB left for the database file"
+        self._write_failure = None
+        return None
+
+    def sqlite_room(self) -> int | None:
+        """Bytes the SQLite file may still grow by (the disk's free space, or SQLite's own page limit);
+        None on PostgreSQL."""
+        path = sqlite_path(self._engine.url)
+        if path is None:
+            return None
+        with self._read() as conn:
+            size, pages, limit = (
+                int(conn.exec_driver_sql(f"PRAGMA {name}").scalar_one())
+                for name in ("page_size", "page_count", "max_page_count")
+            )
+        return min(shutil.disk_usage(path.parent).free, (limit - pages) * size)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -271,12 +317,25 @@ class JobStore:
             raise InvalidInputError(f"limit must be between 1 and {jobs.MAX_LIST_LIMIT}")
         wanted = None if status is None else jobs.public_status(status)
         after = None if cursor is None else decode_cursor(cursor)
+        if after is not None and after.status != wanted:
+            if wanted is not None:
+                listed = after.status or "every"
+                raise InvalidInputError(
+                    f"this cursor continues a listing of {listed} jobs, not of {wanted} jobs: "
+                    "follow it alone or start again without it"
+                )
+            wanted = after.status  # the cursor alone keeps its listing's filter
         with self._read() as conn:
-            rows = jobs.list_page(conn, status=wanted, limit=limit + 1, after=after)
+            rows = jobs.list_page(
+                conn,
+                status=wanted,
+                limit=limit + 1,
+                after=None if after is None else (after.created_at, after.job_id),
+            )
             webhooks = outbox.latest_for(conn, [row.id for row in rows[:limit] if row.callback_url])
         records = [job_record(row, webhooks.get(row.id)) for row in rows[:limit]]
-        more = len(rows) > limit
-        next_cursor = encode_cursor(records[-1].created_at, records[-1].id) if more else None
+        last = records[-1] if len(rows) > limit else None
+        next_cursor = None if last is None else encode_cursor(Cursor(last.created_at, last.id, wanted))
         return JobPage(jobs=records, next_cursor=next_cursor)
 
     def queue_position(self, job: JobRecord) -> int | None:
@@ -312,14 +371,17 @@ class JobStore:
         with self._write() as conn:
             return jobs.extend_lease(conn, job_id, worker_id, lease_seconds=lease_seconds)
 
-    def report_progress(self, job_id: str, worker_id: str, progress: float) -> bool:
-        """Record progress (clamped to 0..1); returns whether a cancel was requested.
+    def report_progress(
+        self, job_id: str, worker_id: str, progress: float, *, lease_seconds: float | None = None
+    ) -> bool:
+        """Record progress (clamped to 0..1), extending the lease too when ``lease_seconds`` is given;
+        returns whether a cancel was requested.
 
         Raises LeaseLostError when the job is no longer held by ``worker_id``.
         """
         value = min(1.0, max(0.0, float(progress)))
         with self._write() as conn:
-            return jobs.set_progress(conn, job_id, worker_id, value)
+            return jobs.set_progress(conn, job_id, worker_id, value, lease_seconds=lease_seconds)
 
     def complete_job(self, job_id: str, worker_id: str, result: JobResult) -> bool:
         """Fenced (processing and held by ``worker_id``): False when the job is not ours any more."""

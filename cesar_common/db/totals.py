@@ -31,6 +31,7 @@ SUM = "sum"
 INF = "+Inf"
 JOBS_FINISHED = "jobs_finished"  # labels: the final status
 DELIVERY_ATTEMPTS = "webhook_attempts"  # labels: delivered | retried | failed
+WRITE_PROBE = "write_probe"  # /health's test that the database can write again after a failure
 
 
 def bucket_label(bound: float) -> str:

@@ -1,19 +1,24 @@
-"""A cheap look at a media file: is there decodable audio in it, and how long is it?
-
-Uses PyAV only (never faster_whisper), so the API can refuse a bad upload before creating a job.
+"""Audio files through PyAV alone (never faster_whisper, so the API can use it): a cheap look at a file (is
+there decodable audio, how long does it say it is) and decoding it to the samples Whisper listens to.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import av
+if TYPE_CHECKING:
+    import av
+    import numpy as np
 
-from cesar_common.errors import UnsupportedMediaError
+from cesar_common.errors import AudioDecodeError, AudioTooLongError, UnsupportedMediaError
 
+#: below this a file's "audio" is not sound (and would resample to enormous lengths): telephones use 8000
+MIN_SAMPLE_RATE = 2000
 # Some containers start with packets that decode to nothing (priming, headers); look a little further.
 _PACKETS_TO_TRY = 64
 
@@ -45,12 +50,15 @@ def probe_audio(source: str | Path | IO[bytes]) -> AudioInfo:
 
 
 def _probe(source: str | Path | IO[bytes], name: str) -> AudioInfo:
+    import av
+
     opened = str(source) if isinstance(source, str | Path) else source
     try:
         with av.open(opened, mode="r", metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise UnsupportedMediaError(f"{name} has no audio stream: give a file that contains sound")
             stream = container.streams.audio[0]
+            _check_sample_rate(stream, name)
             if not _first_frame_decodes(container, stream):
                 raise UnsupportedMediaError(
                     f"{name}: its audio stream ({stream.codec_context.name}) holds no decodable audio"
@@ -68,7 +76,18 @@ def _probe(source: str | Path | IO[bytes], name: str) -> AudioInfo:
         ) from exc
 
 
+def _check_sample_rate(stream: av.AudioStream, name: str) -> None:
+    rate = int(stream.sample_rate or 0)
+    if 0 < rate < MIN_SAMPLE_RATE:
+        raise UnsupportedMediaError(
+            f"{name} says its audio has {rate} samples a second: that is not sound Whisper can hear "
+            f"(it needs at least {MIN_SAMPLE_RATE} Hz; telephone audio has 8000)"
+        )
+
+
 def _first_frame_decodes(container: av.container.InputContainer, stream: av.AudioStream) -> bool:
+    import av
+
     for count, packet in enumerate(container.demux(stream)):
         if count >= _PACKETS_TO_TRY:
             return False
@@ -81,6 +100,8 @@ def _first_frame_decodes(container: av.container.InputContainer, stream: av.Audi
 
 
 def _duration(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    import av
+
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -110,3 +131,103 @@ def _is_empty(source: str | Path | IO[bytes]) -> bool:
         return source.tell() == position
     finally:
         source.seek(position)
+
+
+# --- decoding -------------------------------------------------------------------------------------------
+SAMPLE_RATE = 16_000  # what Whisper listens at: decoding resamples and downmixes to it
+#: input decoded between looks at the length cap and the stop check; as seconds of the file's own audio,
+#: so that a file declaring an absurd sample rate cannot make one group huge once resampled
+GROUP_SECONDS = 30.0
+
+
+class DecodeStopped(Exception):  # control flow: the caller asked to stop
+    pass
+
+
+def too_long(duration: float, max_seconds: float) -> AudioTooLongError:
+    return AudioTooLongError(
+        f"the audio is {duration / 60:.0f} minutes long, more than this server accepts "
+        f"({max_seconds / 60:.0f} minutes, CESAR_MAX_AUDIO_SECONDS)",
+        extra={"duration": round(duration, 3), "max_seconds": max_seconds},
+    )
+
+
+def decode_samples(
+    path: str | Path, *, max_seconds: float | None = None, should_stop: Callable[[], bool] | None = None
+) -> np.ndarray:
+    """The file's audio as 16 kHz mono float32 samples.
+
+    A file whose header says it is longer than ``max_seconds`` is refused before decoding, and decoding
+    stops as soon as more than that came out (AudioTooLongError): a 32 KB file that declares a 1 Hz sample
+    rate would otherwise decode to hours. ``should_stop`` is asked between groups of frames
+    (:class:`DecodeStopped`), so a stop never waits for a whole long file to decode.
+    """
+    import av
+    import numpy as np
+
+    name = Path(path).name
+    limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
+    resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    pieces: list[np.ndarray] = []
+    total = 0
+    try:
+        with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(f"{name} has no audio stream: give a file that contains sound")
+            stream = container.streams.audio[0]
+            _check_sample_rate(stream, name)
+            declared = _duration(container, stream)
+            if max_seconds is not None and declared is not None and declared > max_seconds:
+                raise too_long(declared, max_seconds)
+            group_samples = max(1, int(GROUP_SECONDS * (stream.sample_rate or SAMPLE_RATE)))
+            for group in _groups(_frames(container, stream), group_samples):
+                if should_stop is not None and should_stop():
+                    raise DecodeStopped
+                for frame in resampler.resample(group):
+                    piece = frame.to_ndarray().reshape(-1)
+                    pieces.append(piece)
+                    total += piece.size
+                if limit is not None and total > limit:
+                    raise too_long(total / SAMPLE_RATE, max_seconds or 0.0)
+            for frame in resampler.resample(None):  # flush
+                pieces.append(frame.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as exc:
+        raise AudioDecodeError(
+            f"could not decode the audio of {name} ({_reason(exc)}): is it an audio file?"
+        ) from exc
+    finally:
+        del resampler
+        gc.collect()  # PyAV's resampler holds buffers until collected (faster-whisper issue 390)
+    samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+    if samples.size == 0:
+        raise AudioDecodeError(f"{name} holds no audio that could be decoded")
+    return samples.astype(np.float32) / 32768.0
+
+
+def _frames(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[av.AudioFrame]:
+    """The stream's frames, skipping damaged packets as a player would."""
+    import av
+
+    frames = container.decode(stream)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except av.error.InvalidDataError:
+            continue
+        yield frame
+
+
+def _groups(frames: Iterator[av.AudioFrame], samples: int) -> Iterator[av.AudioFrame]:
+    """Frames joined into groups of about ``samples`` input samples (fewer resampler calls)."""
+    import av
+
+    fifo = av.audio.fifo.AudioFifo()
+    for frame in frames:
+        frame.pts = None  # the FIFO checks timestamps: damaged files have gaps
+        fifo.write(frame)
+        if fifo.samples >= samples and (group := fifo.read()) is not None:
+            yield group
+    if fifo.samples > 0 and (rest := fifo.read()) is not None:
+        yield rest

@@ -23,13 +23,13 @@ from cesar_common.errors import (
 )
 from cesar_common.options import TranscribeOptions, options_dict
 from cesar_common.transcription import batching, sentences
+from cesar_common.transcription.audio import SAMPLE_RATE, DecodeStopped, decode_samples
 from cesar_common.transcription.models import LoadedModel
 from cesar_common.transcription.result import Segment, TranscriptionResult, Word
 
 if TYPE_CHECKING:
     import numpy as np
 
-SAMPLE_RATE = 16_000  # what Whisper listens at; decode_audio resamples and downmixes to it
 SEQUENTIAL, BATCHED = "sequential", "batched"  # TranscriptionResult.mode
 
 ProgressCallback = Callable[[float, float], None]
@@ -47,6 +47,7 @@ class DecodeOptions:
     start_time: float | None = None  # seconds into the file
     end_time: float | None = None
     batch_size: int = 0  # 0: by device, duration and memory (see batching); 1: never batch; N: N windows
+    max_audio_seconds: float | None = None  # longer audio is refused (AudioTooLongError); None: no cap
 
     @classmethod
     def for_job(cls, options: TranscribeOptions, **decoding: Any) -> DecodeOptions:
@@ -82,7 +83,7 @@ def transcribe(
     """
     validate_options(options)
     language = _model_language(model, options.language)
-    samples = decode(audio)
+    samples = decode(audio, max_seconds=options.max_audio_seconds, should_stop=should_stop)
     clip, offset = _clip(samples, options)
     total = round(clip.size / SAMPLE_RATE, 3)
     if on_progress is not None:
@@ -143,24 +144,19 @@ def normalise_language(language: str | None) -> str | None:
     return code
 
 
-def decode(audio: str | Path) -> np.ndarray:
-    """The file's audio as 16 kHz mono float32 samples (PyAV resamples and downmixes)."""
-    import av
-    from faster_whisper.audio import decode_audio
-
+def decode(
+    audio: str | Path, *, max_seconds: float | None = None, should_stop: StopCheck | None = None
+) -> np.ndarray:
+    """The file's audio as 16 kHz mono float32 samples (see :func:`audio.decode_samples`)."""
     name = Path(audio).name
     try:
-        samples: np.ndarray = decode_audio(str(audio), sampling_rate=SAMPLE_RATE)
+        return decode_samples(audio, max_seconds=max_seconds, should_stop=should_stop)
+    except DecodeStopped as exc:
+        raise TranscriptionCancelled("transcription cancelled while decoding") from exc
     except MemoryError as exc:
         raise OutOfMemoryError(f"not enough memory to decode {name}") from exc
-    except (av.error.FFmpegError, OSError, IndexError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise AudioDecodeError(
-            f"could not decode the audio of {name} ({reason}): is it an audio file?"
-        ) from exc
-    if samples.size == 0:
-        raise AudioDecodeError(f"{name} holds no audio that could be decoded")
-    return samples
+    except OSError as exc:
+        raise AudioDecodeError(f"could not read {name} ({exc.strerror or exc})") from exc
 
 
 def _model_language(model: LoadedModel, language: str | None) -> str | None:

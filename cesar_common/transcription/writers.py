@@ -22,12 +22,13 @@ class OutputFormat:
     extension: str
 
 
+# text/* types get "; charset=utf-8" from the web framework; others say it themselves
 _MEDIA_TYPES: dict[TranscriptFormat, str] = {
-    "txt": "text/plain; charset=utf-8",
+    "txt": "text/plain",
     "srt": "application/x-subrip; charset=utf-8",
-    "vtt": "text/vtt; charset=utf-8",
+    "vtt": "text/vtt",
     "json": "application/json",
-    "tsv": "text/tab-separated-values; charset=utf-8",
+    "tsv": "text/tab-separated-values",
 }
 #: every format of :data:`cesar_common.choices.TRANSCRIPT_FORMATS`, by name
 FORMATS: dict[str, OutputFormat] = {

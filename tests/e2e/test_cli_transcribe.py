@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -168,7 +169,7 @@ SAME_AS_SESSION = {(device, compute) for device in ("auto", "cpu") for compute i
 @pytest.mark.parametrize(
     ("fmt", "name", "extra"),
     [
-        ("txt", "out.transcript", []),  # an extension that names no format: txt
+        ("txt", "out", []),  # no extension: txt
         ("srt", "out.txt", ["--format", "srt"]),  # --format wins over the extension
         ("vtt", "out.vtt", []),
         ("json", "out.json", ["--start-time", "0.5"]),
@@ -324,6 +325,41 @@ def test_verbose_shows_the_traceback(loads: list[str]) -> None:
     assert result.exit_code == 1
     assert "Traceback" in result.stderr and "InvalidDataError" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_an_output_extension_that_names_no_format_is_refused(tmp_path: Path, loads: list[str]) -> None:
+    result = invoke(SPEECH, "-o", tmp_path / "out.docx")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: cannot tell the format from 'out.docx': name the output .txt, .srt, .vtt, .json or .tsv, "
+        "or pass --format"
+    ]
+    assert list(tmp_path.iterdir()) == [] and loads == []
+    assert invoke(SPEECH, "-o", tmp_path / "out.docx", "--format", "txt").exit_code == 0
+
+
+def test_a_start_past_the_end_is_one_line(loads: list[str]) -> None:
+    result = invoke(SPEECH, "--start-time", "100")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["error: start time (100 s) is past the end of the audio (7.2 s)"], (
+        result.stderr
+    )
+
+
+def test_every_option_reads_the_variable_its_help_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.setattr(
+        cesar.transcribe, "run_transcribe", lambda path, job, **kwargs: calls.append((job, kwargs))
+    )
+    env = {"CESAR_LANGUAGE": "fr", "CESAR_QUIET": "1", "CESAR_FORMAT": "srt", "CESAR_TASK": "translate"}
+    result = CliRunner().invoke(cli, ["transcribe", str(SPEECH)], env=env)
+    assert result.exit_code == 0, result.output
+    [(job, kwargs)] = calls
+    assert (job.language, job.task, kwargs["quiet"], kwargs["fmt"]) == ("fr", "translate", True, "srt")
+    for command in ("transcribe", "serve", "worker", "api"):
+        shown = CliRunner().invoke(cli, [command, "--help"], terminal_width=200).stdout
+        names = re.findall(r"env var: (CESAR_[A-Z_]+)", shown)
+        assert names and all(name.startswith("CESAR_") for name in names)
 
 
 def test_usage_errors_from_click(loads: list[str]) -> None:

@@ -207,7 +207,7 @@ def test_transcripts_in_every_format(api: Api) -> None:
     base = f"/jobs/{job.id}/transcript"
 
     txt = api.client.get(base)  # txt is the default
-    assert txt.headers["content-type"].startswith("text/plain")
+    assert txt.headers["content-type"] == "text/plain; charset=utf-8"  # said once
     assert txt.text.splitlines() == [segment["text"].strip() for segment in SEGMENTS]
 
     response = api.client.get(base, params={"format": "srt"})
@@ -245,7 +245,7 @@ def test_transcripts_in_every_format(api: Api) -> None:
     assert rows[2][:2] == ["3400", "7100"]
 
     body = error_body(api.client.get(base, params={"format": "docx"}), 400)
-    assert "format" in body["detail"]
+    assert "invalid query parameter 'format'" in body["detail"] and "fmt" not in body["detail"]
 
 
 def test_an_upload_transcript_is_named_after_the_file(api: Api) -> None:
@@ -259,7 +259,20 @@ def test_no_transcript_before_completion(api: Api) -> None:
     queued = url_job(api.store)
     body = error_body(api.client.get(f"/jobs/{queued.id}/transcript"), 409)
     assert body["code"] == "conflict"
-    assert "queued" in body["detail"]
+    assert body["detail"] == f"job {queued.id} is queued: its transcript exists once it is completed"
+    api.store.request_cancel(queued.id)
+    body = error_body(api.client.get(f"/jobs/{queued.id}/transcript"), 409)
+    assert body["detail"] == f"job {queued.id} is cancelled: it has no transcript"
+
+
+def test_the_root_sends_a_browser_to_the_docs(api: Api) -> None:
+    response = api.client.get("/")
+    assert response.status_code == 302 and response.headers["location"] == "/docs"
+
+
+def test_metrics_say_their_charset_once(api: Api) -> None:
+    content_type = api.client.get("/metrics").headers["content-type"]
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
 
 
 def test_cancel_a_queued_job(api: Api) -> None:

@@ -82,6 +82,7 @@ def test_health_is_503_when_the_database_is_unreachable(api: Api) -> None:
         assert body["status"] == "unavailable"
         assert body["database"] == {
             "reachable": False,
+            "writable": False,
             "backend": "postgresql",
             "error": "database_unavailable",
         }
@@ -89,7 +90,8 @@ def test_health_is_503_when_the_database_is_unreachable(api: Api) -> None:
         error = client.get("/jobs")
         assert error.status_code == 503
         assert error.json()["code"] == "database_unavailable"
-        assert "Traceback" not in error.text
+        assert error.json()["detail"] == "the job database is unavailable"
+        assert "127.0.0.1" not in error.text and "Traceback" not in error.text
 
 
 # --- auth ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from api_helpers import (
@@ -30,7 +31,7 @@ def api_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def api(api_db: str) -> Iterator[Api]:
-    with running_api(api_db) as running:
+    with running_api(api_db, models=["base.en"]) as running:
         yield running
 
 
@@ -145,6 +146,13 @@ def test_upload_over_the_limit_is_413_and_creates_no_job(api_db: str) -> None:
         response = api.client.post("/transcribe", files={"file": ("zeros.wav", bytes(1024 * 1024))})
         assert error_body(response, 415)
         assert job_count(api.store) == before
+
+
+def test_only_the_default_model_is_allowed_unless_more_are_listed(api_db: str) -> None:
+    with running_api(api_db) as api:
+        body = error_body(upload(api, model="base.en"), 422)
+        assert body["code"] == "model_not_allowed" and body["extra"]["allowed"] == ["tiny.en"]
+        assert upload(api, model="tiny.en").status_code == 202
 
 
 def test_model_outside_the_allowlist_is_422(api_db: str) -> None:
@@ -269,3 +277,22 @@ def test_uploads_keep_coming_after_errors(api: Api) -> None:
     for name in ("junk.mp3", "empty.wav"):
         assert upload(api, name).status_code == 415
     assert upload(api).status_code == 202
+
+
+def test_audio_longer_than_the_cap_is_refused_at_submit(api_db: str, tmp_path: Path) -> None:
+    import wave
+
+    one_hertz = tmp_path / "one-hertz.wav"  # 32 KB claiming 16,000 s at one sample a second
+    with wave.open(str(one_hertz), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(1)
+        out.writeframes(b"\x01\x02" * 16000)
+    with running_api(api_db, max_audio_seconds=5) as api:
+        before = job_count(api.store)
+        body = error_body(upload(api), 422)  # 7.2 s of speech
+        assert body["code"] == "audio_too_long" and "CESAR_MAX_AUDIO_SECONDS" in body["detail"]
+        with one_hertz.open("rb") as audio:
+            response = api.client.post("/transcribe", files={"file": ("one-hertz.wav", audio, "audio/wav")})
+        assert "samples a second" in error_body(response, 415)["detail"]
+        assert job_count(api.store) == before

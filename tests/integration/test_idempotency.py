@@ -140,7 +140,7 @@ def test_ten_concurrent_creates_with_one_key_make_one_job(store: JobStore, kind:
 # --- over HTTP --------------------------------------------------------------------------------------------
 @pytest.fixture
 def api(db_url: str) -> Iterator[Api]:
-    with running_api(db_url) as running:
+    with running_api(db_url, models=["base.en"]) as running:
         yield running
 
 

@@ -28,6 +28,7 @@ from cesar_common.db.records import (
     NewJob,
     TranscribeOptions,
 )
+from cesar_common.db.rows import Cursor
 from cesar_common.db.store import CHUNK_SIZE, JobStore, LeaseLostError, decode_cursor, encode_cursor
 from cesar_common.errors import (
     ConflictError,
@@ -207,6 +208,8 @@ BAD_CURSORS = [
     b64("2024-01-01T00:00:00+00:00|"),
     b64("|"),
     "\u00e9t\u00e9",
+    b64("2024-01-01T00:00:00+00:00|abc\x00|"),  # a NUL in the id
+    b64("2024-01-01T00:00:00+00:00|abc|finished"),  # not a status
 ]
 
 
@@ -224,8 +227,22 @@ def test_list_refuses_a_bad_cursor(store: JobStore) -> None:
 
 def test_cursor_round_trip() -> None:
     stamp = datetime(2025, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
-    assert decode_cursor(encode_cursor(stamp, "abc")) == (stamp, "abc")
-    assert "=" not in encode_cursor(stamp, "abc")
+    for cursor in (Cursor(stamp, "abc"), Cursor(stamp, "abc", "completed")):
+        assert decode_cursor(encode_cursor(cursor)) == cursor
+        assert "=" not in encode_cursor(cursor)
+
+
+def test_a_cursor_alone_keeps_its_listing_s_filter(store: JobStore) -> None:
+    created = [store.create_job(url_job(), None) for _ in range(5)]
+    for job in created[:4]:
+        store.request_cancel(job.id)
+    first = store.list_jobs(status=JobStatus.CANCELLED, limit=2)
+    assert first.next_cursor is not None
+    second = store.list_jobs(cursor=first.next_cursor, limit=2)  # no status given: the cursor's
+    assert [job.status for job in second.jobs] == [JobStatus.CANCELLED] * 2
+    assert {job.id for job in first.jobs + second.jobs} == {job.id for job in created[:4]}
+    with pytest.raises(InvalidInputError, match="continues a listing of cancelled"):
+        store.list_jobs(status=JobStatus.QUEUED, cursor=first.next_cursor)
 
 
 def test_list_refuses_bad_limits_and_internal_statuses(store: JobStore) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import subprocess
 import threading
@@ -156,9 +158,9 @@ def test_progress_is_written_about_once_a_second(harness: Harness, monkeypatch: 
     written: list[float] = []
     report = harness.store.report_progress
 
-    def counting(job_id: str, worker_id: str, progress: float) -> bool:
+    def counting(job_id: str, worker_id: str, progress: float, **kwargs: Any) -> bool:
         written.append(progress)
-        return report(job_id, worker_id, progress)
+        return report(job_id, worker_id, progress, **kwargs)
 
     monkeypatch.setattr(harness.store, "report_progress", counting)
     harness.submit("slow:1.7")
@@ -292,3 +294,118 @@ def _dead_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+# --- trust: clocks, slow housekeeping, downloads ----------------------------------------------------------
+def test_a_sweeper_whose_clock_runs_ahead_requeues_nothing_alive(
+    harness_factory: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every clock Cesar could read on this host is moved 90 s ahead for the sweep: leases are the
+    database's business, so a live job stays with its worker."""
+    import datetime as datetime_module
+
+    harness = harness_factory(lease_seconds=60.0)
+    job_id = harness.submit("slow:30")
+    harness.start()
+    harness.wait(job_id, lambda job: job.status is JobStatus.PROCESSING)
+
+    class Ahead(datetime_module.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return super().now(tz) + datetime_module.timedelta(seconds=90)
+
+    real_time = time.time
+    monkeypatch.setattr(datetime_module, "datetime", Ahead)
+    monkeypatch.setattr(time, "time", lambda: real_time() + 90)
+    sweeper = harness_factory()  # another worker's housekeeping, with the skewed clock
+    sweeper.worker.housekeeping.sweep()
+    assert harness.job(job_id).status is JobStatus.PROCESSING
+    monkeypatch.undo()
+    harness.store.request_cancel(job_id)
+    harness.wait(job_id, lambda job: job.is_final)
+    harness.stop_and_join()
+
+
+def test_slow_housekeeping_never_delays_the_lease(
+    harness_factory: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Housekeeping that takes three leases' time: the job's lease is renewed anyway, so another worker's
+    sweep finds nothing to take back."""
+    harness = harness_factory(lease_seconds=1.0)
+    blocked = threading.Event()
+    release = threading.Event()
+
+    def slow_purge(**_: object) -> int:
+        blocked.set()
+        release.wait(10)
+        return 0
+
+    monkeypatch.setattr(harness.store, "purge_stale_uploads", slow_purge)
+    job_id = harness.submit("slow:4")
+    harness.start()
+    harness.wait(job_id, lambda job: job.status is JobStatus.PROCESSING)
+    assert blocked.wait(5)
+    sweeper = harness_factory()
+    for _ in range(6):  # 3 s while the purge hangs: any stalled renewal would have expired by now
+        time.sleep(0.5)
+        assert sweeper.store.sweep_expired_leases().requeued == []
+    release.set()
+    done = harness.wait(job_id, lambda job: job.is_final, timeout=10)
+    assert (done.status, done.attempts) == (JobStatus.COMPLETED, 1)
+    harness.stop_and_join()
+
+
+def test_a_finished_job_is_never_reported_as_a_lost_lease(
+    harness_factory: Callable[..., Harness], caplog: pytest.LogCaptureFixture
+) -> None:
+    harness = harness_factory(lease_seconds=0.3)  # renewals every 0.1 s: many race the completions
+    ids = [harness.submit("slow:0.15") for _ in range(15)]
+    with caplog.at_level("WARNING"):
+        harness.run_once()
+    assert all(harness.job(job_id).status is JobStatus.COMPLETED for job_id in ids)
+    assert not [record for record in caplog.records if "lease lost" in record.getMessage()]
+
+
+@contextlib.contextmanager
+def trickling_server() -> Iterator[str]:
+    """A server that sends 100 bytes every 2 s for ten minutes: only a cancel ends a download from it."""
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(10**8))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for _ in range(300):
+                    self.wfile.write(b"\0" * 100)
+                    self.wfile.flush()
+                    time.sleep(2)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/audio.mp3"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.timeout(60)
+def test_a_trickling_download_is_cancelled_and_the_worker_moves_on(
+    harness_factory: Callable[..., Harness], audio_dir: Path
+) -> None:
+    harness = harness_factory(allow_private_urls=True)
+    with trickling_server() as server:
+        new = NewJob(source=JobSource.URL, options=TranscribeOptions(model="tiny.en"), source_url=server)
+        slow = harness.store.create_job(new, None).id
+        harness.start()
+        harness.wait(slow, lambda job: job.status is JobStatus.PROCESSING)
+        harness.store.request_cancel(slow)
+        assert harness.wait(slow, lambda job: job.is_final, timeout=10).status is JobStatus.CANCELLED
+        after = harness.submit()  # the worker is free again
+        assert harness.wait(after, lambda job: job.is_final, timeout=10).status is JobStatus.COMPLETED
+    harness.stop_and_join()
