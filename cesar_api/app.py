@@ -6,6 +6,7 @@ never loads Whisper (nothing here may import faster_whisper, even indirectly; a 
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -13,10 +14,13 @@ from litestar import Litestar, Request, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from cesar_api.auth import require_api_key
+from cesar_api.auth import close_session, open_session, require_api_key
 from cesar_api.errors import handle_exception
-from cesar_api.metrics import RequestStats, count_response, metrics, timing_middleware
+from cesar_api.events import EventHub
+from cesar_api.metrics import RequestStats, StatementCounter, count_response, metrics, stamp_start
+from cesar_api.reads import run_read
 from cesar_api.routes.docs import home, openapi_config, static_router
+from cesar_api.routes.events import follow_job
 from cesar_api.routes.health import health
 from cesar_api.routes.jobs import (
     cancel_job,
@@ -40,7 +44,9 @@ PROTECTED_ROUTES = [
     cancel_job,
     delete_job,
     redeliver_webhook,
+    follow_job,
     metrics,
+    open_session,
 ]
 
 
@@ -53,25 +59,35 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     protected = Router(
         path="/",
         route_handlers=PROTECTED_ROUTES,
-        guards=[require_api_key],
+        # without a key there is nothing to check: no guard at all (it is on the polled path)
+        guards=[require_api_key] if settings.api_key is not None else [],
         # optional: only a server with CESAR_API_KEY asks for it
         security=[{}, {"BearerAuth": []}],
     )
     return Litestar(
-        route_handlers=[protected, health, home, static_router()],
+        route_handlers=[protected, health, home, close_session, static_router()],
         dependencies={
             "settings": Provide(_provide_settings, sync_to_thread=False),
             "store": Provide(_provide_store, sync_to_thread=False),
         },
-        state=State({"settings": settings, "store": store, "request_stats": RequestStats()}),
+        state=State(
+            {
+                "settings": settings,
+                "store": store,
+                "request_stats": RequestStats(),
+                "events": EventHub(store, functools.partial(run_read, store)),
+                "statements": StatementCounter(store),
+            }
+        ),
         exception_handlers={Exception: handle_exception},
         openapi_config=openapi_config(),
         # the upload route streams and caps the file itself; this bounds the whole request
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,
         on_startup=[_warm_imports],
+        on_shutdown=[_close_events],
         # every response is counted for GET /metrics (unknown paths too); routed ones are also timed
         before_send=[count_response],
-        middleware=[timing_middleware],
+        before_request=stamp_start,
         logging_config=None,
         debug=False,
     )
@@ -84,6 +100,10 @@ def _provide_settings(request: Request[Any, Any, Any]) -> Settings:
 
 def _provide_store(request: Request[Any, Any, Any]) -> JobStore:
     return request.app.state.store  # type: ignore[no-any-return]
+
+
+async def _close_events(app: Litestar) -> None:
+    await app.state.events.close()
 
 
 def _warm_imports(_app: Any = None) -> None:

@@ -241,20 +241,28 @@ class Heartbeat(_Thread):
                 log.info("job %s: cancel requested", run.job_id)
 
     def _cancel_requested(self, state: _JobState, now: float) -> bool:
-        progress = state.run.take_progress() if now >= state.next_progress else None
-        if progress is None:
+        report = state.run.take_report() if now >= state.next_progress else None
+        if report is None:
             return self.store.is_cancel_requested(state.run.job_id)
         state.next_progress = now + PROGRESS_INTERVAL
+        progress, segments = report
         try:
-            # the progress write renews the lease as well: one write a second per job, not two
+            # one write a second per job: the progress, the segments decoded since, and the lease
             requested = self.store.report_progress(
-                state.run.job_id, self.worker_id, progress, lease_seconds=self.lease_seconds
+                state.run.job_id,
+                self.worker_id,
+                progress,
+                segments=segments,
+                lease_seconds=self.lease_seconds,
             )
-            state.next_extend = now + self.extend_interval
-            return requested
         except ConflictError:
             self._lost(state.run)
             return False
+        except CesarError:
+            state.run.give_back(segments)  # written with the next report: no segment is skipped
+            raise
+        state.next_extend = now + self.extend_interval
+        return requested
 
     def _lost(self, run: JobRun) -> None:
         if run.finishing:

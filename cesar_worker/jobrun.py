@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from enum import StrEnum
+from typing import Any
 
 from cesar_common.db.records import JobRecord
 
@@ -44,6 +45,7 @@ class JobRun:
         self._lock = threading.Lock()
         self._progress = 0.0
         self._progress_dirty = False
+        self._segments: list[dict[str, Any]] = []  # decoded, not written yet
         self._stop_reason: StopReason | None = None
         self._shutdown = shutdown
         self._grace_seconds = grace_seconds
@@ -65,6 +67,11 @@ class JobRun:
                 self._progress = value
                 self._progress_dirty = True
 
+    def on_segment(self, segment: dict[str, Any]) -> None:
+        """Engine callback: a segment is final (in order); the heartbeat publishes it with the progress."""
+        with self._lock:
+            self._segments.append(segment)
+
     def should_stop(self) -> bool:
         return self._stop_reason is not None or self.check_shutdown()
 
@@ -84,13 +91,20 @@ class JobRun:
         return self._finishing
 
     # --- the heartbeat side --------------------------------------------------------------------
-    def take_progress(self) -> float | None:
-        """The progress to write, if it moved since the last call."""
+    def take_report(self) -> tuple[float, list[dict[str, Any]]] | None:
+        """The progress and the new segments to write, if either moved since the last call."""
         with self._lock:
-            if not self._progress_dirty:
+            if not self._progress_dirty and not self._segments:
                 return None
+            segments, self._segments = self._segments, []
             self._progress_dirty = False
-            return self._progress
+            return self._progress, segments
+
+    def give_back(self, segments: list[dict[str, Any]]) -> None:
+        """A report that could not be written: its segments go out with the next one, in order."""
+        with self._lock:
+            self._segments[:0] = segments
+            self._progress_dirty = True
 
     @property
     def progress(self) -> float:

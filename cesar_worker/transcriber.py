@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, float], None]
+SegmentCallback = Callable[[dict[str, Any]], None]
 StopCallback = Callable[[], bool]
 
 
@@ -40,9 +41,11 @@ class Transcriber(Protocol):
         audio_path: Path,
         *,
         on_progress: ProgressCallback,
+        on_segment: SegmentCallback,
         should_stop: StopCallback,
     ) -> JobResult:
-        """Transcribe ``audio_path`` as ``job`` asks.
+        """Transcribe ``audio_path`` as ``job`` asks, handing each segment to ``on_segment`` (as the JSON
+        a transcript keeps) as soon as it is final.
 
         Raise :class:`JobStopped` (or return early by raising it) when ``should_stop()`` turns true, and a
         ``CesarError`` for anything the job's input or the environment got wrong.
@@ -106,6 +109,7 @@ class WhisperTranscriber:
         audio_path: Path,
         *,
         on_progress: ProgressCallback,
+        on_segment: SegmentCallback,
         should_stop: StopCallback,
     ) -> JobResult:
         from cesar_common.transcription import whisper
@@ -118,7 +122,12 @@ class WhisperTranscriber:
         )
         try:
             result = whisper.transcribe(
-                loaded, audio_path, options, on_progress=on_progress, should_stop=should_stop
+                loaded,
+                audio_path,
+                options,
+                on_progress=on_progress,
+                on_segment=lambda segment: on_segment(segment.to_dict()),
+                should_stop=should_stop,
             )
         except whisper.TranscriptionCancelled as exc:
             raise JobStopped(StopReason.CANCELLED) from exc

@@ -251,7 +251,11 @@ class Worker:
                 self._fetch_audio(run, audio_path)
                 run.raise_if_stopped()
                 result = self.transcriber.transcribe(
-                    job, audio_path, on_progress=run.on_progress, should_stop=run.should_stop
+                    job,
+                    audio_path,
+                    on_progress=run.on_progress,
+                    on_segment=run.on_segment,
+                    should_stop=run.should_stop,
                 )
             run.finish()
             if self.store.complete_job(job.id, self.worker_id, result):

@@ -28,12 +28,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cesar_common.db.records import JobRecord, JobResult
 from cesar_common.errors import AudioDecodeError
 from cesar_worker.jobrun import JobStopped, StopReason
 
 STEP_SECONDS = 0.02
+SEGMENT_SECONDS = 0.25
 
 
 class FakeEngine:
@@ -60,6 +62,7 @@ class FakeEngine:
         *,
         on_progress: Callable[[float, float], None],
         should_stop: Callable[[], bool],
+        on_segment: Callable[[dict[str, Any]], None] = lambda segment: None,
     ) -> JobResult:
         self.started.append(job.id)
         self.audio[job.id] = audio_path.read_bytes()
@@ -69,15 +72,18 @@ class FakeEngine:
             raise AudioDecodeError("fake: this audio does not decode")
         if command == "crash":
             raise RuntimeError("fake engine bug")
+        segments = [{"id": 0, "start": 0.0, "end": 1.0, "text": "fake"}]
+        text = f"fake transcript of {job.id}"
         if command == "slow" or (command == "slow-first" and job.attempts == 1):
-            _take(float(argument), on_progress, should_stop)
+            segments = _take(float(argument), on_progress, on_segment, should_stop)
+            text = " ".join(segment["text"] for segment in segments)
         self._note("done", job)
         return JobResult(
-            text=f"fake transcript of {job.id}",
+            text=text,
             language="en",
             language_probability=1.0,
             duration=float(argument or 1.0),
-            segments=[{"id": 0, "start": 0.0, "end": 1.0, "text": "fake"}],
+            segments=segments,
         )
 
     def _note(self, event: str, job: JobRecord) -> None:
@@ -92,14 +98,30 @@ class FakeEngine:
 
 
 def _take(
-    seconds: float, on_progress: Callable[[float, float], None], should_stop: Callable[[], bool]
-) -> None:
+    seconds: float,
+    on_progress: Callable[[float, float], None],
+    on_segment: Callable[[dict[str, Any]], None],
+    should_stop: Callable[[], bool],
+) -> list[dict[str, Any]]:
+    """Take ``seconds``, "decoding" a segment every quarter second of them; the segments."""
     start = time.monotonic()
+    segments: list[dict[str, Any]] = []
     while (elapsed := time.monotonic() - start) < seconds:
         if should_stop():
             raise JobStopped(StopReason.CANCELLED)
+        while (len(segments) + 1) * SEGMENT_SECONDS <= elapsed:
+            n = len(segments)
+            segment = {
+                "id": n,
+                "start": n * SEGMENT_SECONDS,
+                "end": (n + 1) * SEGMENT_SECONDS,
+                "text": f"part {n}",
+            }
+            segments.append(segment)
+            on_segment(segment)
         on_progress(elapsed, seconds)
         time.sleep(STEP_SECONDS)
+    return segments or [{"id": 0, "start": 0.0, "end": seconds, "text": "fake"}]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,9 @@ fails at once with "database is locked". Read-only work opts into a plain (defer
 
 from __future__ import annotations
 
+import math
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +35,8 @@ SQLITE_POOL_SIZE = 8
 CONNECT_TIMEOUT_S = 10
 #: execution option naming the BEGIN mode of a SQLite transaction ("IMMEDIATE" unless set)
 SQLITE_BEGIN_OPTION = "cesar_sqlite_begin"
+#: how long a file check stands for lone reads (SqliteFile.check_for_read)
+READ_CHECK_SECONDS = 0.5
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -93,16 +98,50 @@ def read_only(engine: Engine) -> Engine:
     return engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
 
 
+class SqliteFile:
+    """The file an engine opened first. Deleted or replaced under a running service, the connections already
+    open would go on writing into the unlinked file (lost at the next start) while new ones would create an
+    empty database: every connection and transaction checks the path still names that file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._opened: list[tuple[int, int]] = []
+        self._checked_at = -math.inf
+
+    def check(self) -> None:
+        """DatabaseError when the path no longer names the file first opened."""
+        _check_same_file(self.path, self._opened)
+        self._checked_at = time.monotonic()
+
+    def check_for_read(self) -> None:
+        """:meth:`check`, at most every :data:`READ_CHECK_SECONDS`: a read cannot lose data, so a lone read
+        may see the old file a moment longer (the polled ``GET /jobs/{id}`` saves a ``stat`` per request)."""
+        if time.monotonic() - self._checked_at >= READ_CHECK_SECONDS:
+            self.check()
+
+
+#: the file each SQLite engine opened (engines of in-memory databases have none)
+_SQLITE_FILES: weakref.WeakKeyDictionary[Engine, SqliteFile] = weakref.WeakKeyDictionary()
+
+
+def sqlite_file(engine: Engine) -> SqliteFile | None:
+    """The file check of an engine :func:`open_engine` made for a SQLite file (None otherwise)."""
+    return _SQLITE_FILES.get(engine)
+
+
 def _install_sqlite_hooks(engine: Engine, path: Path | None) -> None:
-    # The file this engine opened first. Deleted or replaced under a running service, the connections
-    # already open would go on writing into the unlinked file (lost at the next start) while new ones would
-    # create an empty database: every transaction checks the path still names that file.
-    opened: list[tuple[int, int]] = []
+    file = None if path is None else SqliteFile(path)
+    if file is not None:
+        _SQLITE_FILES[engine] = file
+
+    @event.listens_for(engine, "do_connect")
+    def _before_connect(*_args: Any) -> None:
+        # before the driver opens the path: opening a deleted file would create an empty one
+        if file is not None:
+            file.check()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        if path is not None:
-            _check_same_file(path, opened)
         # The driver must not BEGIN on its own: we emit BEGIN ourselves in _on_begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -117,8 +156,8 @@ def _install_sqlite_hooks(engine: Engine, path: Path | None) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        if path is not None:
-            _check_same_file(path, opened)
+        if file is not None:
+            file.check()
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
         connection.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
 

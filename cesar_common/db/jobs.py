@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -31,8 +32,8 @@ from sqlalchemy import (
 from cesar_common.db import audio, outbox, totals
 from cesar_common.db.clock import db_now
 from cesar_common.db.idempotency import KEY_WINDOW_SECONDS, IdempotencyKeyReusedError
-from cesar_common.db.models import Job
-from cesar_common.db.notify import notify_new_job
+from cesar_common.db.models import Job, JobSegment
+from cesar_common.db.notify import notify_job_changed, notify_new_job
 from cesar_common.db.records import (
     FINAL_STATUSES,
     PUBLIC_STATUSES,
@@ -50,6 +51,7 @@ from cesar_common.options import options_dict
 from cesar_common.text import is_plain_token
 
 jobs = cast(Table, Job.__table__)
+job_segments = cast(Table, JobSegment.__table__)
 
 QUEUED = JobStatus.QUEUED.value
 PENDING = JobStatus.PENDING.value
@@ -183,6 +185,29 @@ _QUEUE_POSITION = select(func.count()).where(
 )
 
 
+_AHEAD = jobs.alias("ahead")
+#: GET /jobs/{id}: the job without segments and, while it is queued, its 1-based place in the queue (the jobs
+#: created before it, ties broken by id: the order claims take), in one statement
+JOB_VIEW: Select[Any] = select(
+    *_WITHOUT_SEGMENTS,
+    case(
+        (
+            jobs.c.status == QUEUED,
+            select(func.count())
+            .where(
+                _AHEAD.c.status == QUEUED,
+                or_(
+                    _AHEAD.c.created_at < jobs.c.created_at,
+                    and_(_AHEAD.c.created_at == jobs.c.created_at, _AHEAD.c.id <= jobs.c.id),
+                ),
+            )
+            .scalar_subquery(),
+        ),
+        else_=null(),
+    ).label("queue_position"),
+).where(_VISIBLE_BY_ID)
+
+
 def _list_page(by_status: bool, after_cursor: bool) -> Select[Any]:
     stmt = select(*_WITHOUT_SEGMENTS).where(
         jobs.c.status == bindparam("status") if by_status else jobs.c.status != PENDING
@@ -211,6 +236,13 @@ def get_visible(conn: Connection, job_id: str, *, with_segments: bool = False) -
     return conn.execute(stmt, {"job_id": job_id}).one_or_none()
 
 
+def get_view(conn: Connection, job_id: str) -> Row[Any] | None:
+    """:data:`JOB_VIEW`'s row for ``job_id``: the job's columns in table order, then its queue position."""
+    if not plausible_id(job_id):
+        return None
+    return conn.execute(JOB_VIEW, {"job_id": job_id}).one_or_none()
+
+
 def list_page(
     conn: Connection,
     *,
@@ -225,6 +257,35 @@ def list_page(
     if after is not None:
         params["created_at"], params["job_id"] = after
     return list(conn.execute(_LIST_PAGE[(status is not None, after is not None)], params).all())
+
+
+def get_many(conn: Connection, job_ids: Sequence[str]) -> list[Row[Any]]:
+    """The rows of the (visible) jobs among ``job_ids``, without their segments."""
+    wanted = [job_id for job_id in job_ids if plausible_id(job_id)]
+    if not wanted:
+        return []
+    stmt = select(*_WITHOUT_SEGMENTS).where(jobs.c.id.in_(wanted), jobs.c.status != PENDING)
+    return list(conn.execute(stmt).all())
+
+
+def queue_positions(conn: Connection, job_ids: Sequence[str]) -> dict[str, int]:
+    """The queue positions of those of ``job_ids`` that are queued, in one statement."""
+    if not job_ids:
+        return {}
+    ahead = jobs.alias("ahead")
+    rank = (
+        select(func.count())
+        .where(
+            ahead.c.status == QUEUED,
+            or_(
+                ahead.c.created_at < jobs.c.created_at,
+                and_(ahead.c.created_at == jobs.c.created_at, ahead.c.id <= jobs.c.id),
+            ),
+        )
+        .scalar_subquery()
+    )
+    rows = conn.execute(select(jobs.c.id, rank).where(jobs.c.id.in_(job_ids), jobs.c.status == QUEUED))
+    return {job_id: int(position) for job_id, position in rows}
 
 
 def queue_position(conn: Connection, *, created_at: datetime, job_id: str) -> int:
@@ -298,7 +359,7 @@ def claim(conn: Connection, worker_id: str, *, lease_seconds: float) -> Row[Any]
     if conn.dialect.name == "postgresql":
         # concurrent claimers skip each other's row instead of queueing behind its lock
         oldest = oldest.with_for_update(skip_locked=True)
-    return conn.execute(
+    row = conn.execute(
         update(jobs)
         .where(jobs.c.id == oldest.scalar_subquery(), jobs.c.status == QUEUED)
         .values(
@@ -308,9 +369,13 @@ def claim(conn: Connection, worker_id: str, *, lease_seconds: float) -> Row[Any]
             worker_id=worker_id,
             lease_expires_at=db_now(lease_seconds),
             progress=0.0,
+            segment_count=0,
         )
         .returning(*jobs.c)
     ).one_or_none()
+    if row is not None:
+        notify_job_changed(conn, row.id)
+    return row
 
 
 def extend_lease(conn: Connection, job_id: str, worker_id: str, *, lease_seconds: float) -> bool:
@@ -321,20 +386,71 @@ def extend_lease(conn: Connection, job_id: str, worker_id: str, *, lease_seconds
 
 
 def set_progress(
-    conn: Connection, job_id: str, worker_id: str, progress: float, *, lease_seconds: float | None = None
+    conn: Connection,
+    job_id: str,
+    worker_id: str,
+    progress: float,
+    *,
+    segments: Sequence[dict[str, Any]] = (),
+    lease_seconds: float | None = None,
 ) -> bool:
-    """Write the progress of a held job (and extend its lease, when ``lease_seconds`` is given: one write
-    instead of two); returns whether a cancel was requested (LeaseLostError if the job is not held by
-    ``worker_id`` any more)."""
-    values: dict[str, Any] = {"progress": progress}
+    """Write the progress of a held job and the ``segments`` decoded since the last write (and extend its
+    lease, when ``lease_seconds`` is given: one write instead of two). Returns whether a cancel was
+    requested; LeaseLostError if the job is not held by ``worker_id`` any more (then nothing is written)."""
+    values: dict[str, Any] = {"progress": progress, "segment_count": jobs.c.segment_count + len(segments)}
     if lease_seconds is not None:
         values["lease_expires_at"] = db_now(lease_seconds)
     row = conn.execute(
-        update(jobs).where(held(job_id, worker_id)).values(**values).returning(jobs.c.cancel_requested)
+        update(jobs)
+        .where(held(job_id, worker_id))
+        .values(**values)
+        .returning(jobs.c.cancel_requested, jobs.c.segment_count)
     ).one_or_none()
     if row is None:
         raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id}")
+    if segments:
+        first = row.segment_count - len(segments)
+        conn.execute(
+            insert(job_segments),
+            [{"job_id": job_id, "seq": first + n, "data": dict(data)} for n, data in enumerate(segments)],
+        )
+    notify_job_changed(conn, job_id)
     return bool(row.cancel_requested)
+
+
+def segments_from(conn: Connection, job_id: str, first: int) -> list[dict[str, Any]]:
+    """A running job's live segments from index ``first`` on, in order."""
+    rows = conn.execute(
+        select(job_segments.c.data)
+        .where(job_segments.c.job_id == job_id, job_segments.c.seq >= first)
+        .order_by(job_segments.c.seq)
+    ).scalars()
+    return [dict(data) for data in rows]
+
+
+def segments_from_many(conn: Connection, firsts: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+    """For each job in ``firsts``, its live segments from that index on, in order: one statement."""
+    if not firsts:
+        return {}
+    wanted = or_(
+        *(
+            and_(job_segments.c.job_id == job_id, job_segments.c.seq >= first)
+            for job_id, first in firsts.items()
+        )
+    )
+    rows = conn.execute(
+        select(job_segments.c.job_id, job_segments.c.data)
+        .where(wanted)
+        .order_by(job_segments.c.job_id, job_segments.c.seq)
+    )
+    found: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in firsts}
+    for job_id, data in rows:
+        found[job_id].append(dict(data))
+    return found
+
+
+def drop_live_segments(conn: Connection, job_ids: Sequence[str]) -> None:
+    conn.execute(delete(job_segments).where(job_segments.c.job_id.in_(job_ids)))
 
 
 #: what on_final needs from a job that just became final (UPDATE ... RETURNING)
@@ -352,6 +468,7 @@ _REQUEUE_VALUES: dict[str, Any] = {
     "lease_expires_at": None,
     "started_at": None,
     "progress": 0.0,
+    "segment_count": 0,  # the next attempt decodes again from the start
 }
 
 
@@ -377,6 +494,8 @@ def on_final(conn: Connection, row: Row[Any], *, keep_audio: bool) -> None:
     delivery (the outbox: never a final job without its delivery) and count the job."""
     if not keep_audio:
         audio.delete_audio(conn, [row.id])
+    drop_live_segments(conn, [row.id])  # the transcript, if any, is jobs.segments now
+    notify_job_changed(conn, row.id)
     outbox.enqueue(conn, row.id, row.callback_url)
     wall = None
     if row.started_at is not None and row.completed_at is not None:
@@ -400,6 +519,8 @@ def release(conn: Connection, job_id: str, worker_id: str, *, keep_audio: bool) 
         .where(held(job_id, worker_id))
         .values(**_REQUEUE_VALUES, attempts=greatest(jobs.c.attempts - 1, 0))
     )
+    drop_live_segments(conn, [job_id])
+    notify_job_changed(conn, job_id)
     notify_new_job(conn)
     return True
 
@@ -442,6 +563,8 @@ def sweep_expired(conn: Connection, *, keep_audio: bool) -> SweepResult:
             continue
         if values["status"] == QUEUED:
             requeued.append(row.id)
+            drop_live_segments(conn, [row.id])
+            notify_job_changed(conn, row.id)
             continue
         on_final(conn, changed, keep_audio=keep_audio)
         if values["status"] == JobStatus.ERROR.value:
@@ -467,6 +590,7 @@ def request_cancel(conn: Connection, job_id: str, *, keep_audio: bool) -> Row[An
         on_final(conn, changed, keep_audio=keep_audio)
     elif status == PROCESSING:
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
+        notify_job_changed(conn, job_id)
     else:
         raise ConflictError(f"job {job_id} is already {status}", extra={"status": status})
     row = get_visible(conn, job_id, with_segments=True)
@@ -515,6 +639,7 @@ def purge_batch(
 def delete_jobs(conn: Connection, ids: Sequence[str]) -> None:
     # children first: foreign keys cascade too, but SQLite only with the pragma on
     audio.delete_audio(conn, ids)
+    drop_live_segments(conn, ids)
     conn.execute(delete(outbox.deliveries).where(outbox.deliveries.c.job_id.in_(ids)))
     conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
 

@@ -115,6 +115,8 @@ class Job(Base):
     decode_compute_type: Mapped[str | None] = mapped_column(String(32))
     decode_mode: Mapped[str | None] = mapped_column(String(16))
     decode_batch_size: Mapped[int | None] = mapped_column(Integer)
+    # segments decoded so far (migration 0004): rows of job_segments while the job runs, then the final count
+    segment_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
     __table_args__ = (
         # the claim (oldest queued first) and listing with a status filter
@@ -140,6 +142,22 @@ class JobAudio(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class JobSegment(Base):
+    """A running job's segments as its worker decodes them, in order, for clients that follow it live.
+
+    Written with the job's progress, fenced by the worker's lease; dropped when the job ends (the final
+    transcript is ``jobs.segments``) or goes back to the queue (the next attempt starts over).
+    """
+
+    __tablename__ = "job_segments"
+
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
 
 
 class Worker(Base):

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHANNEL = "cesar_jobs"
+#: job changes, for the API's live event streams (payload: "<schema>|<job id>")
+EVENTS_CHANNEL = "cesar_job_events"
 _SCHEMA = "coalesce(current_schema(), '')"
 #: how often a SQLite waiter looks for a commit by another connection
 SQLITE_POLL_S = 0.05
@@ -44,6 +46,16 @@ def notify_new_job(connection: Connection) -> None:
     """Wake PostgreSQL listeners when ``connection``'s transaction commits (nothing on SQLite)."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(f"SELECT pg_notify('{CHANNEL}', {_SCHEMA})")
+
+
+def notify_job_changed(connection: Connection, job_id: str) -> None:
+    """Tell PostgreSQL listeners that job ``job_id`` changed (status, progress, segments), when
+    ``connection``'s transaction commits: the API's live event streams wake on it (nothing on SQLite,
+    where the API watches the file instead)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            f"SELECT pg_notify('{EVENTS_CHANNEL}', {_SCHEMA} || '|' || %(job_id)s)", {"job_id": job_id}
+        )
 
 
 class JobWaiter:

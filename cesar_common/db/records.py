@@ -101,6 +101,8 @@ class JobRecord:
     request_fingerprint: str | None = None
     #: how the job was decoded (completed jobs; None for jobs completed before Cesar kept it)
     decoding: Decoding | None = None
+    #: segments decoded so far (while processing), or in the transcript (once completed)
+    segment_count: int = 0
 
     @property
     def model(self) -> str:
@@ -115,6 +117,15 @@ class JobRecord:
 class JobPage:
     jobs: list[JobRecord]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job as ``GET /jobs/{id}`` shows it: the record (without segments) and, while queued, its place in
+    the queue (1 for the job the next claim takes)."""
+
+    job: JobRecord
+    queue_position: int | None
 
 
 @dataclass(frozen=True, slots=True)

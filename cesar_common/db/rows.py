@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast, get_args
@@ -32,7 +33,7 @@ _STATUSES = {str(status): status for status in JobStatus}
 _SOURCES = {str(source): source for source in JobSource}
 
 
-def job_record(row: Row[Any], webhook: WebhookDeliveryRecord | None = None) -> JobRecord:
+def job_record(row: Sequence[Any], webhook: WebhookDeliveryRecord | None = None) -> JobRecord:
     """A full jobs row (every column, in table order) as a record.
 
     Reads the columns by position: by name costs about a microsecond a column, and this is the API's
@@ -70,6 +71,7 @@ def job_record(row: Row[Any], webhook: WebhookDeliveryRecord | None = None) -> J
         decoding=_decoding(
             job["decode_device"], job["decode_compute_type"], job["decode_mode"], job["decode_batch_size"]
         ),
+        segment_count=job["segment_count"],
     )
 
 

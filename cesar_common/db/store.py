@@ -16,7 +16,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine
@@ -32,7 +32,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from cesar_common.db import audio, jobs, outbox, presence, totals
 from cesar_common.db.audio import CHUNK_SIZE, AudioSource
-from cesar_common.db.connect import error_reason, open_engine, read_only, sqlite_path
+from cesar_common.db.connect import error_reason, open_engine, read_only, sqlite_file, sqlite_path
+from cesar_common.db.driver_query import DriverQuery
 from cesar_common.db.idempotency import check_key, request_fingerprint
 from cesar_common.db.jobs import LeaseLostError
 from cesar_common.db.notify import notify_new_job
@@ -43,6 +44,7 @@ from cesar_common.db.records import (
     JobResult,
     JobSource,
     JobStatus,
+    JobView,
     MetricsSnapshot,
     NewJob,
     QueueCounts,
@@ -50,7 +52,14 @@ from cesar_common.db.records import (
     WebhookDeliveryRecord,
     WorkerRecord,
 )
-from cesar_common.db.rows import Cursor, decode_cursor, decoding_values, encode_cursor, job_record
+from cesar_common.db.rows import (
+    JOB_FIELDS,
+    Cursor,
+    decode_cursor,
+    decoding_values,
+    encode_cursor,
+    job_record,
+)
 from cesar_common.errors import (
     CesarError,
     ConflictError,
@@ -62,6 +71,7 @@ from cesar_common.errors import (
 
 __all__ = ["CHUNK_SIZE", "JobStore", "LeaseLostError", "decode_cursor", "encode_cursor"]
 
+_CALLBACK_URL = JOB_FIELDS.index("callback_url")
 #: jobs deleted per transaction by purge_finished_jobs
 PURGE_BATCH = 200
 #: after a failed write, SQLite counts as writable again only with this much room to grow
@@ -75,6 +85,15 @@ class JobStore:
         self._engine = engine
         self._reader = read_only(engine)
         self._keep_audio = keep_audio
+        self._local_reads = engine.dialect.name == "sqlite"
+        file = sqlite_file(engine)
+        #: GET /jobs/{id}'s statement on the driver's cursor: SQLite only (a local file; on PostgreSQL the
+        #: round trip dwarfs SQLAlchemy's share, and its autocommit reads need the engine's connection set-up)
+        self._view_query = (
+            DriverQuery(engine, jobs.JOB_VIEW, before_use=None if file is None else file.check_for_read)
+            if engine.dialect.name == "sqlite"
+            else None
+        )
         #: why a write of this process failed for want of the database (full disk, file gone), until
         #: write_failure() finds that writes work again
         self._write_failure: str | None = None
@@ -95,10 +114,12 @@ class JobStore:
         A primary-key read there takes about 0.1 ms and never waits for a writer (WAL), nor for a pooled
         connection (see ``open_engine``); a PostgreSQL read is a network round trip.
         """
-        return self._engine.dialect.name == "sqlite"
+        return self._local_reads
 
     def close(self) -> None:
         """Close pooled connections (the engine stays usable)."""
+        if self._view_query is not None:
+            self._view_query.close()
         self._engine.dispose()
 
     # --- transactions --------------------------------------------------------------------------
@@ -308,6 +329,33 @@ class JobStore:
                 raise jobs.not_found(job_id)
             return jobs.record_with_webhook(conn, row)
 
+    def job_view(self, job_id: str) -> JobView:
+        """The job as ``GET /jobs/{id}`` shows it (NotFoundError for unknown ids and ``pending`` uploads):
+        without segments, with its webhook and queue position; one statement (two with a webhook)."""
+        if self._view_query is not None:
+            try:
+                row: Sequence[Any] | None = (
+                    self._view_query.first(job_id=job_id) if jobs.plausible_id(job_id) else None
+                )
+            except SQLAlchemyError as exc:
+                raise _database_error(exc) from exc
+        else:
+            with self._read() as conn:
+                row = jobs.get_view(conn, job_id)
+        if row is None:
+            raise jobs.not_found(job_id)
+        columns, position = row[:-1], row[-1]
+        webhook = None
+        if columns[_CALLBACK_URL]:
+            with self._read() as conn:
+                webhook = outbox.latest_for(conn, [job_id]).get(job_id)
+        return JobView(job_record(columns, webhook), None if position is None else int(position))
+
+    @property
+    def statements_on_driver(self) -> int:
+        """Statements this store ran on the driver's cursor, past SQLAlchemy's events (see job_view)."""
+        return 0 if self._view_query is None else self._view_query.count
+
     def list_jobs(
         self, *, status: JobStatus | None = None, limit: int = 100, cursor: str | None = None
     ) -> JobPage:
@@ -345,6 +393,19 @@ class JobStore:
         with self._read() as conn:
             return jobs.queue_position(conn, created_at=job.created_at, job_id=job.id)
 
+    def jobs_by_id(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The jobs among ``job_ids`` that exist, without segments, with their webhooks; and the queue
+        positions of the queued ones: two statements however many jobs (live event streams)."""
+        with self._read() as conn:
+            rows = jobs.get_many(conn, job_ids)
+            webhooks = outbox.latest_for(conn, [row.id for row in rows if row.callback_url])
+        return {row.id: job_record(row, webhooks.get(row.id)) for row in rows}
+
+    def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """1-based queue positions of the queued jobs among ``job_ids``, in one statement."""
+        with self._read() as conn:
+            return jobs.queue_positions(conn, job_ids)
+
     def queue_counts(self) -> QueueCounts:
         with self._read() as conn:
             return jobs.queue_counts(conn)
@@ -372,16 +433,35 @@ class JobStore:
             return jobs.extend_lease(conn, job_id, worker_id, lease_seconds=lease_seconds)
 
     def report_progress(
-        self, job_id: str, worker_id: str, progress: float, *, lease_seconds: float | None = None
+        self,
+        job_id: str,
+        worker_id: str,
+        progress: float,
+        *,
+        segments: Sequence[dict[str, Any]] = (),
+        lease_seconds: float | None = None,
     ) -> bool:
-        """Record progress (clamped to 0..1), extending the lease too when ``lease_seconds`` is given;
-        returns whether a cancel was requested.
-
-        Raises LeaseLostError when the job is no longer held by ``worker_id``.
+        """Record progress (clamped to 0..1) and the segments decoded since the last report (appended to
+        the job's live segments), extending the lease too when ``lease_seconds`` is given; returns whether a
+        cancel was requested. All of it in one write, fenced: LeaseLostError when the job is no longer held
+        by ``worker_id``, and nothing is written then.
         """
         value = min(1.0, max(0.0, float(progress)))
         with self._write() as conn:
-            return jobs.set_progress(conn, job_id, worker_id, value, lease_seconds=lease_seconds)
+            return jobs.set_progress(
+                conn, job_id, worker_id, value, segments=segments, lease_seconds=lease_seconds
+            )
+
+    def live_segments(self, job_id: str, *, first: int = 0) -> list[dict[str, Any]]:
+        """A running job's segments decoded so far, from index ``first`` on (empty once it ended: its
+        transcript is then :meth:`get_job` ``(with_segments=True).segments``)."""
+        with self._read() as conn:
+            return jobs.segments_from(conn, job_id, first)
+
+    def live_segments_of(self, firsts: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`live_segments` of several jobs (job id -> first index wanted), in one statement."""
+        with self._read() as conn:
+            return jobs.segments_from_many(conn, firsts)
 
     def complete_job(self, job_id: str, worker_id: str, result: JobResult) -> bool:
         """Fenced (processing and held by ``worker_id``): False when the job is not ours any more."""
@@ -393,6 +473,7 @@ class JobStore:
             language_probability=result.language_probability,
             duration=result.duration,
             segments=list(result.segments),
+            segment_count=len(result.segments),
             error_code=None,
             error_message=None,
             **decoding_values(result.decoding),

@@ -6,9 +6,11 @@ faster_whisper and ctranslate2 are imported inside the functions: importing this
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cesar_common.choices import BUNDLED_MODEL, DEVICES
 from cesar_common.errors import (
@@ -52,12 +54,61 @@ class LoadedModel:
     _batched: BatchedInferencePipeline | None = field(default=None, init=False, repr=False, compare=False)
 
     def batched_pipeline(self) -> BatchedInferencePipeline:
-        """faster-whisper's batched pipeline over this model, built on first use and kept."""
+        """faster-whisper's batched pipeline over this model (telling how far each batch got, see
+        :func:`_progress_pipeline`), built on first use and kept."""
         if self._batched is None:
-            from faster_whisper import BatchedInferencePipeline
-
-            self._batched = BatchedInferencePipeline(model=self.whisper)
+            self._batched = _progress_pipeline()(model=self.whisper)
         return self._batched
+
+
+#: how far into a batch's work its encoder and its decoder are done (tiny.en, int8, CPU: encoding took 40-45 %
+#: of a batch of the 70 s story, decoding another 45 %, the word alignment the rest)
+ENCODED_SHARE = 0.4
+DECODED_SHARE = 0.85
+
+
+@cache
+def _progress_pipeline() -> type[BatchedInferencePipeline]:
+    """faster-whisper's batched pipeline, saying how far each batch has got through ``on_batch_progress``.
+
+    The pipeline decodes several 30 s windows in one pass and its segments come out only when the pass
+    ends: a file of a few windows would show progress 0 until it was done. So each batch reports its span
+    of audio at the start, once encoded and once decoded (:data:`ENCODED_SHARE`, :data:`DECODED_SHARE`).
+    """
+    from faster_whisper import BatchedInferencePipeline
+
+    class ProgressPipeline(BatchedInferencePipeline):  # type: ignore[misc]
+        on_batch_progress: Callable[[float], None] | None = None  # seconds of the audio done
+        _span = (0.0, 0.0)
+
+        def forward(self, features: Any, tokenizer: Any, chunks_metadata: Any, options: Any) -> Any:
+            first, last = chunks_metadata[0], chunks_metadata[-1]
+            self._span = (float(first["offset"]), float(last["offset"] + last["duration"]))
+            self._report(0.0)
+            return super().forward(features, tokenizer, chunks_metadata, options)
+
+        def generate_segment_batched(self, features: Any, tokenizer: Any, options: Any) -> Any:
+            encode = self.model.encode
+
+            def encoded(batch: Any) -> Any:
+                output = encode(batch)
+                self._report(ENCODED_SHARE)
+                return output
+
+            self.model.encode = encoded  # this call's encoder: faster-whisper calls it just below
+            try:
+                result = super().generate_segment_batched(features, tokenizer, options)
+            finally:
+                del self.model.encode  # the class's own method again
+            self._report(DECODED_SHARE)
+            return result
+
+        def _report(self, share: float) -> None:
+            if self.on_batch_progress is not None:
+                start, end = self._span
+                self.on_batch_progress(start + share * (end - start))
+
+    return ProgressPipeline
 
 
 def known_model_names() -> tuple[str, ...]:

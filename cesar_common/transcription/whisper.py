@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 SEQUENTIAL, BATCHED = "sequential", "batched"  # TranscriptionResult.mode
 
 ProgressCallback = Callable[[float, float], None]
+SegmentCallback = Callable[[Segment], None]
 StopCheck = Callable[[], bool]
 
 
@@ -71,15 +72,17 @@ def transcribe(
     options: DecodeOptions,
     *,
     on_progress: ProgressCallback | None = None,
+    on_segment: SegmentCallback | None = None,
     should_stop: StopCheck | None = None,
 ) -> TranscriptionResult:
     """Transcribe ``audio`` (or the part between ``start_time`` and ``end_time``).
 
     Segment times refer to the original file. ``on_progress(done, total)`` gets audio seconds after
-    each segment; ``should_stop()`` is asked before each segment and stops with
-    :class:`TranscriptionCancelled`. In batched mode (see :mod:`batching`) a whole batch of windows
-    is decoded before its first segment comes out: progress moves a batch at a time, and a stop
-    takes effect once the batch being decoded is done.
+    each segment, ``on_segment`` each segment as soon as it is final; ``should_stop()`` is asked while
+    the audio decodes and before each segment, and stops with :class:`TranscriptionCancelled`. In
+    batched mode (see :mod:`batching`) a whole batch of windows is decoded before its first segment comes
+    out: progress then moves within the batch as its windows are encoded and decoded, and a stop takes
+    effect once the batch being decoded is done.
     """
     validate_options(options)
     language = _model_language(model, options.language)
@@ -87,13 +90,28 @@ def transcribe(
     clip, offset = _clip(samples, options)
     total = round(clip.size / SAMPLE_RATE, 3)
     if on_progress is not None:
+        on_progress = _never_backwards(on_progress)
         on_progress(0.0, total)
     with _engine_errors(model):
         batch_size = plan_batch_size(model, options, total)
-        raw_segments, info = _start(model, clip, options, language, batch_size)
-        segments = _collect(
-            raw_segments, offset, total, options, on_progress, should_stop, split=batch_size > 1
-        )
+        pipeline = model.batched_pipeline() if batch_size > 1 else None
+        if pipeline is not None and on_progress is not None:
+            pipeline.on_batch_progress = lambda done: on_progress(min(done, total), total)
+        try:
+            raw_segments, info = _start(model, clip, options, language, batch_size)
+            segments = _collect(
+                raw_segments,
+                offset,
+                total,
+                options,
+                on_progress,
+                on_segment,
+                should_stop,
+                split=batch_size > 1,
+            )
+        finally:
+            if pipeline is not None:
+                pipeline.on_batch_progress = None
     if on_progress is not None:
         on_progress(total, total)
     return TranscriptionResult(
@@ -223,12 +241,26 @@ def _start(
     return started
 
 
+def _never_backwards(on_progress: ProgressCallback) -> ProgressCallback:
+    """``on_progress`` that never reports less than it did: a batch reports its span as it is decoded
+    (models._progress_pipeline), and its segments then come out one by one from the start of that span."""
+    highest = 0.0
+
+    def report(done: float, total: float) -> None:
+        nonlocal highest
+        highest = max(highest, done)
+        on_progress(highest, total)
+
+    return report
+
+
 def _collect(
     raw_segments: Iterable[Any],
     offset: float,
     total: float,
     options: DecodeOptions,
     on_progress: ProgressCallback | None,
+    on_segment: SegmentCallback | None,
     should_stop: StopCheck | None,
     *,
     split: bool,
@@ -248,6 +280,8 @@ def _collect(
                 pending.extend(_segments(raw, len(segments), clock, options.word_timestamps, split=split))
             segment = pending.popleft()
             segments.append(segment)
+            if on_segment is not None:
+                on_segment(segment)
             if on_progress is not None:
                 on_progress(clock.elapsed(segment.end), total)
     finally:

@@ -262,7 +262,7 @@ def test_an_unexpected_error_is_a_generic_500(api: Api, monkeypatch: pytest.Monk
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("secret internals at /srv/cesar")
 
-    monkeypatch.setattr(api.store, "get_job", broken)
+    monkeypatch.setattr(api.store, "job_view", broken)
     body = error_body(api.client.get("/jobs/anything"), 500)
     assert body == {
         "status_code": 500,

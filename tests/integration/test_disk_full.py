@@ -6,10 +6,11 @@ noticed instead of written into."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
-from api_helpers import AUDIO_DIR, error_body, running_api
+from api_helpers import AUDIO_DIR, error_body, running_api, url_job
 from sqlalchemy import event, func, select
 
 from cesar_common.db.models import Job, JobAudio
@@ -61,9 +62,18 @@ def test_a_full_disk_fails_uploads_clearly_and_recovers_by_itself(sqlite_url: st
 def test_a_deleted_sqlite_file_is_noticed(sqlite_url: str) -> None:
     path = Path(sqlite_url.removeprefix("sqlite:///"))
     with running_api(sqlite_url) as api:
+        job = url_job(api.store)
         assert api.client.get("/health").status_code == 200
+        assert api.client.get(f"/jobs/{job.id}").status_code == 200  # the polled read, on its own connection
         os.remove(path)
         assert api.client.get("/health").status_code == 503
+        # a lone read may see the unlinked file a moment longer (db/connect.py: READ_CHECK_SECONDS)
+        deadline = time.monotonic() + 30
+        while (
+            polled := api.client.get(f"/jobs/{job.id}")
+        ).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        error_body(polled, 503)
         with (AUDIO_DIR / "speech_en.wav").open("rb") as audio:
             refused = api.client.post("/transcribe", files={"file": ("a.wav", audio, "audio/wav")})
         error_body(refused, 503)

@@ -9,7 +9,7 @@ import pytest
 from cesar_common.errors import AudioDecodeError, InvalidInputError, LanguageError, UnsupportedMediaError
 from cesar_common.transcription.audio import probe_audio
 from cesar_common.transcription.models import LoadedModel, load_model
-from cesar_common.transcription.result import TranscriptionResult
+from cesar_common.transcription.result import Segment, TranscriptionResult
 from cesar_common.transcription.whisper import DecodeOptions, TranscriptionCancelled, transcribe
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
@@ -132,20 +132,18 @@ def test_batched_mode_and_decoding_options(engine_model: LoadedModel) -> None:
 
 def test_should_stop_cancels_between_segments(engine_model: LoadedModel) -> None:
     seen: list[float] = []
-
-    def stop_after_first_segment() -> bool:
-        return len(seen) > 1  # the first report is (0, total), before any segment
-
+    segments: list[Segment] = []
     with pytest.raises(TranscriptionCancelled) as caught:
         transcribe(
             engine_model,
             AUDIO / "speech_en_long.flac",
             DecodeOptions(beam_size=1),
             on_progress=lambda done, _total: seen.append(done),
-            should_stop=stop_after_first_segment,
+            on_segment=segments.append,
+            should_stop=lambda: len(segments) > 0,
         )
     assert caught.value.code == "cancelled"
-    assert len(seen) == 2 and seen[1] < 60
+    assert len(segments) == 1 and seen[-1] < 60
 
 
 @pytest.mark.parametrize("name", ["empty.wav", "junk.mp3", "not_audio.mp3"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import sqlite3
 import subprocess
@@ -119,6 +120,25 @@ def test_unknown_job_is_not_found(store: JobStore) -> None:
     for call in (store.get_job, store.iter_audio, store.audio_size, store.request_cancel, store.delete_job):
         with pytest.raises(NotFoundError):
             call("no-such-job")
+
+
+def test_job_view_reads_what_get_job_reads_with_the_queue_position(store: JobStore) -> None:
+    """On SQLite the view runs on the driver's cursor: its records must be the ones SQLAlchemy gives."""
+    done = store.create_job(dataclasses.replace(url_job(), callback_url="https://hooks.example.org/x"), None)
+    assert (claimed := store.claim_job("w1", lease_seconds=60)) is not None and claimed.id == done.id
+    assert store.complete_job(done.id, "w1", result())
+    running = store.create_job(url_job(), None)
+    assert store.claim_job("w1", lease_seconds=60) is not None
+    store.report_progress(running.id, "w1", 0.25, lease_seconds=60)
+    first, second = (store.create_job(upload(), io.BytesIO(b"audio")) for _ in range(2))
+    for job, position in ((done, None), (running, None), (first, 1), (second, 2)):
+        view = store.job_view(job.id)
+        assert view.job == store.get_job(job.id)
+        assert view.queue_position == position == store.queue_position(view.job)
+    assert store.job_view(done.id).job.webhook is not None
+    for unknown in ("no-such-job", "x" * 500, "bad\x00id"):
+        with pytest.raises(NotFoundError):
+            store.job_view(unknown)
 
 
 # --- uploads in flight ---------------------------------------------------------------------------------

@@ -11,9 +11,17 @@ from litestar.exceptions import ValidationException
 from cesar_api.errors import _validation_detail
 from cesar_api.submit import job_options
 from cesar_common.choices import TRANSCRIPT_FORMATS, WHISPER_LANGUAGES
-from cesar_common.db.records import JobRecord, JobSource, JobStatus, TranscribeOptions
+from cesar_common.db.records import (
+    Decoding,
+    JobRecord,
+    JobSource,
+    JobStatus,
+    TranscribeOptions,
+    WebhookDeliveryRecord,
+    WebhookState,
+)
 from cesar_common.errors import LanguageError, ModelNotAllowedError
-from cesar_common.schemas import TranscribeForm, UrlJobIn, job_to_schema
+from cesar_common.schemas import TranscribeForm, UrlJobIn, job_json, job_to_schema
 from cesar_common.settings import Settings
 from cesar_common.transcription.writers import FORMATS
 from cesar_common.urlpolicy import is_loopback
@@ -120,3 +128,57 @@ def test_validation_detail_names_the_first_problem() -> None:
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"status": JobStatus.PROCESSING, "started_at": NOW.replace(microsecond=123456), "progress": 0.31},
+        {
+            "status": JobStatus.COMPLETED,
+            "source": JobSource.URL,
+            "source_url": "https://example.org/a.mp3",
+            "filename": None,
+            "completed_at": NOW,
+            "progress": 1.0,
+            "result_text": 'Hello — «world» \u2028 "quoted" \\ back',
+            "detected_language": "en",
+            "language_probability": 0.987654321,
+            "duration": 70.123,
+            "decoding": Decoding(device="cpu", compute_type="int8", mode="batched", batch_size=4),
+            "segment_count": 12,
+        },
+        {"status": JobStatus.ERROR, "error_message": "bad", "error_code": "decode_failed", "progress": 0.5},
+        {"callback_url": "https://hooks.example.com/x"},
+        {
+            "status": JobStatus.COMPLETED,
+            "callback_url": "https://hooks.example.com/x",
+            "webhook": WebhookDeliveryRecord(
+                id="d-1",
+                job_id="job-1",
+                url="https://hooks.example.com/x",
+                state=WebhookState.PENDING,
+                attempts=2,
+                next_attempt_at=NOW,
+                last_status_code=503,
+                last_error="HTTP 503",
+                worker_id=None,
+                lease_expires_at=None,
+                created_at=NOW,
+                delivered_at=None,
+            ),
+        },
+        {
+            "options": TranscribeOptions(
+                model="base", task="translate", word_timestamps=True, initial_prompt="Hi"
+            )
+        },
+    ],
+)
+def test_job_json_is_the_schemas_json(changes: dict[str, object]) -> None:
+    """The polled path encodes the job without the pydantic model: byte for byte the same JSON."""
+    record = dataclasses.replace(RECORD, **changes)  # type: ignore[arg-type]
+    for position in (None, 4):
+        expected = job_to_schema(record, queue_position=position).model_dump_json().encode()
+        assert job_json(record, queue_position=position) == expected

@@ -1,0 +1,414 @@
+"""Live jobs: ``GET /jobs/{id}/events`` as server-sent events, for any number of subscribers per process.
+
+One :class:`EventHub` per API process watches the jobs that have subscribers, whatever their number: on
+SQLite it looks at the file's ``PRAGMA data_version`` ten times a second and reads only when another
+connection committed; on PostgreSQL it listens to ``cesar_job_events`` (workers notify in the
+transactions that change a job). It reads at most ten times a second however many jobs change, each
+change once (the watched jobs in one statement, the new segments of all of them in another, and the queue
+positions of queued ones in a third), and encodes each event once: subscribers get the same bytes.
+
+Events, each with an ``id:`` of the form ``<attempt>.<segments delivered>``:
+
+- ``job``: the job's JSON (as ``GET /jobs/{id}``) when the stream opens and whenever its status, queue
+  position, progress or segment count changes;
+- ``segment``: each segment, in order, exactly once (``{"id", "start", "end", "text", "words"?}``);
+- ``end``: the final job JSON, after the last segment; then the stream closes.
+
+A client that reconnects with ``Last-Event-ID`` continues after the last segment it got. If a worker is
+lost and the job starts again, a ``job`` event shows a new ``attempts`` and segments start over from 0.
+
+A subscriber whose queue fills (a stalled reader) is cut off, not buffered for: it reconnects and resumes
+from the database. A subscriber that leaves is dropped at once; a job nobody follows is not watched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cesar_common.db.connect import CONNECT_TIMEOUT_S, sqlite_path
+from cesar_common.db.notify import EVENTS_CHANNEL
+from cesar_common.db.records import JobRecord, JobStatus
+from cesar_common.db.store import JobStore
+from cesar_common.errors import CesarError
+from cesar_common.schemas import job_to_schema
+
+log = logging.getLogger("cesar.api.events")
+
+#: events a subscriber may fall behind by before it is cut off (it then resumes with Last-Event-ID)
+QUEUE_EVENTS = 256
+KEEPALIVE_SECONDS = 15.0
+#: how often the SQLite file is looked at for commits by others
+SQLITE_POLL_SECONDS = 0.1
+#: on PostgreSQL, a full look even without notifications (a lost listener connection misses some)
+POSTGRES_RESYNC_SECONDS = 2.0
+#: time to let notifications that arrive together be read together
+COALESCE_SECONDS = 0.01
+#: the shortest time between two reads of the watched jobs
+REFRESH_SECONDS = 0.1
+
+
+def encode(event: str, event_id: str, data: str) -> bytes:
+    return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n".encode()
+
+
+KEEPALIVE = b": keep-alive\n\n"
+END_OF_STREAM = b""  # what a topic sends subscribers when the job ended, after the end event
+
+
+@dataclass
+class Position:
+    """Where a subscriber is: the attempt it follows and how many of its segments it has had."""
+
+    attempt: int
+    delivered: int
+    ended: bool = False
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.attempt}.{self.delivered}"
+
+    @classmethod
+    def parse(cls, last_event_id: str | None) -> Position | None:
+        if not last_event_id:
+            return None
+        attempt, _, delivered = last_event_id.strip().partition(".")
+        if not (attempt.isdigit() and delivered.isdigit()):
+            return None
+        return cls(int(attempt), int(delivered))
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    queue: asyncio.Queue[tuple[str, int, int, bytes]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=QUEUE_EVENTS)
+    )
+    cut_off: bool = False
+
+
+@dataclass(eq=False)
+class _Topic:
+    """One watched job: its subscribers and what was last published about it."""
+
+    job_id: str
+    subscribers: set[_Subscriber] = field(default_factory=set)
+    attempt: int = -1
+    published: int = 0  # segments of this attempt published so far
+    state: tuple[Any, ...] | None = None
+    ended: bool = False
+
+    def publish(self, kind: str, seq: int, payload: bytes) -> None:
+        """``payload`` is the encoded event less its id line (each subscriber's id differs)."""
+        for subscriber in list(self.subscribers):
+            if subscriber.cut_off:
+                continue
+            try:
+                subscriber.queue.put_nowait((kind, self.attempt, seq, payload))
+            except asyncio.QueueFull:
+                subscriber.cut_off = True  # it reconnects and resumes from the database
+
+
+class EventHub:
+    """The process's one watcher and its topics. Start with :meth:`start`, stop with :meth:`close`."""
+
+    def __init__(self, store: JobStore, read: Callable[..., Any]) -> None:
+        self.store = store
+        self._read = read  # runs a store call: inline on SQLite, in a thread on PostgreSQL
+        self._topics: dict[str, _Topic] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: _Listener | None = None
+        self.open_streams = 0
+
+    @property
+    def watcher_statements(self) -> int:
+        """Statements the watcher sent on a connection of its own (outside the engine's count)."""
+        return 0 if self._listener is None else self._listener.statements
+
+    # --- subscribers -----------------------------------------------------------------------------
+    async def stream(self, job: JobRecord, last_event_id: str | None) -> AsyncIterator[bytes]:
+        """The events of ``job`` (already read: a 404 happens before the stream starts)."""
+        subscriber = _Subscriber()
+        self.open_streams += 1
+        topic = self._topics.get(job.id)
+        if topic is None:  # it publishes what comes after what this subscriber reads now
+            topic = self._topics[job.id] = _Topic(job.id, attempt=job.attempts, published=job.segment_count)
+        topic.subscribers.add(subscriber)
+        self._ensure_running()
+        try:
+            # subscribed first, then read: anything published meanwhile is in the queue, and duplicates
+            # are skipped by segment number
+            position = Position.parse(last_event_id)
+            if position is None or position.attempt != job.attempts:
+                position = Position(job.attempts, 0)
+            async for chunk in self._catch_up(job, position):
+                yield chunk
+            if position.ended:
+                return
+            async for chunk in self._follow(subscriber, position):
+                yield chunk
+        finally:
+            self.open_streams -= 1
+            topic.subscribers.discard(subscriber)
+            if not topic.subscribers and self._topics.get(job.id) is topic:
+                del self._topics[job.id]
+
+    async def _catch_up(self, job: JobRecord, position: Position) -> AsyncIterator[bytes]:
+        fresh = await self._read(self._job_event_data, job.id)
+        if fresh is None:  # deleted meanwhile
+            position.ended = True
+            return
+        record, data, queue_position = fresh
+        topic = self._topics.get(record.id)
+        if topic is not None and topic.state is None and topic.attempt == record.attempts:
+            topic.state = _state(record, queue_position)  # what this first job event already said
+        if record.attempts != position.attempt:  # started again since the client's last event
+            position.attempt, position.delivered = record.attempts, 0
+        yield encode("job", position.event_id, data)
+        for segment in await self._read(self._segments_after, record, position.delivered):
+            position.delivered += 1
+            yield encode("segment", position.event_id, json.dumps(segment, ensure_ascii=False))
+        if record.is_final:
+            position.ended = True
+            yield encode("end", position.event_id, data)
+
+    async def _follow(self, subscriber: _Subscriber, position: Position) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                kind, attempt, seq, payload = await asyncio.wait_for(
+                    subscriber.queue.get(), KEEPALIVE_SECONDS
+                )
+            except TimeoutError:
+                if subscriber.cut_off:
+                    return
+                yield KEEPALIVE
+                continue
+            if kind == "segment":
+                if attempt != position.attempt or seq != position.delivered:
+                    continue  # sent already (the catch-up read it), or of an attempt being replaced
+                position.delivered += 1
+            elif attempt != position.attempt:
+                position.attempt, position.delivered = attempt, 0  # a new attempt: segments start over
+            yield f"id: {position.event_id}\n".encode() + payload
+            if kind == "end":
+                return
+            if subscriber.cut_off and subscriber.queue.empty():
+                return
+
+    # --- the watcher -------------------------------------------------------------------------------
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._watch(), name="cesar-events")
+        self._changed.set()  # a new subscriber: look now
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._listener is not None:
+            self._listener.close()
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.store.engine.dialect.name == "postgresql":
+            if self._listener is None:
+                wake = self._changed.set
+                self._listener = _PostgresListener(self.store, lambda: _call_soon(loop, wake))
+            resync = POSTGRES_RESYNC_SECONDS
+        else:
+            if self._listener is None:
+                self._listener = _SqliteWatcher(self.store)
+            resync = SQLITE_POLL_SECONDS
+        last = -math.inf
+        while self._topics:
+            try:
+                await asyncio.wait_for(self._changed.wait(), resync)
+            except TimeoutError:
+                if not self._listener.changed():
+                    continue
+            # changes that come together are read together, and reads come at most every REFRESH_SECONDS
+            # however many jobs change: the hub's reads stay bounded under any write load
+            await asyncio.sleep(max(COALESCE_SECONDS, last + REFRESH_SECONDS - loop.time()))
+            self._changed.clear()
+            last = loop.time()
+            try:
+                await self._refresh()
+            except CesarError as exc:  # the database hiccuped: the next look tries again
+                log.warning("events: %s", exc.describe())
+                await asyncio.sleep(resync)
+        self._task = None
+
+    async def _refresh(self) -> None:
+        ids = list(self._topics)
+        records: dict[str, JobRecord] = await self._read(self.store.jobs_by_id, ids)
+        queued = [job_id for job_id, record in records.items() if record.status is JobStatus.QUEUED]
+        positions: dict[str, int] = {}
+        if queued:
+            positions = await self._read(self.store.queue_positions, queued)
+        changed: list[tuple[_Topic, JobRecord]] = []
+        for job_id in ids:
+            topic = self._topics.get(job_id)
+            record = records.get(job_id)
+            if topic is None or record is None or topic.ended:
+                continue
+            if record.attempts != topic.attempt:
+                topic.attempt, topic.published, topic.state = record.attempts, 0, None
+            if record.segment_count < topic.published:
+                topic.published = 0
+            changed.append((topic, record))
+        # the new segments of every running job that has some, in one read
+        firsts = {
+            topic.job_id: topic.published
+            for topic, record in changed
+            if record.segment_count > topic.published and not record.is_final
+        }
+        live = await self._read(self.store.live_segments_of, firsts) if firsts else {}
+        for topic, record in changed:
+            await self._publish_changes(
+                topic, record, positions.get(topic.job_id), live.get(topic.job_id, [])
+            )
+
+    async def _publish_changes(
+        self, topic: _Topic, record: JobRecord, position: int | None, live: list[dict[str, Any]]
+    ) -> None:
+        for segment in live:
+            topic.publish("segment", topic.published, _segment_payload(segment))
+            topic.published += 1
+        state = _state(record, position)
+        if record.is_final:
+            final = await self._read(self.store.get_job, record.id, with_segments=True)
+            for segment in (final.segments or [])[topic.published :]:
+                topic.publish("segment", topic.published, _segment_payload(segment))
+                topic.published += 1
+            data = _job_json(final, None)
+            topic.publish("job", topic.published, _payload("job", data))
+            topic.publish("end", topic.published, _payload("end", data))
+            topic.ended = True
+        elif state != topic.state:
+            topic.state = state
+            topic.publish("job", topic.published, _payload("job", _job_json(record, position)))
+
+    # --- reads (run through self._read) ------------------------------------------------------------
+    def _job_event_data(self, job_id: str) -> tuple[JobRecord, str, int | None] | None:
+        records = self.store.jobs_by_id([job_id])
+        record = records.get(job_id)
+        if record is None:
+            return None
+        position = self.store.queue_position(record)
+        return record, _job_json(record, position), position
+
+    def _segments_after(self, record: JobRecord, first: int) -> list[dict[str, Any]]:
+        if record.status is JobStatus.COMPLETED:
+            return list(self.store.get_job(record.id, with_segments=True).segments or [])[first:]
+        if record.status is JobStatus.PROCESSING:
+            return self.store.live_segments(record.id, first=first)
+        return []
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed: the process is stopping
+        loop.call_soon_threadsafe(callback)
+
+
+def _state(record: JobRecord, position: int | None) -> tuple[Any, ...]:
+    """What a job event shows that may change while the job is followed."""
+    return (record.status, position, round(record.progress, 4), record.segment_count, record.webhook)
+
+
+def _job_json(record: JobRecord, position: int | None) -> str:
+    return job_to_schema(record, queue_position=position).model_dump_json()
+
+
+def _payload(kind: str, data: str) -> bytes:
+    return f"event: {kind}\ndata: {data}\n\n".encode()
+
+
+def _segment_payload(segment: dict[str, Any]) -> bytes:
+    return _payload("segment", json.dumps(segment, ensure_ascii=False))
+
+
+class _Listener:
+    #: statements sent to the database (the SQLite watcher's looks), for the process's statement count
+    statements = 0
+
+    def changed(self) -> bool:
+        """Whether the database changed since the last call (a cheap look, or what notifications said)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _SqliteWatcher(_Listener):
+    """``PRAGMA data_version`` on a connection of its own: it changes when any other connection commits."""
+
+    def __init__(self, store: JobStore) -> None:
+        path = sqlite_path(store.engine.url)
+        self._conn = (
+            None
+            if path is None
+            else sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        )
+        self._version: int | None = None
+
+    def changed(self) -> bool:
+        if self._conn is None:
+            return True
+        self.statements += 1
+        try:
+            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return True
+        changed, self._version = version != self._version, version
+        return changed
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+class _PostgresListener(_Listener):
+    """``LISTEN cesar_job_events`` on a thread of its own; wakes the watcher on every notification of
+    this schema's jobs."""
+
+    def __init__(self, store: JobStore, wake: Callable[[], None]) -> None:
+        self._conninfo = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._wake = wake
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cesar-events-listen", daemon=True)
+        self._thread.start()
+
+    def changed(self) -> bool:
+        return True  # the periodic resync looks anyway
+
+    def close(self) -> None:
+        self._halt.set()
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self._halt.is_set():
+            try:
+                with psycopg.connect(
+                    self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                ) as conn:
+                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    row = conn.execute("SELECT coalesce(current_schema(), '')").fetchone()
+                    schema = row[0] if row else ""
+                    self._wake()  # anything missed while not listening
+                    while not self._halt.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            if note.payload.partition("|")[0] == schema:
+                                self._wake()
+            except psycopg.Error as exc:
+                log.warning("events: lost the connection listening for job changes: %s", exc)
+                self._halt.wait(1.0)

@@ -1,0 +1,75 @@
+"""``GET /jobs/{id}/events``: a job, live, as server-sent events (see :mod:`cesar_api.events`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, get
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter
+from litestar.response import Stream
+
+from cesar_api.auth import COOKIE_OPENS
+from cesar_api.errors import error_responses
+from cesar_api.events import EventHub
+from cesar_api.reads import run_read
+from cesar_api.routes.jobs import JOB_ID
+from cesar_common.db.store import JobStore
+
+_DESCRIPTION = """\
+The job as it changes, as `text/event-stream`:
+
+- `job`: the job's JSON (as `GET /jobs/{id}`) when the stream opens and at every change of status, queue
+  position, progress or segment count;
+- `segment`: each segment as soon as it is decoded (`id`, `start`, `end`, `text`, `words` when asked for),
+  in order, each once;
+- `end`: the final job JSON (`completed`, `error` or `cancelled`), after the last segment; the stream then
+  closes.
+
+Each event has an `id:`; reconnect with `Last-Event-ID` (browsers' `EventSource` do it by themselves) to
+continue with no gap and no duplicate. A comment line comes at least every 15 s. If the job's worker is lost
+and the job runs again, a `job` event shows the new `attempts` and segments start over from 0.
+
+With `CESAR_API_KEY`, send the key as everywhere, or, from a browser's `EventSource`, the cookie that
+`POST /session` sets.
+
+`curl -N http://127.0.0.1:5000/jobs/<id>/events`
+"""
+
+
+@get(
+    "/jobs/{job_id:str}/events",
+    operation_id="followJob",
+    tags=["Jobs"],
+    summary="Follow a job live (server-sent events)",
+    description=_DESCRIPTION,
+    opt={COOKIE_OPENS: True},
+    media_type="text/event-stream",
+    response_description="A stream of `job`, `segment` and `end` events.",
+    responses={
+        200: ResponseSpec(data_container=str, generate_examples=False, media_type="text/event-stream"),
+        **error_responses(400, 404, 503),
+    },
+)
+async def follow_job(
+    request: Request[Any, Any, Any],
+    job_id: Annotated[str, JOB_ID],
+    store: NamedDependency[JobStore],
+    last_event_id: Annotated[
+        str | None,
+        HeaderParameter(
+            name="Last-Event-ID",
+            required=False,
+            max_length=64,
+            description="The `id` of the last event received: the stream continues after it.",
+        ),
+    ] = None,
+) -> Stream:
+    job = await run_read(store, store.get_job, job_id)  # 404 before the stream starts
+    hub: EventHub = request.app.state.events
+    return Stream(
+        hub.stream(job, last_event_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
