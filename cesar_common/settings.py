@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         description="Windows decoded together by batched inference "
-        "(0: auto, batched on CUDA and for CPU files of 30 s or more; 1: never batch).",
+        "(0: auto, sized to the device and its free memory; 1: never batch: sequential decoding).",
     )
     offline: bool = Field(
         default=False,

@@ -45,8 +45,8 @@ compute_type_option = option(
 batch_size_option = option(
     "--batch-size",
     type=click.IntRange(min=0),
-    help="30 s windows decoded at once (batched pipeline, needs VAD). 0: auto (always on CUDA; "
-    "on CPU for files of 30 s or more, sized to free memory); 1: never batch.",
+    help="30 s windows decoded at once (batched pipeline, needs VAD). 0: auto (16 on CUDA, 4 on CPU, "
+    "fewer when memory is short); 1: never batch (sequential decoding).",
 )
 db_option = option(
     "--db",

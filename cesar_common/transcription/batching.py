@@ -8,20 +8,20 @@ more than one window to batch (or, on a GPU, always: the GPU is idle between seq
 
 - ``1``: never batch (faster-whisper's sequential decoding, which conditions each window on the last);
 - ``N > 1``: batch ``N`` windows whenever VAD is on, whatever the file (an explicit number wins);
-- ``0`` (auto), by device, the file's duration and memory:
+- ``0`` (auto), by device and memory:
 
   - CUDA: :data:`CUDA_BATCH` windows, for every file (the size faster-whisper suggests for GPUs;
     not measured here: no GPU was at hand);
-  - CPU: :data:`CPU_BATCH` windows for files of at least :data:`CPU_MIN_SECONDS`, sequential below.
-    Measured on a 2-core machine with tiny.en int8 (bench/batched_sweep.py; CPU seconds, which other
-    processes' load disturbs less than wall time): batched took 0.75-0.85 of the sequential time on
-    the 70 s story and 0.70-0.73 on the story told four times (279 s), where its WER was also lower
-    (0.10 against 0.17: sequential decoding drifts on long files). Below one 30 s window there is
-    nothing to batch: the 7 s file took the same time either way, and the 10% batched decoding
-    sometimes saves on short clips comes from skipping what sequential decoding does for accuracy
-    (temperature fallback, timestamp tokens), not from batching. 4, 8 and 16 windows ran equally fast
-    on CPU (1 and 2 threads), so CPU takes the smallest: half the memory, and progress and
-    cancellation twice as often;
+  - CPU: :data:`CPU_BATCH` windows for every file. Measured on a 2-core machine with tiny.en int8
+    (bench/batched_sweep.py; CPU seconds, which other processes' load disturbs less than wall time):
+    batched took 0.75-0.85 of the sequential time on the 70 s story and 0.70-0.73 on the story told
+    four times (279 s), where its WER was also lower (0.10 against 0.17: sequential decoding drifts on
+    long files). A file shorter than one window takes the same time either way, but batched decoding
+    gives the same text under every CPU kernel set CTranslate2 may pick (``CT2_FORCE_CPU_ISA``), where
+    sequential decoding, each window prompted with the last one's text, read "Hello." four times in a
+    telephone call under one and skipped a story's chapter under another (see BENCHMARKS.md). 4, 8
+    and 16 windows ran equally fast on CPU (1 and 2 threads), so CPU takes the smallest: half the
+    memory, and progress and cancellation twice as often;
   - then halved until ``batch x per-window memory`` fits in :data:`MEMORY_SHARE` of the free memory
     of the device (RAM on CPU; on CUDA the GPU's free memory, read once per loaded model, before
     CTranslate2's own cache holds some of it). Per-window memory is estimated from the size of
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 SEQUENTIAL = 1
 CUDA_BATCH = 16
 CPU_BATCH = 4
-# the measured crossover on CPU: below it a file is one VAD window, and there is nothing to batch
-CPU_MIN_SECONDS = 30.0
 MEMORY_SHARE = 0.5
 _MIB = 1024 * 1024
 # a window's encoder activations, attention and beam caches; tiny.en (75 MB) needs far less than this
@@ -58,7 +56,6 @@ def choose_batch_size(
     requested: int,
     *,
     device: str,
-    duration: float,
     vad: bool,
     model_bytes: int,
     free_bytes: int | None,
@@ -68,17 +65,12 @@ def choose_batch_size(
         return SEQUENTIAL
     if requested > 0:
         return requested
-    return auto_batch_size(device=device, duration=duration, model_bytes=model_bytes, free_bytes=free_bytes)
+    return auto_batch_size(device=device, model_bytes=model_bytes, free_bytes=free_bytes)
 
 
-def auto_batch_size(*, device: str, duration: float, model_bytes: int, free_bytes: int | None) -> int:
+def auto_batch_size(*, device: str, model_bytes: int, free_bytes: int | None) -> int:
     """Batch size 0's rule (see the module's docstring), VAD assumed on."""
-    if device == "cuda":
-        wanted = CUDA_BATCH
-    elif duration >= CPU_MIN_SECONDS:
-        wanted = CPU_BATCH
-    else:
-        return SEQUENTIAL
+    wanted = CUDA_BATCH if device == "cuda" else CPU_BATCH
     return fit_to_memory(wanted, window_bytes(model_bytes), free_bytes)
 
 

@@ -93,7 +93,7 @@ def transcribe(
         on_progress = _never_backwards(on_progress)
         on_progress(0.0, total)
     with _engine_errors(model):
-        batch_size = plan_batch_size(model, options, total)
+        batch_size = plan_batch_size(model, options)
         pipeline = model.batched_pipeline() if batch_size > 1 else None
         if pipeline is not None and on_progress is not None:
             pipeline.on_batch_progress = lambda done: on_progress(min(done, total), total)
@@ -200,13 +200,12 @@ def _clip(samples: np.ndarray, options: DecodeOptions) -> tuple[np.ndarray, floa
     return samples[first:last], first / SAMPLE_RATE
 
 
-def plan_batch_size(model: LoadedModel, options: DecodeOptions, duration: float) -> int:
-    """The batch size ``options`` get for ``duration`` seconds of audio on ``model``: 1 is sequential."""
+def plan_batch_size(model: LoadedModel, options: DecodeOptions) -> int:
+    """The batch size ``options`` get on ``model``: 1 is sequential."""
     requested, vad = options.batch_size, options.vad
     return batching.choose_batch_size(
         requested,
         device=model.device,
-        duration=duration,
         vad=vad,
         model_bytes=model.model_bytes,
         # read only for the auto rule: nvidia-smi takes tens of milliseconds
@@ -237,7 +236,17 @@ def _start(
             clip, batch_size=batch_size, word_timestamps=True, **common
         )
     else:
-        started = model.whisper.transcribe(clip, word_timestamps=options.word_timestamps, **common)
+        started = model.whisper.transcribe(
+            clip,
+            word_timestamps=options.word_timestamps,
+            # Each window prompted with the previous one's text, some CPU kernel sets made tiny.en read a
+            # story's earlier chapter again in place of the audio, or decode a call's last line twice.
+            # Without it, and without the temperature fallback's unseeded sampling (CTranslate2 seeds its
+            # generator once per thread), the text is the same under every kernel set and on every run.
+            condition_on_previous_text=False,
+            temperature=0.0,
+            **common,
+        )
     return started
 
 

@@ -72,8 +72,8 @@ def test_jobs_complete_or_fail_with_a_message_and_sigterm_loses_nothing(
     assert job.duration == pytest.approx(7.15, abs=0.1)
     assert job.segments and {"start", "end", "text"} <= set(job.segments[0])
     assert job.segments[-1]["end"] <= job.duration + 0.01
-    assert job.decoding is not None and (job.decoding.device, job.decoding.mode) == ("cpu", "sequential")
-    assert job.decoding.batch_size == 1 and job.decoding.compute_type
+    assert job.decoding is not None and (job.decoding.device, job.decoding.mode) == ("cpu", "batched")
+    assert job.decoding.batch_size == 4 and job.decoding.compute_type
     assert (job.progress, job.attempts) == (1.0, 1)
     assert job.started_at and job.completed_at and job.created_at <= job.started_at <= job.completed_at
 
@@ -107,7 +107,8 @@ def test_jobs_complete_or_fail_with_a_message_and_sigterm_loses_nothing(
     assert presence[0].models == ["tiny.en"]  # the model that could not be found evicted nothing
 
     # SIGTERM mid-job, no grace period: the job stops at its next segment and goes back to the queue
-    running = submit_file(job_store, audio_dir / "speech_en.wav")
+    # (a batch is decoded whole: the long story's windows come out as many segments after it)
+    running = submit_file(job_store, audio_dir / "speech_en_long.flac")
     queued = submit_file(job_store, audio_dir / "speech_en_stereo44k.wav")
     wait_for(job_store, running.id, lambda job: job.status is JobStatus.PROCESSING, what="processing")
     worker.terminate()

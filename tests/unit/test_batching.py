@@ -12,7 +12,6 @@ import pytest
 from cesar_common.transcription import batching
 from cesar_common.transcription.batching import (
     CPU_BATCH,
-    CPU_MIN_SECONDS,
     CUDA_BATCH,
     auto_batch_size,
     choose_batch_size,
@@ -31,53 +30,39 @@ TINY = 75 * MIB  # tiny.en's files
 LARGE = 3 * GIB  # large-v3 in float16
 
 
-def auto(device: str, duration: float, *, model: int = TINY, free: int | None = 16 * GIB) -> int:
-    return auto_batch_size(device=device, duration=duration, model_bytes=model, free_bytes=free)
+def auto(device: str, *, model: int = TINY, free: int | None = 16 * GIB) -> int:
+    return auto_batch_size(device=device, model_bytes=model, free_bytes=free)
 
 
-@pytest.mark.parametrize("duration", [0.5, 7.2, 29.9, 69.7, 3 * 3600])
-def test_cuda_always_batches(duration: float) -> None:
-    assert auto("cuda", duration) == CUDA_BATCH
-
-
-@pytest.mark.parametrize(
-    ("duration", "expected"),
-    [
-        (0.5, 1),
-        (7.2, 1),  # speech_en: one window, nothing to batch
-        (CPU_MIN_SECONDS - 0.1, 1),
-        (CPU_MIN_SECONDS, CPU_BATCH),
-        (69.7, CPU_BATCH),  # speech_en_long
-        (3 * 3600, CPU_BATCH),
-    ],
-)
-def test_cpu_batches_long_files_only(duration: float, expected: int) -> None:
-    assert auto("cpu", duration) == expected
+@pytest.mark.parametrize(("device", "expected"), [("cuda", CUDA_BATCH), ("cpu", CPU_BATCH)])
+def test_auto_batches_every_file_by_device(device: str, expected: int) -> None:
+    # also files shorter than one window: batched decoding reads the same under every CPU kernel set
+    assert auto(device) == expected
 
 
 def test_small_memory_shrinks_the_batch() -> None:
     # large-v3 fp16: about 384 MiB a window, so 16 windows want 6 GiB, and get half the free memory
     per_window = window_bytes(LARGE)
     assert per_window == 384 * MIB
-    assert auto("cuda", 60, model=LARGE, free=80 * GIB) == 16
-    assert auto("cuda", 60, model=LARGE, free=8 * GIB) == 8
-    assert auto("cuda", 60, model=LARGE, free=3 * GIB) == 4  # 4 x 384 MiB = half of 3 GiB
-    assert auto("cuda", 60, model=LARGE, free=2 * GIB) == 2
-    assert auto("cuda", 60, model=LARGE, free=GIB) == 1  # not even two windows: sequential
-    assert auto("cpu", 600, model=LARGE, free=4 * GIB) == CPU_BATCH == 4
-    assert auto("cpu", 600, model=LARGE, free=2 * GIB) == 2
-    assert auto("cpu", 600, model=TINY, free=GIB) == 4  # tiny's windows are small (64 MiB floor)
-    assert auto("cpu", 600, model=TINY, free=256 * MIB) == 2
+    assert auto("cuda", model=LARGE, free=80 * GIB) == 16
+    assert auto("cuda", model=LARGE, free=8 * GIB) == 8
+    assert auto("cuda", model=LARGE, free=3 * GIB) == 4  # 4 x 384 MiB = half of 3 GiB
+    assert auto("cuda", model=LARGE, free=2 * GIB) == 2
+    assert auto("cuda", model=LARGE, free=GIB) == 1  # not even two windows: sequential
+    assert auto("cpu", model=LARGE, free=4 * GIB) == CPU_BATCH == 4
+    assert auto("cpu", model=LARGE, free=2 * GIB) == 2
+    assert auto("cpu", model=TINY, free=GIB) == 4  # tiny's windows are small (64 MiB floor)
+    assert auto("cpu", model=TINY, free=256 * MIB) == 2
 
 
 def test_unknown_memory_keeps_the_device_default() -> None:
-    assert auto("cuda", 5, model=LARGE, free=None) == CUDA_BATCH
-    assert auto("cpu", 60, model=LARGE, free=None) == CPU_BATCH
+    assert auto("cuda", model=LARGE, free=None) == CUDA_BATCH
+    assert auto("cpu", model=LARGE, free=None) == CPU_BATCH
     assert fit_to_memory(8, 100 * MIB, None) == 8
 
 
 def test_an_explicit_size_is_not_capped_by_memory() -> None:
-    size = choose_batch_size(32, device="cuda", duration=5, vad=True, model_bytes=LARGE, free_bytes=GIB)
+    size = choose_batch_size(32, device="cuda", vad=True, model_bytes=LARGE, free_bytes=GIB)
     assert size == 32
 
 
@@ -87,21 +72,18 @@ def test_window_estimate_has_a_floor() -> None:
 
 
 @pytest.mark.parametrize(
-    ("requested", "device", "duration", "vad", "expected"),
+    ("requested", "device", "vad", "expected"),
     [
-        (1, "cuda", 600, True, 1),  # 1: never batch
-        (4, "cpu", 3, True, 4),  # an explicit size wins, even for a short file on CPU
-        (32, "cpu", 600, True, 32),
-        (8, "cuda", 600, False, 1),  # without VAD the pipeline cannot cut the audio
-        (0, "cuda", 600, False, 1),
-        (0, "cpu", 600, True, CPU_BATCH),
-        (0, "cpu", 5, True, 1),
+        (1, "cuda", True, 1),  # 1: never batch
+        (4, "cpu", True, 4),  # an explicit size wins
+        (32, "cpu", True, 32),
+        (8, "cuda", False, 1),  # without VAD the pipeline cannot cut the audio
+        (0, "cuda", False, 1),
+        (0, "cpu", True, CPU_BATCH),
     ],
 )
-def test_choose_batch_size(requested: int, device: str, duration: float, vad: bool, expected: int) -> None:
-    chosen = choose_batch_size(
-        requested, device=device, duration=duration, vad=vad, model_bytes=LARGE, free_bytes=None
-    )
+def test_choose_batch_size(requested: int, device: str, vad: bool, expected: int) -> None:
+    chosen = choose_batch_size(requested, device=device, vad=vad, model_bytes=LARGE, free_bytes=None)
     assert chosen == expected
 
 
@@ -120,10 +102,10 @@ def test_plan_reads_memory_only_for_auto(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(batching, "free_ram", ram)
     model = _model("cpu", model_bytes=TINY)
-    assert plan_batch_size(model, DecodeOptions(batch_size=8), 600) == 8
-    assert plan_batch_size(model, DecodeOptions(vad=False), 600) == 1
+    assert plan_batch_size(model, DecodeOptions(batch_size=8)) == 8
+    assert plan_batch_size(model, DecodeOptions(vad=False)) == 1
     assert reads == []
-    assert plan_batch_size(model, DecodeOptions(), 600) == 1
+    assert plan_batch_size(model, DecodeOptions()) == 1
     assert reads == ["ram"]
 
 
@@ -137,7 +119,7 @@ def test_gpu_memory_is_read_once_per_model(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(batching, "free_gpu_memory", gpu)
     model = _model("cuda", model_bytes=LARGE)
-    assert [plan_batch_size(model, DecodeOptions(), 5) for _ in range(3)] == [8, 8, 8]
+    assert [plan_batch_size(model, DecodeOptions()) for _ in range(3)] == [8, 8, 8]
     assert len(reads) == 1 and model.gpu_free_bytes == 8 * GIB
 
 
@@ -158,7 +140,7 @@ def test_gpu_memory_from_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batching.shutil, "which", lambda _name: None)
     assert batching.free_gpu_memory() == 0
     # unknown GPU memory: the device's default size
-    assert plan_batch_size(_model("cuda", model_bytes=LARGE), DecodeOptions(), 5) == CUDA_BATCH
+    assert plan_batch_size(_model("cuda", model_bytes=LARGE), DecodeOptions()) == CUDA_BATCH
 
 
 def test_result_reports_mode_and_batch_size() -> None:
