@@ -30,7 +30,7 @@ import logging
 import math
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,11 +86,14 @@ class Position:
         return cls(int(attempt), int(delivered))
 
 
+#: what a subscriber's queue holds: kind, attempt, segment number, the encoded event less its id line, and
+#: the event's data (a segment's dict; the JobRecord of a job or end event)
+_Item = tuple[str, int, int, bytes, Any]
+
+
 @dataclass(eq=False)
 class _Subscriber:
-    queue: asyncio.Queue[tuple[str, int, int, bytes]] = field(
-        default_factory=lambda: asyncio.Queue(maxsize=QUEUE_EVENTS)
-    )
+    queue: asyncio.Queue[_Item] = field(default_factory=lambda: asyncio.Queue(maxsize=QUEUE_EVENTS))
     cut_off: bool = False
 
 
@@ -105,13 +108,13 @@ class _Topic:
     state: tuple[Any, ...] | None = None
     ended: bool = False
 
-    def publish(self, kind: str, seq: int, payload: bytes) -> None:
+    def publish(self, kind: str, seq: int, payload: bytes, data: Any) -> None:
         """``payload`` is the encoded event less its id line (each subscriber's id differs)."""
         for subscriber in list(self.subscribers):
             if subscriber.cut_off:
                 continue
             try:
-                subscriber.queue.put_nowait((kind, self.attempt, seq, payload))
+                subscriber.queue.put_nowait((kind, self.attempt, seq, payload, data))
             except asyncio.QueueFull:
                 subscriber.cut_off = True  # it reconnects and resumes from the database
 
@@ -136,14 +139,7 @@ class EventHub:
     # --- subscribers -----------------------------------------------------------------------------
     async def stream(self, job: JobRecord, last_event_id: str | None) -> AsyncIterator[bytes]:
         """The events of ``job`` (already read: a 404 happens before the stream starts)."""
-        subscriber = _Subscriber()
-        self.open_streams += 1
-        topic = self._topics.get(job.id)
-        if topic is None:  # it publishes what comes after what this subscriber reads now
-            topic = self._topics[job.id] = _Topic(job.id, attempt=job.attempts, published=job.segment_count)
-        topic.subscribers.add(subscriber)
-        self._ensure_running()
-        try:
+        with self._subscribed(job) as subscriber:
             # subscribed first, then read: anything published meanwhile is in the queue, and duplicates
             # are skipped by segment number
             position = Position.parse(last_event_id)
@@ -155,6 +151,58 @@ class EventHub:
                 return
             async for chunk in self._follow(subscriber, position):
                 yield chunk
+
+    async def follow(self, job: JobRecord) -> AsyncIterator[tuple[str, Any]]:
+        """``job``'s segments as dicts, in order, each once (``("segment", dict)``), then its final record
+        with its transcript (``("end", JobRecord)``): for the routes that answer when a job ends.
+
+        Decoding is deterministic, so a job that starts again (a lost worker) produces the segments
+        already given again: they are skipped by number. A subscriber that falls behind reads again from
+        the database. Ends without ``end`` only if the job is deleted meanwhile.
+        """
+        with self._subscribed(job) as subscriber:
+            delivered = 0
+            while True:
+                record = (await self._read(self.store.jobs_by_id, [job.id])).get(job.id)
+                if record is None:
+                    return
+                for segment in await self._read(self._segments_after, record, delivered):
+                    delivered += 1
+                    yield "segment", segment
+                if record.is_final:
+                    yield "end", await self._read(self.store.get_job, job.id, with_segments=True)
+                    return
+                subscriber.cut_off = False
+                while not subscriber.cut_off or not subscriber.queue.empty():
+                    try:
+                        kind, _attempt, seq, _payload, data = await asyncio.wait_for(
+                            subscriber.queue.get(), KEEPALIVE_SECONDS
+                        )
+                    except TimeoutError:
+                        continue
+                    if kind == "end":
+                        for segment in (data.segments or [])[delivered:]:
+                            delivered += 1
+                            yield "segment", segment
+                        yield "end", data
+                        return
+                    if kind == "segment" and seq == delivered:
+                        delivered += 1
+                        yield "segment", data
+                    elif kind == "segment" and seq > delivered:
+                        break  # a gap (an attempt that started over and overtook us): read again
+
+    @contextlib.contextmanager
+    def _subscribed(self, job: JobRecord) -> Iterator[_Subscriber]:
+        subscriber = _Subscriber()
+        self.open_streams += 1
+        topic = self._topics.get(job.id)
+        if topic is None:  # it publishes what comes after what this subscriber reads now
+            topic = self._topics[job.id] = _Topic(job.id, attempt=job.attempts, published=job.segment_count)
+        topic.subscribers.add(subscriber)
+        self._ensure_running()
+        try:
+            yield subscriber
         finally:
             self.open_streams -= 1
             topic.subscribers.discard(subscriber)
@@ -183,7 +231,7 @@ class EventHub:
     async def _follow(self, subscriber: _Subscriber, position: Position) -> AsyncIterator[bytes]:
         while True:
             try:
-                kind, attempt, seq, payload = await asyncio.wait_for(
+                kind, attempt, seq, payload, _data = await asyncio.wait_for(
                     subscriber.queue.get(), KEEPALIVE_SECONDS
                 )
             except TimeoutError:
@@ -281,21 +329,21 @@ class EventHub:
         self, topic: _Topic, record: JobRecord, position: int | None, live: list[dict[str, Any]]
     ) -> None:
         for segment in live:
-            topic.publish("segment", topic.published, _segment_payload(segment))
+            topic.publish("segment", topic.published, _segment_payload(segment), segment)
             topic.published += 1
         state = _state(record, position)
         if record.is_final:
             final = await self._read(self.store.get_job, record.id, with_segments=True)
             for segment in (final.segments or [])[topic.published :]:
-                topic.publish("segment", topic.published, _segment_payload(segment))
+                topic.publish("segment", topic.published, _segment_payload(segment), segment)
                 topic.published += 1
             data = _job_json(final, None)
-            topic.publish("job", topic.published, _payload("job", data))
-            topic.publish("end", topic.published, _payload("end", data))
+            topic.publish("job", topic.published, _payload("job", data), final)
+            topic.publish("end", topic.published, _payload("end", data), final)
             topic.ended = True
         elif state != topic.state:
             topic.state = state
-            topic.publish("job", topic.published, _payload("job", _job_json(record, position)))
+            topic.publish("job", topic.published, _payload("job", _job_json(record, position)), record)
 
     # --- reads (run through self._read) ------------------------------------------------------------
     def _job_event_data(self, job_id: str) -> tuple[JobRecord, str, int | None] | None:
