@@ -101,7 +101,7 @@ def test_a_subscriber_that_stops_reading_is_cut_off_not_buffered(monkeypatch: py
     reader = events._Subscriber()
     topic.subscribers.add(reader)
     for seq in range(100):  # a job publishing while this reader reads nothing
-        topic.publish("segment", seq, b"event: segment\ndata: {}\n\n")
+        topic.publish("segment", seq, b"event: segment\ndata: {}\n\n", {})
         topic.published += 1
     assert reader.cut_off and reader.queue.qsize() == 4  # bounded: the rest was never queued
 
