@@ -13,8 +13,11 @@ from typing import Any
 from litestar import Litestar, Request, Router
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.types import Guard
 
 from cesar_api.auth import close_session, open_session, require_api_key
+from cesar_api.compat.asr import asr_router
+from cesar_api.compat.openai import openai_router
 from cesar_api.errors import handle_exception
 from cesar_api.events import EventHub
 from cesar_api.metrics import RequestStats, StatementCounter, count_response, metrics, stamp_start
@@ -56,16 +59,25 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     settings = settings or get_settings()
     if store is None:
         store = JobStore.from_url(settings.database_url, keep_audio=settings.keep_audio)
+    # without a key there is nothing to check: no guard at all (it is on the polled path)
+    guards: list[Guard] = [require_api_key] if settings.api_key is not None else []
     protected = Router(
         path="/",
         route_handlers=PROTECTED_ROUTES,
-        # without a key there is nothing to check: no guard at all (it is on the polled path)
-        guards=[require_api_key] if settings.api_key is not None else [],
+        guards=guards,
         # optional: only a server with CESAR_API_KEY asks for it
         security=[{}, {"BearerAuth": []}],
     )
     return Litestar(
-        route_handlers=[protected, health, home, close_session, static_router()],
+        route_handlers=[
+            protected,
+            openai_router(guards),
+            asr_router(guards),
+            health,
+            home,
+            close_session,
+            static_router(),
+        ],
         dependencies={
             "settings": Provide(_provide_settings, sync_to_thread=False),
             "store": Provide(_provide_store, sync_to_thread=False),

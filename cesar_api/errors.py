@@ -1,14 +1,17 @@
-"""The one exception handler: every error leaves the API as the same JSON shape, without a traceback.
+"""The one exception mapper: every error leaves the API as the same JSON shape, without a traceback.
 
 ``{"status_code": 404, "detail": "no job with id 'x'", "code": "not_found", "extra": null}``
 
 Cesar's own errors carry their status and code; Litestar's (routing, validation, body size) are mapped to
 the same shape; anything else is a bug, logged here with its traceback and answered with a generic 500.
+The compatible dialects (:mod:`cesar_api.compat`) classify errors with :func:`problem_of` too and only
+write them in their own shapes.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -41,8 +44,19 @@ def error_body(status_code: int, detail: str, code: str, extra: Any = None) -> d
     return {"status_code": status_code, "detail": detail, "code": code, "extra": extra}
 
 
-def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    """Map any exception to the error shape (registered for ``Exception`` on the app)."""
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """What went wrong, in any dialect: the HTTP status, Cesar's code, a one-line detail."""
+
+    status: int
+    code: str
+    detail: str
+    extra: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def problem_of(request: Request[Any, Any, Any], exc: Exception) -> Problem:
+    """Classify ``exc``, logging what a person must see (outages; bugs with their traceback)."""
     headers: dict[str, str] = {}
     extra: Any
     if isinstance(exc, CesarError):
@@ -69,10 +83,16 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     else:
         logger.exception("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
         status, code, detail, extra = 500, "internal_error", "internal server error", None
+    return Problem(status, code, detail, extra, headers)
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Map any exception to Cesar's error shape (registered for ``Exception`` on the app)."""
+    problem = problem_of(request, exc)
     return Response(
-        content=error_body(status, detail, code, extra),
-        status_code=status,
-        headers=headers or None,
+        content=error_body(problem.status, problem.detail, problem.code, problem.extra),
+        status_code=problem.status,
+        headers=problem.headers or None,
         media_type="application/json",
     )
 

@@ -30,7 +30,7 @@ import logging
 import math
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,9 @@ POSTGRES_RESYNC_SECONDS = 2.0
 COALESCE_SECONDS = 0.01
 #: the shortest time between two reads of the watched jobs
 REFRESH_SECONDS = 0.1
+#: both, while a request waits to answer with a job's end (``follow``): its client is waiting on the
+#: line, and one look costs the same however many requests wait
+ANSWERING_SECONDS = 0.02
 
 
 def encode(event: str, event_id: str, data: str) -> bytes:
@@ -130,6 +133,7 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
         self._listener: _Listener | None = None
         self.open_streams = 0
+        self._answering = 0  # requests in follow()
 
     @property
     def watcher_statements(self) -> int:
@@ -152,7 +156,7 @@ class EventHub:
             async for chunk in self._follow(subscriber, position):
                 yield chunk
 
-    async def follow(self, job: JobRecord) -> AsyncIterator[tuple[str, Any]]:
+    async def follow(self, job: JobRecord) -> AsyncGenerator[tuple[str, Any]]:
         """``job``'s segments as dicts, in order, each once (``("segment", dict)``), then its final record
         with its transcript (``("end", JobRecord)``): for the routes that answer when a job ends.
 
@@ -160,6 +164,14 @@ class EventHub:
         already given again: they are skipped by number. A subscriber that falls behind reads again from
         the database. Ends without ``end`` only if the job is deleted meanwhile.
         """
+        self._answering += 1
+        try:
+            async for item in self._follow_job(job):
+                yield item
+        finally:
+            self._answering -= 1
+
+    async def _follow_job(self, job: JobRecord) -> AsyncIterator[tuple[str, Any]]:
         with self._subscribed(job) as subscriber:
             delivered = 0
             while True:
@@ -223,7 +235,7 @@ class EventHub:
         yield encode("job", position.event_id, data)
         for segment in await self._read(self._segments_after, record, position.delivered):
             position.delivered += 1
-            yield encode("segment", position.event_id, json.dumps(segment, ensure_ascii=False))
+            yield encode("segment", position.event_id, _segment_json(segment))
         if record.is_final:
             position.ended = True
             yield encode("end", position.event_id, data)
@@ -271,21 +283,22 @@ class EventHub:
             if self._listener is None:
                 wake = self._changed.set
                 self._listener = _PostgresListener(self.store, lambda: _call_soon(loop, wake))
-            resync = POSTGRES_RESYNC_SECONDS
+            resync, polled = POSTGRES_RESYNC_SECONDS, False  # notified: the wait ends as jobs change
         else:
             if self._listener is None:
                 self._listener = _SqliteWatcher(self.store)
-            resync = SQLITE_POLL_SECONDS
+            resync, polled = SQLITE_POLL_SECONDS, True
         last = -math.inf
         while self._topics:
+            gap = ANSWERING_SECONDS if self._answering else REFRESH_SECONDS
             try:
-                await asyncio.wait_for(self._changed.wait(), resync)
+                await asyncio.wait_for(self._changed.wait(), min(resync, gap) if polled else resync)
             except TimeoutError:
                 if not self._listener.changed():
                     continue
-            # changes that come together are read together, and reads come at most every REFRESH_SECONDS
-            # however many jobs change: the hub's reads stay bounded under any write load
-            await asyncio.sleep(max(COALESCE_SECONDS, last + REFRESH_SECONDS - loop.time()))
+            # changes that come together are read together, and reads come at most every `gap` however
+            # many jobs change: the hub's reads stay bounded under any write load
+            await asyncio.sleep(max(COALESCE_SECONDS, last + gap - loop.time()))
             self._changed.clear()
             last = loop.time()
             try:
@@ -380,8 +393,13 @@ def _payload(kind: str, data: str) -> bytes:
     return f"event: {kind}\ndata: {data}\n\n".encode()
 
 
+def _segment_json(segment: dict[str, Any]) -> str:
+    """A segment event's data: id, start, end, text and words (not how its window was decoded)."""
+    return json.dumps({key: value for key, value in segment.items() if key != "decoded"}, ensure_ascii=False)
+
+
 def _segment_payload(segment: dict[str, Any]) -> bytes:
-    return _payload("segment", json.dumps(segment, ensure_ascii=False))
+    return _payload("segment", _segment_json(segment))
 
 
 class _Listener:

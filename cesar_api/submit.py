@@ -7,7 +7,11 @@ With an ``Idempotency-Key`` the store returns the job the key already names inst
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
+
+from litestar.exceptions import ValidationException
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
 from cesar_common.choices import WHISPER_LANGUAGES
 from cesar_common.db.records import JobRecord, JobSource, NewJob
@@ -107,3 +111,19 @@ def submit_upload_job(
     )
     record, created = store.create_job_idempotent(new, file, max_bytes=settings.max_upload_bytes)
     return Submitted(record, store.queue_position(record), created)
+
+
+def validated(model: type[BaseModel], data: Any, method: str, path: str) -> Any:
+    """``model`` from ``data``, or a 400 listing the problems (the same shape Litestar gives)."""
+    if not isinstance(data, dict):
+        raise ValidationException(
+            f"Validation failed for {method} {path}", extra=[{"message": "expected a JSON object"}]
+        )
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = [
+            {"message": error["msg"], "key": ".".join(str(part) for part in error["loc"]), "source": "body"}
+            for error in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        raise ValidationException(f"Validation failed for {method} {path}", extra=problems) from None

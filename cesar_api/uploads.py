@@ -42,11 +42,20 @@ class Upload:
     content_type: str | None = None
     size: int = 0
     fields: dict[str, str] = field(default_factory=dict)
+    #: the fields that may come several times (OpenAI's ``timestamp_granularities[]``), in order
+    lists: dict[str, list[str]] = field(default_factory=dict)
 
 
 @asynccontextmanager
-async def receive_upload(request: Request[Any, Any, Any], *, max_bytes: int) -> AsyncIterator[Upload]:
-    """Parse the multipart body of ``request``; the temporary file is closed (gone) on leaving."""
+async def receive_upload(
+    request: Request[Any, Any, Any],
+    *,
+    max_bytes: int,
+    file_field: str = FILE_FIELD,
+    repeatable: frozenset[str] = frozenset(),
+) -> AsyncIterator[Upload]:
+    """Parse the multipart body of ``request``; the temporary file is closed (gone) on leaving. The audio
+    comes in the part named ``file_field``; the fields in ``repeatable`` may come more than once."""
     _content_type, params = request.content_type
     boundary = params.get("boundary")
     if not boundary:
@@ -56,7 +65,7 @@ async def receive_upload(request: Request[Any, Any, Any], *, max_bytes: int) -> 
     try:
         upload = Upload(file=spool)
         try:
-            await _parse(stream, boundary, upload, max_bytes=max_bytes)
+            await _parse(stream, boundary, upload, max_bytes, file_field, repeatable)
         except ClientError:
             await _drain(stream)
             raise
@@ -66,7 +75,14 @@ async def receive_upload(request: Request[Any, Any, Any], *, max_bytes: int) -> 
         spool.close()
 
 
-async def _parse(stream: AsyncIterator[bytes], boundary: str, upload: Upload, *, max_bytes: int) -> None:
+async def _parse(
+    stream: AsyncIterator[bytes],
+    boundary: str,
+    upload: Upload,
+    max_bytes: int,
+    file_field: str,
+    repeatable: frozenset[str],
+) -> None:
     pending = bytearray()  # file bytes not yet written: one thread hop per MiB, not per network chunk
     text = bytearray()
     segment: MultipartSegment | None = None
@@ -77,20 +93,20 @@ async def _parse(stream: AsyncIterator[bytes], boundary: str, upload: Upload, *,
                 for event in parser.parse(chunk):
                     if isinstance(event, MultipartSegment):
                         segment = event
-                        if event.name == FILE_FIELD:
+                        if event.name == file_field:
                             if seen_file:
-                                raise ClientError(f"the form has more than one `{FILE_FIELD}` part")
+                                raise ClientError(f"the form has more than one `{file_field}` part")
                             seen_file = True
                             upload.filename = _basename(event.filename)
                             # the probe's messages name the file it read: the client's name, not an fd
                             upload.file.raw.name = upload.filename or "the upload"  # type: ignore[attr-defined]
                             media_type = without_control_characters(event.content_type or "")
                             upload.content_type = media_type.strip()[:255] or None
-                        elif event.name in upload.fields:
+                        elif event.name in upload.fields and event.name not in repeatable:
                             raise ClientError(f"the form field `{event.name}` is given twice")
                     elif event:
                         assert segment is not None
-                        if segment.name == FILE_FIELD:
+                        if segment.name == file_field:
                             upload.size += len(event)
                             if upload.size > max_bytes:
                                 raise PayloadTooLargeError(
@@ -107,7 +123,9 @@ async def _parse(stream: AsyncIterator[bytes], boundary: str, upload: Upload, *,
                                 raise ClientError(f"the form field `{segment.name}` is too long")
                     else:  # end of a part
                         assert segment is not None
-                        if segment.name != FILE_FIELD:
+                        if segment.name in repeatable:
+                            upload.lists.setdefault(segment.name, []).append(_decode(text, segment))
+                        elif segment.name != file_field:
                             upload.fields[segment.name] = _decode(text, segment)
                         text = bytearray()
                         segment = None
@@ -123,7 +141,7 @@ async def _parse(stream: AsyncIterator[bytes], boundary: str, upload: Upload, *,
         # Litestar's word for a client that went away mid-body: nobody to answer, nothing to log as ours
         raise ClientError("the client disconnected before the upload was complete") from exc
     if not seen_file:
-        raise ClientError(f"the form has no `{FILE_FIELD}` part: send the audio as `{FILE_FIELD}`")
+        raise ClientError(f"the form has no `{file_field}` part: send the audio as `{file_field}`")
 
 
 async def _drain(stream: AsyncIterator[bytes]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cesar_common.choices import ComputeType, Device, LogLevel
@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         description="Comma-separated models an API client may ask for beside the default model, which is "
         "always allowed: names (`small.en,large-v3`) or model directories. `cesar serve` sizes its workers "
         "for the largest. Each is downloaded on first use unless it is on disk.",
+    )
+    model_aliases: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        json_schema_extra={"shown_default": "empty (`whisper-1` always means `CESAR_MODEL`)"},
+        description="Other names the OpenAI-compatible routes accept for allowed models, comma-separated "
+        "`name=model` pairs (`gpt-4o-transcribe=small.en`). `whisper-1` is the default model.",
     )
     device: Device = Field(default="auto", description="`auto`, `cpu` or `cuda`.")
     compute_type: ComputeType = Field(
@@ -166,6 +172,28 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_models(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("model_aliases", mode="before")
+    @classmethod
+    def _parse_aliases(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        aliases: dict[str, str] = {}
+        for pair in _split_csv(value):
+            name, sep, model = (part.strip() for part in pair.partition("="))
+            if not (sep and name and model):
+                raise ValueError(f"{pair!r} is not a `name=model` pair")
+            aliases[name] = model
+        return aliases
+
+    @model_validator(mode="after")
+    def _aliases_name_allowed_models(self) -> Settings:
+        for name, model in self.model_aliases.items():
+            if model not in self.allowed_models:
+                raise ValueError(
+                    f"model alias {name}={model}: {model!r} is not allowed (CESAR_MODEL, CESAR_MODELS)"
+                )
+        return self
 
     @field_validator("log_level", "device", "compute_type", mode="before")
     @classmethod

@@ -199,6 +199,8 @@ def _env_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, list | tuple | set | frozenset):
         return ",".join(str(item) for item in value)
+    if isinstance(value, dict):  # name=value pairs (CESAR_MODEL_ALIASES)
+        return ",".join(f"{key}={item}" for key, item in value.items())
     if isinstance(value, str | int | float) or hasattr(value, "__fspath__"):
         return str(value)
     return json.dumps(value, default=str)  # pydantic-settings decodes complex fields from JSON

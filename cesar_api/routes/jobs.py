@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -16,12 +16,12 @@ from litestar.params import PathParameter, QueryParameter
 
 from cesar_api.errors import error_responses
 from cesar_api.reads import run_read
+from cesar_api.transcripts import completed_transcript, partial_transcript
 from cesar_common.choices import TranscriptFormat
 from cesar_common.db.records import JobRecord, JobStatus, PublicStatus
 from cesar_common.db.store import JobStore
 from cesar_common.errors import ConflictError
 from cesar_common.schemas import JobOut, job_json, job_to_schema
-from cesar_common.transcription.result import TranscriptionResult
 from cesar_common.transcription.writers import FORMATS, render
 
 MAX_PAGE = 1000
@@ -168,25 +168,9 @@ def get_transcript(
     fmt = format
     record = store.get_job(job_id, with_segments=True)
     if partial and record.status is JobStatus.PROCESSING:
-        segments = store.live_segments(record.id)
-        result = TranscriptionResult.from_stored(
-            text=" ".join(str(segment.get("text", "")).strip() for segment in segments),
-            language=None,
-            language_probability=None,
-            duration=max((float(segment["end"]) for segment in segments), default=0.0),
-            segments=segments,
-        )
+        result = partial_transcript(store.live_segments(record.id))
     elif record.status is JobStatus.COMPLETED:
-        decoding = record.decoding
-        run: dict[str, Any] = {} if decoding is None else {"model": record.model, **asdict(decoding)}
-        result = TranscriptionResult.from_stored(
-            text=record.result_text,
-            language=record.detected_language,
-            language_probability=record.language_probability,
-            duration=record.duration,
-            segments=record.segments,
-            **run,
-        )
+        result = completed_transcript(record)
     else:
         status = record.status.value
         will = "it has no transcript" if record.is_final else "its transcript exists once it is completed"

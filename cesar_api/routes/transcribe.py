@@ -8,12 +8,9 @@ from typing import Annotated, Any
 import anyio.to_thread
 from litestar import Request, Response, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
 from litestar.params import HeaderParameter
-from pydantic import BaseModel
-from pydantic import ValidationError as PydanticValidationError
 
 from cesar_api.errors import error_responses
 from cesar_api.submit import (
@@ -23,6 +20,7 @@ from cesar_api.submit import (
     probe_upload,
     submit_upload_job,
     submit_url_job,
+    validated,
 )
 from cesar_api.uploads import FILE_FIELD, read_json_body, receive_upload
 from cesar_common.db.idempotency import MAX_KEY_LENGTH, check_key
@@ -160,22 +158,6 @@ def _checked_key(key: str | None) -> str | None:
     return None if key is None else check_key(key.strip())
 
 
-def _validated(model: type[BaseModel], data: Any, method: str, path: str) -> Any:
-    """``model`` from ``data``, or a 400 listing the problems (the same shape Litestar gives)."""
-    if not isinstance(data, dict):
-        raise ValidationException(
-            f"Validation failed for {method} {path}", extra=[{"message": "expected a JSON object"}]
-        )
-    try:
-        return model.model_validate(data)
-    except PydanticValidationError as exc:
-        problems = [
-            {"message": error["msg"], "key": ".".join(str(part) for part in error["loc"]), "source": "body"}
-            for error in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        raise ValidationException(f"Validation failed for {method} {path}", extra=problems) from None
-
-
 @post(
     "/transcribe",
     operation_id="createTranscription",
@@ -213,7 +195,7 @@ async def _submit_url(
     request: Request[Any, Any, Any], settings: Settings, store: JobStore, key: str | None
 ) -> Response[JobOut]:
     data = await read_json_body(request)
-    job_in: UrlJobIn = _validated(UrlJobIn, data, request.method, request.url.path)
+    job_in: UrlJobIn = validated(UrlJobIn, data, request.method, request.url.path)
     return _accepted(
         await anyio.to_thread.run_sync(lambda: submit_url_job(store, settings, job_in, idempotency_key=key))
     )
@@ -223,7 +205,7 @@ async def _submit_upload(
     request: Request[Any, Any, Any], settings: Settings, store: JobStore, key: str | None
 ) -> Response[JobOut]:
     async with receive_upload(request, max_bytes=settings.max_upload_bytes) as upload:
-        form: TranscribeForm = _validated(TranscribeForm, upload.fields, request.method, request.url.path)
+        form: TranscribeForm = validated(TranscribeForm, upload.fields, request.method, request.url.path)
         options = job_options(form, settings)
         callback_url = await anyio.to_thread.run_sync(check_callback, form.callback_url, settings)
         await anyio.to_thread.run_sync(probe_upload, upload.file, settings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import os
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,3 +232,44 @@ def _groups(frames: Iterator[av.AudioFrame], samples: int) -> Iterator[av.AudioF
             yield group
     if fifo.samples > 0 and (rest := fifo.read()) is not None:
         yield rest
+
+
+def wav_header(data_bytes: int, *, rate: int = SAMPLE_RATE, channels: int = 1, bits: int = 16) -> bytes:
+    """A PCM WAV header for ``data_bytes`` of samples."""
+    block = channels * bits // 8
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * block, block, bits)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
+
+
+def head_as_wav(source: IO[bytes], seconds: float) -> bytes:
+    """The first ``seconds`` of ``source``'s audio as a 16 kHz mono 16-bit WAV (AudioDecodeError if none):
+    a language is told from the first 30 s, and a long file need not be stored for that."""
+    import av
+
+    name = _name_of(source)
+    wanted = int(seconds * SAMPLE_RATE) * 2
+    resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    pcm = bytearray()
+    try:
+        with av.open(source, mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(f"{name} has no audio stream: give a file that contains sound")
+            stream = container.streams.audio[0]
+            _check_sample_rate(stream, name)
+            for frame in _frames(container, stream):
+                for out in resampler.resample(frame):
+                    pcm += bytes(out.planes[0])[: out.samples * 2]
+                if len(pcm) >= wanted:
+                    break
+    except av.error.FFmpegError as exc:
+        raise AudioDecodeError(f"{name} could not be decoded ({_reason(exc)})") from exc
+    del pcm[wanted:]
+    if not pcm:
+        raise AudioDecodeError(f"{name} holds no audio that could be decoded")
+    return wav_header(len(pcm)) + bytes(pcm)

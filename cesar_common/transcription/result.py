@@ -24,14 +24,42 @@ class Word:
 
 
 @dataclass(frozen=True, slots=True)
+class Decoded:
+    """How Whisper decoded the window a segment came from (OpenAI's ``verbose_json`` shows these).
+    ``tokens`` only when the segment is the whole window: a sentence cut from one has no token list."""
+
+    seek: int
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    tokens: tuple[int, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "seek": int(self.seek),
+            "temperature": float(self.temperature),
+            "avg_logprob": float(self.avg_logprob),
+            "compression_ratio": float(self.compression_ratio),
+            "no_speech_prob": float(self.no_speech_prob),
+        }
+        if self.tokens is not None:
+            data["tokens"] = [int(token) for token in self.tokens]
+        return data
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
     id: int
     start: float
     end: float
     text: str
     words: tuple[Word, ...] | None = None
+    decoded: Decoded | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, decoded: bool = True) -> dict[str, Any]:
+        """As stored; ``decoded=False`` leaves out how the window was decoded (Cesar's own transcript
+        formats do not show it; OpenAI's ``verbose_json`` does)."""
         data: dict[str, Any] = {
             "id": int(self.id),
             "start": float(self.start),
@@ -40,6 +68,8 @@ class Segment:
         }
         if self.words is not None:
             data["words"] = [word.to_dict() for word in self.words]
+        if decoded and self.decoded is not None:
+            data["decoded"] = self.decoded.to_dict()
         return data
 
     @classmethod
@@ -61,7 +91,22 @@ class Segment:
                 )
                 for w in words
             ),
+            decoded=_decoded(data.get("decoded")),
         )
+
+
+def _decoded(data: Any) -> Decoded | None:
+    if not isinstance(data, Mapping):
+        return None  # segments stored before Cesar kept it
+    tokens = data.get("tokens")
+    return Decoded(
+        seek=int(data.get("seek", 0)),
+        temperature=float(data.get("temperature", 0.0)),
+        avg_logprob=float(data.get("avg_logprob", 0.0)),
+        compression_ratio=float(data.get("compression_ratio", 0.0)),
+        no_speech_prob=float(data.get("no_speech_prob", 0.0)),
+        tokens=None if tokens is None else tuple(int(token) for token in tokens),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +125,7 @@ class TranscriptionResult:
     batch_size: int = 1  # windows decoded at once; 1 when sequential
 
     def segments_as_dicts(self) -> list[dict[str, Any]]:
-        """The segments as JSON-ready dicts (``words`` only on segments that have them)."""
+        """The segments as the job store keeps them (``words`` only on segments that have them)."""
         return [segment.to_dict() for segment in self.segments]
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,7 +138,7 @@ class TranscriptionResult:
             if self.language_probability is None
             else float(self.language_probability),
             "duration": float(self.duration),
-            "segments": self.segments_as_dicts(),
+            "segments": [segment.to_dict(decoded=False) for segment in self.segments],
         }
         if self.model:
             data.update(

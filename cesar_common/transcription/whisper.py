@@ -25,7 +25,7 @@ from cesar_common.options import TranscribeOptions, options_dict
 from cesar_common.transcription import batching, sentences
 from cesar_common.transcription.audio import SAMPLE_RATE, DecodeStopped, decode_samples
 from cesar_common.transcription.models import LoadedModel
-from cesar_common.transcription.result import Segment, TranscriptionResult, Word
+from cesar_common.transcription.result import Decoded, Segment, TranscriptionResult, Word
 
 if TYPE_CHECKING:
     import numpy as np
@@ -326,8 +326,11 @@ def _segments(raw: Any, first_id: int, clock: _Clock, with_words: bool, *, split
                 end=clock.at(raw.end),
                 text=raw.text.strip(),
                 words=_words(raw_words, clock) if with_words else None,
+                decoded=_decoded(raw, whole=True),
             )
         ]
+    pieces = sentences.split_words(raw_words)
+    decoded = _decoded(raw, whole=len(pieces) == 1)
     return [
         Segment(
             id=first_id + index,
@@ -335,9 +338,21 @@ def _segments(raw: Any, first_id: int, clock: _Clock, with_words: bool, *, split
             end=clock.at(piece[-1].end),
             text=sentences.piece_text(piece),
             words=_words(piece, clock) if with_words else None,
+            decoded=decoded,
         )
-        for index, piece in enumerate(sentences.split_words(raw_words))
+        for index, piece in enumerate(pieces)
     ]
+
+
+def _decoded(raw: Any, *, whole: bool) -> Decoded:
+    return Decoded(
+        seek=int(raw.seek),
+        temperature=round(float(raw.temperature or 0.0), 4),
+        avg_logprob=round(float(raw.avg_logprob), 4),
+        compression_ratio=round(float(raw.compression_ratio), 4),
+        no_speech_prob=round(float(raw.no_speech_prob), 4),
+        tokens=tuple(int(token) for token in raw.tokens) if whole else None,
+    )
 
 
 def _words(raw_words: Iterable[Any], clock: _Clock) -> tuple[Word, ...]:

@@ -3,12 +3,15 @@
 Every operation gets generated requests, valid ones and invalid ones, and every response must be a
 documented status with a body matching its schema. The app runs in process (ASGI) on a real database
 holding jobs in each state, so the id routes also meet real jobs. Host names are not resolved (no DNS in
-a test): a name resolves to a fixed public address, so valid URL jobs are accepted.
+a test): a name resolves to a fixed public address, so valid URL jobs are accepted. There is no worker:
+the compatible routes, which answer when their job ends, see every job they queue cancelled at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 
 from cesar_api.app import create_app
 from cesar_common import urlpolicy
+from cesar_common.db.records import JobStatus
 from cesar_common.db.store import JobStore
 from cesar_common.settings import Settings
 
@@ -39,6 +43,7 @@ TAKES_NO_INPUT = {
     "GET /metrics",
     "POST /session",
     "DELETE /session",
+    "GET /v1/models",
 }  # nothing to make invalid
 #: a job's event stream only ends with the job: it is fuzzed on the finished job (and unknown ids)
 FOLLOWS_JOB = "GET /jobs/{job_id}/events"
@@ -75,6 +80,26 @@ def run_operation(operation: Any, strategy: Any, mode: GenerationMode, examples:
     check()
 
 
+@contextlib.contextmanager
+def cancelling_new_jobs(store: JobStore, keep: set[str]) -> Iterator[None]:
+    """Cancel each queued job but those in ``keep`` as it appears (the compatible routes then answer)."""
+    stop = threading.Event()
+
+    def cancel() -> None:
+        while not stop.wait(0.02):
+            for job in store.list_jobs(status=JobStatus.QUEUED).jobs:
+                if job.id not in keep:
+                    store.request_cancel(job.id)
+
+    thread = threading.Thread(target=cancel, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 @pytest.mark.usefixtures("no_dns")
 def test_fuzz_every_operation(fuzz_db: str) -> None:
     backend = "sqlite" if fuzz_db.startswith("sqlite") else "postgres"
@@ -84,8 +109,14 @@ def test_fuzz_every_operation(fuzz_db: str) -> None:
     app = create_app(Settings(database_url=fuzz_db, max_upload_mb=2), store)
     schema = schemathesis.openapi.from_asgi("/docs/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 13
+    assert len(operations) == 19
     positive, negative = EXAMPLES[backend]
+    with cancelling_new_jobs(store, keep=set(ids)):
+        fuzz(operations, positive, negative, finished, ids)
+    store.close()
+
+
+def fuzz(operations: list[Any], positive: int, negative: int, finished: str, ids: list[str]) -> None:
     for operation in operations:
         for mode, examples in ((GenerationMode.POSITIVE, positive), (GenerationMode.NEGATIVE, negative)):
             if mode is GenerationMode.NEGATIVE and operation.label in TAKES_NO_INPUT:
@@ -97,4 +128,3 @@ def test_fuzz_every_operation(fuzz_db: str) -> None:
                     for job_id in ([finished] if operation.label == FOLLOWS_JOB else ids)
                 ]
             run_operation(operation, st.one_of(strategies), mode, examples)
-    store.close()
