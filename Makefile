@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_COMPILE := UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml --universal \
 	--python-version 3.11 --generate-hashes --annotation-style line --quiet
 
-.PHONY: install browser serve test lint format lock readme clean
+.PHONY: install browser serve test lint format lock readme screenshot clean
 
 install: $(STAMP)
 
@@ -27,9 +27,11 @@ test: install browser
 # does not reach). Installed where it is missing and this is a Debian machine we may change; otherwise
 # those tests say how to install it (and fail under CI=true).
 CHROMIUM ?= /usr/bin/chromium
+APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 browser:
 	@test -x $(CHROMIUM) || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
-		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } || true
+		&& { $(APT_CHROMIUM) || { apt-get update -qq && $(APT_CHROMIUM); }; }; } \
+		|| echo "warning: could not install chromium: the browser tests will skip (fail under CI=true)" >&2
 
 # ruff (lint and format), the import contracts (pyproject's [tool.importlinter]) and mypy --strict
 lint: install
@@ -54,3 +56,7 @@ readme: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+
+# the README's screenshot of the page, taken by the browser test (docs/web-page.png)
+screenshot: install browser
+	CESAR_SCREENSHOT_README=1 $(BIN)/python -m pytest -q tests/e2e/test_web_page.py -k upload_shows

@@ -22,7 +22,7 @@ from cesar_api.errors import handle_exception
 from cesar_api.events import EventHub
 from cesar_api.metrics import RequestStats, StatementCounter, count_response, metrics, stamp_start
 from cesar_api.reads import run_read
-from cesar_api.routes.docs import home, openapi_config, static_router
+from cesar_api.routes.docs import openapi_config, static_router
 from cesar_api.routes.events import follow_job
 from cesar_api.routes.health import health
 from cesar_api.routes.jobs import (
@@ -33,6 +33,7 @@ from cesar_api.routes.jobs import (
     list_jobs,
     redeliver_webhook,
 )
+from cesar_api.routes.page import page, page_routers
 from cesar_api.routes.transcribe import create_transcription, create_url_transcription
 from cesar_api.uploads import MULTIPART_OVERHEAD
 from cesar_common.db.store import JobStore
@@ -74,7 +75,8 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             openai_router(guards),
             asr_router(guards),
             health,
-            home,
+            page,
+            *page_routers(guards),
             close_session,
             static_router(),
         ],

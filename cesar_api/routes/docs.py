@@ -11,11 +11,10 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, get
+from litestar import Request
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Tag
-from litestar.response import Redirect
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
@@ -74,12 +73,6 @@ def openapi_config() -> OpenAPIConfig:
             }
         ),
     )
-
-
-@get("/", include_in_schema=False, status_code=302, sync_to_thread=False)
-def home() -> Redirect:
-    """A person who opens the server in a browser lands on the API's documentation."""
-    return Redirect(DOCS_PATH)
 
 
 def static_router() -> Router:

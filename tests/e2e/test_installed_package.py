@@ -102,7 +102,13 @@ def test_serve_from_the_installed_package_transcribes_an_upload(installed: Path,
         job_id = client.upload(AUDIO_DIR / "speech_en.mp3")
         job = client.wait_all([job_id], timeout=120)[job_id]
         text = client.transcript(job_id).lower() if job["status"] == "completed" else ""
+        # the web page, the OpenAI dialect and the docs' assets come from the wheel too
+        page = client.http.get("/")
+        script = client.http.get("/ui/cesar.js")
+        models = client.http.get("/v1/models")
         client.close()
+        assert page.status_code == 200 and "/ui/cesar.js" in page.text
+        assert script.status_code == 200 and models.status_code == 200
         workers = serve.workers()
         assert workers and all(str(installed) in " ".join(w.cmdline()) for w in workers)
     assert job["status"] == "completed", (job, serve.log())

@@ -265,9 +265,15 @@ def test_no_transcript_before_completion(api: Api) -> None:
     assert body["detail"] == f"job {queued.id} is cancelled: it has no transcript"
 
 
-def test_the_root_sends_a_browser_to_the_docs(api: Api) -> None:
+def test_the_root_is_the_web_page_with_a_strict_policy(api: Api) -> None:
     response = api.client.get("/")
-    assert response.status_code == 302 and response.headers["location"] == "/docs"
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "unsafe-inline" not in response.headers["content-security-policy"]
+    assert '<script src="/ui/cesar.js" defer>' in response.text
+    script = api.client.get("/ui/cesar.js")
+    assert script.status_code == 200 and "content-security-policy" in script.headers
+    config = api.client.get("/ui/config").json()
+    assert config["models"][0] == "tiny.en" and config["languages"]["en"] == "english"
 
 
 def test_metrics_say_their_charset_once(api: Api) -> None:

@@ -1,0 +1,582 @@
+// Cesar's web page: submit audio, follow jobs live, read and download transcripts.
+// Everything from the server or the person (file names, transcripts, errors) goes in as text, never as
+// HTML: this file never assigns innerHTML. The API key lives in sessionStorage (this tab only) and goes
+// out in an Authorization header, never in a URL; EventSource, which cannot send headers, uses the
+// session cookie POST /session sets.
+"use strict";
+
+(() => {
+  const FINAL = new Set(["completed", "error", "cancelled"]);
+  const PAGE_SIZE = 25;
+  // a browser opens at most six connections to one server over HTTP/1.1: streams leave room for the rest
+  const MAX_STREAMS = 4;
+  const REFRESH_MS = 5000; // the first page, for jobs submitted elsewhere and those without a stream
+  const KEY_STORE = "cesar-api-key";
+  const LEADS = {
+    400: "Not accepted", 401: "Not allowed", 404: "Not found", 409: "Not possible now",
+    413: "Too large", 415: "Not an audio file", 422: "Not accepted", 503: "The server cannot reach its database",
+  };
+
+  const $ = (id) => document.getElementById(id);
+  let key = sessionStorage.getItem(KEY_STORE);
+  let config = null;
+  let started = false;
+  let nextCursor = null;
+  const jobs = new Map(); // id -> the job's JSON
+  const rows = new Map(); // id -> its <li>
+  const streams = new Map(); // id -> EventSource
+  const localFiles = new Map(); // id -> the File this page uploaded (played from memory)
+  let view = null; // the job shown: {id, segments: Map, url}
+
+  // --- helpers ---------------------------------------------------------------------------------------
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(props)) {
+      if (name === "text") node.textContent = value;
+      else if (name === "class") node.className = value;
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value);
+    }
+    node.append(...children);
+    return node;
+  }
+
+  function clock(seconds) {
+    const total = Math.max(0, Math.floor(seconds || 0));
+    const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
+    const mm = String(m).padStart(h ? 2 : 1, "0"), ss = String(s).padStart(2, "0");
+    return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+  }
+
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "medium" }) : "";
+  }
+
+  class ApiError extends Error {
+    constructor(status, detail, code) {
+      super(detail);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  function readable(error) {
+    if (!(error instanceof ApiError)) return `Cannot reach the server (${error.message})`;
+    const lead = LEADS[error.status] || `Error ${error.status}`;
+    return `${lead}: ${error.message}`;
+  }
+
+  function alertText(text) {
+    const line = el("p", {}, el("span", { text }),
+      el("button", { type: "button", class: "link", text: "Dismiss", onclick: () => line.remove() }));
+    $("alerts").append(line);
+  }
+
+  function authHeaders(extra = {}) {
+    const headers = new Headers(extra);
+    if (key) headers.set("Authorization", `Bearer ${key}`);
+    return headers;
+  }
+
+  async function errorOf(response) {
+    let detail = response.statusText || "request failed", code = "";
+    try {
+      const body = await response.json();
+      detail = body.detail || detail;
+      code = body.code || "";
+    } catch (_ignored) { /* not JSON: keep the status text */ }
+    return new ApiError(response.status, detail, code);
+  }
+
+  async function api(path, options = {}) {
+    const response = await fetch(path, { ...options, headers: authHeaders(options.headers) });
+    if (response.status === 401) askKey();
+    if (!response.ok) throw await errorOf(response);
+    return response;
+  }
+
+  // --- the API key -----------------------------------------------------------------------------------
+  function askKey(message = "") {
+    const dialog = $("key-dialog");
+    $("key-error").textContent = message;
+    if (!dialog.open) dialog.showModal();
+  }
+
+  async function useKey(event) {
+    event.preventDefault();
+    const candidate = $("key").value.trim();
+    if (!candidate) return;
+    const response = await fetch("/ui/config", { headers: { Authorization: `Bearer ${candidate}` } });
+    if (!response.ok) {
+      $("key-error").textContent = response.status === 401 ? "That key is not this server's." : readable(await errorOf(response));
+      return;
+    }
+    key = candidate;
+    sessionStorage.setItem(KEY_STORE, key);
+    $("key").value = "";
+    $("key-dialog").close();
+    await openSession();
+    if (!started) await start(await response.json());
+    else restartStreams();
+  }
+
+  async function openSession() {
+    // the cookie EventSource sends (it cannot send the key's header)
+    if (key) await api("/session", { method: "POST" }).catch((error) => alertText(readable(error)));
+  }
+
+  async function forgetKey() {
+    sessionStorage.removeItem(KEY_STORE);
+    key = null;
+    await fetch("/session", { method: "DELETE" });
+    location.reload();
+  }
+
+  // --- submitting ------------------------------------------------------------------------------------
+  function fillForm() {
+    const models = $("model");
+    for (const name of config.models) models.append(el("option", { value: name, text: name }));
+    const languages = $("language");
+    languages.append(el("option", { value: "", text: "Detect automatically" }));
+    const named = Object.entries(config.languages).sort((a, b) => a[1].localeCompare(b[1]));
+    for (const [code, name] of named) {
+      languages.append(el("option", { value: code, text: `${name[0].toUpperCase()}${name.slice(1)} (${code})` }));
+    }
+    const tasks = $("task");
+    const labels = { transcribe: "Transcribe", translate: "Translate into English" };
+    for (const task of config.tasks) tasks.append(el("option", { value: task, text: labels[task] || task }));
+    $("drop").querySelector(".hint").prepend(`up to ${config.max_upload_mb} MiB each; `);
+  }
+
+  function options() {
+    const fields = { model: $("model").value, task: $("task").value };
+    if ($("language").value) fields.language = $("language").value;
+    if ($("words").checked) fields.word_timestamps = "true";
+    return fields;
+  }
+
+  function submit(event) {
+    event.preventDefault();
+    const files = [...$("files").files];
+    const url = $("url").value.trim();
+    if (!files.length && !url) {
+      alertText("Choose or drop a file, or enter a URL.");
+      return;
+    }
+    const fields = options();
+    for (const file of files) upload(file, fields);
+    if (url) submitUrl(url, fields);
+    $("files").value = "";
+    $("url").value = "";
+  }
+
+  function upload(file, fields) {
+    const status = el("span", { class: "status", text: "uploading" });
+    const bar = el("progress", { max: "1", value: "0", "aria-label": `Upload of ${file.name}` });
+    const item = el("li", {}, el("span", { class: "name", text: file.name }), status, bar);
+    $("uploads").prepend(item);
+    const form = new FormData();
+    form.append("file", file, file.name);
+    for (const [name, value] of Object.entries(fields)) form.append(name, value);
+    const request = new XMLHttpRequest();
+    request.open("POST", "/transcribe");
+    if (key) request.setRequestHeader("Authorization", `Bearer ${key}`);
+    request.responseType = "json";
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) bar.value = event.loaded / event.total;
+    });
+    request.addEventListener("load", () => {
+      const body = request.response || {};
+      if (request.status === 200 || request.status === 202) {
+        bar.value = 1;
+        status.textContent = "submitted";
+        localFiles.set(body.id, file);
+        show(body);
+        follow();
+        return;
+      }
+      if (request.status === 401) askKey();
+      const error = new ApiError(request.status, body.detail || request.statusText || "upload failed", body.code);
+      failed(item, status, `${file.name}: ${readable(error)}`);
+    });
+    request.addEventListener("error", () => failed(item, status, `${file.name}: the upload did not reach the server`));
+    request.send(form);
+  }
+
+  function failed(item, status, message) {
+    status.textContent = "failed";
+    status.className = "status error";
+    item.append(el("p", { class: "error", text: message }));
+    alertText(message);
+  }
+
+  async function submitUrl(url, fields) {
+    try {
+      const response = await api("/transcribe/url", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ url, ...fields, word_timestamps: fields.word_timestamps === "true" }),
+      });
+      show(await response.json());
+      follow();
+    } catch (error) {
+      alertText(`${url}: ${readable(error)}`);
+    }
+  }
+
+  function dropZone() {
+    const zone = $("drop");
+    for (const name of ["dragenter", "dragover"]) {
+      zone.addEventListener(name, (event) => { event.preventDefault(); zone.classList.add("over"); });
+    }
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("over");
+      if (event.dataTransfer && event.dataTransfer.files.length) {
+        $("files").files = event.dataTransfer.files;
+        $("submit").focus();
+      }
+    });
+  }
+
+  // --- the job list ----------------------------------------------------------------------------------
+  function describe(job) {
+    const parts = [job.model];
+    if (job.duration) parts.push(clock(job.duration));
+    if (job.status === "queued" && job.queue_position) parts.push(`queue position ${job.queue_position}`);
+    if (job.status === "processing") parts.push(`${Math.round((job.progress || 0) * 100)} %`);
+    parts.push(when(job.created_at));
+    return parts.join(" · ");
+  }
+
+  function show(job) {
+    jobs.set(job.id, job);
+    let row = rows.get(job.id);
+    if (!row) {
+      row = el("li", { "data-job": job.id },
+        el("button", { type: "button", class: "job", onclick: () => openJob(job.id) },
+          el("span", { class: "name" }), el("span", { class: "status" }), el("span", { class: "details" }),
+          el("progress", { max: "1", value: "0", "aria-label": "Progress" })));
+      rows.set(job.id, row);
+      const list = $("jobs");
+      const later = [...list.children].find((other) => jobs.get(other.dataset.job).created_at < job.created_at);
+      list.insertBefore(row, later || null);
+      $("no-jobs").hidden = true;
+    }
+    // updated in place: a person using the keyboard keeps the focus on a row while it changes
+    const button = row.firstElementChild;
+    button.querySelector(".name").textContent = job.audio_path || job.id;
+    const status = button.querySelector(".status");
+    status.textContent = job.status;
+    status.className = `status ${job.status}`;
+    button.querySelector(".details").textContent = describe(job);
+    const bar = button.querySelector("progress");
+    bar.value = job.progress || 0;
+    bar.hidden = FINAL.has(job.status);
+    if (view && view.id === job.id) {
+      button.setAttribute("aria-current", "true");
+      showDetails(job);
+    } else {
+      button.removeAttribute("aria-current");
+    }
+  }
+
+  function forget(id) {
+    jobs.delete(id);
+    const row = rows.get(id);
+    if (row) row.remove();
+    rows.delete(id);
+    stopStream(id);
+    $("no-jobs").hidden = rows.size > 0;
+  }
+
+  async function loadJobs(cursor) {
+    const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    if (cursor) query.set("cursor", cursor);
+    const response = await api(`/jobs?${query}`);
+    const page = await response.json();
+    for (const job of page) show(job);
+    if (cursor || nextCursor === null) {
+      nextCursor = response.headers.get("X-Next-Cursor");
+      $("older").hidden = !nextCursor;
+    }
+    $("no-jobs").hidden = rows.size > 0;
+    follow();
+  }
+
+  async function refresh() {
+    if (document.hidden) return;
+    try {
+      const response = await api(`/jobs?limit=${PAGE_SIZE}`);
+      for (const job of await response.json()) show(job);
+      follow();
+    } catch (_error) { /* the next refresh tries again; errors the person caused are shown where made */ }
+  }
+
+  // --- live updates ----------------------------------------------------------------------------------
+  function follow() {
+    const active = [...jobs.values()].filter((job) => !FINAL.has(job.status));
+    active.sort((a, b) => (b.created_at < a.created_at ? -1 : 1));
+    if (view) active.sort((a, b) => (a.id === view.id ? -1 : b.id === view.id ? 1 : 0));
+    for (const job of active) {
+      if (streams.size >= MAX_STREAMS) break;
+      if (!streams.has(job.id)) openStream(job.id);
+    }
+  }
+
+  function openStream(id) {
+    const source = new EventSource(`/jobs/${encodeURIComponent(id)}/events`);
+    streams.set(id, source);
+    const update = (event) => show(JSON.parse(event.data));
+    source.addEventListener("job", update);
+    source.addEventListener("segment", (event) => {
+      if (view && view.id === id) addSegment(JSON.parse(event.data));
+    });
+    source.addEventListener("end", (event) => {
+      stopStream(id);
+      update(event);
+      if (view && view.id === id) loadTranscript(id);
+      follow();
+    });
+    source.addEventListener("error", () => {
+      if (source.readyState === EventSource.CLOSED) { // refused (no session?): the refresh polls instead
+        stopStream(id);
+      }
+    });
+  }
+
+  function stopStream(id) {
+    const source = streams.get(id);
+    if (source) source.close();
+    streams.delete(id);
+  }
+
+  function restartStreams() {
+    for (const id of [...streams.keys()]) stopStream(id);
+    follow();
+  }
+
+  // --- one job ---------------------------------------------------------------------------------------
+  function openJob(id) {
+    const job = jobs.get(id);
+    if (!job) return;
+    const previous = view;
+    if (previous && previous.url) URL.revokeObjectURL(previous.url);
+    view = { id, segments: new Map(), url: null };
+    if (previous && rows.get(previous.id)) show(jobs.get(previous.id));
+    $("job").hidden = false;
+    $("segments").replaceChildren();
+    const player = $("player");
+    const file = localFiles.get(id);
+    player.hidden = !file;
+    player.removeAttribute("src");
+    if (file) {
+      view.url = URL.createObjectURL(file);
+      player.src = view.url;
+    }
+    show(job);
+    if (job.status === "completed") loadTranscript(id);
+    else if (!FINAL.has(job.status)) {
+      stopStream(id); // a new stream replays the segments decoded so far, then the rest live
+      if (streams.size >= MAX_STREAMS) stopStream(streams.keys().next().value);
+      openStream(id);
+    }
+    $("job").scrollIntoView({ block: "nearest" });
+    $("job-title").focus();
+  }
+
+  function closeJob() {
+    if (!view) return;
+    const id = view.id;
+    if (view.url) URL.revokeObjectURL(view.url);
+    $("player").removeAttribute("src");
+    view = null;
+    $("job").hidden = true;
+    if (jobs.has(id)) show(jobs.get(id));
+  }
+
+  function showDetails(job) {
+    $("job-title").textContent = job.audio_path || job.id;
+    $("job-title").setAttribute("tabindex", "-1");
+    const facts = [`Status: ${job.status}`, `model ${job.model}`];
+    if (job.detected_language) facts.push(`language ${job.detected_language}`);
+    if (job.duration) facts.push(`audio ${clock(job.duration)}`);
+    if (job.status === "queued" && job.queue_position) facts.push(`queue position ${job.queue_position}`);
+    facts.push(`submitted ${when(job.created_at)}`);
+    if (job.completed_at) facts.push(`ended ${when(job.completed_at)}`);
+    const meta = $("job-meta");
+    meta.replaceChildren(facts.join(" · "));
+    if (job.error_message && job.status !== "completed") {
+      meta.append(el("span", { class: "error", text: ` ${job.error_message}` }));
+    }
+    const progress = $("job-progress");
+    progress.value = job.status === "completed" ? 1 : job.progress || 0;
+    progress.hidden = FINAL.has(job.status) && job.status !== "completed";
+    $("cancel").disabled = FINAL.has(job.status);
+    $("delete").disabled = !FINAL.has(job.status);
+    const downloads = $("downloads");
+    if (job.status === "completed" && !downloads.childElementCount) {
+      for (const format of config.formats) {
+        downloads.append(el("button", { type: "button", text: format.toUpperCase(), "aria-label": `Download ${format}`,
+          onclick: () => download(job, format) }));
+      }
+    } else if (job.status !== "completed") {
+      downloads.replaceChildren();
+    }
+  }
+
+  function addSegment(segment) {
+    if (!view || view.segments.has(segment.id)) return;
+    view.segments.set(segment.id, segment);
+    const seekable = !$("player").hidden;
+    const stamp = seekable
+      ? el("button", { type: "button", class: "ts", text: clock(segment.start), "aria-label": `Play from ${clock(segment.start)}`,
+        onclick: () => seek(segment.start) })
+      : el("span", { class: "ts", text: clock(segment.start) });
+    const item = el("li", { "data-start": String(segment.start), "data-end": String(segment.end) },
+      stamp, el("span", { class: "text", text: segment.text.trim() }));
+    const list = $("segments");
+    const after = [...list.children].find((other) => Number(other.dataset.start) > segment.start);
+    list.insertBefore(item, after || null);
+    $("copy").disabled = false;
+  }
+
+  async function loadTranscript(id) {
+    try {
+      const response = await api(`/jobs/${encodeURIComponent(id)}/transcript?format=json`);
+      const transcript = await response.json();
+      if (!view || view.id !== id) return;
+      for (const segment of transcript.segments) addSegment(segment);
+    } catch (error) {
+      alertText(readable(error));
+    }
+  }
+
+  function seek(seconds) {
+    const player = $("player");
+    player.currentTime = seconds;
+    player.play().catch(() => {});
+  }
+
+  function highlight() {
+    const now = $("player").currentTime;
+    for (const item of $("segments").children) {
+      const inside = Number(item.dataset.start) <= now && now < Number(item.dataset.end);
+      item.classList.toggle("current", inside);
+    }
+  }
+
+  async function cancel() {
+    if (!view) return;
+    try {
+      const response = await api(`/jobs/${encodeURIComponent(view.id)}/cancel`, { method: "POST" });
+      show(await response.json());
+    } catch (error) {
+      alertText(readable(error));
+    }
+  }
+
+  let deleteArmed = null;
+  async function remove() {
+    if (!view) return;
+    const button = $("delete");
+    if (deleteArmed !== view.id) { // a second click confirms
+      deleteArmed = view.id;
+      button.textContent = "Confirm delete";
+      setTimeout(() => { deleteArmed = null; button.textContent = "Delete"; }, 4000);
+      return;
+    }
+    deleteArmed = null;
+    button.textContent = "Delete";
+    const id = view.id;
+    try {
+      await api(`/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
+      closeJob();
+      forget(id);
+    } catch (error) {
+      alertText(readable(error));
+    }
+  }
+
+  async function copy() {
+    if (!view) return;
+    const text = [...view.segments.values()].sort((a, b) => a.start - b.start).map((s) => s.text.trim()).join(" ");
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (_error) { // no clipboard API (a plain-http address): the old way
+      const area = el("textarea", { readonly: "" });
+      area.value = text;
+      document.body.append(area);
+      area.select();
+      document.execCommand("copy");
+      area.remove();
+    }
+    $("copy").textContent = "Copied";
+    setTimeout(() => { $("copy").textContent = "Copy text"; }, 1500);
+  }
+
+  async function download(job, format) {
+    try {
+      const response = await api(`/jobs/${encodeURIComponent(job.id)}/transcript?format=${format}`);
+      const blob = await response.blob();
+      const disposition = response.headers.get("Content-Disposition") || "";
+      const named = /filename="([^"]+)"/.exec(disposition);
+      const base = (job.audio_path || job.id).split(/[\\/]/).pop().replace(/\.[^.]*$/, "");
+      const link = el("a", { href: URL.createObjectURL(blob), download: named ? named[1] : `${base}.${format}` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 30000);
+    } catch (error) {
+      alertText(readable(error));
+    }
+  }
+
+  // --- start -----------------------------------------------------------------------------------------
+  async function start(loaded) {
+    started = true;
+    config = loaded;
+    $("forget-key").hidden = !config.api_key;
+    fillForm();
+    $("app").hidden = false;
+    await loadJobs(null).catch((error) => alertText(readable(error)));
+    setInterval(refresh, REFRESH_MS);
+    window.cesarReadyMs = performance.now();
+    document.documentElement.dataset.ready = "true";
+  }
+
+  function wire() {
+    $("submit-form").addEventListener("submit", submit);
+    $("key-form").addEventListener("submit", (event) => { useKey(event).catch((error) => { $("key-error").textContent = readable(error); }); });
+    $("key-dialog").addEventListener("cancel", (event) => event.preventDefault());
+    $("forget-key").addEventListener("click", forgetKey);
+    $("older").addEventListener("click", () => loadJobs(nextCursor).catch((error) => alertText(readable(error))));
+    $("close-job").addEventListener("click", closeJob);
+    $("cancel").addEventListener("click", cancel);
+    $("delete").addEventListener("click", remove);
+    $("copy").addEventListener("click", copy);
+    $("player").addEventListener("timeupdate", highlight);
+    document.addEventListener("keydown", (event) => { if (event.key === "Escape" && view) closeJob(); });
+    dropZone();
+  }
+
+  async function main() {
+    wire();
+    const response = await fetch("/ui/config", { headers: authHeaders() });
+    if (response.status === 401) {
+      key = null;
+      sessionStorage.removeItem(KEY_STORE);
+      askKey();
+      return;
+    }
+    if (!response.ok) {
+      alertText(readable(await errorOf(response)));
+      return;
+    }
+    if (key) await openSession();
+    await start(await response.json());
+  }
+
+  main().catch((error) => alertText(readable(error)));
+})();
