@@ -87,6 +87,7 @@ def run_transcribe(
                 compute_type=settings.compute_type,
                 threads=settings.threads,
                 offline=settings.offline,
+                models_dir=settings.models_dir,
             )
         load_seconds = time.perf_counter() - load_started
         result = _transcribe_with_progress(console, loaded, source, options)

@@ -32,6 +32,10 @@ def refuse_arguments(module: str, command: str) -> None:
 
 
 def exit_code_for(exc: CesarError) -> int:
+    """An error's own ``exit_code`` (the client commands' errors carry one), else by its kind."""
+    own = getattr(exc, "exit_code", None)
+    if isinstance(own, int):
+        return own
     return EXIT_CLIENT_ERROR if isinstance(exc, ClientError) else EXIT_SERVER_ERROR
 
 

@@ -24,6 +24,11 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("cesar", appauthor=False))
 
 
+def default_models_dir() -> Path:
+    """Where ``cesar models pull`` and ``import`` put models (``~/.local/share/cesar/models`` on Linux)."""
+    return default_data_dir() / "models"
+
+
 def default_database_url() -> str:
     return f"sqlite:///{default_data_dir() / 'cesar.db'}"
 
@@ -70,6 +75,12 @@ class Settings(BaseSettings):
         description="Other names the OpenAI-compatible routes accept for allowed models, comma-separated "
         "`name=model` pairs (`gpt-4o-transcribe=small.en`). `whisper-1` is the default model.",
     )
+    models_dir: Path = Field(
+        default_factory=default_models_dir,
+        json_schema_extra={"shown_default": "`~/.local/share/cesar/models`"},
+        description="Models added with `cesar models pull` or `cesar models import`, one directory per name: "
+        "a model there is found by its name (`--model NAME`, the API's `model` field) before any download.",
+    )
     device: Device = Field(default="auto", description="`auto`, `cpu` or `cuda`.")
     compute_type: ComputeType = Field(
         default="auto", description="CTranslate2 compute type; `auto` is float16 on CUDA, int8 on CPU."
@@ -94,7 +105,12 @@ class Settings(BaseSettings):
     port: int = Field(default=5000, ge=0, le=65535, description="Port the API listens on.")
     api_key: SecretStr | None = Field(
         default=None,
-        description="When set, every route except `/health` and `/docs` needs `Authorization: Bearer <key>`.",
+        description="When set, every route except `/health` and `/docs` needs `Authorization: Bearer <key>`. "
+        "The client commands (`cesar submit`, `cesar remote ...`) send it.",
+    )
+    server: str = Field(
+        default="http://127.0.0.1:5000",
+        description="The Cesar server the client commands (`cesar submit`, `cesar remote ...`) talk to.",
     )
     max_upload_mb: int = Field(
         default=1024, ge=1, description="Largest upload or URL download accepted, in MiB."

@@ -75,7 +75,7 @@ class WhisperTranscriber:
         """Find (or download) the model's files before the cache makes room for it."""
         from cesar_common.transcription import models
 
-        models.resolve_model(key.name, offline=self.settings.offline)
+        models.resolve_model(key.name, offline=self.settings.offline, models_dir=self.settings.models_dir)
 
     def _load(self, key: ModelKey) -> LoadedModel:
         from cesar_common.transcription import models
@@ -87,6 +87,7 @@ class WhisperTranscriber:
             compute_type=key.compute_type,
             threads=self.settings.threads,
             offline=self.settings.offline,
+            models_dir=self.settings.models_dir,
         )
         log.info(
             "loaded model %s (%s, %s) in %.2f s",

@@ -7,7 +7,9 @@ import click
 from cesar.cli.api import api
 from cesar.cli.db import db
 from cesar.cli.jobs import jobs
+from cesar.cli.models import models
 from cesar.cli.options import COMMAND_SETTINGS
+from cesar.cli.remote import remote, submit
 from cesar.cli.serve import serve
 from cesar.cli.transcribe import transcribe
 from cesar.cli.worker import worker
@@ -24,7 +26,7 @@ def cli() -> None:
     """
 
 
-for command in (transcribe, serve, worker, api, db, jobs):
+for command in (transcribe, serve, worker, api, db, jobs, models, submit, remote):
     cli.add_command(command)
 
 

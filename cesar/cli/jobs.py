@@ -11,7 +11,7 @@ from cesar_common.exits import one_line_errors
 
 @click.group(context_settings=COMMAND_SETTINGS)
 def jobs() -> None:
-    """Manage stored jobs."""
+    """Manage the job database directly (--db; not through a server: that is `cesar remote`)."""
 
 
 @jobs.command(context_settings=COMMAND_SETTINGS)

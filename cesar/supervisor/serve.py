@@ -132,7 +132,7 @@ def plan_serve_layout(settings: Settings) -> Layout:
     device, compute_type = resolve_device(settings.device, settings.compute_type)
     # Resolved (downloaded, if need be) once here: a bad name fails now with one line, and N workers
     # do not download the same model side by side.
-    model_dir = resolve_model(settings.model, offline=settings.offline)
+    model_dir = resolve_model(settings.model, offline=settings.offline, models_dir=settings.models_dir)
     facts = machine_facts(need_gpus=device == "cuda")
     return plan_layout(
         **common,

@@ -38,6 +38,7 @@ from cesar_common.db.records import JobRecord, JobStatus
 from cesar_common.errors import ClientError
 from cesar_common.schemas import TranscribeForm
 from cesar_common.settings import Settings
+from cesar_common.transcription import model_store
 from cesar_common.transcription.result import TranscriptionResult
 from cesar_common.transcription.writers import FORMATS, render
 
@@ -428,20 +429,26 @@ def model_names(settings: Settings) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _model(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": _STARTED, "owned_by": "cesar"}
+def _model(name: str, settings: Settings) -> dict[str, Any]:
+    """OpenAI's model object, and whether the model's files are on the API's host (``present``)."""
+    model = settings.model if name == WHISPER_1 else settings.model_aliases.get(name, name)
+    present = model_store.describe(model, settings.models_dir).present
+    return {"id": name, "object": "model", "created": _STARTED, "owned_by": "cesar", "present": present}
 
 
 @get(
     "/models",
     operation_id="openaiListModels",
     summary="List the models (OpenAI-compatible)",
-    description="`whisper-1` (the default model), the allowed models and the aliases, as OpenAI lists.",
+    description="`whisper-1` (the default model), the allowed models and the aliases, as OpenAI lists them, "
+    "each with `present`: whether its files are on the API's host (a model is downloaded on first use "
+    "unless it is; `cesar models import` adds one without internet).",
     sync_to_thread=False,
     responses={401: _ERRORS[401]},
 )
 def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return {"object": "list", "data": [_model(name) for name in model_names(request.app.state.settings)]}
+    settings: Settings = request.app.state.settings
+    return {"object": "list", "data": [_model(name, settings) for name in model_names(settings)]}
 
 
 @get(
@@ -456,11 +463,12 @@ def get_model(
     request: Request[Any, Any, Any],
     model_id: Annotated[str, PathParameter(max_length=256, description="A name `GET /v1/models` lists.")],
 ) -> dict[str, Any]:
-    if model_id not in model_names(request.app.state.settings):
+    settings: Settings = request.app.state.settings
+    if model_id not in model_names(settings):
         raise OpenAIError(
             f"The model '{model_id}' does not exist", status=404, param="model", code="model_not_found"
         )
-    return _model(model_id)
+    return _model(model_id, settings)
 
 
 def openai_router(guards: list[Guard]) -> Router:

@@ -6,6 +6,9 @@ faster_whisper and ctranslate2 are imported inside the functions: importing this
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -20,6 +23,7 @@ from cesar_common.errors import (
     OutOfMemoryError,
 )
 from cesar_common.transcription.bundled import INSTALL_HINT, bundled_model_dir
+from cesar_common.transcription.model_store import PARTIAL, HubUnreachableError, check_name, stored_model
 
 if TYPE_CHECKING:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
@@ -118,11 +122,15 @@ def known_model_names() -> tuple[str, ...]:
     return tuple(available_models())
 
 
-def resolve_model(name: str, *, offline: bool) -> str:
-    """The model directory for ``name``: a directory path, a bundled or cached model, or a download."""
+def resolve_model(name: str, *, offline: bool, models_dir: Path | None = None) -> str:
+    """The model directory for ``name``: one added by that name to ``models_dir`` (CESAR_MODELS_DIR), a
+    directory path, the bundled model, a cached model, or a download."""
     name = name.strip()
     if not name:
         raise ModelNotFoundError("no model given: use --model tiny.en or another model name")
+    stored = None if models_dir is None else stored_model(name, models_dir)
+    if stored is not None:
+        return _checked_model_dir(stored)
     path = Path(name).expanduser()
     if path.is_dir():
         return _checked_model_dir(path)
@@ -137,9 +145,41 @@ def resolve_model(name: str, *, offline: bool) -> str:
     if _looks_like_path(name):
         raise ModelNotFoundError(f"no model directory at {name}: check the path")
     raise ModelNotFoundError(
-        f"unknown model {name!r}: use one of {', '.join(known_model_names())}, "
-        "a Hugging Face repo id (owner/name) or the path of a CTranslate2 model directory"
+        f"unknown model {name!r}: use one of {', '.join(known_model_names())}, a model added with "
+        "`cesar models import` (see `cesar models list`), a Hugging Face repo id (owner/name) or the path of "
+        "a CTranslate2 model directory"
     )
+
+
+def pull_model(name: str, models_dir: Path) -> Path:
+    """Download ``name`` (a faster-whisper name or a Hub ``owner/repo``) to ``<models dir>/<name>``."""
+    from faster_whisper.utils import available_models, download_model
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    local_name = check_name(name.rsplit("/", 1)[-1])
+    if name not in available_models() and "/" not in name:
+        known = ", ".join(available_models())
+        raise ModelNotFoundError(f"unknown model {name!r}: use one of {known} or a Hub repo id (owner/name)")
+    target = models_dir / local_name
+    if stored_model(local_name, models_dir):
+        return target
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{local_name}-", dir=models_dir))
+    try:
+        with warnings.catch_warnings():  # huggingface_hub's deprecation notice about an argument it ignores
+            warnings.simplefilter("ignore", UserWarning)
+            download_model(name, output_dir=str(staging / "model"))
+        (staging / "model").rename(target)
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+        raise HubUnreachableError(
+            f"cannot download {name!r} from the Hugging Face Hub ({type(exc).__name__}): this host seems "
+            f"offline. On a machine with internet, run `cesar models pull {name}` and copy "
+            f"{models_dir / local_name} here (or a .tar.gz of it), then `cesar models import PATH "
+            f"--name {local_name}`"
+        ) from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
@@ -175,12 +215,13 @@ def load_model(
     compute_type: str = "auto",
     threads: int = 0,
     offline: bool = False,
+    models_dir: Path | None = None,
 ) -> LoadedModel:
     """Resolve and load a Whisper model (a few hundred ms for tiny.en on CPU)."""
     if threads < 0:
         raise InvalidInputError(f"threads must be 0 (automatic) or more, not {threads}")
     device, compute_type = resolve_device(device, compute_type)
-    path = resolve_model(name, offline=offline)
+    path = resolve_model(name, offline=offline, models_dir=models_dir)
     from faster_whisper import WhisperModel
 
     try:

@@ -1,0 +1,47 @@
+"""What ``cesar models`` does, over :mod:`cesar_common.transcription.model_store`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cesar_common.settings import get_settings
+from cesar_common.transcription import model_store
+from cesar_common.transcription.model_store import ModelEntry
+
+
+def _models_dir(models_dir: Path | None) -> Path:
+    return get_settings(models_dir=models_dir).models_dir
+
+
+def list_entries(models_dir: Path | None) -> list[ModelEntry]:
+    settings = get_settings(models_dir=models_dir)
+    return model_store.list_models(settings.allowed_models, settings.models_dir)
+
+
+def table(entries: list[ModelEntry]) -> str:
+    rows = [("MODEL", "ON THIS MACHINE", "SIZE", "LOCATION")]
+    for entry in entries:
+        size = "" if entry.size_bytes is None else f"{entry.size_bytes / 1e6:,.0f} MB"
+        rows.append((entry.name, "yes" if entry.present else "no", size, entry.location or entry.source))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    return "\n".join(
+        "  ".join(
+            [*(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)), row[3]]
+        ).rstrip()
+        for row in rows
+    )
+
+
+def pull_into(name: str, models_dir: Path | None) -> Path:
+    from cesar_common.transcription.models import pull_model
+
+    return pull_model(name, _models_dir(models_dir))
+
+
+def import_into(path: Path, name: str | None, models_dir: Path | None) -> tuple[Path, str]:
+    chosen = name or path.name.removesuffix(".tar.gz").removesuffix(".tgz")
+    return model_store.import_model(path.expanduser(), chosen, _models_dir(models_dir)), chosen
+
+
+def remove_from(name: str, models_dir: Path | None) -> Path:
+    return model_store.remove_model(name, _models_dir(models_dir))

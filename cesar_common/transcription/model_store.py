@@ -1,0 +1,179 @@
+"""The models directory (``CESAR_MODELS_DIR``): models added by name, for hosts without internet.
+
+``cesar models import PATH --name NAME`` copies a CTranslate2 Whisper model directory (or a ``.tar.gz`` of
+one) to ``<models dir>/NAME``; ``cesar models pull NAME`` downloads one there from the Hugging Face Hub
+(:func:`cesar_common.transcription.models.pull_model`, which needs faster-whisper).
+:func:`cesar_common.transcription.models.resolve_model` looks there first, so ``--model NAME`` and the API's
+``model`` field find it. Nothing here imports faster_whisper: the API lists what is present too.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cesar_common.choices import BUNDLED_MODEL
+from cesar_common.errors import InvalidInputError, ModelNotFoundError, ServerError
+from cesar_common.transcription.bundled import bundled_model_dir
+
+#: what faster-whisper needs to load a model with no network (without tokenizer.json it downloads one)
+REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
+VOCABULARY_FILES = ("vocabulary.txt", "vocabulary.json")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PARTIAL = ".partial-"  # a copy or download in progress (removed if it fails)
+
+
+class ModelImportError(InvalidInputError):
+    code = "model_import_failed"
+
+
+class HubUnreachableError(ServerError):
+    code = "hub_unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    name: str
+    present: bool
+    location: str | None  # where its files are, when present
+    size_bytes: int | None
+    source: str  # "bundled", "models dir", "path", "hub cache" or "not on this machine"
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name) or name in (".", ".."):
+        raise InvalidInputError(
+            f"{name!r} cannot name a model: use letters, digits, '.', '_' and '-' (at most 100, no '/')"
+        )
+    return name
+
+
+def missing_files(directory: Path) -> list[str]:
+    """The files a loadable model directory lacks (empty when it has them all)."""
+    missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
+    if not any((directory / name).is_file() for name in VOCABULARY_FILES):
+        missing.append(" or ".join(VOCABULARY_FILES))
+    return missing
+
+
+def stored_model(name: str, models_dir: Path) -> Path | None:
+    """``<models dir>/name`` if a model was added under that name."""
+    if not _NAME.match(name):
+        return None
+    candidate = models_dir / name
+    return candidate if (candidate / "model.bin").is_file() else None
+
+
+def import_model(source: Path, name: str, models_dir: Path) -> Path:
+    """Copy the model at ``source`` (a directory or a ``.tar.gz`` of one) to ``<models dir>/name``."""
+    check_name(name)
+    target = models_dir / name
+    if target.exists():
+        raise ModelImportError(
+            f"a model named {name!r} is already in {models_dir}: `cesar models remove {name}` first, "
+            "or import under another --name"
+        )
+    if not source.exists():
+        raise ModelImportError(f"{source} does not exist")
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{name}-", dir=models_dir))
+    try:
+        if source.is_dir():
+            model_dir = source
+        elif tarfile.is_tarfile(source):
+            model_dir = _unpack(source, staging / "unpacked")
+        else:
+            raise ModelImportError(f"{source} is neither a model directory nor a .tar.gz of one")
+        missing = missing_files(model_dir)
+        if missing:
+            raise ModelImportError(
+                f"{source} is not a CTranslate2 Whisper model directory: it has no {', '.join(missing)} "
+                "(convert a model with ct2-transformers-converter --copy_files tokenizer.json "
+                "preprocessor_config.json, or copy one that faster-whisper downloaded)"
+            )
+        copied = staging / "model"
+        shutil.copytree(model_dir, copied, symlinks=False)  # the files, not links into a cache
+        copied.rename(target)  # the name appears whole, or not at all
+    except OSError as exc:
+        raise ModelImportError(f"could not copy {source} to {target}: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _unpack(archive: Path, into: Path) -> Path:
+    """Extract ``archive`` (safely: no links, nothing outside ``into``) and find the model directory in it."""
+    into.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise ModelImportError(f"cannot unpack {archive}: {exc}") from exc
+    found = [path.parent for path in into.rglob("model.bin")]
+    if len(found) != 1:
+        raise ModelImportError(
+            f"{archive} holds {'no' if not found else 'more than one'} model directory (a model.bin "
+            "with its config.json, tokenizer.json and vocabulary)"
+        )
+    return found[0]
+
+
+def remove_model(name: str, models_dir: Path) -> Path:
+    """Delete the model added under ``name``; only models in the models directory can be removed."""
+    check_name(name)
+    target = models_dir / name
+    if not target.is_dir():
+        if name == BUNDLED_MODEL:
+            raise ModelNotFoundError(f"{name} is the bundled model, part of the installed package: it stays")
+        raise ModelNotFoundError(f"no model named {name!r} in {models_dir} (`cesar models list` shows them)")
+    shutil.rmtree(target)
+    return target
+
+
+def describe(name: str, models_dir: Path) -> ModelEntry:
+    """Where ``name`` would come from on this machine, without downloading or loading anything."""
+    stored = stored_model(name, models_dir)
+    if stored is not None:
+        return _entry(name, stored, "models dir")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _entry(name, path, "path")
+    if name == BUNDLED_MODEL:
+        bundled = bundled_model_dir()
+        if bundled is not None:
+            return _entry(name, bundled, "bundled")
+    cached = _hub_cache(name)
+    if cached is not None:
+        return _entry(name, cached, "hub cache")
+    return ModelEntry(name, False, None, None, "not on this machine")
+
+
+def list_models(allowed: frozenset[str], models_dir: Path) -> list[ModelEntry]:
+    """The allowed models and every model in the models directory, by name."""
+    added = (
+        sorted(p.name for p in models_dir.iterdir() if stored_model(p.name, models_dir))
+        if models_dir.is_dir()
+        else []
+    )
+    return [describe(name, models_dir) for name in sorted({*allowed, *added})]
+
+
+def _entry(name: str, directory: Path, source: str) -> ModelEntry:
+    size = sum(item.stat().st_size for item in directory.rglob("*") if item.is_file())
+    return ModelEntry(name, True, str(directory.resolve()), size, source)
+
+
+def _hub_cache(name: str) -> Path | None:
+    """The model's directory in the Hugging Face cache, if faster-whisper downloaded it there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = name if "/" in name else f"Systran/faster-whisper-{name}"
+    try:
+        found = try_to_load_from_cache(repo, "model.bin")
+    except ValueError:  # not a repo id
+        return None
+    return Path(found).parent if isinstance(found, str) else None
