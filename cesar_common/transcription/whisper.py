@@ -5,6 +5,8 @@ faster_whisper is imported inside the functions, so importing this module stays 
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -288,6 +290,10 @@ def _collect(
                     return segments
                 pending.extend(_segments(raw, len(segments), clock, options.word_timestamps, split=split))
             segment = pending.popleft()
+            if segments and _is_loop(segment, segments[-1]):
+                continue
+            if segment.id != len(segments):  # numbered before a loop was dropped
+                segment = dataclasses.replace(segment, id=len(segments))
             segments.append(segment)
             if on_segment is not None:
                 on_segment(segment)
@@ -297,6 +303,16 @@ def _collect(
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
+
+
+def _is_loop(segment: Segment, previous: Segment) -> bool:
+    """A sentence of no duration saying what the one before said: the decoder looping, not speech (seen
+    on a phone call's "Hello." under some CPU kernels: three more, each 0 s long)."""
+    return segment.end <= segment.start and _plain(segment.text) == _plain(previous.text)
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[^\w\s]", "", text).lower().strip()
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,16 +79,19 @@ def sentences(text: str) -> list[str]:
 
 
 def repeated_lines(text: str, reference: list[str]) -> list[str]:
-    """Sentences of ``text`` said more often than in ``reference`` (a sentence not in it: more than once)."""
-    allowed = Counter(sentence for line in reference for sentence in sentences(line))
+    """Sentences of ``text`` said more often than ``reference`` has sentences that contain them (a short
+    reply heard without its "Oh," still counts once); one not in it: more than once."""
     said = Counter(sentences(text))
+    spoken = [f" {sentence} " for line in reference for sentence in sentences(line)]
+    allowed = {line: sum(f" {line} " in sentence for sentence in spoken) for line in said}
     return [f"{line!r} x{count}" for line, count in said.items() if count > max(1, allowed[line])]
 
 
 def test_repeated_lines_are_found() -> None:
     reference = ["Hello?", "Hello?", "Oh, hello.", "I'm in New Jersey now though."]
     assert repeated_lines("Hello. Hello? Oh, hello. I'm in New Jersey now though.", reference) == []
-    assert repeated_lines("Hello. Hello. Hello. Oh, hello.", reference) == ["'hello' x3"]
+    assert repeated_lines("Hello. Hello. Hello. Hello.", reference) == ["'hello' x4"]
+    assert repeated_lines("Hello. Hello. Hello.", reference) == []  # "Oh, hello." heard as "Hello."
     assert repeated_lines("In New Jersey now. In New Jersey now.", reference) == ["'in new jersey now' x2"]
 
 
