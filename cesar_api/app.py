@@ -59,7 +59,12 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     (connections open lazily)."""
     settings = settings or get_settings()
     if store is None:
-        store = JobStore.from_url(settings.database_url, keep_audio=settings.keep_audio)
+        store = JobStore.from_url(
+            settings.database_url,
+            keep_audio=settings.keep_audio,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
     # without a key there is nothing to check: no guard at all (it is on the polled path)
     guards: list[Guard] = [require_api_key] if settings.api_key is not None else []
     protected = Router(

@@ -51,6 +51,18 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the job database. SQLite file by default; "
         "`postgresql+psycopg://user@host/db` for several hosts.",
     )
+    db_pool_size: int = Field(
+        default=5,
+        ge=1,
+        description="PostgreSQL connections each API or worker process keeps open. A worker needs at most "
+        "four at once (decoding, lease renewal, housekeeping, webhooks) plus one for `LISTEN`.",
+    )
+    db_max_overflow: int = Field(
+        default=10,
+        ge=0,
+        description="Connections a process may open beyond `CESAR_DB_POOL_SIZE` under load (closed again "
+        "after use). A process never holds more than the two together, plus one `LISTEN` connection.",
+    )
     keep_audio: bool = Field(
         default=False,
         description="Keep a job's uploaded audio in the database after it finishes (default: delete it).",

@@ -111,7 +111,9 @@ def run_worker(
                 transcriber_factory=transcriber_factory,
             )
     # the process's one engine: the store, the schema check and the wake-up listener all use it
-    engine = open_engine(settings.database_url)
+    engine = open_engine(
+        settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
     try:
         ensure_schema_current(engine)
         worker = Worker(

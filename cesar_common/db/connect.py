@@ -58,10 +58,12 @@ def sqlite_path(url: str | URL) -> Path | None:
     return Path(database).expanduser()
 
 
-def open_engine(url: str | URL, *, pooled: bool = True) -> Engine:
+def open_engine(url: str | URL, *, pooled: bool = True, pool_size: int = 5, max_overflow: int = 10) -> Engine:
     """A new engine for ``url``: a process calls this once and hands the engine down.
 
     ``pooled=False`` (a connection per use) is for one-off commands such as ``alembic`` from a checkout.
+    ``pool_size`` and ``max_overflow`` bound a PostgreSQL process's connections (CESAR_DB_POOL_SIZE,
+    CESAR_DB_MAX_OVERFLOW); SQLite's are open files, not bounded.
     """
     parsed = normalize_url(url)
     options: dict[str, Any] = {}
@@ -83,6 +85,8 @@ def open_engine(url: str | URL, *, pooled: bool = True) -> Engine:
         # fail fast when the server is unreachable (the libpq default waits for the OS's TCP timeout)
         if "connect_timeout" not in parsed.query:
             options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        if pooled:
+            options.update(pool_size=pool_size, max_overflow=max_overflow)
         return create_engine(parsed, pool_pre_ping=True, **options)
     return create_engine(parsed, **options)
 

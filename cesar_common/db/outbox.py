@@ -50,6 +50,16 @@ def enqueue(conn: Connection, job_id: str, url: str | None) -> str | None:
     return delivery_id
 
 
+def anything_to_claim(conn: Connection) -> bool:
+    """Whether a delivery is due or abandoned: one indexed read, so an idle worker's look for work takes
+    no write lock (every worker looks every second: a fleet's worth of empty UPDATEs otherwise)."""
+    waiting = or_(
+        and_(deliveries.c.state == PENDING, deliveries.c.next_attempt_at <= db_now()),
+        and_(deliveries.c.state == DELIVERING, deliveries.c.lease_expires_at < db_now()),
+    )
+    return conn.execute(select(deliveries.c.id).where(waiting).limit(1)).first() is not None
+
+
 def claim(
     conn: Connection, worker_id: str, *, lease_seconds: float, max_attempts: int
 ) -> WebhookDeliveryRecord | None:

@@ -99,9 +99,11 @@ class JobStore:
         self._write_failure: str | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, keep_audio: bool = False) -> JobStore:
+    def from_url(
+        cls, url: str, *, keep_audio: bool = False, pool_size: int = 5, max_overflow: int = 10
+    ) -> JobStore:
         """A store with an engine of its own (scripts and tests; :meth:`close` disposes of it)."""
-        return cls(open_engine(url), keep_audio=keep_audio)
+        return cls(open_engine(url, pool_size=pool_size, max_overflow=max_overflow), keep_audio=keep_audio)
 
     @property
     def engine(self) -> Engine:
@@ -626,6 +628,9 @@ class JobStore:
     ) -> WebhookDeliveryRecord | None:
         """Take the delivery due longest (or one whose worker's lease expired); None when none is due.
         A delivery abandoned on its last allowed try fails instead of being taken again."""
+        with self._read() as conn:
+            if not outbox.anything_to_claim(conn):
+                return None
         with self._write() as conn:
             return outbox.claim(conn, worker_id, lease_seconds=lease_seconds, max_attempts=max_attempts)
 
