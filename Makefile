@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_COMPILE := UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml --universal \
 	--python-version 3.11 --generate-hashes --annotation-style line --quiet
 
-.PHONY: install browser serve test lint format lock readme screenshot clean
+.PHONY: install system-tools serve test lint format lock readme screenshot clean
 
 install: $(STAMP)
 
@@ -20,18 +20,22 @@ $(STAMP): pyproject.toml requirements.lock requirements-dev.lock
 serve: install
 	$(BIN)/cesar serve
 
-test: install browser
+test: install system-tools
 	$(BIN)/python -m pytest
 
-# the browser the page tests drive (Debian's Chromium; Playwright's own builds need a download this network
-# does not reach). Installed where it is missing and this is a Debian machine we may change; otherwise
-# those tests say how to install it (and fail under CI=true).
-CHROMIUM ?= /usr/bin/chromium
-APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-browser:
-	@test -x $(CHROMIUM) || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
-		&& { $(APT_CHROMIUM) || { apt-get update -qq && $(APT_CHROMIUM); }; }; } \
-		|| echo "warning: could not install chromium: the browser tests will skip (fail under CI=true)" >&2
+# what some tests drive besides Python: Debian's Chromium for the page tests (Playwright's own builds need a
+# download this network does not reach) and PgBouncer for the pooling tests. Installed where missing and
+# this is a Debian machine we may change; otherwise those tests say how to install them (and fail under
+# CI=true).
+SYSTEM_TOOLS := /usr/bin/chromium:chromium /usr/sbin/pgbouncer:pgbouncer
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+system-tools:
+	@for tool in $(SYSTEM_TOOLS); do \
+		path=$${tool%%:*}; package=$${tool#*:}; test -x $$path && continue; \
+		{ test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+			&& { $(APT_INSTALL) $$package >/dev/null || { apt-get update -qq && $(APT_INSTALL) $$package >/dev/null; }; }; } \
+		|| echo "warning: could not install $$package: the tests that need it will skip (fail under CI=true)" >&2; \
+	done
 
 # ruff (lint and format), the import contracts (pyproject's [tool.importlinter]) and mypy --strict
 lint: install
@@ -58,5 +62,5 @@ clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
 
 # the README's screenshot of the page, taken by the browser test (docs/web-page.png)
-screenshot: install browser
+screenshot: install system-tools
 	CESAR_SCREENSHOT_README=1 $(BIN)/python -m pytest -q tests/e2e/test_web_page.py -k upload_shows

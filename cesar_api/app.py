@@ -60,10 +60,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     settings = settings or get_settings()
     if store is None:
         store = JobStore.from_url(
-            settings.database_url,
-            keep_audio=settings.keep_audio,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
+            settings.database_url, keep_audio=settings.keep_audio, **settings.engine_options
         )
     # without a key there is nothing to check: no guard at all (it is on the polled path)
     guards: list[Guard] = [require_api_key] if settings.api_key is not None else []
@@ -94,7 +91,9 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
                 "settings": settings,
                 "store": store,
                 "request_stats": RequestStats(),
-                "events": EventHub(store, functools.partial(run_read, store)),
+                "events": EventHub(
+                    store, functools.partial(run_read, store), listen_url=settings.database_listen_url
+                ),
                 "statements": StatementCounter(store),
             }
         ),

@@ -34,7 +34,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cesar_common.db.connect import CONNECT_TIMEOUT_S, sqlite_path
+from sqlalchemy.engine import URL
+
+from cesar_common.db.connect import CONNECT_TIMEOUT_S, normalize_url, sqlite_path
 from cesar_common.db.notify import EVENTS_CHANNEL
 from cesar_common.db.records import JobRecord, JobStatus
 from cesar_common.db.store import JobStore
@@ -125,8 +127,11 @@ class _Topic:
 class EventHub:
     """The process's one watcher and its topics. Start with :meth:`start`, stop with :meth:`close`."""
 
-    def __init__(self, store: JobStore, read: Callable[..., Any]) -> None:
+    def __init__(self, store: JobStore, read: Callable[..., Any], *, listen_url: str | None = None) -> None:
         self.store = store
+        self._listen_url = (
+            listen_url  # CESAR_DATABASE_LISTEN_URL: LISTEN past a transaction-pooling PgBouncer
+        )
         self._read = read  # runs a store call: inline on SQLite, in a thread on PostgreSQL
         self._topics: dict[str, _Topic] = {}
         self._changed = asyncio.Event()
@@ -282,7 +287,9 @@ class EventHub:
         if self.store.engine.dialect.name == "postgresql":
             if self._listener is None:
                 wake = self._changed.set
-                self._listener = _PostgresListener(self.store, lambda: _call_soon(loop, wake))
+                self._listener = _PostgresListener(
+                    self._listen_url or self.store.engine.url, lambda: _call_soon(loop, wake)
+                )
             resync, polled = POSTGRES_RESYNC_SECONDS, False  # notified: the wait ends as jobs change
         else:
             if self._listener is None:
@@ -446,8 +453,8 @@ class _PostgresListener(_Listener):
     """``LISTEN cesar_job_events`` on a thread of its own; wakes the watcher on every notification of
     this schema's jobs."""
 
-    def __init__(self, store: JobStore, wake: Callable[[], None]) -> None:
-        self._conninfo = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    def __init__(self, url: str | URL, wake: Callable[[], None]) -> None:
+        self._conninfo = normalize_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._wake = wake
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cesar-events-listen", daemon=True)

@@ -65,9 +65,7 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
 
     configure_logging(settings.log_level, name="api")
     watch_parent()  # under `cesar serve`: stop if the supervisor dies (PDEATHSIG's second safeguard)
-    engine = open_engine(  # the process's one engine
-        settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
-    )
+    engine = open_engine(settings.database_url, **settings.engine_options)  # the process's one engine
     if check_schema:
         from cesar_common.db.migrate import ensure_schema_current
 

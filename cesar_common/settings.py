@@ -51,6 +51,19 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the job database. SQLite file by default; "
         "`postgresql+psycopg://user@host/db` for several hosts.",
     )
+    database_listen_url: str | None = Field(
+        default=None,
+        json_schema_extra={"shown_default": "unset: `CESAR_DATABASE_URL`"},
+        description="PostgreSQL only: where workers and the API `LISTEN` for new and changed jobs, when "
+        "`CESAR_DATABASE_URL` goes through PgBouncer in transaction pooling, which cannot carry `LISTEN`: "
+        "the server itself or a session-pooling PgBouncer. Without it such a deployment still works, by "
+        "polling (`CESAR_POLL_MAX_SECONDS`).",
+    )
+    db_prepared_statements: bool = Field(
+        default=True,
+        description="Let the PostgreSQL driver prepare statements it runs often. Turn off behind PgBouncer "
+        "older than 1.21 in transaction pooling (it cannot route prepared statements).",
+    )
     db_pool_size: int = Field(
         default=5,
         ge=1,
@@ -227,6 +240,15 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def engine_options(self) -> dict[str, Any]:
+        """How a long-running process opens its database engine (``open_engine``'s options)."""
+        return {
+            "pool_size": self.db_pool_size,
+            "max_overflow": self.db_max_overflow,
+            "prepared_statements": self.db_prepared_statements,
+        }
 
     @property
     def max_upload_bytes(self) -> int:

@@ -111,9 +111,7 @@ def run_worker(
                 transcriber_factory=transcriber_factory,
             )
     # the process's one engine: the store, the schema check and the wake-up listener all use it
-    engine = open_engine(
-        settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
-    )
+    engine = open_engine(settings.database_url, **settings.engine_options)
     try:
         ensure_schema_current(engine)
         worker = Worker(
@@ -160,7 +158,9 @@ class Worker:
         self.worker_id = worker_id
         self.stop_event = stop_event
         # LISTEN on PostgreSQL, PRAGMA data_version on SQLite: an idle worker wakes as a job arrives
-        self.waiter = waiter or JobWaiter(store.engine, stop_event=stop_event)
+        self.waiter = waiter or JobWaiter(
+            store.engine, stop_event=stop_event, listen_url=settings.database_listen_url
+        )
         self.heartbeat = Heartbeat(store, settings, worker_id, stop_event=stop_event)
         self.housekeeping = Housekeeping(
             store,

@@ -58,12 +58,20 @@ def sqlite_path(url: str | URL) -> Path | None:
     return Path(database).expanduser()
 
 
-def open_engine(url: str | URL, *, pooled: bool = True, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+def open_engine(
+    url: str | URL,
+    *,
+    pooled: bool = True,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    prepared_statements: bool = True,
+) -> Engine:
     """A new engine for ``url``: a process calls this once and hands the engine down.
 
     ``pooled=False`` (a connection per use) is for one-off commands such as ``alembic`` from a checkout.
     ``pool_size`` and ``max_overflow`` bound a PostgreSQL process's connections (CESAR_DB_POOL_SIZE,
-    CESAR_DB_MAX_OVERFLOW); SQLite's are open files, not bounded.
+    CESAR_DB_MAX_OVERFLOW); SQLite's are open files, not bounded. ``prepared_statements=False``
+    (CESAR_DB_PREPARED_STATEMENTS) for PgBouncer's transaction pooling before 1.21.
     """
     parsed = normalize_url(url)
     options: dict[str, Any] = {}
@@ -83,8 +91,12 @@ def open_engine(url: str | URL, *, pooled: bool = True, pool_size: int = 5, max_
         return engine
     if parsed.get_backend_name() == "postgresql":
         # fail fast when the server is unreachable (the libpq default waits for the OS's TCP timeout)
+        connect_args: dict[str, Any] = {}
         if "connect_timeout" not in parsed.query:
-            options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+            connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+        if not prepared_statements:
+            connect_args["prepare_threshold"] = None
+        options["connect_args"] = connect_args
         if pooled:
             options.update(pool_size=pool_size, max_overflow=max_overflow)
         return create_engine(parsed, pool_pre_ping=True, **options)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
-from cesar_common.db.connect import CONNECT_TIMEOUT_S, error_reason, sqlite_path
+from cesar_common.db.connect import CONNECT_TIMEOUT_S, error_reason, normalize_url, sqlite_path
 
 if TYPE_CHECKING:
     import psycopg
@@ -62,12 +62,15 @@ class JobWaiter:
     """Waits until a job may be claimable. Create it before the worker's first claim, so that nothing
     queued between a fruitless claim and the next :meth:`wait` goes unnoticed. One thread at a time."""
 
-    def __init__(self, engine: Engine, *, stop_event: threading.Event | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, stop_event: threading.Event | None = None, listen_url: str | None = None
+    ) -> None:
         self._stop = stop_event
         self._backend: _Backend
         if engine.dialect.name == "postgresql":
             # LISTEN needs a connection of its own, held for as long as the worker runs: not a pooled one
-            self._backend = _PostgresBackend(engine.url)
+            # (``listen_url``: not through a transaction-pooling PgBouncer either)
+            self._backend = _PostgresBackend(normalize_url(listen_url) if listen_url else engine.url)
         else:
             self._backend = _SqliteBackend(sqlite_path(engine.url))
 

@@ -99,11 +99,10 @@ class JobStore:
         self._write_failure: str | None = None
 
     @classmethod
-    def from_url(
-        cls, url: str, *, keep_audio: bool = False, pool_size: int = 5, max_overflow: int = 10
-    ) -> JobStore:
-        """A store with an engine of its own (scripts and tests; :meth:`close` disposes of it)."""
-        return cls(open_engine(url, pool_size=pool_size, max_overflow=max_overflow), keep_audio=keep_audio)
+    def from_url(cls, url: str, *, keep_audio: bool = False, **engine_options: Any) -> JobStore:
+        """A store with an engine of its own (scripts and tests; :meth:`close` disposes of it);
+        ``engine_options`` as :func:`open_engine` takes them."""
+        return cls(open_engine(url, **engine_options), keep_audio=keep_audio)
 
     @property
     def engine(self) -> Engine:
