@@ -203,6 +203,12 @@ class Worker:
 
     def loop(self, *, once: bool = False) -> None:
         delay = POLL_MIN_SECONDS
+        # on PostgreSQL a wake-up means a job was queued, and every idle worker of the fleet gets it: one
+        # wins the claim. A worker that answered one and lost sits out its pause without listening (the
+        # pause grows while it keeps losing; the claim after it still polls), so claims stay near one per
+        # job instead of one per idle worker per job (bench/fleet_sim.py). SQLite wakes on any commit.
+        sits_out = self.store.engine.dialect.name == "postgresql"
+        answered_wake = False
         while not self.stop_event.is_set():
             try:
                 job = self.store.claim_job(self.worker_id, lease_seconds=self.settings.lease_seconds)
@@ -214,10 +220,18 @@ class Worker:
             if job is None:
                 if once:
                     return
-                woke = self.waiter.wait(delay)
-                delay = POLL_MIN_SECONDS if woke else min(delay * 2, self.settings.poll_max_seconds)
+                if answered_wake and sits_out:
+                    answered_wake = False
+                    delay = min(delay * 2, self.settings.poll_max_seconds)
+                    self.stop_event.wait(delay)
+                    continue
+                answered_wake = self.waiter.wait(delay)
+                if not answered_wake or not sits_out:
+                    delay = (
+                        POLL_MIN_SECONDS if answered_wake else min(delay * 2, self.settings.poll_max_seconds)
+                    )
                 continue
-            delay = POLL_MIN_SECONDS
+            delay, answered_wake = POLL_MIN_SECONDS, False
             if self.stop_event.is_set():  # the signal came during the claim: hand the job straight back
                 try:
                     self.store.release_job(job.id, self.worker_id)
