@@ -49,10 +49,13 @@ format: install
 	$(BIN)/ruff check --fix .
 
 # Refresh the lock files to the newest versions pyproject.toml allows: requirements.lock for running Cesar
-# (with the bundled model), requirements-dev.lock for developing it (the same pins, plus the dev extras).
+# (with the bundled model), requirements-dev.lock for developing it (the same pins, plus the dev extras),
+# requirements-gpu.lock for the GPU image's NVIDIA libraries (requirements-gpu.in).
 lock: install
 	$(UV_COMPILE) --upgrade --extra bundled-model -o requirements.lock
 	$(UV_COMPILE) --upgrade --extra bundled-model --extra dev -c requirements.lock -o requirements-dev.lock
+	UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile requirements-gpu.in --universal \
+		--python-version 3.11 --generate-hashes --annotation-style line --quiet --upgrade -o requirements-gpu.lock
 
 # the README's settings table, written from cesar_common.settings (a test fails while it is stale)
 readme: install
