@@ -166,7 +166,7 @@ class JobLinks(_Schema):
     cancel: str = Field(description="POST here to cancel.", examples=[f"/jobs/{_EXAMPLE_ID}/cancel"])
     transcripts: dict[str, str] | None = Field(
         default=None,
-        description="Transcript URL per format (`txt`, `srt`, `vtt`, `json`, `tsv`), once completed.",
+        description="Transcript URL per format (`txt`, `srt`, `vtt`, `json`, `tsv`, `rttm`), once completed.",
         examples=[{"srt": f"/jobs/{_EXAMPLE_ID}/transcript?format=srt"}],
     )
 

@@ -53,7 +53,9 @@ _LANGUAGE = QueryParameter(description="The spoken language's code (e.g. `en`); 
 _PROMPT = QueryParameter(max_length=4096, description="Text to prime the decoder with.")
 _VAD = QueryParameter(description="`false` turns voice activity detection off (default: on).")
 _WORDS = QueryParameter(description="`true`: word times (in `json`).")
-_OUTPUT = QueryParameter(description="`txt`, `vtt`, `srt`, `tsv` or `json`.")
+_OUTPUT = QueryParameter(
+    description="`txt`, `vtt`, `srt`, `tsv`, `json` or `rttm` (speaker turns, with `diarize`)."
+)
 _DETERMINISTIC = frozenset({"decode_failed", "audio_too_long", "unknown_language", "invalid_input"})
 _ENCODE = QueryParameter(
     name="encode",

@@ -145,7 +145,8 @@ def _download_name(record: JobRecord, extension: str) -> str:
     tags=["Jobs"],
     summary="Download a transcript",
     description="The completed job's transcript as `txt` (default), `srt`, `vtt`, `json` (segments, and "
-    "words when asked for) or `tsv`, as a download (`Content-Disposition`). `409` until it is completed.",
+    "words when asked for), `tsv` or `rttm` (speaker turns, when diarized), as a download "
+    "(`Content-Disposition`). `409` until it is completed.",
     sync_to_thread=True,
     media_type="text/plain; charset=utf-8",
     operation_class=TranscriptOperation,

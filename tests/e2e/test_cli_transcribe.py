@@ -331,8 +331,8 @@ def test_an_output_extension_that_names_no_format_is_refused(tmp_path: Path, loa
     result = invoke(SPEECH, "-o", tmp_path / "out.docx")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        "error: cannot tell the format from 'out.docx': name the output .txt, .srt, .vtt, .json or .tsv, "
-        "or pass --format"
+        "error: cannot tell the format from 'out.docx': name the output .txt, .srt, .vtt, .json, .tsv or "
+        ".rttm, or pass --format"
     ]
     assert list(tmp_path.iterdir()) == [] and loads == []
     assert invoke(SPEECH, "-o", tmp_path / "out.docx", "--format", "txt").exit_code == 0
