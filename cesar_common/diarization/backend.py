@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from cesar_common.errors import CesarError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -14,6 +16,10 @@ if TYPE_CHECKING:
 StopCheck = Callable[[], bool]
 #: (fraction done, 1.0)
 ProgressCallback = Callable[[float, float], None]
+
+
+class DiarizationStopped(CesarError):
+    """``should_stop`` asked the diarization to stop."""
 
 
 def speaker_name(index: int) -> str:
@@ -50,7 +56,8 @@ class Diarizer(Protocol):
         on_progress: ProgressCallback | None = None,
     ) -> list[Turn]:
         """The speaker turns of 16 kHz mono float32 ``samples``, in time order, speakers named by first
-        appearance (:func:`speaker_name`); no turn where nobody speaks."""
+        appearance (:func:`speaker_name`); no turn where nobody speaks. Raises :class:`DiarizationStopped`
+        once ``should_stop()`` turns true."""
         ...
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import cache
 
 import numpy as np
 
 from cesar_common.diarization.backend import (
+    DiarizationStopped,
     ProgressCallback,
     SpeakerCount,
     StopCheck,
@@ -25,7 +27,6 @@ from cesar_common.diarization.encoder import (
     mel_frames,
     normalize_volume,
 )
-from cesar_common.errors import CesarError
 
 #: frames between voice prints: the resolution of the turns (0.5 s)
 STEP_FRAMES = 25
@@ -43,8 +44,10 @@ _VAD_SILENCE_MS = 150
 _VAD_PAD_MS = 250
 
 
-class Stopped(CesarError):
-    """``should_stop`` asked the diarization to stop."""
+@cache
+def default_diarizer() -> LocalDiarizer:
+    """The bundled diarizer, loaded once per process and kept (as a worker keeps its Whisper model)."""
+    return LocalDiarizer()
 
 
 class LocalDiarizer:
@@ -90,7 +93,7 @@ class LocalDiarizer:
         batch = 64
         for first in range(0, len(windows), batch):
             if should_stop is not None and should_stop():
-                raise Stopped("the diarization was asked to stop")
+                raise DiarizationStopped("the diarization was asked to stop")
             parts.append(self._encoder.embed(windows[first : first + batch]))
             if on_progress is not None:
                 on_progress(min(first + batch, len(windows)) / len(windows) * 0.95, 1.0)
