@@ -64,6 +64,20 @@ class LocalDiarizer:
         should_stop: StopCheck | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> list[Turn]:
+        from threadpoolctl import threadpool_limits
+
+        # The encoder multiplies small matrices step by step: BLAS threads spin more than they help
+        # (several times the CPU for the same result, worse on a busy machine).
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._diarize(samples, count, should_stop, on_progress)
+
+    def _diarize(
+        self,
+        samples: np.ndarray,
+        count: SpeakerCount,
+        should_stop: StopCheck | None,
+        on_progress: ProgressCallback | None,
+    ) -> list[Turn]:
         regions = speech_regions(samples)
         if not regions:
             return []
