@@ -125,7 +125,10 @@ class TranscriptOperation(Operation):
         if self.responses and "200" in self.responses:
             ok = self.responses["200"]
             ok.content = {  # type: ignore[union-attr]
-                fmt.media_type: OpenAPIMediaType(schema=Schema(type="string"))  # type: ignore[arg-type]
+                # the json transcript is an object; every other format is text
+                fmt.media_type: OpenAPIMediaType(
+                    schema=Schema(type="object" if fmt.name == "json" else "string")  # type: ignore[arg-type]
+                )
                 for fmt in FORMATS.values()
             }
 
