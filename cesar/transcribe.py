@@ -253,10 +253,11 @@ def _summary(
         f"language {result.language} ({result.language_probability:.0%})" if result.language else "language ?"
     )
     mode = f"batched x{result.batch_size}" if result.mode == "batched" else result.mode
+    speakers = f" · {len(result.speakers())} speakers" if result.diarized else ""
     console.print(
         f"{result.duration:.1f} s of audio in {wall:.1f} s ({speed:.1f}x real time; model loaded in "
         f"{load_seconds:.1f} s) · model {loaded.name} · {loaded.device} {loaded.compute_type} · {mode} · "
-        f"{language} · {len(result.segments)} segments",
+        f"{language} · {len(result.segments)} segments{speakers}",
         highlight=False,
         markup=False,
         soft_wrap=True,

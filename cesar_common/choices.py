@@ -16,7 +16,7 @@ ComputeType = Literal[
 ]  # fmt: skip
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 Task = Literal["transcribe", "translate"]
-TranscriptFormat = Literal["txt", "srt", "vtt", "json", "tsv"]
+TranscriptFormat = Literal["txt", "srt", "vtt", "json", "tsv", "rttm"]
 
 DEVICES: tuple[Device, ...] = get_args(Device)
 COMPUTE_TYPES: tuple[ComputeType, ...] = get_args(ComputeType)

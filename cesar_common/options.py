@@ -30,6 +30,13 @@ class OptionDoc:
     pattern: str | None = None
     #: extra command-line flags, e.g. ``("-l",)`` beside ``--language``
     flags: tuple[str, ...] = ()
+    #: the smallest and largest number allowed (integer options)
+    ge: int | None = None
+    le: int | None = None
+
+
+#: the most speakers a job may ask for
+MAX_SPEAKERS = 32
 
 
 def _doc(description: str, **kwargs: Any) -> dict[str, OptionDoc]:
@@ -76,6 +83,30 @@ class TranscribeOptions:
             example="Cesar, Litestar, faster-whisper",
             max_length=2000,
         ),
+    )
+    diarize: bool = field(
+        default=False,
+        metadata=_doc(
+            "Tell who spoke when: every segment (and word) gets a `speaker` (`SPEAKER_00`, ... in order of "
+            "appearance), segments split where the speaker changes; the `rttm` transcript gives the turns."
+        ),
+    )
+    num_speakers: int | None = field(
+        default=None,
+        metadata=_doc(
+            "With `diarize`: the number of speakers, when known (default: found automatically).",
+            example=2,
+            ge=1,
+            le=MAX_SPEAKERS,
+        ),
+    )
+    min_speakers: int | None = field(
+        default=None,
+        metadata=_doc("With `diarize`: at least this many speakers.", example=1, ge=1, le=MAX_SPEAKERS),
+    )
+    max_speakers: int | None = field(
+        default=None,
+        metadata=_doc("With `diarize`: at most this many speakers.", example=4, ge=1, le=MAX_SPEAKERS),
     )
 
 

@@ -41,7 +41,7 @@ def _option_fields(*, for_input: bool) -> dict[str, Any]:
                 annotation = annotation | None
             if annotation == str | None:
                 checks["min_length"] = 1 if spec.name == "model" else None
-            checks.update(max_length=doc.max_length, pattern=doc.pattern)
+            checks.update(max_length=doc.max_length, pattern=doc.pattern, ge=doc.ge, le=doc.le)
         elif spec.name == "model":
             continue
         examples = None if doc.example is None else [doc.example]
@@ -166,7 +166,7 @@ class JobLinks(_Schema):
     cancel: str = Field(description="POST here to cancel.", examples=[f"/jobs/{_EXAMPLE_ID}/cancel"])
     transcripts: dict[str, str] | None = Field(
         default=None,
-        description="Transcript URL per format (`txt`, `srt`, `vtt`, `json`, `tsv`), once completed.",
+        description="Transcript URL per format (`txt`, `srt`, `vtt`, `json`, `tsv`, `rttm`), once completed.",
         examples=[{"srt": f"/jobs/{_EXAMPLE_ID}/transcript?format=srt"}],
     )
 
@@ -188,6 +188,13 @@ class WebhookOut(_Schema):
     last_error: str | None = Field(default=None, description="Why the last try did not succeed.")
     next_attempt_at: datetime | None = Field(default=None, description="When the next try is due.")
     delivered_at: datetime | None = None
+
+
+class SpeakerOut(_Schema):
+    """One speaker of a diarized transcript."""
+
+    speaker: str = Field(description="`SPEAKER_00`, `SPEAKER_01`, ... in order of appearance.")
+    duration: float = Field(description="Seconds this speaker talks in the transcript.", examples=[42.5])
 
 
 class DecodingOut(_Schema):
@@ -254,6 +261,11 @@ class JobOut(_Schema):
         default=0,
         description="Segments decoded so far while processing (follow them at `/jobs/{id}/events`, or fetch "
         "them with `/jobs/{id}/transcript?partial=true`); the transcript's segments once completed.",
+    )
+    speakers: list[SpeakerOut] | None = Field(
+        default=None,
+        description="Who spoke, once a job with `diarize` is completed: each speaker's name (as its "
+        "segments carry it) and total speaking time; null otherwise.",
     )
 
 
@@ -341,6 +353,7 @@ def job_document(
         "webhook": _webhook(record),
         "decoding": None if record.decoding is None else asdict(record.decoding),
         "segment_count": record.segment_count,
+        "speakers": record.speakers,
     }
 
 

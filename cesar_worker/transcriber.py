@@ -155,6 +155,7 @@ def job_result(result: Any) -> JobResult:
             mode=result.mode,
             batch_size=int(result.batch_size),
         ),
+        speakers=result.speakers() if result.diarized else None,
     )
 
 

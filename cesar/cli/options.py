@@ -115,4 +115,7 @@ def _job_option(spec: OptionSpec) -> Callable[[F], F]:
             show_default=True,
             help=help_text,
         )
+    if spec.annotation == int | None:
+        numbers = click.IntRange(spec.doc.ge, spec.doc.le)
+        return option(*spec.doc.flags, flag, spec.name, type=numbers, metavar="N", help=help_text)
     return option(*spec.doc.flags, flag, spec.name, metavar="TEXT", default=spec.default, help=help_text)

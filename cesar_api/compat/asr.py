@@ -35,6 +35,7 @@ from cesar_api.uploads import receive_upload
 from cesar_common.choices import WHISPER_LANGUAGE_NAMES, Task, TranscriptFormat
 from cesar_common.db.records import JobRecord, JobStatus
 from cesar_common.errors import ClientError
+from cesar_common.options import MAX_SPEAKERS
 from cesar_common.schemas import TranscribeForm
 from cesar_common.settings import Settings
 from cesar_common.transcription.audio import SAMPLE_RATE, head_as_wav, wav_header
@@ -53,7 +54,16 @@ _LANGUAGE = QueryParameter(description="The spoken language's code (e.g. `en`); 
 _PROMPT = QueryParameter(max_length=4096, description="Text to prime the decoder with.")
 _VAD = QueryParameter(description="`false` turns voice activity detection off (default: on).")
 _WORDS = QueryParameter(description="`true`: word times (in `json`).")
-_OUTPUT = QueryParameter(description="`txt`, `vtt`, `srt`, `tsv` or `json`.")
+_OUTPUT = QueryParameter(
+    description="`txt`, `vtt`, `srt`, `tsv`, `json` or `rttm` (speaker turns, with `diarize`)."
+)
+_DIARIZE = QueryParameter(description="`true`: label who spoke when (`speaker` on segments and words).")
+_MIN_SPEAKERS = QueryParameter(
+    ge=1, le=MAX_SPEAKERS, description="With `diarize`: at least this many speakers."
+)
+_MAX_SPEAKERS = QueryParameter(
+    ge=1, le=MAX_SPEAKERS, description="With `diarize`: at most this many speakers."
+)
 _DETERMINISTIC = frozenset({"decode_failed", "audio_too_long", "unknown_language", "invalid_input"})
 _ENCODE = QueryParameter(
     name="encode",
@@ -152,7 +162,7 @@ def _bool(value: str | None, name: str, default: bool) -> bool:
 def asr_json(result: TranscriptionResult) -> dict[str, Any]:
     """whisper-asr-webservice's ``output=json`` with its faster_whisper engine: the segments as
     faster-whisper's (texts with their leading space), their texts joined, and the language."""
-    segments = []
+    segments: list[dict[str, Any]] = []
     for segment in result.segments:
         decoded = segment.decoded
         segments.append(
@@ -175,6 +185,11 @@ def asr_json(result: TranscriptionResult) -> dict[str, Any]:
                 "temperature": decoded.temperature if decoded else 0.0,
             }
         )
+        if segment.speaker is not None:  # as whisper-asr-webservice's whisperx engine labels them
+            segments[-1]["speaker"] = segment.speaker
+            words: list[dict[str, Any]] = segments[-1]["words"] or []
+            for word, data in zip(segment.words or (), words, strict=True):
+                data["speaker"] = word.speaker
     text = "".join(str(segment["text"]) for segment in segments)
     return {"language": result.language, "segments": segments, "text": text}
 
@@ -200,7 +215,8 @@ _ERRORS = asr_errors(
     description="As whisper-asr-webservice's `POST /asr`: the audio in the multipart part `audio_file`, "
     "options in the query. Answers the transcript in `output` as `text/plain` (whatever the format) with "
     "`Asr-Engine` and `Content-Disposition` headers, once the job it makes has ended. Voice activity "
-    "detection stays on unless `vad_filter=false`.",
+    "detection stays on unless `vad_filter=false`; `diarize=true` labels the speakers (with "
+    "`min_speakers`, `max_speakers`).",
     status_code=200,
     media_type=MediaType.TEXT,
     responses={
@@ -222,6 +238,9 @@ async def asr(
     vad_filter: Annotated[str | None, _VAD] = None,
     word_timestamps: Annotated[str | None, _WORDS] = None,
     output: Annotated[TranscriptFormat, _OUTPUT] = "txt",
+    diarize: Annotated[str | None, _DIARIZE] = None,
+    min_speakers: Annotated[int | None, _MIN_SPEAKERS] = None,
+    max_speakers: Annotated[int | None, _MAX_SPEAKERS] = None,
 ) -> Response[Any]:
     settings: Settings = request.app.state.settings
     if language is not None and language not in WHISPER_LANGUAGE_NAMES:
@@ -235,6 +254,12 @@ async def asr(
         form["language"] = language
     if initial_prompt:
         form["initial_prompt"] = initial_prompt
+    if _bool(diarize, "diarize", False):
+        form["diarize"] = "true"
+        if min_speakers is not None:
+            form["min_speakers"] = str(min_speakers)
+        if max_speakers is not None:
+            form["max_speakers"] = str(max_speakers)
     try:
         record, name = await _run(request, settings, _bool(encode, "encode", True), form, head=False)
     except _Answer as answer:

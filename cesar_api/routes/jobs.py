@@ -125,7 +125,10 @@ class TranscriptOperation(Operation):
         if self.responses and "200" in self.responses:
             ok = self.responses["200"]
             ok.content = {  # type: ignore[union-attr]
-                fmt.media_type: OpenAPIMediaType(schema=Schema(type="string"))  # type: ignore[arg-type]
+                # the json transcript is an object; every other format is text
+                fmt.media_type: OpenAPIMediaType(
+                    schema=Schema(type="object" if fmt.name == "json" else "string")  # type: ignore[arg-type]
+                )
                 for fmt in FORMATS.values()
             }
 
@@ -145,7 +148,8 @@ def _download_name(record: JobRecord, extension: str) -> str:
     tags=["Jobs"],
     summary="Download a transcript",
     description="The completed job's transcript as `txt` (default), `srt`, `vtt`, `json` (segments, and "
-    "words when asked for) or `tsv`, as a download (`Content-Disposition`). `409` until it is completed.",
+    "words when asked for), `tsv` or `rttm` (speaker turns, when diarized), as a download "
+    "(`Content-Disposition`). `409` until it is completed.",
     sync_to_thread=True,
     media_type="text/plain; charset=utf-8",
     operation_class=TranscriptOperation,

@@ -41,7 +41,7 @@ def check_key(key: str) -> str:
 def request_fingerprint(new: NewJob, audio_sha256: str | None) -> str:
     """The sha256 (hex) of the canonical form of a create request."""
     options = new.options
-    canonical = {
+    canonical: dict[str, object] = {
         "source": JobSource(new.source).value,
         "url": new.source_url,
         "filename": new.filename if new.source is JobSource.UPLOAD else None,
@@ -54,5 +54,12 @@ def request_fingerprint(new: NewJob, audio_sha256: str | None) -> str:
         "initial_prompt": options.initial_prompt,
         "callback_url": new.callback_url,
     }
+    if options.diarize:  # only then, so that requests stored before diarization keep their fingerprint
+        canonical.update(
+            diarize=True,
+            num_speakers=options.num_speakers,
+            min_speakers=options.min_speakers,
+            max_speakers=options.max_speakers,
+        )
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -83,6 +84,11 @@ class Job(Base):
     word_timestamps: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     vad: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     initial_prompt: Mapped[str | None] = mapped_column(Text)
+    # migration 0005: jobs created before were not diarized
+    diarize: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    num_speakers: Mapped[int | None] = mapped_column(Integer)
+    min_speakers: Mapped[int | None] = mapped_column(Integer)
+    max_speakers: Mapped[int | None] = mapped_column(Integer)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -100,6 +106,8 @@ class Job(Base):
     language_probability: Mapped[float | None] = mapped_column(Float)
     duration: Mapped[float | None] = mapped_column(Float)
     segments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # a diarized job's speakers and their speaking time (migration 0005); short, so the job JSON shows it
+    speakers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     error_message: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(64))
 

@@ -103,6 +103,7 @@ class JobRecord:
     decoding: Decoding | None = None
     #: segments decoded so far (while processing), or in the transcript (once completed)
     segment_count: int = 0
+    speakers: list[dict[str, Any]] | None = None  # a diarized job's, once completed
 
     @property
     def model(self) -> str:
@@ -138,6 +139,7 @@ class JobResult:
     duration: float | None
     segments: list[dict[str, Any]] = field(default_factory=list)
     decoding: Decoding | None = None
+    speakers: list[dict[str, Any]] | None = None  # when diarized
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@ def job_record(row: Sequence[Any], webhook: WebhookDeliveryRecord | None = None)
             job["decode_device"], job["decode_compute_type"], job["decode_mode"], job["decode_batch_size"]
         ),
         segment_count=job["segment_count"],
+        speakers=job["speakers"],
     )
 
 

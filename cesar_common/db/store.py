@@ -475,6 +475,7 @@ class JobStore:
             duration=result.duration,
             segments=list(result.segments),
             segment_count=len(result.segments),
+            speakers=result.speakers,
             error_code=None,
             error_message=None,
             **decoding_values(result.decoding),

@@ -13,14 +13,18 @@ class Word:
     end: float
     word: str
     probability: float
+    speaker: str | None = None  # when the transcript was diarized
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "start": float(self.start),
             "end": float(self.end),
             "word": self.word,
             "probability": float(self.probability),
         }
+        if self.speaker is not None:
+            data["speaker"] = self.speaker
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,11 @@ class Segment:
     text: str
     words: tuple[Word, ...] | None = None
     decoded: Decoded | None = None
+    speaker: str | None = None  # when the transcript was diarized
+
+    @property
+    def duration(self) -> float:
+        return max(float(self.end) - float(self.start), 0.0)
 
     def to_dict(self, *, decoded: bool = True) -> dict[str, Any]:
         """As stored; ``decoded=False`` leaves out how the window was decoded (Cesar's own transcript
@@ -66,6 +75,8 @@ class Segment:
             "end": float(self.end),
             "text": self.text,
         }
+        if self.speaker is not None:
+            data["speaker"] = self.speaker
         if self.words is not None:
             data["words"] = [word.to_dict() for word in self.words]
         if decoded and self.decoded is not None:
@@ -88,11 +99,17 @@ class Segment:
                     end=float(w["end"]),
                     word=str(w["word"]),
                     probability=float(w.get("probability", 0.0)),
+                    speaker=_speaker(w.get("speaker")),
                 )
                 for w in words
             ),
             decoded=_decoded(data.get("decoded")),
+            speaker=_speaker(data.get("speaker")),
         )
+
+
+def _speaker(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _decoded(data: Any) -> Decoded | None:
@@ -124,6 +141,19 @@ class TranscriptionResult:
     mode: str = "sequential"  # or "batched": faster-whisper's BatchedInferencePipeline
     batch_size: int = 1  # windows decoded at once; 1 when sequential
 
+    @property
+    def diarized(self) -> bool:
+        return any(segment.speaker is not None for segment in self.segments)
+
+    def speakers(self) -> list[dict[str, Any]]:
+        """Each speaker with their total speaking time in seconds (the sum of their segments), in order
+        of name (``SPEAKER_00`` first: the first to speak); empty when not diarized."""
+        totals: dict[str, float] = {}
+        for segment in self.segments:
+            if segment.speaker is not None:
+                totals[segment.speaker] = totals.get(segment.speaker, 0.0) + segment.duration
+        return [{"speaker": name, "duration": round(totals[name], 3)} for name in sorted(totals)]
+
     def segments_as_dicts(self) -> list[dict[str, Any]]:
         """The segments as the job store keeps them (``words`` only on segments that have them)."""
         return [segment.to_dict() for segment in self.segments]
@@ -140,6 +170,8 @@ class TranscriptionResult:
             "duration": float(self.duration),
             "segments": [segment.to_dict(decoded=False) for segment in self.segments],
         }
+        if self.diarized:
+            data["speakers"] = self.speakers()
         if self.model:
             data.update(
                 model=self.model,

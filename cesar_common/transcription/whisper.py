@@ -32,6 +32,8 @@ from cesar_common.transcription.result import Decoded, Segment, TranscriptionRes
 if TYPE_CHECKING:
     import numpy as np
 
+    from cesar_common.diarization.backend import Diarizer
+
 SEQUENTIAL, BATCHED = "sequential", "batched"  # TranscriptionResult.mode
 
 ProgressCallback = Callable[[float, float], None]
@@ -51,6 +53,10 @@ class DecodeOptions:
     end_time: float | None = None
     batch_size: int = 0  # 0: by device, duration and memory (see batching); 1: never batch; N: N windows
     max_audio_seconds: float | None = None  # longer audio is refused (AudioTooLongError); None: no cap
+    diarize: bool = False
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
     @classmethod
     def for_job(cls, options: TranscribeOptions, **decoding: Any) -> DecodeOptions:
@@ -76,6 +82,7 @@ def transcribe(
     on_progress: ProgressCallback | None = None,
     on_segment: SegmentCallback | None = None,
     should_stop: StopCheck | None = None,
+    diarizer: Diarizer | None = None,
 ) -> TranscriptionResult:
     """Transcribe ``audio`` (or the part between ``start_time`` and ``end_time``).
 
@@ -85,15 +92,27 @@ def transcribe(
     batched mode (see :mod:`batching`) a whole batch of windows is decoded before its first segment comes
     out: progress then moves within the batch as its windows are encoded and decoded, and a stop takes
     effect once the batch being decoded is done.
+
+    With ``options.diarize`` the segments get speakers from ``diarizer`` (default: the bundled one) once
+    the transcription is done (``on_segment`` sees them without); progress then covers both steps.
     """
     validate_options(options)
+    asked_words = options.word_timestamps
+    if options.diarize:
+        # speakers are placed word by word
+        options = dataclasses.replace(options, word_timestamps=True)
+        if on_segment is not None and not asked_words:
+            live = on_segment
+            on_segment = lambda segment: live(dataclasses.replace(segment, words=None))  # noqa: E731
     language = _model_language(model, options.language)
     samples = decode(audio, max_seconds=options.max_audio_seconds, should_stop=should_stop)
     clip, offset = _clip(samples, options)
     total = round(clip.size / SAMPLE_RATE, 3)
+    report: ProgressCallback | None = None
     if on_progress is not None:
-        on_progress = _never_backwards(on_progress)
-        on_progress(0.0, total)
+        report = _never_backwards(on_progress)
+        report(0.0, total)
+        on_progress = _scaled(report, 1.0 - DIARIZATION_SHARE if options.diarize else 1.0)
     with _engine_errors(model):
         batch_size = plan_batch_size(model, options)
         pipeline = model.batched_pipeline() if batch_size > 1 else None
@@ -114,8 +133,12 @@ def transcribe(
         finally:
             if pipeline is not None:
                 pipeline.on_batch_progress = None
-    if on_progress is not None:
-        on_progress(total, total)
+    if options.diarize:
+        segments = list(_diarize(clip, offset, segments, options, diarizer, report, total, should_stop))
+        if not asked_words:
+            segments = [dataclasses.replace(segment, words=None) for segment in segments]
+    if report is not None:
+        report(total, total)
     return TranscriptionResult(
         text=" ".join(segment.text for segment in segments if segment.text),
         language=info.language,
@@ -128,6 +151,50 @@ def transcribe(
         mode=BATCHED if batch_size > 1 else SEQUENTIAL,
         batch_size=batch_size,
     )
+
+
+#: the part of a diarized job's progress that diarization takes (it costs about as much as tiny.en)
+DIARIZATION_SHARE = 0.4
+
+
+def _scaled(report: ProgressCallback, share: float) -> ProgressCallback:
+    """``report`` for the first step of a job, which takes ``share`` of its progress."""
+
+    def step(done: float, total: float) -> None:
+        report(done * share, total)
+
+    return step
+
+
+def _diarize(
+    clip: np.ndarray,
+    offset: float,
+    segments: list[Segment],
+    options: DecodeOptions,
+    diarizer: Diarizer | None,
+    report: ProgressCallback | None,
+    total: float,
+    should_stop: StopCheck | None,
+) -> tuple[Segment, ...]:
+    from cesar_common.diarization.backend import DiarizationStopped, SpeakerCount, Turn
+    from cesar_common.diarization.local import default_diarizer
+    from cesar_common.diarization.speakers import label_segments
+
+    count = SpeakerCount(options.num_speakers, options.min_speakers, options.max_speakers)
+
+    def progress(done: float, whole: float) -> None:
+        # the diarizer reports a fraction of its own work
+        if report is not None and whole > 0:
+            report(total * (1.0 - DIARIZATION_SHARE + DIARIZATION_SHARE * done / whole), total)
+
+    try:
+        turns = (diarizer or default_diarizer()).diarize(
+            clip, count, should_stop=should_stop, on_progress=progress
+        )
+    except DiarizationStopped as exc:
+        raise TranscriptionCancelled("the transcription was cancelled") from exc
+    shifted = [Turn(turn.start + offset, turn.end + offset, turn.speaker) for turn in turns]
+    return label_segments(segments, shifted)
 
 
 def validate_options(options: DecodeOptions) -> None:

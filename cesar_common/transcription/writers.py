@@ -1,4 +1,8 @@
-"""Transcript output formats (txt, srt, vtt, json, tsv), shared by the CLI and the API."""
+"""Transcript output formats (txt, srt, vtt, json, tsv, rttm), shared by the CLI and the API.
+
+A diarized transcript names its speakers: txt where the speaker changes, srt on every cue, vtt in voice tags,
+json on segments and words (and their speaking times); rttm is only the speaker turns (NIST's format).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ _MEDIA_TYPES: dict[TranscriptFormat, str] = {
     "vtt": "text/vtt",
     "json": "application/json",
     "tsv": "text/tab-separated-values",
+    "rttm": "text/plain",
 }
 #: every format of :data:`cesar_common.choices.TRANSCRIPT_FORMATS`, by name
 FORMATS: dict[str, OutputFormat] = {
@@ -55,8 +60,9 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _cues(result: TranscriptionResult) -> Iterator[tuple[float, float, str]]:
-    """Non-empty segments as cues whose times never go backwards and never overlap."""
+def _cues(result: TranscriptionResult) -> Iterator[tuple[float, float, str, str | None]]:
+    """Non-empty segments as cues (start, end, text, speaker) whose times never go backwards and never
+    overlap."""
     previous_end = 0.0
     for segment in result.segments:
         text = _one_line(segment.text).replace("-->", "->")
@@ -65,7 +71,11 @@ def _cues(result: TranscriptionResult) -> Iterator[tuple[float, float, str]]:
         start = max(float(segment.start), previous_end, 0.0)
         end = max(float(segment.end), start + _MIN_CUE_SECONDS)
         previous_end = end
-        yield start, end, text
+        yield start, end, text, segment.speaker
+
+
+def _said_by(speaker: str | None, text: str) -> str:
+    return text if speaker is None else f"{speaker}: {text}"
 
 
 def _timestamp(seconds: float, marker: str) -> str:
@@ -77,8 +87,15 @@ def _timestamp(seconds: float, marker: str) -> str:
 
 
 def _txt(result: TranscriptionResult) -> str:
-    lines = [_one_line(segment.text) for segment in result.segments]
-    lines = [line for line in lines if line]
+    lines = []
+    speaker = None
+    for segment in result.segments:
+        line = _one_line(segment.text)
+        if not line:
+            continue
+        # a speaker's name where they start talking, not on every line
+        lines.append(line if segment.speaker in (None, speaker) else _said_by(segment.speaker, line))
+        speaker = segment.speaker
     if not lines and result.text.strip():
         lines = [result.text.strip()]
     return "".join(f"{line}\n" for line in lines)
@@ -86,8 +103,8 @@ def _txt(result: TranscriptionResult) -> str:
 
 def _srt(result: TranscriptionResult) -> str:
     blocks = [
-        f"{index}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n"
-        for index, (start, end, text) in enumerate(_cues(result), start=1)
+        f"{index}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{_said_by(speaker, text)}\n"
+        for index, (start, end, text, speaker) in enumerate(_cues(result), start=1)
     ]
     return "\n".join(blocks)
 
@@ -96,10 +113,14 @@ def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _voice(speaker: str | None, text: str) -> str:
+    return text if speaker is None else f"<v {_vtt_escape(speaker)}>{text}"
+
+
 def _vtt(result: TranscriptionResult) -> str:
     blocks = [
-        f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{_vtt_escape(text)}\n"
-        for start, end, text in _cues(result)
+        f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{_voice(speaker, _vtt_escape(text))}\n"
+        for start, end, text, speaker in _cues(result)
     ]
     return "\n".join(["WEBVTT\n", *blocks])
 
@@ -111,8 +132,30 @@ def _json(result: TranscriptionResult) -> str:
 def _tsv(result: TranscriptionResult) -> str:
     # Whisper's layout: integer milliseconds, then the text with tabs and newlines flattened
     rows = ["start\tend\ttext"]
-    rows += [f"{round(start * 1000)}\t{round(end * 1000)}\t{text}" for start, end, text in _cues(result)]
+    rows += [f"{round(start * 1000)}\t{round(end * 1000)}\t{text}" for start, end, text, _ in _cues(result)]
     return "\n".join(rows) + "\n"
+
+
+def _rttm(result: TranscriptionResult) -> str:
+    """One line per speaker turn (consecutive segments of one speaker joined): ``SPEAKER <file> 1 <start>
+    <duration> <NA> <NA> <speaker> <NA> <NA>``; empty when the transcript was not diarized."""
+    turns: list[list[float | str]] = []
+    for segment in result.segments:
+        if segment.speaker is None or not segment.text.strip():
+            continue
+        if turns and turns[-1][2] == segment.speaker:
+            turns[-1][1] = max(float(turns[-1][1]), segment.end)
+        else:
+            turns.append([segment.start, segment.end, segment.speaker])
+    return "".join(
+        f"SPEAKER {_RTTM_FILE} 1 {float(start):.3f} {max(float(end) - float(start), 0.0):.3f} "
+        f"<NA> <NA> {speaker} <NA> <NA>\n"
+        for start, end, speaker in turns
+    )
+
+
+# RTTM names the recording on each line; a transcript does not know its file's name
+_RTTM_FILE = "audio"
 
 
 _WRITERS: dict[TranscriptFormat, Callable[[TranscriptionResult], str]] = {
@@ -121,4 +164,5 @@ _WRITERS: dict[TranscriptFormat, Callable[[TranscriptionResult], str]] = {
     "vtt": _vtt,
     "json": _json,
     "tsv": _tsv,
+    "rttm": _rttm,
 }

@@ -206,6 +206,29 @@ def test_each_output_format(tmp_path: Path, loads: list[str], fmt: str, name: st
     assert loads == ["tiny.en"]
 
 
+def test_diarize_names_the_speakers_of_a_call(tmp_path: Path, loads: list[str]) -> None:
+    out = tmp_path / "call.json"
+    result = invoke(AUDIO / "two_speakers.wav", "--diarize", "--num-speakers", "2", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert "2 speakers" in result.stderr
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [speaker["speaker"] for speaker in data["speakers"]] == ["SPEAKER_00", "SPEAKER_01"]
+    assert all(speaker["duration"] > 3 for speaker in data["speakers"])
+    assert {segment["speaker"] for segment in data["segments"]} == {"SPEAKER_00", "SPEAKER_01"}
+    assert all("words" not in segment for segment in data["segments"])  # only when asked for
+    turns = invoke(AUDIO / "two_speakers.wav", "--diarize", "-f", "rttm", "-q", "--word-timestamps")
+    lines = turns.stdout.splitlines()
+    assert lines and all(line.startswith("SPEAKER audio 1 ") for line in lines)
+    assert {line.split()[7] for line in lines} == {"SPEAKER_00", "SPEAKER_01"}
+
+
+def test_one_voice_is_one_speaker(loads: list[str]) -> None:
+    result = invoke(SPEECH, "--diarize", "-q")
+    assert result.exit_code == 0, result.stderr
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith("SPEAKER_00: ") and not any("SPEAKER_" in line for line in rest)
+
+
 def test_silence_prints_nothing(loads: list[str]) -> None:
     result = invoke(AUDIO / "silence.wav", "-q")
     assert result.exit_code == 0, result.stderr
@@ -331,8 +354,8 @@ def test_an_output_extension_that_names_no_format_is_refused(tmp_path: Path, loa
     result = invoke(SPEECH, "-o", tmp_path / "out.docx")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        "error: cannot tell the format from 'out.docx': name the output .txt, .srt, .vtt, .json or .tsv, "
-        "or pass --format"
+        "error: cannot tell the format from 'out.docx': name the output .txt, .srt, .vtt, .json, .tsv or "
+        ".rttm, or pass --format"
     ]
     assert list(tmp_path.iterdir()) == [] and loads == []
     assert invoke(SPEECH, "-o", tmp_path / "out.docx", "--format", "txt").exit_code == 0
@@ -375,4 +398,5 @@ def test_help_lists_the_options() -> None:
     assert result.exit_code == 0
     options = ["--output", "--format", "--model", "CESAR_MODEL", "--device", "--compute-type", "--language"]
     options += ["--task", "--no-vad", "--word-timestamps", "--start-time", "--end-time", "--threads", "-q"]
+    options += ["--diarize", "--num-speakers", "--min-speakers", "--max-speakers"]
     assert [option for option in options if option not in result.stdout] == []

@@ -263,6 +263,29 @@ def test_asr_outputs_of_an_encoded_file(serve: CesarProcess, output: str) -> Non
     assert len(SHORT_WORDS & words(body)) >= 4
 
 
+def test_asr_diarizes_with_whisper_asr_webservices_parameters(serve: CesarProcess) -> None:
+    with (AUDIO_DIR / "two_speakers.wav").open("rb") as audio:
+        reply = requests.post(
+            f"{serve.url}/asr",
+            params={"output": "json", "diarize": "true", "min_speakers": "2", "max_speakers": "2"},
+            files={"audio_file": audio},
+        )
+    assert reply.status_code == 200, reply.text
+    segments = reply.json()["segments"]
+    assert {segment["speaker"] for segment in segments} == {"SPEAKER_00", "SPEAKER_01"}
+    assert all(segment["words"] is None for segment in segments)  # word_timestamps was not asked for
+    with (AUDIO_DIR / "two_speakers.wav").open("rb") as audio:
+        reply = requests.post(
+            f"{serve.url}/asr", params={"output": "rttm", "diarize": "1"}, files={"audio_file": audio}
+        )
+    assert reply.status_code == 200, reply.text
+    assert {line.split()[7] for line in reply.text.splitlines()} == {"SPEAKER_00", "SPEAKER_01"}
+    reply = requests.post(
+        f"{serve.url}/asr", params={"diarize": "true", "max_speakers": "0"}, files={"audio_file": b"x"}
+    )
+    assert reply.status_code == 400
+
+
 def test_asr_refuses_bad_input_with_a_4xx(serve: CesarProcess) -> None:
     reply = requests.post(f"{serve.url}/asr", params={"encode": "false"}, files={"audio_file": b"\x00" * 3})
     assert reply.status_code == 400 and "odd number of bytes" in reply.json()["detail"]

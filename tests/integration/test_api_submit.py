@@ -67,7 +67,12 @@ def test_upload_queues_a_job(api: Api, name: str) -> None:
         "word_timestamps": True,
         "vad": False,
         "initial_prompt": None,
+        "diarize": False,
+        "num_speakers": None,
+        "min_speakers": None,
+        "max_speakers": None,
     }
+    assert job["speakers"] is None
     stored = api.store.get_job(job["id"])
     assert stored.status is JobStatus.QUEUED
     # the audio arrived whole, through the store, in order
@@ -104,6 +109,21 @@ def test_url_job_is_queued(api: Api, path: str) -> None:
     assert job["model"] == "base.en"
     assert job["options"]["task"] == "translate"
     assert api.store.get_job(job["id"]).source_url == PUBLIC_URL
+
+
+def test_diarization_options_in_both_forms(api: Api) -> None:
+    response = upload(api, "speech_en.wav", diarize="true", num_speakers="2", max_speakers="3")
+    assert response.status_code == 202, response.text
+    options = response.json()["options"]
+    assert (options["diarize"], options["num_speakers"], options["max_speakers"]) == (True, 2, 3)
+    stored = api.store.get_job(response.json()["id"]).options
+    assert (stored.diarize, stored.num_speakers, stored.min_speakers) == (True, 2, None)
+    response = api.client.post("/transcribe", json={"url": PUBLIC_URL, "diarize": True, "min_speakers": 2})
+    assert response.status_code == 202, response.text
+    assert response.json()["options"]["min_speakers"] == 2
+    for wrong in ({"num_speakers": 0}, {"max_speakers": 33}, {"min_speakers": "two"}):
+        response = api.client.post("/transcribe", json={"url": PUBLIC_URL, "diarize": True, **wrong})
+        assert response.status_code in (400, 422), response.text
 
 
 @pytest.mark.parametrize("name", ["junk.mp3", "not_audio.mp3", "empty.wav"])

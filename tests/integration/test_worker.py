@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,8 +21,9 @@ from worker_support import (
     worker_processes,
 )
 
-from cesar_common.db.records import JobStatus
+from cesar_common.db.records import JobSource, JobStatus, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
+from cesar_common.schemas import job_json
 
 StartWorker = Callable[..., WorkerProcess]
 NOT_HERE = "cesar-tests/no-such-model"  # allowed, but not on this machine (and never downloaded offline)
@@ -190,3 +192,25 @@ def test_an_outdated_schema_is_refused_in_one_line(tmp_path: Path, entry: str) -
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == OUTDATED
+
+
+def test_a_diarized_job_names_its_speakers(
+    db_url: str, job_store: JobStore, start_worker: StartWorker, audio_dir: Path
+) -> None:
+    path = audio_dir / "two_speakers.wav"
+    new = NewJob(
+        source=JobSource.UPLOAD,
+        options=TranscribeOptions(model="tiny.en", diarize=True, max_speakers=4),
+        filename=path.name,
+    )
+    with path.open("rb") as audio:
+        submitted = job_store.create_job(new, audio)
+    worker = start_worker(db_url, "--once", env={"CESAR_OFFLINE": "true"})
+    assert worker.wait(600) == 0, worker.log()
+    job = job_store.get_job(submitted.id, with_segments=True)
+    assert job.status is JobStatus.COMPLETED, job
+    assert job.options.diarize is True
+    assert [speaker["speaker"] for speaker in job.speakers or []] == ["SPEAKER_00", "SPEAKER_01"]
+    assert job.segments and {segment["speaker"] for segment in job.segments} == {"SPEAKER_00", "SPEAKER_01"}
+    assert all("words" not in segment for segment in job.segments)  # not asked for
+    assert json.loads(job_json(job))["speakers"] == job.speakers

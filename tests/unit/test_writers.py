@@ -62,7 +62,7 @@ def _vtt_seconds(stamp: str) -> float:
 
 
 def test_formats_table() -> None:
-    assert set(FORMATS) == {"txt", "srt", "vtt", "json", "tsv"}
+    assert set(FORMATS) == {"txt", "srt", "vtt", "json", "tsv", "rttm"}
     for name, fmt in FORMATS.items():
         assert fmt.extension == f".{name}"
         assert fmt.media_type
@@ -158,6 +158,7 @@ def test_empty_result_renders_in_every_format() -> None:
     assert webvtt.from_string(render(empty, "vtt")).captions == []
     assert json.loads(render(empty, "json"))["segments"] == []
     assert render(empty, "tsv") == "start\tend\ttext\n"
+    assert render(empty, "rttm") == ""
 
 
 def test_words_only_when_present_and_plain_floats() -> None:
@@ -196,3 +197,60 @@ def test_light_modules_never_import_faster_whisper() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+DIARIZED = _result(
+    Segment(0, 0.0, 2.0, "Hello there.", speaker="SPEAKER_00"),
+    Segment(1, 2.0, 3.5, "How are you?", speaker="SPEAKER_00"),
+    Segment(2, 3.8, 5.0, "Fine, <thanks>.", speaker="SPEAKER_01"),
+    Segment(3, 5.2, 6.0, "Good.", speaker="SPEAKER_00"),
+)
+
+
+def test_txt_names_a_speaker_where_they_start() -> None:
+    assert render(DIARIZED, "txt") == (
+        "SPEAKER_00: Hello there.\nHow are you?\nSPEAKER_01: Fine, <thanks>.\nSPEAKER_00: Good.\n"
+    )
+
+
+def test_srt_prefixes_every_cue_with_its_speaker() -> None:
+    cues = list(srt.parse(render(DIARIZED, "srt")))
+    assert [cue.content for cue in cues] == [
+        "SPEAKER_00: Hello there.",
+        "SPEAKER_00: How are you?",
+        "SPEAKER_01: Fine, <thanks>.",
+        "SPEAKER_00: Good.",
+    ]
+
+
+def test_vtt_uses_voice_tags() -> None:
+    text = render(DIARIZED, "vtt")
+    assert "<v SPEAKER_01>Fine, &lt;thanks&gt;." in text
+    captions = webvtt.from_string(text).captions
+    assert [caption.voice for caption in captions] == ["SPEAKER_00", "SPEAKER_00", "SPEAKER_01", "SPEAKER_00"]
+
+
+def test_rttm_gives_the_turns() -> None:
+    assert render(DIARIZED, "rttm").splitlines() == [
+        "SPEAKER audio 1 0.000 3.500 <NA> <NA> SPEAKER_00 <NA> <NA>",
+        "SPEAKER audio 1 3.800 1.200 <NA> <NA> SPEAKER_01 <NA> <NA>",
+        "SPEAKER audio 1 5.200 0.800 <NA> <NA> SPEAKER_00 <NA> <NA>",
+    ]
+    assert render(PLAIN, "rttm") == ""
+
+
+def test_json_lists_speakers_and_round_trips() -> None:
+    data = json.loads(render(DIARIZED, "json"))
+    assert data["speakers"] == [
+        {"speaker": "SPEAKER_00", "duration": 4.3},
+        {"speaker": "SPEAKER_01", "duration": 1.2},
+    ]
+    assert [segment["speaker"] for segment in data["segments"]] == [
+        "SPEAKER_00", "SPEAKER_00", "SPEAKER_01", "SPEAKER_00"
+    ]  # fmt: skip
+    rebuilt = TranscriptionResult.from_stored(
+        text=data["text"], language="en", language_probability=None, duration=6.0, segments=data["segments"]
+    )
+    assert rebuilt.segments == DIARIZED.segments
+    assert "speakers" not in json.loads(render(PLAIN, "json"))
+    assert "speaker" not in json.loads(render(PLAIN, "json"))["segments"][0]
