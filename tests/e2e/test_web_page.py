@@ -215,6 +215,24 @@ def test_two_files_at_once(browser: Browser, serve: CesarProcess) -> None:
     page.context.close()
 
 
+def test_speakers_when_asked_for(browser: Browser, serve: CesarProcess) -> None:
+    page = open_page(browser, serve.url)
+    page.get_by_label("or choose them").set_input_files(str(AUDIO_DIR / "two_speakers.wav"))
+    page.get_by_label("Who spoke when").check()
+    page.get_by_role("button", name="Transcribe", exact=True).click()
+    row = job_row(page, "two_speakers.wav")
+    row.click()
+    wait_status(row, "completed")
+    page.locator("#segments .speaker", has_text="SPEAKER_01").first.wait_for()
+    speakers = set(page.locator("#segments .speaker").all_inner_texts())
+    assert speakers == {"SPEAKER_00: ", "SPEAKER_01: "}
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download rttm").click()
+    turns = Path(download.value.path()).read_text().splitlines()
+    assert turns and {line.split()[7] for line in turns} == {"SPEAKER_00", "SPEAKER_01"}
+    page.context.close()
+
+
 def test_a_running_long_job_is_cancelled(browser: Browser, serve: CesarProcess, tmp_path: Path) -> None:
     long = tmp_path / "long_story.wav"  # four times the 70 s story: it runs long enough to cancel
     samples = audio_io.decode_samples(AUDIO_DIR / "speech_en_long.flac")

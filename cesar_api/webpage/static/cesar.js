@@ -152,6 +152,7 @@
     const fields = { model: $("model").value, task: $("task").value };
     if ($("language").value) fields.language = $("language").value;
     if ($("words").checked) fields.word_timestamps = "true";
+    if ($("diarize").checked) fields.diarize = "true";
     return fields;
   }
 
@@ -215,7 +216,9 @@
       const response = await api("/transcribe/url", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ url, ...fields, word_timestamps: fields.word_timestamps === "true" }),
+        body: JSON.stringify({
+          url, ...fields, word_timestamps: fields.word_timestamps === "true", diarize: fields.diarize === "true",
+        }),
       });
       show(await response.json());
       follow();
@@ -434,8 +437,9 @@
       ? el("button", { type: "button", class: "ts", text: clock(segment.start), "aria-label": `Play from ${clock(segment.start)}`,
         onclick: () => seek(segment.start) })
       : el("span", { class: "ts", text: clock(segment.start) });
-    const item = el("li", { "data-start": String(segment.start), "data-end": String(segment.end) },
-      stamp, el("span", { class: "text", text: segment.text.trim() }));
+    const text = el("span", { class: "text", text: segment.text.trim() });
+    if (segment.speaker) text.prepend(el("span", { class: "speaker", text: `${segment.speaker}: ` }));
+    const item = el("li", { "data-start": String(segment.start), "data-end": String(segment.end) }, stamp, text);
     const list = $("segments");
     const after = [...list.children].find((other) => Number(other.dataset.start) > segment.start);
     list.insertBefore(item, after || null);
@@ -447,6 +451,9 @@
       const response = await api(`/jobs/${encodeURIComponent(id)}/transcript?format=json`);
       const transcript = await response.json();
       if (!view || view.id !== id) return;
+      // the transcript replaces what came live: diarized segments are split where the speaker changes
+      view.segments.clear();
+      $("segments").replaceChildren();
       for (const segment of transcript.segments) addSegment(segment);
     } catch (error) {
       alertText(readable(error));
