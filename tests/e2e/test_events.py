@@ -94,9 +94,10 @@ def test_the_long_file_streams_its_segments_before_the_end(serve: CesarProcess) 
     end = json.loads(stream[-1].data)
     assert end["status"] == "completed" and end["segment_count"] == len(before_end)
     assert segments_of(stream) == final_segments(client, job_id)  # each once, in order, as kept
-    # progress moves while the batched pipeline decodes, not only at the end
+    # progress moves while the batched pipeline decodes, not only at the end (how many steps a client sees
+    # depends on how fast this machine decodes: progress is written at most once a second)
     progress = sorted({json.loads(event.data)["progress"] for event in stream if event.event == "job"})
-    assert len([value for value in progress if 0 < value < 1]) >= 2, progress
+    assert [value for value in progress if 0 < value < 1], progress
     ids = [event.id for event in stream]
     assert all(ids) and ids == sorted(ids, key=lambda value: tuple(map(int, value.split("."))))
     client.close()
