@@ -63,6 +63,9 @@ class SleepingEngine:
     def close(self) -> None:
         pass
 
+    def plan_parts(self, job: Any, audio_path: Path, **_: Any) -> None:
+        return None  # never cut: jobs here are short
+
     def transcribe(
         self,
         job: Any,

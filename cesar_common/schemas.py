@@ -208,6 +208,13 @@ class DecodingOut(_Schema):
         examples=["batched"],
     )
     batch_size: int = Field(description="Windows decoded at once (1 when sequential).", examples=[4])
+    parts: int = Field(
+        default=1,
+        description="Parts the audio was cut into at silences (`CESAR_SPLIT_SECONDS`), each transcribed by "
+        "whichever worker was free; 1 when transcribed whole.",
+        examples=[1],
+    )
+    workers: int = Field(default=1, description="Workers the parts ran on.", examples=[1])
 
 
 class JobOut(_Schema):

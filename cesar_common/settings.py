@@ -119,6 +119,13 @@ class Settings(BaseSettings):
         description="Windows decoded together by batched inference "
         "(0: auto, sized to the device and its free memory; 1: never batch: sequential decoding).",
     )
+    split_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="Audio longer than this (seconds) is cut at pauses into parts of about this length, "
+        "which every idle worker (on any host) transcribes at once; the parts merge into one transcript "
+        "(0: never cut).",
+    )
     offline: bool = Field(
         default=False,
         validation_alias=AliasChoices("offline", "CESAR_OFFLINE", "HF_HUB_OFFLINE"),

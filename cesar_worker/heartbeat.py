@@ -165,6 +165,8 @@ class Housekeeping(_Thread):
         swept = self.store.sweep_expired_leases()
         for job_id in swept.requeued:
             log.warning("job %s: its worker was lost; queued again", job_id)
+        for part in swept.parts_requeued:
+            log.warning("part %s: its worker was lost; queued again", part)
         for job_id in swept.failed:
             log.warning("job %s: its worker was lost too many times; failed", job_id)
 
@@ -227,34 +229,49 @@ class Heartbeat(_Thread):
             return
         if self.stop_event.is_set() and not state.told_grace:
             state.told_grace = True
-            log.info("job %s: may finish within %.0f s, then stops", run.job_id, self.grace_seconds)
+            log.info("%s: may finish within %.0f s, then stops", run.name, self.grace_seconds)
         if run.check_shutdown():
             return
         if now >= state.next_extend:
             state.next_extend = now + self.extend_interval
-            if not self.store.extend_lease(run.job_id, self.worker_id, lease_seconds=self.lease_seconds):
+            if not self._extend(run):
                 self._lost(run)
                 return
         if now >= state.next_check:
             state.next_check = now + self.check_interval
             if self._cancel_requested(state, now) and run.stop(StopReason.CANCELLED):
-                log.info("job %s: cancel requested", run.job_id)
+                log.info("%s: cancel requested", run.name)
+
+    def _extend(self, run: JobRun) -> bool:
+        if run.part is None:
+            return self.store.extend_lease(run.job_id, self.worker_id, lease_seconds=self.lease_seconds)
+        try:
+            if self.store.report_part(run.part, self.worker_id, None, lease_seconds=self.lease_seconds):
+                run.stop(StopReason.CANCELLED)
+        except ConflictError:
+            return False
+        return True
 
     def _cancel_requested(self, state: _JobState, now: float) -> bool:
-        report = state.run.take_report() if now >= state.next_progress else None
+        run = state.run
+        report = run.take_report() if now >= state.next_progress else None
         if report is None:
-            return self.store.is_cancel_requested(state.run.job_id)
+            if run.part is not None:
+                return self.store.part_should_stop(run.job_id)
+            return self.store.is_cancel_requested(run.job_id)
         state.next_progress = now + PROGRESS_INTERVAL
         progress, segments = report
         try:
-            # one write a second per job: the progress, the segments decoded since, and the lease
-            requested = self.store.report_progress(
-                state.run.job_id,
-                self.worker_id,
-                progress,
-                segments=segments,
-                lease_seconds=self.lease_seconds,
-            )
+            # one write a second per job: the progress, the segments decoded since, and the lease (a part's
+            # segments are published in the file's order once it is done)
+            if run.part is not None:
+                requested = self.store.report_part(
+                    run.part, self.worker_id, progress, lease_seconds=self.lease_seconds
+                )
+            else:
+                requested = self.store.report_progress(
+                    run.job_id, self.worker_id, progress, segments=segments, lease_seconds=self.lease_seconds
+                )
         except ConflictError:
             self._lost(state.run)
             return False
@@ -268,7 +285,7 @@ class Heartbeat(_Thread):
         if run.finishing:
             return  # the main thread just wrote the job's end: its lease went with it
         if run.stop(StopReason.LEASE_LOST):
-            log.warning("job %s: lease lost; another worker may own it now", run.job_id)
+            log.warning("%s: lease lost; another worker may own it now", run.name)
 
 
 class _JobState:

@@ -13,7 +13,7 @@ import time
 from enum import StrEnum
 from typing import Any
 
-from cesar_common.db.records import JobRecord
+from cesar_common.db.records import JobRecord, PartWork
 
 
 class StopReason(StrEnum):
@@ -31,16 +31,18 @@ class JobStopped(Exception):  # control flow, not an error
 
 
 class JobRun:
-    """One claimed job while this worker runs it."""
+    """One claimed job, or one part of a long job (``part``), while this worker runs it."""
 
     def __init__(
         self,
         job: JobRecord,
         *,
+        part: PartWork | None = None,
         shutdown: threading.Event | None = None,
         grace_seconds: float = 0.0,
     ) -> None:
         self.job = job
+        self.part = part
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._progress = 0.0
@@ -55,6 +57,13 @@ class JobRun:
     @property
     def job_id(self) -> str:
         return self.job.id
+
+    @property
+    def name(self) -> str:
+        """How logs name what runs: the job, or the part of a job."""
+        if self.part is None:
+            return f"job {self.job.id}"
+        return f"job {self.job.id} part {self.part.part.seq + 1}/{self.part.part.count}"
 
     # --- the decoding side ---------------------------------------------------------------------
     def on_progress(self, position: float, duration: float) -> None:

@@ -19,7 +19,10 @@ from cesar_worker.jobrun import JobStopped, StopReason
 from cesar_worker.model_cache import ModelCache, ModelKey
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from cesar_common.transcription.models import LoadedModel
+    from cesar_common.transcription.parts import SplitPlan
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,12 @@ class Transcriber(Protocol):
         Raise :class:`JobStopped` (or return early by raising it) when ``should_stop()`` turns true, and a
         ``CesarError`` for anything the job's input or the environment got wrong.
         """
+
+    def plan_parts(
+        self, job: JobRecord, audio_path: Path, *, split_seconds: float, should_stop: StopCallback
+    ) -> SplitPlan | None:
+        """How to cut a long file into parts of about ``split_seconds`` (at pauses), and the one language
+        for every part; None when the file is short enough to transcribe whole."""
 
     def close(self) -> None:
         """Free what the transcriber holds."""
@@ -137,6 +146,51 @@ class WhisperTranscriber:
             raise
         return job_result(result)
 
+    def plan_parts(
+        self, job: JobRecord, audio_path: Path, *, split_seconds: float, should_stop: StopCallback
+    ) -> SplitPlan | None:
+        from cesar_common.errors import UnsupportedMediaError
+        from cesar_common.transcription import audio, parts, whisper
+
+        try:
+            declared = audio.probe_audio(audio_path).duration
+        except UnsupportedMediaError:
+            return None  # transcribing it whole says what is wrong with it
+        if declared is not None and declared <= split_seconds:
+            return None
+        try:
+            samples = whisper.decode(
+                audio_path, max_seconds=self.settings.max_audio_seconds, should_stop=should_stop
+            )
+        except whisper.TranscriptionCancelled as exc:
+            raise JobStopped(StopReason.CANCELLED) from exc
+        regions = parts.speech_regions(samples)
+        plans = parts.plan_cuts(samples.size, regions, split_seconds)
+        if len(plans) < 2:
+            return None
+        language, probability = self._language(job, samples, regions)
+        return parts.SplitPlan(plans, samples, language, probability)
+
+    def _language(
+        self, job: JobRecord, samples: np.ndarray, regions: list[tuple[int, int]]
+    ) -> tuple[str, float]:
+        """The one language of every part: the job's, or the model's only one, or detected once on the
+        first 30 s of speech."""
+        import numpy as np
+
+        from cesar_common.transcription import whisper
+        from cesar_common.transcription.audio import SAMPLE_RATE
+
+        loaded = self.cache.get(self._key(job.model))
+        given = whisper.model_language(loaded, job.options.language)
+        if given is not None:
+            return given, 1.0
+        if not loaded.whisper.model.is_multilingual:
+            return "en", 1.0
+        speech = np.concatenate([samples[start:end] for start, end in regions] or [samples])
+        language, probability, _ = loaded.whisper.detect_language(audio=speech[: 30 * SAMPLE_RATE])
+        return str(language), round(float(probability), 4)
+
     def close(self) -> None:
         self.cache.clear()
 
@@ -156,6 +210,7 @@ def job_result(result: Any) -> JobResult:
             batch_size=int(result.batch_size),
         ),
         speakers=result.speakers() if result.diarized else None,
+        voices=result.voices,
     )
 
 

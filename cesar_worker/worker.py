@@ -7,6 +7,8 @@ Nothing a job does stops the loop; only a stop signal (or ``once`` with an empty
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import os
 import re
@@ -17,14 +19,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from cesar_common.db.connect import open_engine
 from cesar_common.db.migrate import ensure_schema_current
 from cesar_common.db.notify import JobWaiter
-from cesar_common.db.records import JobRecord, JobSource
-from cesar_common.db.store import JobStore
+from cesar_common.db.records import JobRecord, JobSource, PartWork
+from cesar_common.db.store import JobStore, LeaseLostError
 from cesar_common.errors import (
     AudioDecodeError,
     CesarError,
@@ -35,11 +37,15 @@ from cesar_common.errors import (
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
 from cesar_common.text import is_plain_token
+from cesar_common.transcription.audio import wav_header
 from cesar_worker.download import DownloadStopped, download
 from cesar_worker.heartbeat import Heartbeat, Housekeeping
 from cesar_worker.jobrun import JobRun, JobStopped, StopReason
 from cesar_worker.transcriber import Transcriber, TranscriberFactory, WhisperTranscriber
 from cesar_worker.webhook_sender import DeliveryLoop
+
+if TYPE_CHECKING:
+    from cesar_common.transcription.parts import SplitPlan
 
 log = logging.getLogger("cesar.worker")
 
@@ -211,7 +217,7 @@ class Worker:
         answered_wake = False
         while not self.stop_event.is_set():
             try:
-                job = self.store.claim_job(self.worker_id, lease_seconds=self.settings.lease_seconds)
+                job = self.store.claim_work(self.worker_id, lease_seconds=self.settings.lease_seconds)
             except CesarError as exc:  # the database is away: keep trying, slower
                 log.warning("could not claim a job: %s", exc)
                 delay = min(delay * 2, self.settings.poll_max_seconds)
@@ -233,16 +239,24 @@ class Worker:
                 continue
             delay, answered_wake = POLL_MIN_SECONDS, False
             if self.stop_event.is_set():  # the signal came during the claim: hand the job straight back
+                run = self._run_of(job)
                 try:
-                    self.store.release_job(job.id, self.worker_id)
+                    self._give_back(run)
                 except CesarError as exc:  # its lease will run out instead
-                    log.warning("job %s: could not hand it back: %s", job.id, exc)
+                    log.warning("%s: could not hand it back: %s", run.name, exc)
                 return
             self.process(job)
 
     # --- one job -------------------------------------------------------------------------------
-    def process(self, job: JobRecord) -> Outcome:
-        run = JobRun(job, shutdown=self.stop_event, grace_seconds=self.settings.shutdown_grace_seconds)
+    def _run_of(self, work: JobRecord | PartWork) -> JobRun:
+        job, part = (work.job, work) if isinstance(work, PartWork) else (work, None)
+        return JobRun(
+            job, part=part, shutdown=self.stop_event, grace_seconds=self.settings.shutdown_grace_seconds
+        )
+
+    def process(self, work: JobRecord | PartWork) -> Outcome:
+        """Run a claimed job, or a claimed part of a long job, to one of its ends."""
+        run = self._run_of(work)
         self.heartbeat.begin(run)
         self.housekeeping.show_soon()
         try:
@@ -262,10 +276,21 @@ class Worker:
                 raise ModelNotAllowedError(
                     f"model '{job.model}' is not allowed on this server (CESAR_MODELS lists the allowed ones)"
                 )
+            if run.part is not None:
+                return self._execute_part(run, run.part)
             with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
                 audio_path = Path(tmp) / _local_name(job)
                 self._fetch_audio(run, audio_path)
                 run.raise_if_stopped()
+                if self.settings.split_seconds > 0:
+                    plan = self.transcriber.plan_parts(
+                        job,
+                        audio_path,
+                        split_seconds=self.settings.split_seconds,
+                        should_stop=run.should_stop,
+                    )
+                    if plan is not None:
+                        return self._split(run, plan)
                 result = self.transcriber.transcribe(
                     job,
                     audio_path,
@@ -277,6 +302,8 @@ class Worker:
             if self.store.complete_job(job.id, self.worker_id, result):
                 return Outcome("completed", result.duration)
             return Outcome("abandoned", result.duration, "the job was no longer ours when it finished")
+        except LeaseLostError:
+            return Outcome("abandoned", detail="lease lost")
         except (JobStopped, DownloadStopped) as exc:
             return self._stopped(run, exc)
         except DatabaseError as exc:
@@ -287,8 +314,78 @@ class Worker:
         except CesarError as exc:
             return self._fail(run, exc.code, str(exc))
         except Exception as exc:
-            log.exception("job %s: unexpected error", job.id)
+            log.exception("%s: unexpected error", run.name)
             return self._fail(run, "internal_error", f"internal error: {type(exc).__name__}: {exc}")
+
+    # --- long jobs: cut into parts, and one part ------------------------------------------------
+    def _split(self, run: JobRun, plan: SplitPlan) -> Outcome:
+        """Store each part's audio, then queue the parts and let go of the job: every idle worker (this
+        one too, next) takes a part."""
+        for seq in range(len(plan.parts)):
+            run.raise_if_stopped()
+            self.store.store_part_audio(
+                run.job_id, self.worker_id, seq, plan.pcm(seq), lease_seconds=self.settings.lease_seconds
+            )
+        run.raise_if_stopped()
+        run.finish()
+        split = self.store.split_job(
+            run.job_id,
+            self.worker_id,
+            plan.parts,
+            language=plan.language,
+            language_probability=plan.language_probability,
+        )
+        duration = plan.parts[-1].end
+        if not split:
+            return Outcome("abandoned", duration, "cancelled or no longer ours when cut into parts")
+        return Outcome("split", duration, f"into {len(plan.parts)} parts")
+
+    def _execute_part(self, run: JobRun, work: PartWork) -> Outcome:
+        from cesar_common.transcription import parts
+
+        job, part = work.job, work.part
+        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
+            audio_path = Path(tmp) / "part.wav"
+            self._fetch_part_audio(work, audio_path)
+            run.raise_if_stopped()
+            result = self.transcriber.transcribe(
+                dataclasses.replace(job, options=parts.part_options(job.options, job.detected_language)),
+                audio_path,
+                on_progress=run.on_progress,
+                on_segment=_ignore,  # a part's segments are published in the file's order once it is done
+                should_stop=run.should_stop,
+            )
+        stored = parts.part_result(result, offset=part.start, language_probability=job.language_probability)
+        run.finish()
+        merge = functools.partial(
+            parts.merge_parts,
+            num_speakers=job.options.num_speakers,
+            min_speakers=job.options.min_speakers,
+            max_speakers=job.options.max_speakers,
+        )
+        done = self.store.complete_part(work, self.worker_id, stored, merge)
+        if done is None:
+            return Outcome("abandoned", part.duration, "the part was no longer ours, or its job ended")
+        return Outcome("completed" if done == "job" else "done", part.duration)
+
+    def _fetch_part_audio(self, work: PartWork, path: Path) -> None:
+        with path.open("wb") as out:
+            out.write(wav_header(0))
+            size = 0
+            for chunk in self.store.iter_part_audio(work.part.id):
+                out.write(chunk)
+                size += len(chunk)
+            out.seek(0)
+            out.write(wav_header(size))
+        if size == 0:
+            raise AudioDecodeError(f"the audio of part {work.part.seq + 1} is no longer stored")
+
+    # --- how a run ends ------------------------------------------------------------------------
+    def _give_back(self, run: JobRun) -> None:
+        if run.part is not None:
+            self.store.release_part(run.part, self.worker_id)
+        else:
+            self.store.release_job(run.job_id, self.worker_id)
 
     def _fetch_audio(self, run: JobRun, path: Path) -> None:
         job = run.job
@@ -313,13 +410,15 @@ class Worker:
             run.finish()
         try:
             if reason == StopReason.CANCELLED:
-                self.store.cancel_running(run.job_id, self.worker_id)
-                return Outcome("cancelled")
+                if run.part is None:
+                    self.store.cancel_running(run.job_id, self.worker_id)
+                    return Outcome("cancelled")
+                return Outcome("cancelled", detail="its job ended")  # the job's end dropped the part
             if reason == StopReason.SHUTDOWN:
-                self.store.release_job(run.job_id, self.worker_id)
+                self._give_back(run)
                 return Outcome("handed back", detail="shutting down")
         except CesarError as err:
-            log.error("job %s: could not record that it stopped (%s): %s", run.job_id, reason, err)
+            log.error("%s: could not record that it stopped (%s): %s", run.name, reason, err)
             return Outcome("left to its lease", detail=str(err))
         return Outcome("abandoned", detail="lease lost")
 
@@ -328,14 +427,20 @@ class Worker:
             return Outcome("abandoned", detail=f"lease lost ({message})")
         run.finish()
         try:
-            self.store.fail_job(run.job_id, self.worker_id, code=code, message=message)
+            if run.part is not None:
+                part = run.part.part
+                where = f"{_clock(part.start)}-{_clock(part.end)}"
+                message = f"part {part.seq + 1} of {part.count} ({where}): {message}"
+                self.store.fail_part(run.part, self.worker_id, code=code, message=message)
+            else:
+                self.store.fail_job(run.job_id, self.worker_id, code=code, message=message)
         except CesarError as exc:
-            log.error("job %s: could not record its error: %s", run.job_id, exc)
+            log.error("%s: could not record its error: %s", run.name, exc)
         return Outcome("error", detail=f"{code}: {message}")
 
     def _log(self, run: JobRun, outcome: Outcome) -> None:
         wall = time.monotonic() - run.started
-        parts = [f"job {run.job_id} {outcome.status}", f"model={run.job.model}"]
+        parts = [f"{run.name} {outcome.status}", f"model={run.job.model}"]
         if outcome.audio_seconds:
             parts.append(f"audio={outcome.audio_seconds:.1f}s")
         parts.append(f"wall={wall:.2f}s")
@@ -365,6 +470,17 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+def _ignore(segment: dict[str, Any]) -> None:
+    pass
+
+
+def _clock(seconds: float) -> str:
+    """``seconds`` as m:ss (h:mm:ss past an hour), as people name a place in a recording."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _local_name(job: JobRecord) -> str:

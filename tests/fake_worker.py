@@ -55,6 +55,9 @@ class FakeEngine:
     def close(self) -> None:
         self.closed = True
 
+    def plan_parts(self, job: Any, audio_path: Path, **_: Any) -> None:
+        return None  # never cut: jobs here are short
+
     def transcribe(
         self,
         job: JobRecord,

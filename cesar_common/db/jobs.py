@@ -32,7 +32,7 @@ from sqlalchemy import (
 from cesar_common.db import audio, outbox, totals
 from cesar_common.db.clock import db_now
 from cesar_common.db.idempotency import KEY_WINDOW_SECONDS, IdempotencyKeyReusedError
-from cesar_common.db.models import Job, JobSegment
+from cesar_common.db.models import Job, JobPart, JobPartAudio, JobSegment
 from cesar_common.db.notify import notify_job_changed, notify_new_job
 from cesar_common.db.records import (
     FINAL_STATUSES,
@@ -52,6 +52,8 @@ from cesar_common.text import is_plain_token
 
 jobs = cast(Table, Job.__table__)
 job_segments = cast(Table, JobSegment.__table__)
+job_parts = cast(Table, JobPart.__table__)
+job_part_audio = cast(Table, JobPartAudio.__table__)
 
 QUEUED = JobStatus.QUEUED.value
 PENDING = JobStatus.PENDING.value
@@ -337,6 +339,12 @@ def status_of(conn: Connection, job_id: str, *, lock: bool = False) -> str | Non
     return conn.execute(for_update(stmt) if lock else stmt).scalar_one_or_none()
 
 
+def is_split(conn: Connection, job_id: str) -> bool:
+    """Whether the job runs as parts (cut, and no longer held by the worker that cut it)."""
+    row = conn.execute(select(jobs.c.parts, jobs.c.worker_id).where(jobs.c.id == job_id)).one_or_none()
+    return row is not None and row.parts is not None and row.worker_id is None
+
+
 def uploaded_size(conn: Connection, job_id: str) -> int | None:
     """The size of the job's upload (None for a URL job); NotFoundError for an unknown job."""
     row = conn.execute(
@@ -408,14 +416,40 @@ def set_progress(
     ).one_or_none()
     if row is None:
         raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id}")
+    _insert_live_segments(conn, job_id, row.segment_count - len(segments), segments)
+    notify_job_changed(conn, job_id)
+    return bool(row.cancel_requested)
+
+
+def append_live_segments(conn: Connection, job_id: str, segments: Sequence[dict[str, Any]]) -> None:
+    """Add ``segments`` to a running job's live segments (renumbered on from the ones before)."""
+    if not segments:
+        return
+    count = conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(segment_count=jobs.c.segment_count + len(segments))
+        .returning(jobs.c.segment_count)
+    ).scalar_one()
+    first = count - len(segments)
+    numbered = [{**segment, "id": first + n} for n, segment in enumerate(segments)]
+    _insert_live_segments(conn, job_id, first, numbered)
+
+
+def _insert_live_segments(
+    conn: Connection, job_id: str, first: int, segments: Sequence[dict[str, Any]]
+) -> None:
     if segments:
-        first = row.segment_count - len(segments)
         conn.execute(
             insert(job_segments),
             [{"job_id": job_id, "seq": first + n, "data": dict(data)} for n, data in enumerate(segments)],
         )
-    notify_job_changed(conn, job_id)
-    return bool(row.cancel_requested)
+
+
+def drop_parts(conn: Connection, job_ids: Sequence[str]) -> None:
+    """The parts of these jobs and their audio (a job that ended, or went back to the queue)."""
+    conn.execute(delete(job_part_audio).where(job_part_audio.c.job_id.in_(job_ids)))
+    conn.execute(delete(job_parts).where(job_parts.c.job_id.in_(job_ids)))
 
 
 def segments_from(conn: Connection, job_id: str, first: int) -> list[dict[str, Any]]:
@@ -454,7 +488,7 @@ def drop_live_segments(conn: Connection, job_ids: Sequence[str]) -> None:
 
 
 #: what on_final needs from a job that just became final (UPDATE ... RETURNING)
-_FINISHED_COLUMNS = (
+FINISHED_COLUMNS = (
     jobs.c.id,
     jobs.c.status,
     jobs.c.started_at,
@@ -469,6 +503,7 @@ _REQUEUE_VALUES: dict[str, Any] = {
     "started_at": None,
     "progress": 0.0,
     "segment_count": 0,  # the next attempt decodes again from the start
+    "parts": None,  # and cuts again (a worker lost while cutting leaves parts of no use)
 }
 
 
@@ -482,7 +517,7 @@ def finish(
 ) -> bool:
     """Make a held job final with ``values`` (:func:`final_values`); False when it is not held any more."""
     row = conn.execute(
-        update(jobs).where(held(job_id, worker_id)).values(**values).returning(*_FINISHED_COLUMNS)
+        update(jobs).where(held(job_id, worker_id)).values(**values).returning(*FINISHED_COLUMNS)
     ).one_or_none()
     if row is not None:
         on_final(conn, row, keep_audio=keep_audio)
@@ -495,6 +530,7 @@ def on_final(conn: Connection, row: Row[Any], *, keep_audio: bool) -> None:
     if not keep_audio:
         audio.delete_audio(conn, [row.id])
     drop_live_segments(conn, [row.id])  # the transcript, if any, is jobs.segments now
+    drop_parts(conn, [row.id])
     notify_job_changed(conn, row.id)
     outbox.enqueue(conn, row.id, row.callback_url)
     wall = None
@@ -503,12 +539,15 @@ def on_final(conn: Connection, row: Row[Any], *, keep_audio: bool) -> None:
     totals.add(conn, totals.job_finished_additions(row.status, wall_seconds=wall, audio_seconds=row.duration))
 
 
+def select_cancel_requested(job_id: str, worker_id: str) -> Select[Any]:
+    """A held job's cancel_requested (no row when ``worker_id`` does not hold it)."""
+    return select(jobs.c.cancel_requested).where(held(job_id, worker_id))
+
+
 def release(conn: Connection, job_id: str, worker_id: str, *, keep_audio: bool) -> bool:
     """Hand a held job back to the queue without counting the attempt; a job whose cancel was requested
     is cancelled instead. False when the job is not held by ``worker_id``."""
-    row = conn.execute(
-        for_update(select(jobs.c.cancel_requested).where(held(job_id, worker_id)))
-    ).one_or_none()
+    row = conn.execute(for_update(select_cancel_requested(job_id, worker_id))).one_or_none()
     if row is None:
         return False
     if row.cancel_requested:
@@ -520,6 +559,7 @@ def release(conn: Connection, job_id: str, worker_id: str, *, keep_audio: bool) 
         .values(**_REQUEUE_VALUES, attempts=greatest(jobs.c.attempts - 1, 0))
     )
     drop_live_segments(conn, [job_id])
+    drop_parts(conn, [job_id])
     notify_job_changed(conn, job_id)
     notify_new_job(conn)
     return True
@@ -557,13 +597,14 @@ def sweep_expired(conn: Connection, *, keep_audio: bool) -> SweepResult:
         else:
             values = dict(_REQUEUE_VALUES)
         changed = conn.execute(
-            update(jobs).where(still_expired).values(**values).returning(*_FINISHED_COLUMNS)
+            update(jobs).where(still_expired).values(**values).returning(*FINISHED_COLUMNS)
         ).one_or_none()
         if changed is None:
             continue
         if values["status"] == QUEUED:
             requeued.append(row.id)
             drop_live_segments(conn, [row.id])
+            drop_parts(conn, [row.id])
             notify_job_changed(conn, row.id)
             continue
         on_final(conn, changed, keep_audio=keep_audio)
@@ -580,12 +621,19 @@ def request_cancel(conn: Connection, job_id: str, *, keep_audio: bool) -> Row[An
     status = status_of(conn, job_id, lock=True)
     if status is None or status == PENDING:
         raise not_found(job_id)
-    if status == QUEUED:
+    if status == QUEUED or (status == PROCESSING and is_split(conn, job_id)):
+        # a split job's parts run under no lease of the job's: it ends now, and each part's worker stops
+        # at its next report (it finds its job cancelled)
         changed = conn.execute(
             update(jobs)
             .where(jobs.c.id == job_id)
-            .values(status=JobStatus.CANCELLED.value, completed_at=db_now())
-            .returning(*_FINISHED_COLUMNS)
+            .values(
+                status=JobStatus.CANCELLED.value,
+                completed_at=db_now(),
+                cancel_requested=status == PROCESSING,
+                lease_expires_at=None,
+            )
+            .returning(*FINISHED_COLUMNS)
         ).one()
         on_final(conn, changed, keep_audio=keep_audio)
     elif status == PROCESSING:
@@ -640,6 +688,7 @@ def delete_jobs(conn: Connection, ids: Sequence[str]) -> None:
     # children first: foreign keys cascade too, but SQLite only with the pragma on
     audio.delete_audio(conn, ids)
     drop_live_segments(conn, ids)
+    drop_parts(conn, ids)
     conn.execute(delete(outbox.deliveries).where(outbox.deliveries.c.job_id.in_(ids)))
     conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
 

@@ -125,6 +125,10 @@ class Job(Base):
     decode_batch_size: Mapped[int | None] = mapped_column(Integer)
     # segments decoded so far (migration 0004): rows of job_segments while the job runs, then the final count
     segment_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # a long job cut into parts (migration 0006): how many (null: transcribed whole), and once completed,
+    # on how many workers they ran
+    parts: Mapped[int | None] = mapped_column(Integer)
+    decode_workers: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         # the claim (oldest queued first) and listing with a status filter
@@ -166,6 +170,51 @@ class JobSegment(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+
+
+class JobPart(Base):
+    """One part of a long job cut at silences (``CESAR_SPLIT_SECONDS``): claimed, leased and swept like a
+    job, by any worker. Its audio is ``job_part_audio``; its transcript (in the file's time) is ``result``
+    until the last part merges them all into the job. Deleted when the job ends."""
+
+    __tablename__ = "job_parts"
+
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)  # "<job id>:<seq>"
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    # queued -> processing -> completed (a lost worker's part goes back to queued)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    start: Mapped[float] = mapped_column(Float, nullable=False)  # seconds into the file
+    end: Mapped[float] = mapped_column(Float, nullable=False)
+    # the job's created_at: parts are claimed oldest job first, in order
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    progress: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    # its segments are in the job's live segments (every part before it is too)
+    published: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_job_parts_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_job_parts_status_lease_expires_at", "status", "lease_expires_at"),
+    )
+
+
+class JobPartAudio(Base):
+    """A part's audio: 16 kHz mono 16-bit PCM, in chunks of about 1 MiB; deleted when the part is done
+    (or its job ends). Stored before its part row exists (the part is queued with its audio in place), so
+    no foreign key."""
+
+    __tablename__ = "job_part_audio"
+
+    part_id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
 class Worker(Base):

@@ -66,6 +66,8 @@ class Decoding:
     compute_type: str  # "int8", "float16", ...
     mode: str  # "sequential" or "batched" (faster-whisper's BatchedInferencePipeline)
     batch_size: int  # windows decoded at once; 1 when sequential
+    parts: int = 1  # a long file cut at silences (CESAR_SPLIT_SECONDS): how many parts ran
+    workers: int = 1  # and on how many workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,53 @@ class JobResult:
     segments: list[dict[str, Any]] = field(default_factory=list)
     decoding: Decoding | None = None
     speakers: list[dict[str, Any]] | None = None  # when diarized
+    #: a diarized part's voice prints by speaker, for the merge to name speakers across parts
+    voices: dict[str, list[float]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartPlan:
+    """One part of a long job, as the worker that cut it plans it: seconds into the file."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    """A claimed part of a long job (see JobStore.claim_work)."""
+
+    id: str
+    job_id: str
+    seq: int
+    count: int  # parts of the job
+    start: float  # seconds into the file
+    end: float
+    attempts: int
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class PartWork:
+    """A part to transcribe, with the job it belongs to (its options, and the language chosen for every
+    part in ``job.detected_language``)."""
+
+    job: JobRecord
+    part: PartRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedPart:
+    """A part's stored transcript as the merge reads it (:meth:`JobStore.complete_part`)."""
+
+    seq: int
+    start: float
+    end: float
+    worker_id: str
+    result: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +214,8 @@ class SweepResult:
 
     requeued: list[str]
     failed: list[str]
+    #: parts of long jobs requeued ("<job id>:<part>")
+    parts_requeued: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

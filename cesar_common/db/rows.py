@@ -68,20 +68,23 @@ def job_record(row: Sequence[Any], webhook: WebhookDeliveryRecord | None = None)
         callback_url=job["callback_url"],
         webhook=webhook,
         request_fingerprint=job["request_fingerprint"],
-        decoding=_decoding(
-            job["decode_device"], job["decode_compute_type"], job["decode_mode"], job["decode_batch_size"]
-        ),
+        decoding=_decoding(job),
         segment_count=job["segment_count"],
         speakers=job["speakers"],
     )
 
 
-def _decoding(
-    device: str | None, compute_type: str | None, mode: str | None, batch: int | None
-) -> Decoding | None:
-    if mode is None:
+def _decoding(job: dict[str, Any]) -> Decoding | None:
+    if job["decode_mode"] is None:
         return None
-    return Decoding(device=device or "", compute_type=compute_type or "", mode=mode, batch_size=batch or 1)
+    return Decoding(
+        device=job["decode_device"] or "",
+        compute_type=job["decode_compute_type"] or "",
+        mode=job["decode_mode"],
+        batch_size=job["decode_batch_size"] or 1,
+        parts=job["parts"] or 1,
+        workers=job["decode_workers"] or 1,
+    )
 
 
 def decoding_values(decoding: Decoding | None) -> dict[str, Any]:
@@ -93,6 +96,7 @@ def decoding_values(decoding: Decoding | None) -> dict[str, Any]:
         "decode_compute_type": decoding.compute_type,
         "decode_mode": decoding.mode,
         "decode_batch_size": decoding.batch_size,
+        "decode_workers": decoding.workers,
     }
 
 

@@ -16,7 +16,7 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 from sqlalchemy import Connection, Engine
@@ -30,7 +30,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from cesar_common.db import audio, jobs, outbox, presence, totals
+from cesar_common.db import audio, jobs, outbox, parts, presence, totals
 from cesar_common.db.audio import CHUNK_SIZE, AudioSource
 from cesar_common.db.connect import error_reason, open_engine, read_only, sqlite_file, sqlite_path
 from cesar_common.db.driver_query import DriverQuery
@@ -39,6 +39,7 @@ from cesar_common.db.jobs import LeaseLostError
 from cesar_common.db.notify import notify_new_job
 from cesar_common.db.records import (
     DeliveryOutcome,
+    FinishedPart,
     JobPage,
     JobRecord,
     JobResult,
@@ -47,6 +48,8 @@ from cesar_common.db.records import (
     JobView,
     MetricsSnapshot,
     NewJob,
+    PartPlan,
+    PartWork,
     QueueCounts,
     SweepResult,
     WebhookDeliveryRecord,
@@ -428,6 +431,123 @@ class JobStore:
             row = jobs.claim(conn, worker_id, lease_seconds=lease_seconds)
         return None if row is None else job_record(row)
 
+    def claim_work(self, worker_id: str, *, lease_seconds: float) -> JobRecord | PartWork | None:
+        """What a worker takes next, in one transaction: the first waiting part of the oldest long job cut
+        into parts (work already started finishes first), else the oldest queued job (:meth:`claim_job`).
+        None when there is nothing to do."""
+        with self._write() as conn:
+            claimed = parts.claim(conn, worker_id, lease_seconds=lease_seconds)
+            if claimed is None:
+                row = jobs.claim(conn, worker_id, lease_seconds=lease_seconds)
+                return None if row is None else job_record(row)
+        part, job = claimed
+        return PartWork(job=job_record(job), part=parts.part_record(part, int(job.parts or 0)))
+
+    # --- long jobs cut into parts ----------------------------------------------------------------
+    def store_part_audio(
+        self, job_id: str, worker_id: str, seq: int, pcm: bytes, *, lease_seconds: float
+    ) -> None:
+        """Store part ``seq`` of a held job's audio (16-bit PCM), a chunk per transaction, extending the
+        job's lease as it goes; LeaseLostError when the job is no longer held by ``worker_id``."""
+        for chunk_seq, chunk in enumerate(audio.rechunk(pcm, CHUNK_SIZE)):
+            with self._write() as conn:
+                if not jobs.extend_lease(conn, job_id, worker_id, lease_seconds=lease_seconds):
+                    raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id}")
+                parts.insert_audio_chunk(conn, job_id, seq, chunk_seq, chunk)
+
+    def split_job(
+        self,
+        job_id: str,
+        worker_id: str,
+        plans: Sequence[PartPlan],
+        *,
+        language: str | None,
+        language_probability: float | None,
+    ) -> bool:
+        """Queue the parts of a held job whose audio :meth:`store_part_audio` stored, and let go of the
+        job (it completes when its last part does). A job whose cancel was requested meanwhile is
+        cancelled instead. False when the job was not split (not held any more, or cancelled)."""
+        with self._write() as conn:
+            requested = conn.execute(
+                jobs.for_update(jobs.select_cancel_requested(job_id, worker_id))
+            ).scalar_one_or_none()
+            if requested is None:
+                return False
+            if requested:
+                jobs.finish(
+                    conn,
+                    job_id,
+                    worker_id,
+                    jobs.final_values(JobStatus.CANCELLED),
+                    keep_audio=self._keep_audio,
+                )
+                return False
+            return parts.split(
+                conn, job_id, worker_id, plans, language=language, language_probability=language_probability
+            )
+
+    def iter_part_audio(self, part_id: str) -> Iterator[bytes]:
+        """A part's audio (16-bit PCM), chunk by chunk, a short read transaction per few chunks."""
+        next_seq = 0
+        while True:
+            with self._read() as conn:
+                rows = parts.read_audio(conn, part_id, from_seq=next_seq, limit=audio.READ_BATCH)
+            if not rows:
+                return
+            for row in rows:
+                next_seq = row.seq + 1
+                yield bytes(row.data)
+
+    def report_part(
+        self, work: PartWork, worker_id: str, progress: float | None, *, lease_seconds: float
+    ) -> bool:
+        """Extend a held part's lease and write its progress (when given); True when the part should stop
+        (its job ended: cancelled, or failed by another part). LeaseLostError when the part is not held."""
+        value = None if progress is None else min(1.0, max(0.0, float(progress)))
+        with self._write() as conn:
+            return parts.report(
+                conn, work.job.id, work.part.id, worker_id, value, lease_seconds=lease_seconds
+            )
+
+    def part_should_stop(self, job_id: str) -> bool:
+        """Whether a part of this job should stop: the job ended (cancelled, or failed), or is gone."""
+        with self._read() as conn:
+            state = jobs.cancel_state(conn, job_id)
+        return state is None or state[1] or state[0] != jobs.PROCESSING
+
+    def complete_part(
+        self,
+        work: PartWork,
+        worker_id: str,
+        result: dict[str, Any],
+        merge: Callable[[list[FinishedPart]], JobResult],
+    ) -> str | None:
+        """Store a held part's transcript; the last part's completion merges every part's (``merge``) and
+        completes the job in the same transaction, so a job completes exactly once. Returns "part" or
+        "job", or None when the part is not ``worker_id``'s any more or its job ended."""
+        with self._write() as conn:
+            return parts.complete(
+                conn, work.job.id, work.part.id, worker_id, result, merge, keep_audio=self._keep_audio
+            )
+
+    def fail_part(self, work: PartWork, worker_id: str, *, code: str, message: str) -> bool:
+        """A part failed for good: its job fails with ``message``. False when not held any more."""
+        with self._write() as conn:
+            return parts.fail(
+                conn,
+                work.job.id,
+                work.part.id,
+                worker_id,
+                code=code[:64],
+                message=message,
+                keep_audio=self._keep_audio,
+            )
+
+    def release_part(self, work: PartWork, worker_id: str) -> bool:
+        """Hand a held part back to the queue without counting the attempt (a worker shutting down)."""
+        with self._write() as conn:
+            return parts.release(conn, work.job.id, work.part.id, worker_id)
+
     def extend_lease(self, job_id: str, worker_id: str, *, lease_seconds: float) -> bool:
         """Push the lease forward; False when the job is no longer held by ``worker_id``."""
         with self._write() as conn:
@@ -506,7 +626,11 @@ class JobStore:
         ``worker_lost`` ("worker lost N times") after max_attempts claims. A job whose cancel was requested
         is cancelled instead."""
         with self._write() as conn:
-            return jobs.sweep_expired(conn, keep_audio=self._keep_audio)
+            swept = jobs.sweep_expired(conn, keep_audio=self._keep_audio)
+            requeued, failed = parts.sweep_expired(conn, keep_audio=self._keep_audio)
+        if not requeued and not failed:
+            return swept
+        return SweepResult(requeued=swept.requeued, failed=swept.failed + failed, parts_requeued=requeued)
 
     # --- clients' side of a job ----------------------------------------------------------------
     def request_cancel(self, job_id: str) -> JobRecord:

@@ -64,6 +64,18 @@ class LocalDiarizer:
         should_stop: StopCheck | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> list[Turn]:
+        return self.diarize_with_voices(samples, count, should_stop=should_stop, on_progress=on_progress)[0]
+
+    def diarize_with_voices(
+        self,
+        samples: np.ndarray,
+        count: SpeakerCount = SpeakerCount(),
+        *,
+        should_stop: StopCheck | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> tuple[list[Turn], dict[str, list[float]]]:
+        """:meth:`diarize`, and each speaker's voice print (the mean of their prints, unit length): the
+        parts of a long file are diarized apart, and these tell which of their speakers are one voice."""
         from threadpoolctl import threadpool_limits
 
         # The encoder multiplies small matrices step by step: BLAS threads spin more than they help
@@ -77,10 +89,10 @@ class LocalDiarizer:
         count: SpeakerCount,
         should_stop: StopCheck | None,
         on_progress: ProgressCallback | None,
-    ) -> list[Turn]:
+    ) -> tuple[list[Turn], dict[str, list[float]]]:
         regions = speech_regions(samples)
         if not regions:
-            return []
+            return [], {}
         speech = np.concatenate([samples[start:end] for start, end in regions])
         frames = mel_frames(normalize_volume(speech))
         starts = _window_starts(len(frames))
@@ -90,7 +102,15 @@ class LocalDiarizer:
         turns = _turns(regions, frame_labels)
         if on_progress is not None:
             on_progress(1.0, 1.0)
-        return named_by_appearance(turns)
+        named = named_by_appearance(turns)
+        voices: dict[str, list[float]] = {}
+        for turn, renamed in zip(sorted(turns, key=lambda turn: (turn.start, turn.end)), named, strict=True):
+            if renamed.speaker not in voices:
+                label = int(turn.speaker.rsplit("_", 1)[1])
+                centroid = prints[labels == label].mean(axis=0)
+                centroid /= max(float(np.linalg.norm(centroid)), 1e-12)
+                voices[renamed.speaker] = [round(float(value), 5) for value in centroid]
+        return named, voices
 
     def _prints(
         self,
@@ -150,6 +170,24 @@ def cluster(prints: np.ndarray, count: SpeakerCount = SpeakerCount()) -> np.ndar
                 break
         labels = _fold_small(pooled, labels, minimum, keep=wanted)
     return np.repeat(np.unique(labels, return_inverse=True)[1], group)[: len(prints)]
+
+
+def cluster_voices(voices: np.ndarray, count: SpeakerCount = SpeakerCount()) -> np.ndarray:
+    """A label (0, 1, ...) for each speaker voice print (unit vectors), from speakers found apart (the
+    parts of a long file): the same threshold as :func:`cluster`, or the count the job gives."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    if len(voices) < 2:
+        return np.zeros(len(voices), dtype=int)
+    tree = linkage(voices.astype(np.float64), method="average", metric="cosine")
+    labels = fcluster(tree, DISTANCE_THRESHOLD, criterion="distance")
+    found = len(np.unique(labels))
+    wanted = count.exact or max(found, count.minimum or 1)
+    if count.maximum is not None:
+        wanted = min(wanted, count.maximum)
+    if wanted != found:
+        labels = fcluster(tree, min(wanted, len(voices)), criterion="maxclust")
+    return np.asarray(np.unique(labels, return_inverse=True)[1])
 
 
 def _frame_labels(prints: np.ndarray, labels: np.ndarray, starts: np.ndarray, frames: int) -> np.ndarray:

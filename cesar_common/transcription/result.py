@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,15 @@ def _decoded(data: Any) -> Decoded | None:
     )
 
 
+def speaking_time(spans: Iterable[tuple[str | None, float]]) -> list[dict[str, Any]]:
+    """Each speaker with their total speaking time (the sum of ``(speaker, seconds)`` spans), by name."""
+    totals: dict[str, float] = {}
+    for speaker, seconds in spans:
+        if speaker is not None:
+            totals[speaker] = totals.get(speaker, 0.0) + seconds
+    return [{"speaker": name, "duration": round(totals[name], 3)} for name in sorted(totals)]
+
+
 @dataclass(frozen=True, slots=True)
 class TranscriptionResult:
     """One transcript. ``duration`` is the span of audio transcribed (the clip when clipped), in seconds."""
@@ -140,6 +149,9 @@ class TranscriptionResult:
     compute_type: str = ""
     mode: str = "sequential"  # or "batched": faster-whisper's BatchedInferencePipeline
     batch_size: int = 1  # windows decoded at once; 1 when sequential
+    #: each speaker's voice print (when diarized by a diarizer that gives them): a long file's parts are
+    #: diarized apart, and the prints tell which of their speakers are the same voice
+    voices: dict[str, list[float]] | None = None
 
     @property
     def diarized(self) -> bool:
@@ -148,11 +160,7 @@ class TranscriptionResult:
     def speakers(self) -> list[dict[str, Any]]:
         """Each speaker with their total speaking time in seconds (the sum of their segments), in order
         of name (``SPEAKER_00`` first: the first to speak); empty when not diarized."""
-        totals: dict[str, float] = {}
-        for segment in self.segments:
-            if segment.speaker is not None:
-                totals[segment.speaker] = totals.get(segment.speaker, 0.0) + segment.duration
-        return [{"speaker": name, "duration": round(totals[name], 3)} for name in sorted(totals)]
+        return speaking_time((segment.speaker, segment.duration) for segment in self.segments)
 
     def segments_as_dicts(self) -> list[dict[str, Any]]:
         """The segments as the job store keeps them (``words`` only on segments that have them)."""

@@ -104,7 +104,7 @@ def transcribe(
         if on_segment is not None and not asked_words:
             live = on_segment
             on_segment = lambda segment: live(dataclasses.replace(segment, words=None))  # noqa: E731
-    language = _model_language(model, options.language)
+    language = model_language(model, options.language)
     samples = decode(audio, max_seconds=options.max_audio_seconds, should_stop=should_stop)
     clip, offset = _clip(samples, options)
     total = round(clip.size / SAMPLE_RATE, 3)
@@ -133,8 +133,10 @@ def transcribe(
         finally:
             if pipeline is not None:
                 pipeline.on_batch_progress = None
+    voices = None
     if options.diarize:
-        segments = list(_diarize(clip, offset, segments, options, diarizer, report, total, should_stop))
+        labelled, voices = _diarize(clip, offset, segments, options, diarizer, report, total, should_stop)
+        segments = list(labelled)
         if not asked_words:
             segments = [dataclasses.replace(segment, words=None) for segment in segments]
     if report is not None:
@@ -150,6 +152,7 @@ def transcribe(
         compute_type=model.compute_type,
         mode=BATCHED if batch_size > 1 else SEQUENTIAL,
         batch_size=batch_size,
+        voices=voices,
     )
 
 
@@ -175,7 +178,8 @@ def _diarize(
     report: ProgressCallback | None,
     total: float,
     should_stop: StopCheck | None,
-) -> tuple[Segment, ...]:
+) -> tuple[tuple[Segment, ...], dict[str, list[float]] | None]:
+    """The segments with speakers, and the speakers' voice prints when the diarizer gives them."""
     from cesar_common.diarization.backend import DiarizationStopped, SpeakerCount, Turn
     from cesar_common.diarization.local import default_diarizer
     from cesar_common.diarization.speakers import label_segments
@@ -187,14 +191,19 @@ def _diarize(
         if report is not None and whole > 0:
             report(total * (1.0 - DIARIZATION_SHARE + DIARIZATION_SHARE * done / whole), total)
 
+    chosen = diarizer or default_diarizer()
+    # the bundled diarizer also gives voice prints (another backend need not)
+    with_voices = getattr(chosen, "diarize_with_voices", None)
+    voices = None
     try:
-        turns = (diarizer or default_diarizer()).diarize(
-            clip, count, should_stop=should_stop, on_progress=progress
-        )
+        if with_voices is not None:
+            turns, voices = with_voices(clip, count, should_stop=should_stop, on_progress=progress)
+        else:
+            turns = chosen.diarize(clip, count, should_stop=should_stop, on_progress=progress)
     except DiarizationStopped as exc:
         raise TranscriptionCancelled("the transcription was cancelled") from exc
     shifted = [Turn(turn.start + offset, turn.end + offset, turn.speaker) for turn in turns]
-    return label_segments(segments, shifted)
+    return label_segments(segments, shifted), voices
 
 
 def validate_options(options: DecodeOptions) -> None:
@@ -246,7 +255,7 @@ def decode(
         raise AudioDecodeError(f"could not read {name} ({exc.strerror or exc})") from exc
 
 
-def _model_language(model: LoadedModel, language: str | None) -> str | None:
+def model_language(model: LoadedModel, language: str | None) -> str | None:
     code = normalise_language(language)
     if code is not None and code not in model.whisper.supported_languages:
         raise LanguageError(
