@@ -34,6 +34,11 @@ WINDOW_FRAMES = PARTIAL_FRAMES
 #: cosine distance (average linkage) under which two groups of prints are one voice, tuned on the
 #: two-speaker call, the single-voice story and the three synthetic voices in tests/fixtures/audio
 DISTANCE_THRESHOLD = 0.3
+#: cosine distance (average linkage) under which the voices of speakers found apart (the parts of a long
+#: file) are one voice. A speaker's voice is the mean of many prints, so it varies far less than one print:
+#: the same voice in different parts of the fixtures' conversations stays within 0.05, two voices are 0.10
+#: apart or more (the two women of the telephone call; the synthetic voices 0.17 or more)
+VOICE_DISTANCE_THRESHOLD = 0.07
 #: a found speaker with less speech than this is folded into the nearest other (a cough, a laugh, a
 #: mispronounced word rarely make a speaker)
 MIN_SPEAKER_SECONDS = 3.0
@@ -174,13 +179,13 @@ def cluster(prints: np.ndarray, count: SpeakerCount = SpeakerCount()) -> np.ndar
 
 def cluster_voices(voices: np.ndarray, count: SpeakerCount = SpeakerCount()) -> np.ndarray:
     """A label (0, 1, ...) for each speaker voice print (unit vectors), from speakers found apart (the
-    parts of a long file): the same threshold as :func:`cluster`, or the count the job gives."""
+    parts of a long file), cut at :data:`VOICE_DISTANCE_THRESHOLD` or at the count the job gives."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
     if len(voices) < 2:
         return np.zeros(len(voices), dtype=int)
     tree = linkage(voices.astype(np.float64), method="average", metric="cosine")
-    labels = fcluster(tree, DISTANCE_THRESHOLD, criterion="distance")
+    labels = fcluster(tree, VOICE_DISTANCE_THRESHOLD, criterion="distance")
     found = len(np.unique(labels))
     wanted = count.exact or max(found, count.minimum or 1)
     if count.maximum is not None:

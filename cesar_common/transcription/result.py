@@ -152,6 +152,8 @@ class TranscriptionResult:
     #: each speaker's voice print (when diarized by a diarizer that gives them): a long file's parts are
     #: diarized apart, and the prints tell which of their speakers are the same voice
     voices: dict[str, list[float]] | None = None
+    parts: int = 1  # a long file cut into parts (CESAR_SPLIT_SECONDS) ...
+    workers: int = 1  # ... transcribed by this many workers
 
     @property
     def diarized(self) -> bool:
@@ -188,6 +190,8 @@ class TranscriptionResult:
                 mode=self.mode,
                 batch_size=int(self.batch_size),
             )
+            if self.parts > 1:
+                data.update(parts=self.parts, workers=self.workers)
         return data
 
     @classmethod
@@ -204,6 +208,8 @@ class TranscriptionResult:
         compute_type: str = "",
         mode: str = "sequential",
         batch_size: int = 1,
+        parts: int = 1,
+        workers: int = 1,
     ) -> TranscriptionResult:
         """Rebuild a result from the columns a finished job keeps in the database."""
         return cls(
@@ -212,6 +218,8 @@ class TranscriptionResult:
             compute_type=compute_type,
             mode=mode,
             batch_size=batch_size,
+            parts=parts,
+            workers=workers,
             text=text or "",
             language=language,
             language_probability=None if language_probability is None else float(language_probability),
