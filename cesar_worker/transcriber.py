@@ -164,20 +164,15 @@ class WhisperTranscriber:
             )
         except whisper.TranscriptionCancelled as exc:
             raise JobStopped(StopReason.CANCELLED) from exc
-        regions = parts.speech_regions(samples)
-        plans = parts.plan_cuts(samples.size, regions, split_seconds)
+        plans = parts.plan_cuts(samples.size / audio.SAMPLE_RATE, split_seconds, parts.pauses_in(samples))
         if len(plans) < 2:
             return None
-        language, probability = self._language(job, samples, regions)
+        language, probability = self._language(job, samples)
         return parts.SplitPlan(plans, samples, language, probability)
 
-    def _language(
-        self, job: JobRecord, samples: np.ndarray, regions: list[tuple[int, int]]
-    ) -> tuple[str, float]:
+    def _language(self, job: JobRecord, samples: np.ndarray) -> tuple[str, float]:
         """The one language of every part: the job's, or the model's only one, or detected once on the
-        first 30 s of speech."""
-        import numpy as np
-
+        first 30 s of speech (looked for in the first five minutes)."""
         from cesar_common.transcription import whisper
         from cesar_common.transcription.audio import SAMPLE_RATE
 
@@ -187,8 +182,9 @@ class WhisperTranscriber:
             return given, 1.0
         if not loaded.whisper.model.is_multilingual:
             return "en", 1.0
-        speech = np.concatenate([samples[start:end] for start, end in regions] or [samples])
-        language, probability, _ = loaded.whisper.detect_language(audio=speech[: 30 * SAMPLE_RATE])
+        language, probability, _ = loaded.whisper.detect_language(
+            audio=samples[: 300 * SAMPLE_RATE], vad_filter=True
+        )
         return str(language), round(float(probability), 4)
 
     def close(self) -> None:

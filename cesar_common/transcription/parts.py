@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +28,12 @@ if TYPE_CHECKING:
 PAUSE_MS = 300
 #: speech padding of the detected regions, so a cut never clips a word's soft start or end
 PAD_MS = 100
-#: no part shorter than this share of the planned length, whatever the pauses (the last one aside)
+#: no part shorter than this share of the planned length, whatever the pauses
 MIN_SHARE = 0.5
+#: how far from its planned place a cut may move to fall in a pause (seconds; at most half a part)
+SEARCH_SECONDS = 30.0
+#: the middles (seconds into the file) of the pauses between two times
+PauseFinder = Callable[[float, float], list[float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,40 +64,50 @@ def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
     return [(int(item["start"]), int(item["end"])) for item in found if item["end"] > item["start"]]
 
 
-def plan_cuts(total_samples: int, regions: Sequence[tuple[int, int]], split_seconds: float) -> list[PartPlan]:
+def pauses_in(samples: np.ndarray) -> PauseFinder:
+    """Where ``samples`` pause between two times, found by voice activity detection of that stretch only:
+    the cost grows with the number of cuts, not with the length of the file."""
+
+    def between(start: float, end: float) -> list[float]:
+        first, last = round(start * SAMPLE_RATE), round(end * SAMPLE_RATE)
+        return [start + middle for middle in pause_middles(last - first, speech_regions(samples[first:last]))]
+
+    return between
+
+
+def plan_cuts(total_seconds: float, split_seconds: float, pauses_between: PauseFinder) -> list[PartPlan]:
     """Parts of about ``split_seconds`` covering the whole file, each cut in the middle of the pause nearest
-    its planned place (within half a part of it); where speech never pauses, at the planned place itself."""
-    total = total_samples / SAMPLE_RATE
+    its planned place (within ``SEARCH_SECONDS``); where speech never pauses, at the planned place itself.
+    ``pauses_between(start, end)`` gives the middles of the pauses in that stretch (:func:`pauses_in`)."""
+    total = round(total_seconds, 3)
     if split_seconds <= 0 or total <= split_seconds:
-        return [PartPlan(0.0, round(total, 3))]
+        return [PartPlan(0.0, total)]
     count = math.ceil(total / split_seconds)
     length = total / count
-    pauses = _pauses(total_samples, regions)
+    reach = min(SEARCH_SECONDS, length / 2)
     cuts: list[float] = []
     for index in range(1, count):
         planned = index * length
-        earliest = (cuts[-1] if cuts else 0.0) + MIN_SHARE * length
-        candidates = [
-            middle for middle in pauses if earliest <= middle and abs(middle - planned) <= length / 2
-        ]
-        cut = min(candidates, key=lambda middle: abs(middle - planned)) if candidates else planned
-        if cut >= total - MIN_SHARE * length:
+        earliest = max(planned - reach, (cuts[-1] if cuts else 0.0) + MIN_SHARE * length)
+        latest = min(planned + reach, total - MIN_SHARE * length)
+        if latest <= earliest:
             break  # what is left is too short to be a part of its own
+        candidates = [middle for middle in pauses_between(earliest, latest) if earliest <= middle <= latest]
+        cut = min(candidates, key=lambda middle: abs(middle - planned)) if candidates else planned
         cuts.append(round(cut, 3))
-    bounds = [0.0, *cuts, round(total, 3)]
+    bounds = [0.0, *cuts, total]
     return [PartPlan(start, end) for start, end in itertools.pairwise(bounds)]
 
 
-def _pauses(total_samples: int, regions: Sequence[tuple[int, int]]) -> list[float]:
-    """The middles (seconds) of the silences between speech regions."""
+def pause_middles(total_samples: int, regions: Sequence[tuple[int, int]]) -> list[float]:
+    """The middles (seconds) of the silences of at least ``PAUSE_MS`` around and between speech regions."""
+    shortest = PAUSE_MS * SAMPLE_RATE // 1000
     middles = []
     previous_end = 0
-    for start, end in regions:
-        if start > previous_end:
+    for start, end in [*regions, (total_samples, total_samples)]:
+        if start - previous_end >= shortest:
             middles.append((previous_end + start) / 2 / SAMPLE_RATE)
         previous_end = max(previous_end, end)
-    if previous_end < total_samples:
-        middles.append((previous_end + total_samples) / 2 / SAMPLE_RATE)
     return middles
 
 

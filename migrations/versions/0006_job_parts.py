@@ -5,7 +5,8 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-01
 
-Jobs from before were transcribed whole (``parts`` null).
+Jobs from before were transcribed whole (``parts`` null). A downgrade puts jobs running as parts back in
+the queue, to be transcribed whole.
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # jobs running as parts go back to the queue, to be transcribed whole
+    op.execute(
+        "DELETE FROM job_segments WHERE job_id IN "
+        "(SELECT id FROM jobs WHERE status = 'processing' AND parts IS NOT NULL)"
+    )
+    op.execute(
+        "UPDATE jobs SET status = 'queued', worker_id = NULL, lease_expires_at = NULL, started_at = NULL, "
+        "progress = 0, segment_count = 0 WHERE status = 'processing' AND parts IS NOT NULL"
+    )
     op.drop_index("ix_job_part_audio_job_id", table_name="job_part_audio")
     op.drop_table("job_part_audio")
     op.drop_index("ix_job_parts_status_lease_expires_at", table_name="job_parts")

@@ -13,42 +13,59 @@ from cesar_common.db.records import FinishedPart, PartPlan
 from cesar_common.diarization.linking import link_voices
 from cesar_common.options import TranscribeOptions
 from cesar_common.transcription.audio import SAMPLE_RATE
-from cesar_common.transcription.parts import SplitPlan, merge_parts, part_options, plan_cuts
+from cesar_common.transcription.parts import (
+    SEARCH_SECONDS,
+    PauseFinder,
+    SplitPlan,
+    merge_parts,
+    part_options,
+    pause_middles,
+    plan_cuts,
+)
 
 SR = SAMPLE_RATE
 
 
-def regions(*spans: tuple[float, float]) -> list[tuple[int, int]]:
-    return [(round(start * SR), round(end * SR)) for start, end in spans]
+def speaking(total: float, *speech: tuple[float, float]) -> PauseFinder:
+    """A pause finder for a file of ``total`` seconds where people speak during ``speech``."""
+    middles = pause_middles(
+        round(total * SR), [(round(start * SR), round(end * SR)) for start, end in speech]
+    )
+    return lambda start, end: [middle for middle in middles if start <= middle <= end]
 
 
 def test_a_short_file_is_one_part() -> None:
-    assert plan_cuts(100 * SR, regions((0, 100)), 600) == [PartPlan(0.0, 100.0)]
-    assert plan_cuts(1000 * SR, regions((0, 1000)), 0) == [PartPlan(0.0, 1000.0)]
+    assert plan_cuts(100, 600, speaking(100, (0, 100))) == [PartPlan(0.0, 100.0)]
+    assert plan_cuts(1000, 0, speaking(1000, (0, 1000))) == [PartPlan(0.0, 1000.0)]
 
 
 def test_cuts_fall_in_the_middle_of_the_pause_nearest_the_planned_place() -> None:
     # speech with a pause every 70 s (2 s long), 560 s in all, cut into parts of about 150 s
     speech = [(70.0 * n, 70.0 * n + 68.0) for n in range(8)]
-    parts = plan_cuts(560 * SR, regions(*speech), 150)
+    parts = plan_cuts(560, 150, speaking(560, *speech))
     assert len(parts) == 4
     assert parts[0].start == 0.0 and parts[-1].end == 560.0
     assert all(a.end == b.start for a, b in itertools.pairwise(parts))
     pauses = {70.0 * n + 69.0 for n in range(1, 8)}
     assert all(part.end in pauses for part in parts[:-1])  # in a pause's middle, never in speech
     planned = [140.0, 280.0, 420.0]
-    assert all(abs(part.end - at) <= 75 for part, at in zip(parts, planned, strict=False))
+    assert all(abs(part.end - at) <= SEARCH_SECONDS for part, at in zip(parts, planned, strict=False))
 
 
 def test_speech_without_pauses_is_cut_at_the_planned_places() -> None:
-    parts = plan_cuts(300 * SR, regions((0, 300)), 100)
+    parts = plan_cuts(300, 100, speaking(300, (0, 300)))
     assert [(part.start, part.end) for part in parts] == [(0.0, 100.0), (100.0, 200.0), (200.0, 300.0)]
 
 
 def test_no_tail_part_is_made_of_a_few_seconds() -> None:
     # 610 s of speech paused only near the end: one cut there would leave a 5 s part
-    parts = plan_cuts(610 * SR, regions((0, 604), (606, 610)), 600)
+    parts = plan_cuts(610, 600, speaking(610, (0, 604), (606, 610)))
     assert all(part.end - part.start >= 150 for part in parts)
+
+
+def test_pauses_shorter_than_a_pause_are_no_place_to_cut() -> None:
+    middles = pause_middles(10 * SR, [(round(0.1 * SR), 4 * SR), (round(4.1 * SR), 6 * SR)])
+    assert middles == [8.0]  # not the 0.1 s before the first word, nor the 0.1 s between two
 
 
 def test_a_part_s_audio_is_16_bit_pcm_of_its_span() -> None:
