@@ -25,7 +25,16 @@ from cesar_common.db.models import Base
 from cesar_common.errors import DatabaseError, SchemaOutdatedError
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = {"jobs", "job_audio", "job_segments", "workers", "webhook_deliveries", "metric_totals"}
+TABLES = {
+    "jobs",
+    "job_audio",
+    "job_segments",
+    "job_parts",
+    "job_part_audio",
+    "workers",
+    "webhook_deliveries",
+    "metric_totals",
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
