@@ -200,9 +200,10 @@ def _name_speakers(
     from cesar_common.diarization.backend import SpeakerCount, speaker_name
     from cesar_common.diarization.linking import link_voices
 
-    voices = [part.result.get("voices") for part in parts]
-    if all(voice for voice in voices):
-        links = link_voices([voice or {} for voice in voices], SpeakerCount(exact, minimum, maximum))
+    voices = [part.result.get("voices") or {} for part in parts]
+    # a part where nobody speaks has no voices, and needs none
+    if all(voice or not _local_speakers(part) for voice, part in zip(voices, parts, strict=True)):
+        links = link_voices(voices, SpeakerCount(exact, minimum, maximum))
     else:  # a diarizer that gives no voice prints: each part's speakers stay apart
         links = [{local: f"{part.seq}/{local}" for local in _local_speakers(part)} for part in parts]
     relabelled: list[dict[str, Any]] = []

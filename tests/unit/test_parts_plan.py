@@ -148,6 +148,20 @@ def test_the_same_voice_gets_one_name_in_every_part() -> None:
     ]
 
 
+def test_a_part_where_nobody_speaks_keeps_the_others_linked() -> None:
+    alice, bob = voice(1, 0.1), voice(0.1, 1)
+    merged = merge_parts(
+        [
+            part(0, 0, 10, [seg(1, "hi", "SPEAKER_00")], voices={"SPEAKER_00": alice}),
+            part(1, 10, 20, [], voices={}),
+            part(2, 20, 30, [seg(21, "yo", "SPEAKER_00"), seg(23, "hey", "SPEAKER_01")],
+                 voices={"SPEAKER_00": bob, "SPEAKER_01": alice}),
+        ]
+    )  # fmt: skip
+    speakers = [(segment["text"], segment["speaker"]) for segment in merged.segments]
+    assert speakers == [("hi", "SPEAKER_00"), ("yo", "SPEAKER_01"), ("hey", "SPEAKER_00")]
+
+
 @pytest.mark.parametrize(("exact", "expected"), [(None, 3), (2, 2)])
 def test_linking_respects_the_number_of_speakers_asked(exact: int | None, expected: int) -> None:
     from cesar_common.diarization.backend import SpeakerCount
