@@ -101,7 +101,14 @@ def test_a_completed_job_has_its_result_and_transcript_links(api: Api) -> None:
     assert job["progress"] == 1.0
     assert job["attempts"] == 1
     assert job["queue_position"] is None
-    assert job["decoding"] == {"device": "cpu", "compute_type": "int8", "mode": "batched", "batch_size": 4}
+    assert job["decoding"] == {
+        "device": "cpu",
+        "compute_type": "int8",
+        "mode": "batched",
+        "batch_size": 4,
+        "parts": 1,
+        "workers": 1,
+    }
     created, started, completed = (aware(job[key]) for key in ("created_at", "started_at", "completed_at"))
     assert created and started and completed and created <= started <= completed
     links = job["links"]["transcripts"]
