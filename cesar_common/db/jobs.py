@@ -38,6 +38,7 @@ from cesar_common.db.records import (
     FINAL_STATUSES,
     PUBLIC_STATUSES,
     JobRecord,
+    JobResult,
     JobSource,
     JobStatus,
     NewJob,
@@ -45,7 +46,7 @@ from cesar_common.db.records import (
     SweepResult,
     WebhookDeliveryRecord,
 )
-from cesar_common.db.rows import job_record
+from cesar_common.db.rows import decoding_values, job_record
 from cesar_common.errors import ConflictError, InvalidInputError, NotFoundError
 from cesar_common.options import options_dict
 from cesar_common.text import is_plain_token
@@ -510,6 +511,24 @@ _REQUEUE_VALUES: dict[str, Any] = {
 def final_values(status: JobStatus, **values: Any) -> dict[str, Any]:
     """The columns a job reaching final ``status`` gets."""
     return {"status": status.value, "completed_at": db_now(), "lease_expires_at": None, **values}
+
+
+def completed_values(result: JobResult) -> dict[str, Any]:
+    """The columns a job completed with ``result`` gets."""
+    return final_values(
+        JobStatus.COMPLETED,
+        progress=1.0,
+        result_text=result.text,
+        detected_language=result.language,
+        language_probability=result.language_probability,
+        duration=result.duration,
+        segments=list(result.segments),
+        segment_count=len(result.segments),
+        speakers=result.speakers,
+        error_code=None,
+        error_message=None,
+        **decoding_values(result.decoding),
+    )
 
 
 def finish(

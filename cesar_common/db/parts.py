@@ -19,7 +19,6 @@ from cesar_common.db.clock import db_now
 from cesar_common.db.models import JobPart, JobPartAudio
 from cesar_common.db.notify import notify_job_changed, notify_new_job
 from cesar_common.db.records import FinishedPart, JobResult, JobStatus, PartPlan, PartRecord
-from cesar_common.db.rows import decoding_values
 
 job_parts = cast(Table, JobPart.__table__)
 part_audio = cast(Table, JobPartAudio.__table__)
@@ -220,7 +219,7 @@ def complete(
         finished = [
             FinishedPart(row.seq, row.start, row.end, row.worker_id or "", row.result) for row in rows
         ]
-        _finish_merged(conn, job_id, merge(finished), keep_audio=keep_audio)
+        _end_job(conn, job_id, jobs.completed_values(merge(finished)), keep_audio)
         return "job"
     _publish_in_order(conn, job_id, rows)
     _update_job_progress(conn, job_id)
@@ -254,30 +253,6 @@ def live_copy(segment: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
-def _finish_merged(conn: Connection, job_id: str, result: JobResult, *, keep_audio: bool) -> None:
-    values = jobs.final_values(
-        JobStatus.COMPLETED,
-        progress=1.0,
-        result_text=result.text,
-        detected_language=result.language,
-        language_probability=result.language_probability,
-        duration=result.duration,
-        segments=list(result.segments),
-        segment_count=len(result.segments),
-        speakers=result.speakers,
-        error_code=None,
-        error_message=None,
-        **decoding_values(result.decoding),
-    )
-    row = conn.execute(
-        update(table)
-        .where(table.c.id == job_id, table.c.status == PROCESSING)
-        .values(**values)
-        .returning(*jobs.FINISHED_COLUMNS)
-    ).one()
-    jobs.on_final(conn, row, keep_audio=keep_audio)
-
-
 def fail(
     conn: Connection, job_id: str, part: str, worker_id: str, *, code: str, message: str, keep_audio: bool
 ) -> bool:
@@ -296,6 +271,8 @@ def fail(
 
 
 def _end_job(conn: Connection, job_id: str, values: dict[str, Any], keep_audio: bool) -> None:
+    """Make a split job final with ``values`` (it is processing, held by no one: its parts' transactions
+    lock its row first)."""
     row = conn.execute(
         update(table)
         .where(table.c.id == job_id, table.c.status == PROCESSING)

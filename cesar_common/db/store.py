@@ -59,7 +59,6 @@ from cesar_common.db.rows import (
     JOB_FIELDS,
     Cursor,
     decode_cursor,
-    decoding_values,
     encode_cursor,
     job_record,
 )
@@ -586,21 +585,7 @@ class JobStore:
 
     def complete_job(self, job_id: str, worker_id: str, result: JobResult) -> bool:
         """Fenced (processing and held by ``worker_id``): False when the job is not ours any more."""
-        values = jobs.final_values(
-            JobStatus.COMPLETED,
-            progress=1.0,
-            result_text=result.text,
-            detected_language=result.language,
-            language_probability=result.language_probability,
-            duration=result.duration,
-            segments=list(result.segments),
-            segment_count=len(result.segments),
-            speakers=result.speakers,
-            error_code=None,
-            error_message=None,
-            **decoding_values(result.decoding),
-        )
-        return self._finish(job_id, worker_id, values)
+        return self._finish(job_id, worker_id, jobs.completed_values(result))
 
     def fail_job(self, job_id: str, worker_id: str, *, code: str, message: str) -> bool:
         values = jobs.final_values(JobStatus.ERROR, error_code=code[:64], error_message=message)
