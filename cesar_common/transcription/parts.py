@@ -3,8 +3,8 @@ keeps of its transcript, and the merge of the parts into the job's one transcrip
 
 Cuts fall in the middle of pauses that voice activity detection finds, so no word is cut in two and none is
 heard twice; a part's transcript is shifted to the file's time before it is stored, and the merge only
-renumbers, joins and (when diarized) names the speakers across parts. NumPy and faster_whisper are imported
-inside the functions: the job store and the API import this module's light parts only through the worker.
+renumbers, joins and (when diarized) names the speakers across parts. Only workers use this module; NumPy,
+SciPy and faster_whisper are imported inside the functions that need them.
 """
 
 from __future__ import annotations
