@@ -69,7 +69,7 @@ def seed(url: str, count: int) -> list[str]:
 
     from cesar.schema import upgrade_database
     from cesar_common.db.connect import open_engine
-    from cesar_common.db.models import Job
+    from cesar_common.db.tables import Job
 
     upgrade_database(url)
     start = datetime.now(UTC) - timedelta(days=1)

@@ -28,8 +28,9 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cesar_common.transcription.models import LoadedModel, load_model
-from cesar_common.transcription.wer import reference_from_readme, word_error_rate
+from wer import reference_from_readme, word_error_rate
+
+from cesar_common.transcription.loading import LoadedModel, load_model
 from cesar_common.transcription.whisper import SAMPLE_RATE, DecodeOptions, decode, transcribe
 
 AUDIO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio"

@@ -30,7 +30,7 @@ import json, sys, time
 from pathlib import Path
 from cesar_common.diarization.local import LocalDiarizer
 from cesar_common.transcription.audio import decode_samples
-from cesar_common.transcription.models import load_model
+from cesar_common.transcription.loading import load_model
 from cesar_common.transcription.whisper import DecodeOptions, transcribe
 
 path = Path(sys.argv[1])
@@ -49,7 +49,7 @@ print(json.dumps({"audio": len(samples) / 16000, "transcription": transcription,
 RSS_CHILD = """
 import json, resource, sys
 from pathlib import Path
-from cesar_common.transcription.models import load_model
+from cesar_common.transcription.loading import load_model
 from cesar_common.transcription.whisper import DecodeOptions, transcribe
 
 model = load_model("tiny.en", device="cpu", compute_type="int8")

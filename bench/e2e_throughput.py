@@ -24,13 +24,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from serving import AUDIO_DIR, Client, running_serve
 
-from serve_helpers import AUDIO_DIR, Client, running_serve  # noqa: E402
-
-from cesar_common.settings import Settings  # noqa: E402
-from cesar_common.transcription import models, whisper  # noqa: E402
+from cesar_common.settings import Settings
+from cesar_common.transcription import loading, whisper
 
 SPEECH = AUDIO_DIR / "speech_en.wav"
 TARGET = 0.90
@@ -43,7 +40,7 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = Settings()  # Cesar's defaults (plus any CESAR_* the caller set)
-    model = models.load_model(
+    model = loading.load_model(
         settings.model,
         device=settings.device,
         compute_type=settings.compute_type,
@@ -59,9 +56,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="cesar-bench-") as tmp:
         db_url = f"sqlite:///{Path(tmp) / 'cesar.db'}"
-        with running_serve(
-            db_url, log_path=Path(tmp) / "serve.log", workers="auto", fast=False, timeout=180
-        ) as serve:
+        with running_serve(db_url, log_path=Path(tmp) / "serve.log", workers="auto", timeout=180) as serve:
             layout = next(line for line in serve.log().splitlines() if line.startswith("Starting "))
             print(f"serve: `cesar serve` defaults: {layout.removeprefix('Starting ')}")
             client = Client(serve.url)
@@ -84,7 +79,7 @@ def main() -> int:
     return 0 if ratio >= TARGET else 1
 
 
-def plain_loop(model: models.LoadedModel, options: whisper.DecodeOptions, count: int) -> float:
+def plain_loop(model: loading.LoadedModel, options: whisper.DecodeOptions, count: int) -> float:
     started = time.perf_counter()
     for _ in range(count):
         whisper.transcribe(model, SPEECH, options)

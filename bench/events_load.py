@@ -35,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_load import api_process, verdict
 
 from cesar_common.db.records import JobSource, NewJob, TranscribeOptions
@@ -99,7 +97,7 @@ def start_jobs(store: JobStore, count: int) -> list[str]:
         for n in range(count)
     ]
     for job in created:  # claims take the oldest first: the order they were created in
-        claimed = store.claim_job(f"bench-{job.id}", lease_seconds=LEASE_SECONDS)
+        claimed = store.claim_work(f"bench-{job.id}", lease_seconds=LEASE_SECONDS)
         assert claimed is not None and claimed.id == job.id
     return [job.id for job in created]
 

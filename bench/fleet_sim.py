@@ -94,40 +94,13 @@ class SleepingEngine:
         )
 
 
-class SharedWaiter:
-    """One wake-up source for every worker thread of a process (see the module's docstring)."""
-
-    def __init__(self, engine: Any, stop: threading.Event) -> None:
-        from cesar_common.db.notify import JobWaiter
-
-        self._waiter = JobWaiter(engine, stop_event=stop)
-        self._stop = stop
-        self._generation = 0
-        self._changed = threading.Condition()
-        threading.Thread(target=self._listen, daemon=True).start()
-
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            if self._waiter.wait(1.0):
-                with self._changed:
-                    self._generation += 1
-                    self._changed.notify_all()
-
-    def wait(self, timeout: float) -> bool:
-        with self._changed:
-            seen = self._generation
-            return self._changed.wait_for(lambda: self._generation != seen or self._stop.is_set(), timeout)
-
-    def close(self) -> None:
-        pass
-
-
 def run_child(
     url: str, index: int, workers: int, pool: int, lease_seconds: float, segment_seconds: float
 ) -> int:
     from sqlalchemy import event
 
     from cesar_common.db.connect import open_engine
+    from cesar_common.db.feed import ChangeFeed
     from cesar_common.db.store import JobStore
     from cesar_common.logs import configure_logging
     from cesar_common.settings import Settings
@@ -147,7 +120,7 @@ def run_child(
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    waiter = SharedWaiter(engine, stop)
+    feed = ChangeFeed(engine)  # one LISTEN for every worker thread of the process
     fleet = [
         Worker(
             settings,
@@ -155,7 +128,7 @@ def run_child(
             SleepingEngine(segment_seconds),
             worker_id=f"sim-{index}-{n}",
             stop_event=stop,
-            waiter=waiter,
+            feed=feed,
         )
         for n in range(workers)
     ]
@@ -164,6 +137,7 @@ def run_child(
         thread.start()
     for thread in threads:
         thread.join()
+    feed.close()
     engine.dispose()
     print("STATEMENTS " + json.dumps(dict(statements)), flush=True)
     return 0

@@ -20,7 +20,6 @@ import argparse
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,14 +27,10 @@ from pathlib import Path
 
 import httpx
 import openai
+from serving import AUDIO_DIR, running_serve
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-
-from serve_helpers import AUDIO_DIR, running_serve  # noqa: E402
-
-from cesar_common.settings import Settings  # noqa: E402
-from cesar_common.transcription import models, whisper  # noqa: E402
+from cesar_common.settings import Settings
+from cesar_common.transcription import loading, whisper
 
 SPEECH = AUDIO_DIR / "speech_en.wav"
 TARGETS = {"added_ms": 150.0, "throughput": 0.90}
@@ -49,7 +44,7 @@ def via_openai(client: openai.OpenAI) -> float:
     return time.perf_counter() - started
 
 
-def in_process(model: models.LoadedModel, options: whisper.DecodeOptions) -> float:
+def in_process(model: loading.LoadedModel, options: whisper.DecodeOptions) -> float:
     started = time.perf_counter()
     result = whisper.transcribe(model, SPEECH, options)
     assert "lazy" in result.text.lower(), result.text
@@ -94,12 +89,10 @@ def main() -> int:
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="cesar-bench-") as tmp:
         db_url = f"sqlite:///{Path(tmp) / 'cesar.db'}"
-        with running_serve(
-            db_url, log_path=Path(tmp) / "serve.log", workers="auto", fast=False, timeout=180
-        ) as serve:
+        with running_serve(db_url, log_path=Path(tmp) / "serve.log", workers="auto", timeout=180) as serve:
             layout = next(line for line in serve.log().splitlines() if line.startswith("Starting "))
             worker_threads = re.search(r"x (\d+) thread", layout)  # the workers' threads, for a fair match
-            model = models.load_model(
+            model = loading.load_model(
                 settings.model,
                 device=settings.device,
                 compute_type=settings.compute_type,

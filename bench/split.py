@@ -1,6 +1,6 @@
 """Issue 20: a long job cut at silences and transcribed in parallel, against the same job unsplit.
 
-1. makes the 10-minute file (``tests/long_audio.py``: the 70 s story 8 times, 2 s of silence between
+1. makes the 10-minute file (``bench/long_audio.py``: the 70 s story 8 times, 2 s of silence between
    copies) and its reference text;
 2. starts two real `cesar serve` with ``--workers 2``, each on a fresh SQLite file: one unsplit
    (``CESAR_SPLIT_SECONDS=0``), one split (``CESAR_SPLIT_SECONDS=--split-seconds``); a warm-up job on each
@@ -36,17 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from long_audio import make_long_story
 from psycopg import sql
+from serving import AUDIO_DIR, FINAL, Client, running_serve
+from wer import word_error_rate
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from long_audio import make_long_story  # noqa: E402
-from serve_helpers import AUDIO_DIR, FINAL, Client, running_serve  # noqa: E402
-
-from cesar_common.db.connect import normalize_url  # noqa: E402
-from cesar_common.transcription.wer import word_error_rate  # noqa: E402
+from cesar_common.db.connect import normalize_url
 
 WARM_UP = AUDIO_DIR / "speech_en.wav"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -148,7 +143,6 @@ def compare(
                     log_path=logs / f"serve-{config}.log",
                     workers=workers,
                     env={"CESAR_SPLIT_SECONDS": split_env[config]},
-                    fast=False,
                     timeout=300,
                 )
             )

@@ -32,10 +32,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-
-from serve_helpers import AUDIO_DIR, Client, running_serve  # noqa: E402
+from serving import AUDIO_DIR, Client, running_serve
 
 SPEECH = AUDIO_DIR / "speech_en.wav"
 LONG = AUDIO_DIR / "speech_en_long.flac"
@@ -61,9 +58,7 @@ def main() -> int:
     print(f"{os.cpu_count()} CPUs; model tiny.en int8 on CPU")
     with tempfile.TemporaryDirectory(prefix="cesar-bench-") as tmp:
         db_url = f"sqlite:///{Path(tmp) / 'cesar.db'}"
-        with running_serve(
-            db_url, log_path=Path(tmp) / "serve.log", workers="auto", fast=False, timeout=180
-        ) as serve:
+        with running_serve(db_url, log_path=Path(tmp) / "serve.log", workers="auto", timeout=180) as serve:
             layout = next(line for line in serve.log().splitlines() if line.startswith("Starting "))
             print(f"serve: `cesar serve` defaults: {layout.removeprefix('Starting ')}")
             client = Client(serve.url)
@@ -148,7 +143,7 @@ def serve_layout(jobs: int, rounds: int, *, workers: int, threads: int, batch: i
         env = {"CESAR_BATCH_SIZE": str(batch)}
         log = Path(tmp) / "serve.log"
         with running_serve(
-            db_url, log_path=log, workers=str(workers), args=args, env=env, fast=False, timeout=180
+            db_url, log_path=log, workers=str(workers), args=args, env=env, timeout=180
         ) as serve:
             client = Client(serve.url)
             through_serve(client, SPEECH, 2 * workers)  # warm-up: every worker has its model loaded

@@ -45,7 +45,7 @@ from cesar_common.db.connect import normalize_url
 from cesar_common.db.records import JobRecord, JobSource, JobStatus, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
 from cesar_common.settings import get_settings
-from cesar_common.transcription import models, whisper
+from cesar_common.transcription import loading, whisper
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
@@ -68,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = get_settings()
-    model = models.load_model(
+    model = loading.load_model(
         settings.model,
         device=settings.device,
         compute_type=settings.compute_type,
@@ -95,7 +95,7 @@ def main() -> int:
 def bench_backend(
     backend: str,
     url: str,
-    model: models.LoadedModel,
+    model: loading.LoadedModel,
     options: whisper.DecodeOptions,
     args: argparse.Namespace,
 ) -> int:
@@ -140,7 +140,7 @@ def bench_backend(
     return int(ratio < THROUGHPUT_TARGET) + int(not latency_ok)
 
 
-def plain_loop(model: models.LoadedModel, options: whisper.DecodeOptions, count: int) -> tuple[float, float]:
+def plain_loop(model: loading.LoadedModel, options: whisper.DecodeOptions, count: int) -> tuple[float, float]:
     """Wall and CPU seconds of ``count`` transcriptions in this process."""
     cpu_before = cpu_seconds(os.getpid())
     started = time.perf_counter()

@@ -18,14 +18,14 @@ from litestar.types import Guard
 from cesar_api.auth import close_session, open_session, require_api_key
 from cesar_api.compat.asr import asr_router
 from cesar_api.compat.openai import openai_router
-from cesar_api.errors import handle_exception
-from cesar_api.events import EventHub
+from cesar_api.event_hub import EventHub
+from cesar_api.exception_mapper import handle_exception
 from cesar_api.metrics import RequestStats, StatementCounter, count_response, metrics, stamp_start
 from cesar_api.reads import run_read
 from cesar_api.routes.docs import openapi_config, static_router
-from cesar_api.routes.events import follow_job
+from cesar_api.routes.event_stream import follow_job
 from cesar_api.routes.health import health
-from cesar_api.routes.jobs import (
+from cesar_api.routes.job_routes import (
     cancel_job,
     delete_job,
     get_job,
@@ -34,8 +34,9 @@ from cesar_api.routes.jobs import (
     redeliver_webhook,
 )
 from cesar_api.routes.page import page, page_routers
-from cesar_api.routes.transcribe import create_transcription, create_url_transcription
+from cesar_api.routes.submission import create_transcription, create_url_transcription
 from cesar_api.uploads import MULTIPART_OVERHEAD
+from cesar_common.db.feed import ChangeFeed
 from cesar_common.db.store import JobStore
 from cesar_common.settings import Settings, get_settings
 
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         store = JobStore.from_url(
             settings.database_url, keep_audio=settings.keep_audio, **settings.engine_options
         )
+    # the process's one listener for changes (past a transaction-pooling PgBouncer: its own URL)
+    feed = ChangeFeed(store.engine, listen_url=settings.database_listen_url)
     # without a key there is nothing to check: no guard at all (it is on the polled path)
     guards: list[Guard] = [require_api_key] if settings.api_key is not None else []
     protected = Router(
@@ -91,9 +94,8 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
                 "settings": settings,
                 "store": store,
                 "request_stats": RequestStats(),
-                "events": EventHub(
-                    store, functools.partial(run_read, store), listen_url=settings.database_listen_url
-                ),
+                "feed": feed,
+                "events": EventHub(store, functools.partial(run_read, store), feed),
                 "statements": StatementCounter(store),
             }
         ),
@@ -122,6 +124,7 @@ def _provide_store(request: Request[Any, Any, Any]) -> JobStore:
 
 async def _close_events(app: Litestar) -> None:
     await app.state.events.close()
+    app.state.feed.close()
 
 
 def _warm_imports(_app: Any = None) -> None:

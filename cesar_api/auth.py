@@ -22,7 +22,7 @@ from litestar.datastructures import Cookie
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
-from cesar_api.errors import error_responses
+from cesar_api.exception_mapper import error_responses
 from cesar_common.errors import AuthError
 from cesar_common.settings import Settings
 

@@ -22,8 +22,8 @@ from litestar.types import Message, Scope
 from sqlalchemy import event
 from sqlalchemy.pool import QueuePool
 
-from cesar_api.errors import error_responses
-from cesar_api.events import EventHub
+from cesar_api.event_hub import EventHub
+from cesar_api.exception_mapper import error_responses
 from cesar_common.db.store import JobStore
 
 if TYPE_CHECKING:

@@ -13,12 +13,12 @@ from litestar.exceptions import ValidationException
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from cesar_api.schemas import SubmitFields, UrlJobIn
 from cesar_common.choices import WHISPER_LANGUAGES
 from cesar_common.db.records import JobRecord, JobSource, NewJob
 from cesar_common.db.store import JobStore
 from cesar_common.errors import LanguageError, ModelNotAllowedError, URLRefusedError
-from cesar_common.options import TranscribeOptions, options_from
-from cesar_common.schemas import SubmitFields, UrlJobIn
+from cesar_common.job_options import TranscribeOptions, options_from
 from cesar_common.settings import Settings
 
 

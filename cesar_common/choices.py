@@ -24,6 +24,12 @@ LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 TASKS: tuple[Task, ...] = get_args(Task)
 TRANSCRIPT_FORMATS: tuple[TranscriptFormat, ...] = get_args(TranscriptFormat)
 
+#: OpenAI's transcription API (``/v1/audio/...``): its response formats and timestamp granularities
+OPENAI_RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+OPENAI_GRANULARITIES = ("word", "segment")
+#: OpenAI's clients repeat this form field, once per granularity
+OPENAI_GRANULARITY_FIELD = "timestamp_granularities[]"
+
 #: The model that ships with Cesar (the ``bundled-model`` extra) and is the default.
 BUNDLED_MODEL = "tiny.en"
 

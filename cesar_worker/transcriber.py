@@ -21,8 +21,8 @@ from cesar_worker.model_cache import ModelCache, ModelKey
 if TYPE_CHECKING:
     import numpy as np
 
-    from cesar_common.transcription.models import LoadedModel
-    from cesar_common.transcription.parts import SplitPlan
+    from cesar_common.transcription.cuts import SplitPlan
+    from cesar_common.transcription.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +82,15 @@ class WhisperTranscriber:
 
     def _find(self, key: ModelKey) -> None:
         """Find (or download) the model's files before the cache makes room for it."""
-        from cesar_common.transcription import models
+        from cesar_common.transcription import loading
 
-        models.resolve_model(key.name, offline=self.settings.offline, models_dir=self.settings.models_dir)
+        loading.resolve_model(key.name, offline=self.settings.offline, models_dir=self.settings.models_dir)
 
     def _load(self, key: ModelKey) -> LoadedModel:
-        from cesar_common.transcription import models
+        from cesar_common.transcription import loading
 
         started = time.monotonic()
-        loaded = models.load_model(
+        loaded = loading.load_model(
             key.name,
             device=key.device,
             compute_type=key.compute_type,
@@ -150,7 +150,7 @@ class WhisperTranscriber:
         self, job: JobRecord, audio_path: Path, *, split_seconds: float, should_stop: StopCallback
     ) -> SplitPlan | None:
         from cesar_common.errors import UnsupportedMediaError
-        from cesar_common.transcription import audio, parts, whisper
+        from cesar_common.transcription import audio, cuts, whisper
 
         try:
             declared = audio.probe_audio(audio_path).duration
@@ -164,11 +164,11 @@ class WhisperTranscriber:
             )
         except whisper.TranscriptionCancelled as exc:
             raise JobStopped(StopReason.CANCELLED) from exc
-        plans = parts.plan_cuts(samples.size / audio.SAMPLE_RATE, split_seconds, parts.pauses_in(samples))
+        plans = cuts.plan_cuts(samples.size / audio.SAMPLE_RATE, split_seconds, cuts.pauses_in(samples))
         if len(plans) < 2:
             return None
         language, probability = self._language(job, samples)
-        return parts.SplitPlan(plans, samples, language, probability)
+        return cuts.SplitPlan(plans, samples, language, probability)
 
     def _language(self, job: JobRecord, samples: np.ndarray) -> tuple[str, float]:
         """The one language of every part: the job's, or the model's only one, or detected once on the

@@ -111,7 +111,7 @@ class WebhookSender:
 
     def body(self, job_id: str) -> bytes:
         """The job's JSON, as ``GET /jobs/{id}`` returns it."""
-        from cesar_common.schemas import job_to_schema
+        from cesar_common.job_json import job_to_schema
 
         return job_to_schema(self.store.get_job(job_id)).model_dump_json().encode()
 

@@ -19,13 +19,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from cesar_common.db.connect import open_engine
+from cesar_common.db.feed import ChangeFeed, WorkSignal
 from cesar_common.db.migrate import ensure_schema_current
-from cesar_common.db.notify import JobWaiter
-from cesar_common.db.records import JobRecord, JobSource, PartWork
+from cesar_common.db.records import JobRecord, JobSource, PartPlan, PartWork
 from cesar_common.db.store import JobStore, LeaseLostError
 from cesar_common.errors import (
     AudioDecodeError,
@@ -38,6 +38,7 @@ from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
 from cesar_common.text import is_plain_token
 from cesar_common.transcription.audio import wav_header
+from cesar_worker import part_results
 from cesar_worker.download import DownloadStopped, download
 from cesar_worker.heartbeat import Heartbeat, Housekeeping
 from cesar_worker.jobrun import JobRun, JobStopped, StopReason
@@ -45,7 +46,7 @@ from cesar_worker.transcriber import Transcriber, TranscriberFactory, WhisperTra
 from cesar_worker.webhook_sender import DeliveryLoop
 
 if TYPE_CHECKING:
-    from cesar_common.transcription.parts import SplitPlan
+    from cesar_common.transcription.cuts import SplitPlan
 
 log = logging.getLogger("cesar.worker")
 
@@ -54,14 +55,6 @@ WORKER_ID_MAX = 255  # the workers.id and jobs.worker_id columns
 TEMP_PREFIX = "cesar-job-"  # then the worker's pid: a crashed worker's leftovers can be told apart
 _BAD = frozenset({"error", "abandoned", "left to its lease"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
-
-
-class Waiter(Protocol):
-    """What the loop waits on between empty claims (:class:`cesar_common.db.notify.JobWaiter`)."""
-
-    def wait(self, timeout: float) -> bool: ...
-
-    def close(self) -> None: ...
 
 
 def quiet_library_logs(level: str) -> None:
@@ -116,8 +109,9 @@ def run_worker(
                 stop_event=event,
                 transcriber_factory=transcriber_factory,
             )
-    # the process's one engine: the store, the schema check and the wake-up listener all use it
+    # the process's one engine and one change feed: the store, the schema check and the wake-ups use them
     engine = open_engine(settings.database_url, **settings.engine_options)
+    feed = ChangeFeed(engine, listen_url=settings.database_listen_url)
     try:
         ensure_schema_current(engine)
         worker = Worker(
@@ -126,9 +120,11 @@ def run_worker(
             (transcriber_factory or WhisperTranscriber)(settings),
             worker_id=worker_id or default_worker_id(),
             stop_event=stop_event,
+            feed=feed,
         )
         worker.run(once=once, preload=preload)
     finally:
+        feed.close()
         engine.dispose()
     return 0
 
@@ -141,7 +137,8 @@ class Outcome:
 
 
 class Worker:
-    """One worker process's state: its store, transcriber, heartbeat thread and wake-up source."""
+    """One worker's state: its store, transcriber, heartbeat thread and wake-up source. A process may run
+    several (threads), sharing one store and one change feed."""
 
     def __init__(
         self,
@@ -151,8 +148,9 @@ class Worker:
         *,
         worker_id: str,
         stop_event: threading.Event,
-        waiter: Waiter | None = None,
+        feed: ChangeFeed | None = None,
     ) -> None:
+        """``feed``: the process's change feed (default: one of this worker's own, closed with it)."""
         if not is_plain_token(worker_id, max_length=WORKER_ID_MAX):
             raise InvalidInputError(
                 f"a worker id is 1 to {WORKER_ID_MAX} printable ASCII characters without spaces, "
@@ -163,10 +161,10 @@ class Worker:
         self.transcriber = transcriber
         self.worker_id = worker_id
         self.stop_event = stop_event
-        # LISTEN on PostgreSQL, PRAGMA data_version on SQLite: an idle worker wakes as a job arrives
-        self.waiter = waiter or JobWaiter(
-            store.engine, stop_event=stop_event, listen_url=settings.database_listen_url
-        )
+        # an idle worker wakes as work arrives: LISTEN on PostgreSQL, PRAGMA data_version on SQLite
+        self._own_feed = feed is None
+        self.feed = feed or ChangeFeed(store.engine, listen_url=settings.database_listen_url)
+        self.waiter = WorkSignal(self.feed, stop_event=stop_event)
         self.heartbeat = Heartbeat(store, settings, worker_id, stop_event=stop_event)
         self.housekeeping = Housekeeping(
             store,
@@ -200,6 +198,8 @@ class Worker:
             self.heartbeat.close()
             self.housekeeping.close()
             self.waiter.close()
+            if self._own_feed:
+                self.feed.close()
             try:
                 self.store.unregister_worker(self.worker_id)
             except CesarError as exc:
@@ -209,10 +209,11 @@ class Worker:
 
     def loop(self, *, once: bool = False) -> None:
         delay = POLL_MIN_SECONDS
-        # on PostgreSQL a wake-up means a job was queued, and every idle worker of the fleet gets it: one
+        # on PostgreSQL a wake-up means work was queued, and every idle worker of the fleet gets it: one
         # wins the claim. A worker that answered one and lost sits out its pause without listening (the
         # pause grows while it keeps losing; the claim after it still polls), so claims stay near one per
-        # job instead of one per idle worker per job (bench/fleet_sim.py). SQLite wakes on any commit.
+        # job instead of one per idle worker per job (bench/fleet_sim.py). On SQLite a wake-up means the
+        # feed saw work waiting after a commit: one host's few workers, no herd to damp.
         sits_out = self.store.engine.dialect.name == "postgresql"
         answered_wake = False
         while not self.stop_event.is_set():
@@ -331,7 +332,7 @@ class Worker:
         split = self.store.split_job(
             run.job_id,
             self.worker_id,
-            plan.parts,
+            [PartPlan(span.start, span.end) for span in plan.parts],
             language=plan.language,
             language_probability=plan.language_probability,
         )
@@ -341,24 +342,26 @@ class Worker:
         return Outcome("split", duration, f"into {len(plan.parts)} parts")
 
     def _execute_part(self, run: JobRun, work: PartWork) -> Outcome:
-        from cesar_common.transcription import parts
-
         job, part = work.job, work.part
         with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
             audio_path = Path(tmp) / "part.wav"
             self._fetch_part_audio(work, audio_path)
             run.raise_if_stopped()
             result = self.transcriber.transcribe(
-                dataclasses.replace(job, options=parts.part_options(job.options, job.detected_language)),
+                dataclasses.replace(
+                    job, options=part_results.part_options(job.options, job.detected_language)
+                ),
                 audio_path,
                 on_progress=run.on_progress,
                 on_segment=_ignore,  # a part's segments are published in the file's order once it is done
                 should_stop=run.should_stop,
             )
-        stored = parts.part_result(result, offset=part.start, language_probability=job.language_probability)
+        stored = part_results.part_result(
+            result, offset=part.start, language_probability=job.language_probability
+        )
         run.finish()
         merge = functools.partial(
-            parts.merge_parts,
+            part_results.merge_parts,
             num_speakers=job.options.num_speakers,
             min_speakers=job.options.min_speakers,
             max_speakers=job.options.max_speakers,

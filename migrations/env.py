@@ -14,7 +14,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 
 from cesar_common.db.connect import foreign_keys_off, open_engine
-from cesar_common.db.models import Base
+from cesar_common.db.tables import Base
 from cesar_common.settings import get_settings
 
 config = context.config

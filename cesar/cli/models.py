@@ -31,7 +31,7 @@ def list_command(models_dir: Path | None, as_json: bool, verbose: bool) -> None:
     """The allowed models (CESAR_MODEL, CESAR_MODELS) and those in the models directory: which are on
     this machine, where, and their size."""
     with one_line_errors(verbose=verbose):
-        from cesar.models import list_entries, table
+        from cesar.model_admin import list_entries, table
 
         entries = list_entries(models_dir)
         click.echo(json.dumps([asdict(entry) for entry in entries], indent=2) if as_json else table(entries))
@@ -45,7 +45,7 @@ def pull(name: str, models_dir: Path | None, verbose: bool) -> None:
     """Download NAME (tiny.en, small, large-v3, ... or a Hub repo id owner/name) into the models
     directory. Offline, it says how to import the model instead."""
     with one_line_errors(verbose=verbose):
-        from cesar.models import pull_into
+        from cesar.model_admin import pull_into
 
         click.echo(f"{name}: {pull_into(name, models_dir)}")
 
@@ -62,7 +62,7 @@ def import_command(path: Path, name: str | None, models_dir: Path | None, verbos
     accept the name, add it to CESAR_MODELS.
     """
     with one_line_errors(verbose=verbose):
-        from cesar.models import import_into
+        from cesar.model_admin import import_into
 
         stored, chosen = import_into(path, name, models_dir)
         click.echo(f"imported {chosen}: {stored} (use it with --model {chosen})")
@@ -75,6 +75,6 @@ def import_command(path: Path, name: str | None, models_dir: Path | None, verbos
 def remove(name: str, models_dir: Path | None, verbose: bool) -> None:
     """Delete the model NAME from the models directory."""
     with one_line_errors(verbose=verbose):
-        from cesar.models import remove_from
+        from cesar.model_admin import remove_from
 
         click.echo(f"removed {name}: {remove_from(name, models_dir)}")

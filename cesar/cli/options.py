@@ -3,7 +3,7 @@
 Every option reads the ``CESAR_`` variable of its name (``--log-level``: ``CESAR_LOG_LEVEL``): each command
 sets ``auto_envvar_prefix`` to ``CESAR`` (:data:`COMMAND_SETTINGS`), and :func:`option` shows the variable in
 ``--help``. The choice lists come from :mod:`cesar_common.choices`, the job options (language, task, ...)
-from :mod:`cesar_common.options`: nothing here repeats them.
+from :mod:`cesar_common.job_options`: nothing here repeats them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 import click
 
 from cesar_common.choices import COMPUTE_TYPES, DEVICES, LOG_LEVELS
-from cesar_common.options import OptionSpec, TranscribeOptions, option_specs, options_from
+from cesar_common.job_options import OptionSpec, TranscribeOptions, option_specs, options_from
 
 #: ``context_settings`` of every command: options read ``CESAR_<NAME>`` (not ``CESAR_<COMMAND>_<NAME>``)
 COMMAND_SETTINGS: dict[str, Any] = {"auto_envvar_prefix": "CESAR"}

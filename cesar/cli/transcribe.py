@@ -78,7 +78,7 @@ def transcribe(
     `cesar transcribe talk.mp3 | grep word` works.
     """
     with one_line_errors(verbose=verbose):
-        from cesar.transcribe import run_transcribe
+        from cesar.transcribe_file import run_transcribe
 
         run_transcribe(
             input_path,

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cesar.remote.api import EXIT_JOB_FAILED, EXIT_REFUSED, RemoteAPI, RemoteError
+from cesar.remote.client import EXIT_JOB_FAILED, EXIT_REFUSED, RemoteAPI, RemoteError
 from cesar_common.choices import TRANSCRIPT_FORMATS
 
 FINAL = frozenset({"completed", "error", "cancelled"})

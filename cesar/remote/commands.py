@@ -13,10 +13,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cesar.remote.api import EXIT_JOB_FAILED, EXIT_SERVER, RemoteAPI
 from cesar.remote.batch import Batch, Item, expand, plan_outputs, result_json, summary, write_atomically
+from cesar.remote.client import EXIT_JOB_FAILED, EXIT_SERVER, RemoteAPI
 from cesar_common.exits import fail, one_line_errors
-from cesar_common.options import OPTION_NAMES
+from cesar_common.job_options import OPTION_NAMES
 from cesar_common.settings import get_settings
 
 

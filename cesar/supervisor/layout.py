@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cesar_common.errors import DeviceUnavailableError, InvalidInputError
-from cesar_common.transcription.models import model_files_bytes
+from cesar_common.transcription.loading import model_files_bytes
 
 logger = logging.getLogger(__name__)
 

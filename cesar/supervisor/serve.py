@@ -127,7 +127,7 @@ def plan_serve_layout(settings: Settings) -> Layout:
         return plan_layout(
             **common, device="cpu", cpu_count=1, available_memory=0, model_bytes=0, gpu_count=0
         )
-    from cesar_common.transcription.models import resolve_device, resolve_model
+    from cesar_common.transcription.loading import resolve_device, resolve_model
 
     device, compute_type = resolve_device(settings.device, settings.compute_type)
     # Resolved (downloaded, if need be) once here: a bad name fails now with one line, and N workers

@@ -26,17 +26,17 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 from litestar.types import Guard
 
-from cesar_api.compat.jobs import ClientGone, queue_upload, wait_for_end
-from cesar_api.compat.schemas import AsrOperation, asr_errors
-from cesar_api.errors import problem_of
+from cesar_api.compat.job_wait import ClientGone, queue_upload, wait_for_end
+from cesar_api.compat.openapi_specs import AsrOperation, asr_errors
+from cesar_api.exception_mapper import problem_of
+from cesar_api.schemas import TranscribeForm
 from cesar_api.submit import job_options, validated
 from cesar_api.transcripts import completed_transcript
 from cesar_api.uploads import receive_upload
 from cesar_common.choices import WHISPER_LANGUAGE_NAMES, Task, TranscriptFormat
 from cesar_common.db.records import JobRecord, JobStatus
 from cesar_common.errors import ClientError
-from cesar_common.options import MAX_SPEAKERS
-from cesar_common.schemas import TranscribeForm
+from cesar_common.job_options import MAX_SPEAKERS
 from cesar_common.settings import Settings
 from cesar_common.transcription.audio import SAMPLE_RATE, head_as_wav, wav_header
 from cesar_common.transcription.result import TranscriptionResult

@@ -1,7 +1,7 @@
 """OpenAI's transcription API: ``POST /v1/audio/transcriptions`` and ``/translations``, ``GET /v1/models``.
 
 Requests and answers follow OpenAI's (the ``openai`` SDKs, Open WebUI, LibreChat, n8n... need no change but
-their base URL). Each request is an ordinary job (:mod:`cesar_api.compat.jobs`), named by the
+their base URL). Each request is an ordinary job (:mod:`cesar_api.compat.job_wait`), named by the
 ``X-Cesar-Job-Id`` header, and the answer comes when it ends; a client that disconnects first cancels it.
 
 Errors take OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``. OpenAI's clients retry 408,
@@ -26,17 +26,26 @@ from litestar.params import PathParameter
 from litestar.response import Stream
 from litestar.types import Guard
 
-from cesar_api.compat.choices import GRANULARITIES, GRANULARITY_FIELD, RESPONSE_FORMATS
-from cesar_api.compat.jobs import ClientGone, cancel, follow_to_end, queue_upload, wait_for_end
-from cesar_api.compat.schemas import OpenAITranscriptionOperation, OpenAITranslationOperation, openai_errors
-from cesar_api.errors import problem_of
+from cesar_api.compat.job_wait import ClientGone, cancel, follow_to_end, queue_upload, wait_for_end
+from cesar_api.compat.openapi_specs import (
+    OpenAITranscriptionOperation,
+    OpenAITranslationOperation,
+    openai_errors,
+)
+from cesar_api.exception_mapper import problem_of
+from cesar_api.schemas import TranscribeForm
 from cesar_api.submit import job_options, validated
 from cesar_api.transcripts import completed_transcript
 from cesar_api.uploads import receive_upload
-from cesar_common.choices import WHISPER_LANGUAGE_NAMES, Task
+from cesar_common.choices import (
+    OPENAI_GRANULARITIES,
+    OPENAI_GRANULARITY_FIELD,
+    OPENAI_RESPONSE_FORMATS,
+    WHISPER_LANGUAGE_NAMES,
+    Task,
+)
 from cesar_common.db.records import JobRecord, JobStatus
 from cesar_common.errors import ClientError
-from cesar_common.schemas import TranscribeForm
 from cesar_common.settings import Settings
 from cesar_common.transcription import model_store
 from cesar_common.transcription.result import TranscriptionResult
@@ -55,7 +64,7 @@ _FIELDS: dict[Task, frozenset[str]] = {
             "prompt",
             "response_format",
             "temperature",
-            GRANULARITY_FIELD,
+            OPENAI_GRANULARITY_FIELD,
             "stream",
             "chunking_strategy",
         }
@@ -109,10 +118,10 @@ def parse_request(
     if not model_name:
         raise OpenAIError("you must provide a model parameter", param="model")
     response_format = fields.get("response_format", "json").strip() or "json"
-    if response_format not in RESPONSE_FORMATS:
+    if response_format not in OPENAI_RESPONSE_FORMATS:
         raise OpenAIError(
             f"Invalid value '{response_format}' for response_format: use one of "
-            + ", ".join(RESPONSE_FORMATS),
+            + ", ".join(OPENAI_RESPONSE_FORMATS),
             param="response_format",
         )
     temperature = fields.get("temperature", "0").strip() or "0"
@@ -124,9 +133,9 @@ def parse_request(
         raise OpenAIError(
             f"temperature must be a number from 0 to 1, not {temperature!r}", param="temperature"
         )
-    granularities = [value.strip() for value in lists.get(GRANULARITY_FIELD, [])]
+    granularities = [value.strip() for value in lists.get(OPENAI_GRANULARITY_FIELD, [])]
     for value in granularities:
-        if value not in GRANULARITIES:
+        if value not in OPENAI_GRANULARITIES:
             raise OpenAIError(
                 f"Invalid value '{value}' for timestamp_granularities: use word or segment",
                 param="timestamp_granularities",
@@ -348,7 +357,7 @@ async def _transcribe(request: Request[Any, Any, Any], task: Task) -> Response[A
     if content_type != "multipart/form-data":
         raise OpenAIError("the request must be multipart/form-data with a `file` part", param="file")
     async with receive_upload(
-        request, max_bytes=settings.max_upload_bytes, repeatable=frozenset({GRANULARITY_FIELD})
+        request, max_bytes=settings.max_upload_bytes, repeatable=frozenset({OPENAI_GRANULARITY_FIELD})
     ) as upload:
         asked = parse_request(task, upload.fields, upload.lists, settings)
         form = {"model": asked.model, "task": task, "word_timestamps": str(asked.words).lower()}

@@ -18,8 +18,9 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
+from cesar_api.schemas import ErrorOut, HealthOut, UrlJobIn
 from cesar_common import __version__
-from cesar_common.schemas import ErrorOut, HealthOut, JobOut, UrlJobIn
+from cesar_common.job_json import JobOut
 
 DOCS_PATH = "/docs"
 STATIC_PATH = f"{DOCS_PATH}/static"

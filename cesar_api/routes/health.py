@@ -8,10 +8,10 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 
+from cesar_api.schemas import DatabaseHealth, HealthOut, QueueHealth, WorkersHealth
 from cesar_common import __version__
 from cesar_common.db.store import JobStore
 from cesar_common.errors import DatabaseError
-from cesar_common.schemas import DatabaseHealth, HealthOut, QueueHealth, WorkersHealth
 from cesar_common.settings import Settings
 
 logger = logging.getLogger("cesar.api")

@@ -16,7 +16,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from cesar_common.db.models import UTCDateTime
+from cesar_common.db.tables import UTCDateTime
 
 
 class db_now(FunctionElement[Any]):

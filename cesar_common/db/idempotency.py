@@ -12,9 +12,24 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
+from typing import Any
 
-from cesar_common.db.records import JobSource, NewJob
+from sqlalchemy import Connection, Row, update
+
+from cesar_common.db.clock import db_now
+from cesar_common.db.records import JobRecord, JobSource, NewJob
+from cesar_common.db.tables import jobs
 from cesar_common.errors import InvalidInputError
+
+__all__ = [
+    "KEY_WINDOW",
+    "IdempotencyKeyReusedError",
+    "check_key",
+    "job_holding_key",
+    "release_stale_key",
+    "request_fingerprint",
+    "same_request",
+]
 
 KEY_WINDOW = timedelta(hours=24)
 KEY_WINDOW_SECONDS = KEY_WINDOW.total_seconds()
@@ -63,3 +78,31 @@ def request_fingerprint(new: NewJob, audio_sha256: str | None) -> str:
         )
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def job_holding_key(conn: Connection, key: str, *, within_window: bool = False) -> Row[Any] | None:
+    """The job created under ``key`` (only within the window when ``within_window``)."""
+    stmt = jobs.select().where(jobs.c.idempotency_key == key)
+    if within_window:
+        stmt = stmt.where(jobs.c.created_at >= db_now(-KEY_WINDOW_SECONDS))
+    return conn.execute(stmt).one_or_none()
+
+
+def release_stale_key(conn: Connection, key: str) -> None:
+    """A key older than the window names nothing any more: free it for the job about to take it."""
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.idempotency_key == key, jobs.c.created_at < db_now(-KEY_WINDOW_SECONDS))
+        .values(idempotency_key=None)
+    )
+
+
+def same_request(existing: JobRecord, fingerprint: str, key: str) -> JobRecord:
+    """``existing`` if it was made by the same request, else IdempotencyKeyReusedError (422)."""
+    if existing.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReusedError(
+            "this Idempotency-Key was already used with a different request (within the last 24 hours): "
+            "use a new key for a new request",
+            extra={"job_id": existing.id, "idempotency_key": key},
+        )
+    return existing

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Table, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, insert, or_, select, update
 
 from cesar_common.db import totals
 from cesar_common.db.clock import db_now
-from cesar_common.db.models import WebhookDelivery
 from cesar_common.db.records import DeliveryOutcome, WebhookDeliveryRecord, WebhookState
-
-deliveries = cast(Table, WebhookDelivery.__table__)
+from cesar_common.db.tables import webhook_deliveries as deliveries
 
 PENDING = WebhookState.PENDING.value
 DELIVERING = WebhookState.DELIVERING.value

@@ -1,5 +1,5 @@
-"""The SQL of long jobs cut into parts (``job_parts``, ``job_part_audio``): split, claim, lease, report,
-complete and merge, sweep, drop.
+"""The SQL of long jobs cut into parts (``job_parts``, ``job_part_audio``): split, lease, report, complete
+and merge, fail, hand back, sweep. Claims are the queue's (:mod:`cesar_common.db.queue`).
 
 A split job stays ``processing`` with no worker and no lease of its own while its parts run: each part has
 the claim, lease, attempts and sweep a job has. Every transaction that touches a part locks its job's row
@@ -10,21 +10,34 @@ it, merges the transcript and makes the job final (:func:`complete`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Table, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, insert, select
 
-from cesar_common.db import jobs
+from cesar_common.db import state
 from cesar_common.db.clock import db_now
-from cesar_common.db.models import JobPart, JobPartAudio
-from cesar_common.db.notify import notify_job_changed, notify_new_job
-from cesar_common.db.records import FinishedPart, JobResult, JobStatus, PartPlan, PartRecord
+from cesar_common.db.job_reads import for_update
+from cesar_common.db.leases import LeaseLostError, completed_values, held
+from cesar_common.db.records import FinishedPart, JobResult, JobStatus, PartPlan, PartRecord, PartStatus
+from cesar_common.db.tables import job_part_audio, job_parts, jobs
 
-job_parts = cast(Table, JobPart.__table__)
-part_audio = cast(Table, JobPartAudio.__table__)
-table = jobs.jobs
+__all__ = [
+    "Merge",
+    "complete",
+    "fail",
+    "insert_audio_chunk",
+    "live_copy",
+    "part_id",
+    "part_record",
+    "read_audio",
+    "release",
+    "report",
+    "split",
+    "sweep_expired",
+]
 
-QUEUED, PROCESSING, COMPLETED = "queued", "processing", "completed"
+PROCESSING = JobStatus.PROCESSING.value
+PART_QUEUED, PART_PROCESSING, PART_COMPLETED = (status.value for status in PartStatus)
 #: a merge: the parts' stored transcripts, in order, to the job's result
 Merge = Callable[[list[FinishedPart]], JobResult]
 
@@ -49,20 +62,20 @@ def _lock_job(conn: Connection, job_id: str) -> Row[Any] | None:
     """The job's row, locked (PostgreSQL) while this transaction touches its parts: the one lock order
     (job, then part) every part transaction follows."""
     return conn.execute(
-        jobs.for_update(
-            select(table.c.status, table.c.cancel_requested, table.c.parts).where(table.c.id == job_id)
-        )
+        for_update(select(jobs.c.status, jobs.c.cancel_requested, jobs.c.parts).where(jobs.c.id == job_id))
     ).one_or_none()
 
 
 def _held(part: str, worker_id: str) -> ColumnElement[bool]:
-    return and_(job_parts.c.id == part, job_parts.c.status == PROCESSING, job_parts.c.worker_id == worker_id)
+    return and_(
+        job_parts.c.id == part, job_parts.c.status == PART_PROCESSING, job_parts.c.worker_id == worker_id
+    )
 
 
 # --- cutting a job -----------------------------------------------------------------------------------
 def insert_audio_chunk(conn: Connection, job_id: str, seq: int, chunk_seq: int, data: bytes) -> None:
     conn.execute(
-        insert(part_audio).values(part_id=part_id(job_id, seq), seq=chunk_seq, job_id=job_id, data=data)
+        insert(job_part_audio).values(part_id=part_id(job_id, seq), seq=chunk_seq, job_id=job_id, data=data)
     )
 
 
@@ -78,30 +91,28 @@ def split(
     """Queue the parts of a job held by ``worker_id`` (their audio is stored already) and let go of the
     job: it stays processing, held by no one, until its last part merges. False when the job is not held
     (its audio then goes with the requeue or the end that took it)."""
-    row = conn.execute(
-        update(table)
-        .where(jobs.held(job_id, worker_id))
-        .values(
-            worker_id=None,
-            lease_expires_at=None,
-            parts=len(plans),
-            duration=round(plans[-1].end, 3),
-            detected_language=language,
-            language_probability=language_probability,
-            progress=0.0,
-        )
-        .returning(table.c.created_at)
-    ).one_or_none()
+    row = state.change_job(
+        conn,
+        held(job_id, worker_id),
+        {
+            "worker_id": None,
+            "lease_expires_at": None,
+            "parts": len(plans),
+            "duration": round(plans[-1].end, 3),
+            "detected_language": language,
+            "language_probability": language_probability,
+            "progress": 0.0,
+        },
+    )
     if row is None:
         return False
-    conn.execute(
-        insert(job_parts),
+    state.insert_parts(
+        conn,
         [
             {
                 "id": part_id(job_id, seq),
                 "job_id": job_id,
                 "seq": seq,
-                "status": QUEUED,
                 "start": plan.start,
                 "end": plan.end,
                 "created_at": row.created_at,
@@ -112,46 +123,15 @@ def split(
             for seq, plan in enumerate(plans)
         ],
     )
-    notify_job_changed(conn, job_id)
-    notify_new_job(conn)
     return True
 
 
 # --- workers' side -----------------------------------------------------------------------------------
-def claim(conn: Connection, worker_id: str, *, lease_seconds: float) -> tuple[Row[Any], Row[Any]] | None:
-    """The first queued part of the oldest split job, taken in one atomic statement, and its job's row;
-    None when no part waits."""
-    first = (
-        select(job_parts.c.id)
-        .where(job_parts.c.status == QUEUED)
-        .order_by(job_parts.c.created_at, job_parts.c.id)
-        .limit(1)
-    )
-    if conn.dialect.name == "postgresql":
-        first = first.with_for_update(skip_locked=True)
-    part = conn.execute(
-        update(job_parts)
-        .where(job_parts.c.id == first.scalar_subquery(), job_parts.c.status == QUEUED)
-        .values(
-            status=PROCESSING,
-            attempts=job_parts.c.attempts + 1,
-            worker_id=worker_id,
-            lease_expires_at=db_now(lease_seconds),
-            progress=0.0,
-        )
-        .returning(*job_parts.c)
-    ).one_or_none()
-    if part is None:
-        return None
-    job = conn.execute(select(table).where(table.c.id == part.job_id)).one()
-    return part, job
-
-
 def read_audio(conn: Connection, part: str, *, from_seq: int, limit: int) -> Sequence[Row[Any, Any]]:
     return conn.execute(
-        select(part_audio.c.seq, part_audio.c.data)
-        .where(part_audio.c.part_id == part, part_audio.c.seq >= from_seq)
-        .order_by(part_audio.c.seq)
+        select(job_part_audio.c.seq, job_part_audio.c.data)
+        .where(job_part_audio.c.part_id == part, job_part_audio.c.seq >= from_seq)
+        .order_by(job_part_audio.c.seq)
         .limit(limit)
     ).all()
 
@@ -168,23 +148,22 @@ def report(
     values: dict[str, Any] = {"lease_expires_at": db_now(lease_seconds)}
     if progress is not None:
         values["progress"] = progress
-    changed = conn.execute(update(job_parts).where(_held(part, worker_id)).values(**values)).rowcount
-    if changed != 1:
-        raise jobs.LeaseLostError(f"part {part} is no longer held by worker {worker_id}")
+    if not state.change_parts(conn, _held(part, worker_id), values):
+        raise LeaseLostError(f"part {part} is no longer held by worker {worker_id}")
     if progress is not None:
         _update_job_progress(conn, job_id)
     return bool(job.cancel_requested)
 
 
-def _update_job_progress(conn: Connection, job_id: str) -> None:
+def _update_job_progress(conn: Connection, job_id: str, segments: Sequence[dict[str, Any]] = ()) -> None:
+    """The job's progress as its parts' average by length, with ``segments`` added to its live ones."""
     length = job_parts.c.end - job_parts.c.start
     average = (
         select(func.sum(job_parts.c.progress * length) / func.sum(length))
         .where(job_parts.c.job_id == job_id)
         .scalar_subquery()
     )
-    conn.execute(update(table).where(table.c.id == job_id).values(progress=func.coalesce(average, 0.0)))
-    notify_job_changed(conn, job_id)
+    state.report(conn, jobs.c.id == job_id, {"progress": func.coalesce(average, 0.0)}, segments)
 
 
 def complete(
@@ -206,42 +185,41 @@ def complete(
     job = _lock_job(conn, job_id)
     if job is None or job.status != PROCESSING:
         return None
-    done = conn.execute(
-        update(job_parts)
-        .where(_held(part, worker_id))
-        .values(status=COMPLETED, progress=1.0, lease_expires_at=None, result=result)
-    ).rowcount
-    if done != 1:
+    done = state.change_parts(
+        conn,
+        _held(part, worker_id),
+        {"status": PART_COMPLETED, "progress": 1.0, "lease_expires_at": None, "result": result},
+    )
+    if not done:
         return None
-    conn.execute(delete(part_audio).where(part_audio.c.part_id == part))
+    conn.execute(delete(job_part_audio).where(job_part_audio.c.part_id == part))
     rows = conn.execute(select(job_parts).where(job_parts.c.job_id == job_id).order_by(job_parts.c.seq)).all()
-    if all(row.status == COMPLETED for row in rows):
+    if all(row.status == PART_COMPLETED for row in rows):
         finished = [
             FinishedPart(row.seq, row.start, row.end, row.worker_id or "", row.result) for row in rows
         ]
-        _end_job(conn, job_id, jobs.completed_values(merge(finished)), keep_audio)
+        _end_job(conn, job_id, completed_values(merge(finished)), keep_audio)
         return "job"
-    _publish_in_order(conn, job_id, rows)
-    _update_job_progress(conn, job_id)
+    _update_job_progress(conn, job_id, _publish_in_order(conn, rows))
     return "part"
 
 
-def _publish_in_order(conn: Connection, job_id: str, rows: Sequence[Row[Any]]) -> None:
-    """Append the segments of the completed parts that follow the published ones, without a gap, to the
-    job's live segments: a client following the job sees the transcript in the file's order."""
+def _publish_in_order(conn: Connection, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    """The segments of the completed parts that follow the published ones without a gap, marked
+    published: appended to the job's live segments, a client following the job sees the transcript in the
+    file's order."""
     newly: list[str] = []
     segments: list[dict[str, Any]] = []
     for row in rows:
         if row.published:
             continue
-        if row.status != COMPLETED:
+        if row.status != PART_COMPLETED:
             break
         newly.append(row.id)
         segments.extend(live_copy(segment) for segment in (row.result or {}).get("segments", ()))
-    if not newly:
-        return
-    conn.execute(update(job_parts).where(job_parts.c.id.in_(newly)).values(published=True))
-    jobs.append_live_segments(conn, job_id, segments)
+    if newly:
+        state.change_parts(conn, job_parts.c.id.in_(newly), {"published": True})
+    return segments
 
 
 def live_copy(segment: dict[str, Any]) -> dict[str, Any]:
@@ -261,25 +239,21 @@ def fail(
     job = _lock_job(conn, job_id)
     if job is None or job.status != PROCESSING:
         return False
-    held = conn.execute(select(job_parts.c.id).where(_held(part, worker_id))).one_or_none()
-    if held is None:
+    held_part = conn.execute(select(job_parts.c.id).where(_held(part, worker_id))).one_or_none()
+    if held_part is None:
         return False
-    _end_job(
-        conn, job_id, jobs.final_values(JobStatus.ERROR, error_code=code, error_message=message), keep_audio
-    )
+    failed = state.final_values(JobStatus.ERROR, error_code=code, error_message=message)
+    _end_job(conn, job_id, failed, keep_audio)
     return True
 
 
 def _end_job(conn: Connection, job_id: str, values: dict[str, Any], keep_audio: bool) -> None:
     """Make a split job final with ``values`` (it is processing, held by no one: its parts' transactions
     lock its row first)."""
-    row = conn.execute(
-        update(table)
-        .where(table.c.id == job_id, table.c.status == PROCESSING)
-        .values(**values)
-        .returning(*jobs.FINISHED_COLUMNS)
-    ).one()
-    jobs.on_final(conn, row, keep_audio=keep_audio)
+    ended = state.end_jobs(
+        conn, (jobs.c.id == job_id) & (jobs.c.status == PROCESSING), values, keep_audio=keep_audio
+    )
+    assert ended, f"split job {job_id} was not processing"
 
 
 def release(conn: Connection, job_id: str, part: str, worker_id: str) -> bool:
@@ -288,21 +262,20 @@ def release(conn: Connection, job_id: str, part: str, worker_id: str) -> bool:
     if job is None or job.status != PROCESSING:
         return False
     greatest = func.greatest if conn.dialect.name == "postgresql" else func.max
-    changed = conn.execute(
-        update(job_parts)
-        .where(_held(part, worker_id))
-        .values(
-            status=QUEUED,
-            worker_id=None,
-            lease_expires_at=None,
-            progress=0.0,
-            attempts=greatest(job_parts.c.attempts - 1, 0),
-        )
-    ).rowcount
-    if changed == 1:
+    released = state.change_parts(
+        conn,
+        _held(part, worker_id),
+        {
+            "status": PART_QUEUED,
+            "worker_id": None,
+            "lease_expires_at": None,
+            "progress": 0.0,
+            "attempts": greatest(job_parts.c.attempts - 1, 0),
+        },
+    )
+    if released:
         _update_job_progress(conn, job_id)
-        notify_new_job(conn)
-    return bool(changed == 1)
+    return bool(released)
 
 
 def sweep_expired(conn: Connection, *, keep_audio: bool) -> tuple[list[str], list[str]]:
@@ -310,45 +283,35 @@ def sweep_expired(conn: Connection, *, keep_audio: bool) -> tuple[list[str], lis
     of one part, the job fails (``worker_lost``). Returns (parts requeued, jobs failed)."""
     expired = conn.execute(
         select(job_parts.c.id, job_parts.c.job_id).where(
-            job_parts.c.status == PROCESSING, job_parts.c.lease_expires_at < db_now()
+            job_parts.c.status == PART_PROCESSING, job_parts.c.lease_expires_at < db_now()
         )
     ).all()
     requeued: list[str] = []
     failed: list[str] = []
     for part, job_id in expired:
         job = conn.execute(
-            jobs.for_update(
-                select(table.c.status, table.c.max_attempts).where(table.c.id == job_id), skip_locked=True
+            for_update(
+                select(jobs.c.status, jobs.c.max_attempts).where(jobs.c.id == job_id), skip_locked=True
             )
         ).one_or_none()
         if job is None or job.status != PROCESSING:
             continue
-        row = conn.execute(
-            select(job_parts.c.attempts, job_parts.c.seq).where(
-                job_parts.c.id == part,
-                job_parts.c.status == PROCESSING,
-                job_parts.c.lease_expires_at < db_now(),
-            )
-        ).one_or_none()
+        still_expired = and_(
+            job_parts.c.id == part,
+            job_parts.c.status == PART_PROCESSING,
+            job_parts.c.lease_expires_at < db_now(),
+        )
+        row = conn.execute(select(job_parts.c.attempts, job_parts.c.seq).where(still_expired)).one_or_none()
         if row is None:
             continue
         if row.attempts >= job.max_attempts:
             message = f"worker lost {row.attempts} times on part {row.seq + 1}"
-            _end_job(
-                conn,
-                job_id,
-                jobs.final_values(JobStatus.ERROR, error_code="worker_lost", error_message=message),
-                keep_audio,
-            )
+            lost = state.final_values(JobStatus.ERROR, error_code="worker_lost", error_message=message)
+            _end_job(conn, job_id, lost, keep_audio)
             failed.append(job_id)
             continue
-        conn.execute(
-            update(job_parts)
-            .where(job_parts.c.id == part)
-            .values(status=QUEUED, worker_id=None, lease_expires_at=None, progress=0.0)
-        )
+        values = {"status": PART_QUEUED, "worker_id": None, "lease_expires_at": None, "progress": 0.0}
+        state.change_parts(conn, job_parts.c.id == part, values)
         _update_job_progress(conn, job_id)
         requeued.append(part)
-    if requeued:
-        notify_new_job(conn)
     return requeued, failed

@@ -6,17 +6,15 @@ any worker's housekeeping.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cesar_common.db.clock import db_now
-from cesar_common.db.models import Worker
 from cesar_common.db.records import WorkerRecord
 from cesar_common.db.rows import worker_record
-
-workers = cast(Table, Worker.__table__)
+from cesar_common.db.tables import workers
 
 
 def upsert(conn: Connection, values: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any, Literal, get_args
 
 # re-exported: a job's record carries the options it was submitted with
-from cesar_common.options import TranscribeOptions as TranscribeOptions
+from cesar_common.job_options import TranscribeOptions as TranscribeOptions
 
 #: the statuses a client sees and filters on (a job's internal ``pending`` state is never shown)
 PublicStatus = Literal["queued", "processing", "completed", "error", "cancelled"]
@@ -28,6 +28,17 @@ class JobStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.CANCELLED})
+
+
+class PartStatus(StrEnum):
+    """A part of a long job cut at silences: queued -> processing -> completed (back to queued when its
+    worker is lost or lets go). A failed part fails its job, which drops every part."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+
+
 PUBLIC_STATUSES = tuple(JobStatus(status) for status in get_args(PublicStatus))
 
 

@@ -7,11 +7,10 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast, get_args
+from typing import Any, get_args
 
-from sqlalchemy import Row, Table
+from sqlalchemy import Row
 
-from cesar_common.db.models import Job
 from cesar_common.db.records import (
     Decoding,
     JobRecord,
@@ -21,11 +20,10 @@ from cesar_common.db.records import (
     WebhookDeliveryRecord,
     WorkerRecord,
 )
+from cesar_common.db.tables import jobs
 from cesar_common.errors import InvalidInputError
-from cesar_common.options import OPTION_NAMES, TranscribeOptions
+from cesar_common.job_options import OPTION_NAMES, TranscribeOptions
 from cesar_common.text import is_plain_token
-
-jobs = cast(Table, Job.__table__)
 
 #: the jobs table's column names in table order: what ``select(jobs)`` and ``returning(*jobs.c)`` yield
 JOB_FIELDS = tuple(column.name for column in jobs.c)

@@ -1,49 +1,47 @@
 """The job store: the one facade through which the API and the workers touch the database.
 
-It owns the transactions and hands each to the SQL of one concept: :mod:`~cesar_common.db.jobs` (create,
-claim, lease, finish, cancel, sweep, purge, read), :mod:`~cesar_common.db.audio` (uploaded audio in
-chunks), :mod:`~cesar_common.db.presence` (workers), :mod:`~cesar_common.db.outbox` (webhook deliveries)
-and :mod:`~cesar_common.db.totals` (metric totals). Rows leave as frozen records
-(:mod:`~cesar_common.db.records`), never as ORM objects. SQLAlchemy errors are wrapped in ``DatabaseError``
-where they enter (``__cause__`` kept).
+Each method opens a transaction (:mod:`~cesar_common.db.transactions`) and hands it to the SQL of one
+concept, each in its module of ``cesar_common.db``: ``submissions`` (creating jobs), ``job_reads``,
+``queue`` (claims, places in line), ``leases`` (a worker's hold on a job), ``parts`` (long jobs), ``live``
+(live segments), ``cancels``, ``retention``, ``audio_chunks``, ``presence`` (workers), ``outbox`` (webhook
+deliveries) and ``totals`` (metrics). Every change of a job's state among them goes through
+:mod:`~cesar_common.db.state`. Rows leave as frozen records (:mod:`~cesar_common.db.records`), never as ORM
+objects.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import os
-import shutil
 import socket
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    SQLAlchemyError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from cesar_common.db import audio, jobs, outbox, parts, presence, totals
-from cesar_common.db.audio import CHUNK_SIZE, AudioSource
-from cesar_common.db.connect import error_reason, open_engine, read_only, sqlite_file, sqlite_path
+from cesar_common.db import (
+    audio_chunks,
+    cancels,
+    job_reads,
+    leases,
+    live,
+    outbox,
+    parts,
+    presence,
+    queue,
+    retention,
+    submissions,
+    totals,
+)
+from cesar_common.db.audio_chunks import AudioSource
+from cesar_common.db.connect import open_engine, sqlite_file
 from cesar_common.db.driver_query import DriverQuery
-from cesar_common.db.idempotency import check_key, request_fingerprint
-from cesar_common.db.jobs import LeaseLostError
-from cesar_common.db.notify import notify_new_job
+from cesar_common.db.leases import LeaseLostError
 from cesar_common.db.records import (
     DeliveryOutcome,
-    FinishedPart,
     JobPage,
     JobRecord,
     JobResult,
-    JobSource,
     JobStatus,
     JobView,
     MetricsSnapshot,
@@ -55,50 +53,32 @@ from cesar_common.db.records import (
     WebhookDeliveryRecord,
     WorkerRecord,
 )
-from cesar_common.db.rows import (
-    JOB_FIELDS,
-    Cursor,
-    decode_cursor,
-    encode_cursor,
-    job_record,
-)
-from cesar_common.errors import (
-    CesarError,
-    ConflictError,
-    DatabaseBugError,
-    DatabaseError,
-    InvalidInputError,
-    NotFoundError,
-)
+from cesar_common.db.rows import JOB_FIELDS, Cursor, decode_cursor, encode_cursor, job_record
+from cesar_common.db.state import final_values
+from cesar_common.db.transactions import Transactions, database_error
+from cesar_common.errors import ConflictError, InvalidInputError, NotFoundError
 
-__all__ = ["CHUNK_SIZE", "JobStore", "LeaseLostError", "decode_cursor", "encode_cursor"]
+__all__ = ["JobStore", "LeaseLostError"]
 
 _CALLBACK_URL = JOB_FIELDS.index("callback_url")
 #: jobs deleted per transaction by purge_finished_jobs
 PURGE_BATCH = 200
-#: after a failed write, SQLite counts as writable again only with this much room to grow
-MIN_FREE_BYTES = 64 * 1024 * 1024
 
 
 class JobStore:
     """Every read and write of jobs, their audio and worker presence. Thread-safe: one per process."""
 
     def __init__(self, engine: Engine, *, keep_audio: bool = False) -> None:
-        self._engine = engine
-        self._reader = read_only(engine)
+        self._tx = Transactions(engine)
         self._keep_audio = keep_audio
-        self._local_reads = engine.dialect.name == "sqlite"
         file = sqlite_file(engine)
         #: GET /jobs/{id}'s statement on the driver's cursor: SQLite only (a local file; on PostgreSQL the
         #: round trip dwarfs SQLAlchemy's share, and its autocommit reads need the engine's connection set-up)
         self._view_query = (
-            DriverQuery(engine, jobs.JOB_VIEW, before_use=None if file is None else file.check_for_read)
+            DriverQuery(engine, job_reads.JOB_VIEW, before_use=None if file is None else file.check_for_read)
             if engine.dialect.name == "sqlite"
             else None
         )
-        #: why a write of this process failed for want of the database (full disk, file gone), until
-        #: write_failure() finds that writes work again
-        self._write_failure: str | None = None
 
     @classmethod
     def from_url(cls, url: str, *, keep_audio: bool = False, **engine_options: Any) -> JobStore:
@@ -108,7 +88,7 @@ class JobStore:
 
     @property
     def engine(self) -> Engine:
-        return self._engine
+        return self._tx.engine
 
     @property
     def reads_are_local(self) -> bool:
@@ -117,74 +97,23 @@ class JobStore:
         A primary-key read there takes about 0.1 ms and never waits for a writer (WAL), nor for a pooled
         connection (see ``open_engine``); a PostgreSQL read is a network round trip.
         """
-        return self._local_reads
+        return self.engine.dialect.name == "sqlite"
 
     def close(self) -> None:
         """Close pooled connections (the engine stays usable)."""
         if self._view_query is not None:
             self._view_query.close()
-        self._engine.dispose()
-
-    # --- transactions --------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed when the block ends."""
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            error = _database_error(exc)
-            if isinstance(error, DatabaseError):
-                self._write_failure = error.describe()
-            raise error from exc
-        except DatabaseError as exc:  # the SQLite file is gone (db/connect.py)
-            self._write_failure = exc.describe()
-            raise
+        self.engine.dispose()
 
     def write_failure(self) -> str | None:
-        """Why writes fail, if this process's last one did and they still do (None: they work).
-
-        After a failure, a small write is tried again here, and on SQLite the room left for the file must
-        be back above :data:`MIN_FREE_BYTES`: the answer clears once space returns, without waiting for
-        the next job, and does not flap while only small writes fit.
-        """
-        failure = self._write_failure
-        if failure is None:
-            return None
-        try:
-            with self._write() as conn:
-                totals.add(conn, {(totals.WRITE_PROBE, "health"): 0.0})
-            room = self.sqlite_room()
-        except CesarError as exc:
-            return exc.describe()
-        if room is not None and room < MIN_FREE_BYTES:
-            return f"{failure}; {room // 1024} KiB left for the database file"
-        self._write_failure = None
-        return None
+        """Why writes fail, if this process's last one did and they still do (None: they work)."""
+        return self._tx.write_failure()
 
     def sqlite_room(self) -> int | None:
-        """Bytes the SQLite file may still grow by (the disk's free space, or SQLite's own page limit);
-        None on PostgreSQL."""
-        path = sqlite_path(self._engine.url)
-        if path is None:
-            return None
-        with self._read() as conn:
-            size, pages, limit = (
-                int(conn.exec_driver_sql(f"PRAGMA {name}").scalar_one())
-                for name in ("page_size", "page_count", "max_page_count")
-            )
-        return min(shutil.disk_usage(path.parent).free, (limit - pages) * size)
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        try:
-            with self._reader.connect() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise _database_error(exc) from exc
+        return self._tx.sqlite_room()
 
     def ping(self) -> None:
-        with self._read() as conn:
+        with self._tx.read() as conn:
             conn.exec_driver_sql("SELECT 1").scalar_one()
 
     # --- creating jobs -------------------------------------------------------------------------
@@ -192,145 +121,27 @@ class JobStore:
         self, new: NewJob, audio_source: AudioSource | None, *, max_bytes: int | None = None
     ) -> JobRecord:
         """The new job (or, for a known ``new.idempotency_key``, the job it created)."""
-        return self.create_job_idempotent(new, audio_source, max_bytes=max_bytes)[0]
+        return submissions.create_job(self._tx, new, audio_source, max_bytes=max_bytes)[0]
 
     def create_job_idempotent(
         self, new: NewJob, audio_source: AudioSource | None, *, max_bytes: int | None = None
     ) -> tuple[JobRecord, bool]:
-        """Create a job; ``(job, created)``.
-
-        An upload is inserted ``pending``, its audio streamed into ``job_audio`` in chunks (several
-        commits, never the whole file in memory), then it turns ``queued`` in one UPDATE; over
-        ``max_bytes`` (PayloadTooLargeError) or on any failure while reading, what was written is
-        deleted. URL jobs (``audio_source=None``) are queued at once.
-
-        With ``new.idempotency_key``: when a job made within 24 hours holds the key, that job comes back
-        with ``created=False`` if this request has the same fingerprint, and IdempotencyKeyReusedError
-        (422) if not. The UNIQUE index on the key decides between concurrent creates: exactly one inserts,
-        the others find its job. An upload's key is set in the UPDATE that queues it, so a key never
-        names a half-stored job; concurrent uploads with one key each store their audio, and all but the
-        first discard theirs.
-        """
-        key = None if new.idempotency_key is None else check_key(new.idempotency_key)
-        if audio_source is None:
-            if new.source is JobSource.UPLOAD:
-                raise InvalidInputError("an upload job needs its audio")
-            fingerprint = None if key is None else request_fingerprint(new, None)
-            return self._insert_queued(new, key, fingerprint)
-
-        if key is not None:
-            with self._read() as conn:
-                row = jobs.job_holding_key(conn, key, within_window=True)
-                existing = None if row is None else jobs.record_with_webhook(conn, row)
-            if existing is not None:
-                # a retry: only its fingerprint matters, so hash the bytes without storing them
-                digest = audio.hash_stream(audio_source, max_bytes)
-                return jobs.same_request(existing, request_fingerprint(new, digest), key), False
-
-        job_id = str(uuid.uuid4())
-        with self._write() as conn:
-            jobs.insert_job(conn, jobs.new_job_values(job_id, new, jobs.PENDING))
-        try:
-            size, sha256 = self._store_audio(job_id, audio_source, max_bytes, hashing=key is not None)
-            if key is None:
-                return self._publish_upload(job_id, {"size_bytes": size}), True
-            return self._publish_upload_once(job_id, size, key, request_fingerprint(new, sha256))
-        except BaseException:
-            self._discard_upload(job_id)
-            raise
-
-    def _insert_queued(self, new: NewJob, key: str | None, fingerprint: str | None) -> tuple[JobRecord, bool]:
-        values = {
-            **jobs.new_job_values(str(uuid.uuid4()), new, jobs.QUEUED),
-            "idempotency_key": key,
-            "request_fingerprint": fingerprint,
-        }
-        with self._write() as conn:
-            if key is not None:
-                jobs.release_stale_key(conn, key)
-            try:
-                with conn.begin_nested():
-                    row = jobs.insert_job(conn, values)
-            except IntegrityError as exc:
-                existing = jobs.job_holding_key(conn, key) if key else None
-                if existing is None:
-                    raise _database_error(exc) from exc
-                found = jobs.record_with_webhook(conn, existing)
-            else:
-                notify_new_job(conn)
-                return job_record(row), True
-        assert fingerprint is not None and key is not None
-        return jobs.same_request(found, fingerprint, key), False
-
-    def _store_audio(
-        self, job_id: str, audio_source: AudioSource, max_bytes: int | None, *, hashing: bool = False
-    ) -> tuple[int, str | None]:
-        """Stream ``audio_source`` into job_audio; (bytes stored, their sha256 when ``hashing``)."""
-        # One short transaction per chunk: the write lock is never held while the client's bytes trickle in.
-        total = 0
-        digest = hashlib.sha256() if hashing else None
-        for seq, chunk in enumerate(audio.rechunk(audio_source, CHUNK_SIZE)):
-            total += len(chunk)
-            audio.check_size(total, max_bytes)
-            if digest is not None:
-                digest.update(chunk)
-            with self._write() as conn:
-                if not jobs.keep_pending_alive(conn, job_id):
-                    raise _upload_vanished(job_id)
-                audio.insert_chunk(conn, job_id, seq, chunk)
-        return total, None if digest is None else digest.hexdigest()
-
-    def _publish_upload(self, job_id: str, values: dict[str, Any]) -> JobRecord:
-        with self._write() as conn:
-            row = jobs.publish_pending(conn, job_id, values)
-        if row is None:
-            raise _upload_vanished(job_id)
-        return job_record(row)
-
-    def _publish_upload_once(
-        self, job_id: str, size: int, key: str, fingerprint: str
-    ) -> tuple[JobRecord, bool]:
-        """Queue a stored upload under ``key``; if another job took the key first, discard this one."""
-        values = {"size_bytes": size, "idempotency_key": key, "request_fingerprint": fingerprint}
-        with self._write() as conn:
-            jobs.release_stale_key(conn, key)
-            try:
-                with conn.begin_nested():
-                    row = jobs.publish_pending(conn, job_id, values)
-            except IntegrityError as exc:
-                existing = jobs.job_holding_key(conn, key)
-                if existing is None:
-                    raise _database_error(exc) from exc
-                found = jobs.record_with_webhook(conn, existing)
-                jobs.delete_pending(conn, [job_id])
-            else:
-                if row is None:
-                    raise _upload_vanished(job_id)
-                return job_record(row), True
-        return jobs.same_request(found, fingerprint, key), False
-
-    def _discard_upload(self, job_id: str) -> None:
-        # Best effort: if the database is down too, purge_stale_uploads removes the leftovers later.
-        with contextlib.suppress(Exception), self._write() as conn:
-            jobs.delete_pending(conn, [job_id])
+        """Create a job; ``(job, created)`` (see :func:`submissions.create_job`)."""
+        return submissions.create_job(self._tx, new, audio_source, max_bytes=max_bytes)
 
     def purge_stale_uploads(self, *, older_than_seconds: float) -> int:
         """Delete ``pending`` jobs (and their audio) whose upload made no progress for that long."""
-        with self._write() as conn:
-            ids = jobs.stale_pending(conn, older_than_seconds=older_than_seconds)
-            if ids:
-                jobs.delete_pending(conn, ids)
-        return len(ids)
+        return submissions.purge_stale_uploads(self._tx, older_than_seconds=older_than_seconds)
 
     # --- reading jobs --------------------------------------------------------------------------
     def get_job(self, job_id: str, *, with_segments: bool = False) -> JobRecord:
         """The job (NotFoundError for unknown ids and ``pending`` uploads); its ``segments`` only
         ``with_segments``: a long transcript's segments are megabytes of JSON the polling path never needs."""
-        with self._read() as conn:
-            row = jobs.get_visible(conn, job_id, with_segments=with_segments)
+        with self._tx.read() as conn:
+            row = job_reads.get_visible(conn, job_id, with_segments=with_segments)
             if row is None:
-                raise jobs.not_found(job_id)
-            return jobs.record_with_webhook(conn, row)
+                raise job_reads.not_found(job_id)
+            return job_reads.record_with_webhook(conn, row)
 
     def job_view(self, job_id: str) -> JobView:
         """The job as ``GET /jobs/{id}`` shows it (NotFoundError for unknown ids and ``pending`` uploads):
@@ -338,19 +149,19 @@ class JobStore:
         if self._view_query is not None:
             try:
                 row: Sequence[Any] | None = (
-                    self._view_query.first(job_id=job_id) if jobs.plausible_id(job_id) else None
+                    self._view_query.first(job_id=job_id) if job_reads.plausible_id(job_id) else None
                 )
             except SQLAlchemyError as exc:
-                raise _database_error(exc) from exc
+                raise database_error(exc) from exc
         else:
-            with self._read() as conn:
-                row = jobs.get_view(conn, job_id)
+            with self._tx.read() as conn:
+                row = job_reads.get_view(conn, job_id)
         if row is None:
-            raise jobs.not_found(job_id)
+            raise job_reads.not_found(job_id)
         columns, position = row[:-1], row[-1]
         webhook = None
         if columns[_CALLBACK_URL]:
-            with self._read() as conn:
+            with self._tx.read() as conn:
                 webhook = outbox.latest_for(conn, [job_id]).get(job_id)
         return JobView(job_record(columns, webhook), None if position is None else int(position))
 
@@ -364,9 +175,9 @@ class JobStore:
     ) -> JobPage:
         """Newest first (created_at, id descending), keyset pagination with an opaque cursor
         (InvalidInputError if bad); ``next_cursor`` is None on the last page. Records without segments."""
-        if not 1 <= limit <= jobs.MAX_LIST_LIMIT:
-            raise InvalidInputError(f"limit must be between 1 and {jobs.MAX_LIST_LIMIT}")
-        wanted = None if status is None else jobs.public_status(status)
+        if not 1 <= limit <= job_reads.MAX_LIST_LIMIT:
+            raise InvalidInputError(f"limit must be between 1 and {job_reads.MAX_LIST_LIMIT}")
+        wanted = None if status is None else job_reads.public_status(status)
         after = None if cursor is None else decode_cursor(cursor)
         if after is not None and after.status != wanted:
             if wanted is not None:
@@ -376,8 +187,8 @@ class JobStore:
                     "follow it alone or start again without it"
                 )
             wanted = after.status  # the cursor alone keeps its listing's filter
-        with self._read() as conn:
-            rows = jobs.list_page(
+        with self._tx.read() as conn:
+            rows = job_reads.list_page(
                 conn,
                 status=wanted,
                 limit=limit + 1,
@@ -389,168 +200,68 @@ class JobStore:
         next_cursor = None if last is None else encode_cursor(Cursor(last.created_at, last.id, wanted))
         return JobPage(jobs=records, next_cursor=next_cursor)
 
+    def jobs_by_id(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The jobs among ``job_ids`` that exist, without segments, with their webhooks: two statements
+        however many jobs (live event streams)."""
+        with self._tx.read() as conn:
+            rows = job_reads.get_many(conn, job_ids)
+            webhooks = outbox.latest_for(conn, [row.id for row in rows if row.callback_url])
+        return {row.id: job_record(row, webhooks.get(row.id)) for row in rows}
+
     def queue_position(self, job: JobRecord) -> int | None:
         """1 for the job the next claim takes; None unless ``job`` is queued."""
         if job.status is not JobStatus.QUEUED:
             return None
-        with self._read() as conn:
-            return jobs.queue_position(conn, created_at=job.created_at, job_id=job.id)
-
-    def jobs_by_id(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
-        """The jobs among ``job_ids`` that exist, without segments, with their webhooks; and the queue
-        positions of the queued ones: two statements however many jobs (live event streams)."""
-        with self._read() as conn:
-            rows = jobs.get_many(conn, job_ids)
-            webhooks = outbox.latest_for(conn, [row.id for row in rows if row.callback_url])
-        return {row.id: job_record(row, webhooks.get(row.id)) for row in rows}
+        with self._tx.read() as conn:
+            return queue.queue_position(conn, created_at=job.created_at, job_id=job.id)
 
     def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
         """1-based queue positions of the queued jobs among ``job_ids``, in one statement."""
-        with self._read() as conn:
-            return jobs.queue_positions(conn, job_ids)
+        with self._tx.read() as conn:
+            return queue.queue_positions(conn, list(job_ids))
 
     def queue_counts(self) -> QueueCounts:
-        with self._read() as conn:
-            return jobs.queue_counts(conn)
+        with self._tx.read() as conn:
+            return queue.queue_counts(conn)
 
     def is_cancel_requested(self, job_id: str) -> bool:
         """True once a client asked to cancel (or the job is already cancelled)."""
-        with self._read() as conn:
-            state = jobs.cancel_state(conn, job_id)
-        if state is None:
-            raise jobs.not_found(job_id)
-        status, requested = state
+        with self._tx.read() as conn:
+            found = job_reads.cancel_state(conn, job_id)
+        if found is None:
+            raise job_reads.not_found(job_id)
+        status, requested = found
         return requested or status == JobStatus.CANCELLED.value
 
-    # --- workers' side of a job ----------------------------------------------------------------
-    def claim_job(self, worker_id: str, *, lease_seconds: float) -> JobRecord | None:
-        """Take the oldest queued job, in one atomic statement: processing, attempts + 1, started_at,
-        worker_id and a lease. None when the queue is empty."""
-        with self._write() as conn:
-            row = jobs.claim(conn, worker_id, lease_seconds=lease_seconds)
-        return None if row is None else job_record(row)
+    def live_segments(self, job_id: str, *, first: int = 0) -> list[dict[str, Any]]:
+        """A running job's segments decoded so far, from index ``first`` on (empty once it ended: its
+        transcript is then :meth:`get_job` ``(with_segments=True).segments``)."""
+        with self._tx.read() as conn:
+            return live.read_from(conn, job_id, first)
 
+    def live_segments_of(self, firsts: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`live_segments` of several jobs (job id -> first index wanted), in one statement."""
+        with self._tx.read() as conn:
+            return live.read_from_many(conn, firsts)
+
+    # --- workers' side of a job ----------------------------------------------------------------
     def claim_work(self, worker_id: str, *, lease_seconds: float) -> JobRecord | PartWork | None:
         """What a worker takes next, in one transaction: the first waiting part of the oldest long job cut
-        into parts (work already started finishes first), else the oldest queued job (:meth:`claim_job`).
-        None when there is nothing to do."""
-        with self._write() as conn:
-            claimed = parts.claim(conn, worker_id, lease_seconds=lease_seconds)
-            if claimed is None:
-                row = jobs.claim(conn, worker_id, lease_seconds=lease_seconds)
-                return None if row is None else job_record(row)
-        part, job = claimed
+        into parts (work already started finishes first), else the oldest queued job (processing, attempts
+        + 1, started_at, worker_id and a lease). None when there is nothing to do."""
+        with self._tx.write() as conn:
+            claimed = queue.claim(conn, worker_id, lease_seconds=lease_seconds)
+        if claimed is None:
+            return None
+        job, part = claimed
+        if part is None:
+            return job_record(job)
         return PartWork(job=job_record(job), part=parts.part_record(part, int(job.parts or 0)))
-
-    # --- long jobs cut into parts ----------------------------------------------------------------
-    def store_part_audio(
-        self, job_id: str, worker_id: str, seq: int, pcm: bytes, *, lease_seconds: float
-    ) -> None:
-        """Store part ``seq`` of a held job's audio (16-bit PCM), a chunk per transaction, extending the
-        job's lease as it goes; LeaseLostError when the job is no longer held by ``worker_id``."""
-        for chunk_seq, chunk in enumerate(audio.rechunk(pcm, CHUNK_SIZE)):
-            with self._write() as conn:
-                if not jobs.extend_lease(conn, job_id, worker_id, lease_seconds=lease_seconds):
-                    raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id}")
-                parts.insert_audio_chunk(conn, job_id, seq, chunk_seq, chunk)
-
-    def split_job(
-        self,
-        job_id: str,
-        worker_id: str,
-        plans: Sequence[PartPlan],
-        *,
-        language: str | None,
-        language_probability: float | None,
-    ) -> bool:
-        """Queue the parts of a held job whose audio :meth:`store_part_audio` stored, and let go of the
-        job (it completes when its last part does). A job whose cancel was requested meanwhile is
-        cancelled instead. False when the job was not split (not held any more, or cancelled)."""
-        with self._write() as conn:
-            requested = conn.execute(
-                jobs.for_update(jobs.select_cancel_requested(job_id, worker_id))
-            ).scalar_one_or_none()
-            if requested is None:
-                return False
-            if requested:
-                jobs.finish(
-                    conn,
-                    job_id,
-                    worker_id,
-                    jobs.final_values(JobStatus.CANCELLED),
-                    keep_audio=self._keep_audio,
-                )
-                return False
-            return parts.split(
-                conn, job_id, worker_id, plans, language=language, language_probability=language_probability
-            )
-
-    def iter_part_audio(self, part_id: str) -> Iterator[bytes]:
-        """A part's audio (16-bit PCM), chunk by chunk, a short read transaction per few chunks."""
-        next_seq = 0
-        while True:
-            with self._read() as conn:
-                rows = parts.read_audio(conn, part_id, from_seq=next_seq, limit=audio.READ_BATCH)
-            if not rows:
-                return
-            for row in rows:
-                next_seq = row.seq + 1
-                yield bytes(row.data)
-
-    def report_part(
-        self, work: PartWork, worker_id: str, progress: float | None, *, lease_seconds: float
-    ) -> bool:
-        """Extend a held part's lease and write its progress (when given); True when the part should stop
-        (its job ended: cancelled, or failed by another part). LeaseLostError when the part is not held."""
-        value = None if progress is None else min(1.0, max(0.0, float(progress)))
-        with self._write() as conn:
-            return parts.report(
-                conn, work.job.id, work.part.id, worker_id, value, lease_seconds=lease_seconds
-            )
-
-    def part_should_stop(self, job_id: str) -> bool:
-        """Whether a part of this job should stop: the job ended (cancelled, or failed), or is gone."""
-        with self._read() as conn:
-            state = jobs.cancel_state(conn, job_id)
-        return state is None or state[1] or state[0] != jobs.PROCESSING
-
-    def complete_part(
-        self,
-        work: PartWork,
-        worker_id: str,
-        result: dict[str, Any],
-        merge: Callable[[list[FinishedPart]], JobResult],
-    ) -> str | None:
-        """Store a held part's transcript; the last part's completion merges every part's (``merge``) and
-        completes the job in the same transaction, so a job completes exactly once. Returns "part" or
-        "job", or None when the part is not ``worker_id``'s any more or its job ended."""
-        with self._write() as conn:
-            return parts.complete(
-                conn, work.job.id, work.part.id, worker_id, result, merge, keep_audio=self._keep_audio
-            )
-
-    def fail_part(self, work: PartWork, worker_id: str, *, code: str, message: str) -> bool:
-        """A part failed for good: its job fails with ``message``. False when not held any more."""
-        with self._write() as conn:
-            return parts.fail(
-                conn,
-                work.job.id,
-                work.part.id,
-                worker_id,
-                code=code[:64],
-                message=message,
-                keep_audio=self._keep_audio,
-            )
-
-    def release_part(self, work: PartWork, worker_id: str) -> bool:
-        """Hand a held part back to the queue without counting the attempt (a worker shutting down)."""
-        with self._write() as conn:
-            return parts.release(conn, work.job.id, work.part.id, worker_id)
 
     def extend_lease(self, job_id: str, worker_id: str, *, lease_seconds: float) -> bool:
         """Push the lease forward; False when the job is no longer held by ``worker_id``."""
-        with self._write() as conn:
-            return jobs.extend_lease(conn, job_id, worker_id, lease_seconds=lease_seconds)
+        with self._tx.write() as conn:
+            return leases.extend(conn, job_id, worker_id, lease_seconds=lease_seconds)
 
     def report_progress(
         self,
@@ -567,67 +278,150 @@ class JobStore:
         by ``worker_id``, and nothing is written then.
         """
         value = min(1.0, max(0.0, float(progress)))
-        with self._write() as conn:
-            return jobs.set_progress(
+        with self._tx.write() as conn:
+            return leases.report_progress(
                 conn, job_id, worker_id, value, segments=segments, lease_seconds=lease_seconds
             )
 
-    def live_segments(self, job_id: str, *, first: int = 0) -> list[dict[str, Any]]:
-        """A running job's segments decoded so far, from index ``first`` on (empty once it ended: its
-        transcript is then :meth:`get_job` ``(with_segments=True).segments``)."""
-        with self._read() as conn:
-            return jobs.segments_from(conn, job_id, first)
-
-    def live_segments_of(self, firsts: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
-        """:meth:`live_segments` of several jobs (job id -> first index wanted), in one statement."""
-        with self._read() as conn:
-            return jobs.segments_from_many(conn, firsts)
-
     def complete_job(self, job_id: str, worker_id: str, result: JobResult) -> bool:
         """Fenced (processing and held by ``worker_id``): False when the job is not ours any more."""
-        return self._finish(job_id, worker_id, jobs.completed_values(result))
+        return self._finish(job_id, worker_id, leases.completed_values(result))
 
     def fail_job(self, job_id: str, worker_id: str, *, code: str, message: str) -> bool:
-        values = jobs.final_values(JobStatus.ERROR, error_code=code[:64], error_message=message)
+        values = final_values(JobStatus.ERROR, error_code=code[:64], error_message=message)
         return self._finish(job_id, worker_id, values)
 
     def cancel_running(self, job_id: str, worker_id: str) -> bool:
-        return self._finish(job_id, worker_id, jobs.final_values(JobStatus.CANCELLED))
+        return self._finish(job_id, worker_id, final_values(JobStatus.CANCELLED))
 
     def _finish(self, job_id: str, worker_id: str, values: dict[str, Any]) -> bool:
-        with self._write() as conn:
-            return jobs.finish(conn, job_id, worker_id, values, keep_audio=self._keep_audio)
+        with self._tx.write() as conn:
+            return leases.finish(conn, job_id, worker_id, values, keep_audio=self._keep_audio)
 
     def release_job(self, job_id: str, worker_id: str) -> bool:
         """Hand a held job back to the queue without counting the attempt (a worker shutting down).
 
         A job whose cancel was requested is cancelled instead.
         """
-        with self._write() as conn:
-            return jobs.release(conn, job_id, worker_id, keep_audio=self._keep_audio)
+        with self._tx.write() as conn:
+            return leases.release(conn, job_id, worker_id, keep_audio=self._keep_audio)
 
     def sweep_expired_leases(self) -> SweepResult:
         """Jobs whose worker stopped renewing its lease (by the database's clock): requeued, or failed with
         ``worker_lost`` ("worker lost N times") after max_attempts claims. A job whose cancel was requested
         is cancelled instead."""
-        with self._write() as conn:
-            swept = jobs.sweep_expired(conn, keep_audio=self._keep_audio)
+        with self._tx.write() as conn:
+            swept = leases.sweep_expired(conn, keep_audio=self._keep_audio)
             requeued, failed = parts.sweep_expired(conn, keep_audio=self._keep_audio)
         if not requeued and not failed:
             return swept
         return SweepResult(requeued=swept.requeued, failed=swept.failed + failed, parts_requeued=requeued)
 
+    # --- long jobs cut into parts ----------------------------------------------------------------
+    def store_part_audio(
+        self, job_id: str, worker_id: str, seq: int, pcm: bytes, *, lease_seconds: float
+    ) -> None:
+        """Store part ``seq`` of a held job's audio (16-bit PCM), a chunk per transaction, extending the
+        job's lease as it goes; LeaseLostError when the job is no longer held by ``worker_id``."""
+        for chunk_seq, chunk in enumerate(audio_chunks.rechunk(pcm)):
+            with self._tx.write() as conn:
+                if not leases.extend(conn, job_id, worker_id, lease_seconds=lease_seconds):
+                    raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id}")
+                parts.insert_audio_chunk(conn, job_id, seq, chunk_seq, chunk)
+
+    def split_job(
+        self,
+        job_id: str,
+        worker_id: str,
+        plans: Sequence[PartPlan],
+        *,
+        language: str | None,
+        language_probability: float | None,
+    ) -> bool:
+        """Queue the parts of a held job whose audio :meth:`store_part_audio` stored, and let go of the
+        job (it completes when its last part does). A job whose cancel was requested meanwhile is
+        cancelled instead. False when the job was not split (not held any more, or cancelled)."""
+        with self._tx.write() as conn:
+            requested = conn.execute(leases.cancel_requested(job_id, worker_id)).scalar_one_or_none()
+            if requested is None:
+                return False
+            if requested:
+                cancelled = final_values(JobStatus.CANCELLED)
+                leases.finish(conn, job_id, worker_id, cancelled, keep_audio=self._keep_audio)
+                return False
+            return parts.split(
+                conn, job_id, worker_id, plans, language=language, language_probability=language_probability
+            )
+
+    def iter_part_audio(self, part_id: str) -> Iterator[bytes]:
+        """A part's audio (16-bit PCM), chunk by chunk, a short read transaction per few chunks."""
+        next_seq = 0
+        while True:
+            with self._tx.read() as conn:
+                rows = parts.read_audio(conn, part_id, from_seq=next_seq, limit=audio_chunks.READ_BATCH)
+            if not rows:
+                return
+            for row in rows:
+                next_seq = row.seq + 1
+                yield bytes(row.data)
+
+    def report_part(
+        self, work: PartWork, worker_id: str, progress: float | None, *, lease_seconds: float
+    ) -> bool:
+        """Extend a held part's lease and write its progress (when given); True when the part should stop
+        (its job ended: cancelled, or failed). LeaseLostError when the part is not held."""
+        value = None if progress is None else min(1.0, max(0.0, float(progress)))
+        with self._tx.write() as conn:
+            return parts.report(
+                conn, work.job.id, work.part.id, worker_id, value, lease_seconds=lease_seconds
+            )
+
+    def part_should_stop(self, job_id: str) -> bool:
+        """Whether a part of this job should stop: the job ended (cancelled, or failed), or is gone."""
+        with self._tx.read() as conn:
+            found = job_reads.cancel_state(conn, job_id)
+        return found is None or found[1] or found[0] != JobStatus.PROCESSING.value
+
+    def complete_part(
+        self, work: PartWork, worker_id: str, result: dict[str, Any], merge: parts.Merge
+    ) -> str | None:
+        """Store a held part's transcript; the last part's completion merges every part's (``merge``) and
+        completes the job in the same transaction, so a job completes exactly once. Returns "part" or
+        "job", or None when the part is not ``worker_id``'s any more or its job ended."""
+        with self._tx.write() as conn:
+            return parts.complete(
+                conn, work.job.id, work.part.id, worker_id, result, merge, keep_audio=self._keep_audio
+            )
+
+    def fail_part(self, work: PartWork, worker_id: str, *, code: str, message: str) -> bool:
+        """A part failed for good: its job fails with ``message``. False when not held any more."""
+        with self._tx.write() as conn:
+            return parts.fail(
+                conn,
+                work.job.id,
+                work.part.id,
+                worker_id,
+                code=code[:64],
+                message=message,
+                keep_audio=self._keep_audio,
+            )
+
+    def release_part(self, work: PartWork, worker_id: str) -> bool:
+        """Hand a held part back to the queue without counting the attempt (a worker shutting down)."""
+        with self._tx.write() as conn:
+            return parts.release(conn, work.job.id, work.part.id, worker_id)
+
     # --- clients' side of a job ----------------------------------------------------------------
     def request_cancel(self, job_id: str) -> JobRecord:
         """Queued: cancelled at once. Processing: flagged for its worker. Final: ConflictError."""
-        with self._write() as conn:
-            row = jobs.request_cancel(conn, job_id, keep_audio=self._keep_audio)
-            return jobs.record_with_webhook(conn, row)
+        with self._tx.write() as conn:
+            row = cancels.request_cancel(conn, job_id, keep_audio=self._keep_audio)
+            return job_reads.record_with_webhook(conn, row)
 
     def delete_job(self, job_id: str) -> None:
         """Delete a finished job and its audio; ConflictError while it is queued or processing."""
-        with self._write() as conn:
-            jobs.delete_finished(conn, job_id)
+        with self._tx.write() as conn:
+            retention.delete_finished(conn, job_id)
 
     def purge_finished_jobs(
         self,
@@ -645,12 +439,16 @@ class JobStore:
         """
         if older_than_seconds < 0:
             raise InvalidInputError("the age to purge from must not be negative")
-        chosen = jobs.FINAL if statuses is None else tuple(jobs.final_status(status) for status in statuses)
+        chosen = (
+            job_reads.FINAL
+            if statuses is None
+            else tuple(job_reads.final_status(status) for status in statuses)
+        )
         removed = 0
         batches = 0
         while max_batches is None or batches < max_batches:
-            with self._write() as conn:
-                count = jobs.purge_batch(
+            with self._tx.write() as conn:
+                count = retention.purge_batch(
                     conn, older_than_seconds=older_than_seconds, statuses=chosen, batch_size=batch_size
                 )
             removed += count
@@ -665,9 +463,9 @@ class JobStore:
 
         NotFoundError for unknown jobs and for audio already deleted (a finished job).
         """
-        with self._read() as conn:
-            size = jobs.uploaded_size(conn, job_id)
-            stored = audio.has_chunks(conn, job_id)
+        with self._tx.read() as conn:
+            size = job_reads.uploaded_size(conn, job_id)
+            stored = audio_chunks.has_chunks(conn, job_id)
         if not stored and size:
             raise NotFoundError(f"the audio of job {job_id} is no longer stored")
         return self._audio_chunks(job_id, size)
@@ -676,8 +474,8 @@ class JobStore:
         next_seq = 0
         total = 0
         while True:
-            with self._read() as conn:
-                rows = audio.read_chunks(conn, job_id, from_seq=next_seq)
+            with self._tx.read() as conn:
+                rows = audio_chunks.read_chunks(conn, job_id, from_seq=next_seq)
             if not rows:
                 break
             for row in rows:
@@ -700,35 +498,35 @@ class JobStore:
 
     def audio_size(self, job_id: str) -> int:
         """Bytes of audio stored for the job (0 once deleted)."""
-        with self._read() as conn:
-            if jobs.status_of(conn, job_id) in (None, jobs.PENDING):
-                raise jobs.not_found(job_id)
-            return audio.stored_bytes(conn, job_id)
+        with self._tx.read() as conn:
+            if job_reads.status_of(conn, job_id) in (None, JobStatus.PENDING.value):
+                raise job_reads.not_found(job_id)
+            return audio_chunks.stored_bytes(conn, job_id)
 
     # --- worker presence -----------------------------------------------------------------------
     def register_worker(self, worker_id: str, *, host: str, pid: int) -> None:
         """Upsert the worker's presence row."""
-        with self._write() as conn:
+        with self._tx.write() as conn:
             presence.upsert(conn, presence.new_values(worker_id, host=host, pid=pid))
 
     def heartbeat_worker(self, worker_id: str, *, current_job_id: str | None, models: list[str]) -> None:
         """Refresh presence. A row removed meanwhile (the worker was paused too long) is recreated,
         with this process's host and pid: the heartbeat comes from the worker itself."""
-        with self._write() as conn:
+        with self._tx.write() as conn:
             if not presence.refresh(conn, worker_id, current_job_id=current_job_id, models=models):
                 values = presence.new_values(worker_id, host=socket.gethostname(), pid=os.getpid())
                 presence.upsert(conn, {**values, "current_job_id": current_job_id, "models": list(models)})
 
     def unregister_worker(self, worker_id: str) -> None:
-        with self._write() as conn:
+        with self._tx.write() as conn:
             presence.remove(conn, worker_id)
 
     def list_workers(self, *, alive_within_seconds: float) -> list[WorkerRecord]:
-        with self._read() as conn:
+        with self._tx.read() as conn:
             return presence.seen_within(conn, alive_within_seconds)
 
     def remove_stale_workers(self, *, older_than_seconds: float) -> int:
-        with self._write() as conn:
+        with self._tx.write() as conn:
             return presence.remove_unseen_for(conn, older_than_seconds)
 
     # --- webhook deliveries (the outbox) ---------------------------------------------------------
@@ -737,25 +535,25 @@ class JobStore:
     ) -> WebhookDeliveryRecord | None:
         """Take the delivery due longest (or one whose worker's lease expired); None when none is due.
         A delivery abandoned on its last allowed try fails instead of being taken again."""
-        with self._read() as conn:
+        with self._tx.read() as conn:
             if not outbox.anything_to_claim(conn):
                 return None
-        with self._write() as conn:
+        with self._tx.write() as conn:
             return outbox.claim(conn, worker_id, lease_seconds=lease_seconds, max_attempts=max_attempts)
 
     def extend_delivery_lease(self, delivery_id: str, worker_id: str, *, lease_seconds: float) -> bool:
         """Keep a delivery while its try runs; False when another worker took it over."""
-        with self._write() as conn:
+        with self._tx.write() as conn:
             return outbox.extend(conn, delivery_id, worker_id, lease_seconds=lease_seconds)
 
     def finish_delivery(self, delivery_id: str, worker_id: str, outcome: DeliveryOutcome) -> bool:
         """Record a try's outcome; False when ``worker_id`` no longer holds the delivery (its lease ran
         out and another worker took it: that worker's outcome counts)."""
-        with self._write() as conn:
+        with self._tx.write() as conn:
             return outbox.finish(conn, delivery_id, worker_id, outcome)
 
     def get_delivery(self, delivery_id: str) -> WebhookDeliveryRecord:
-        with self._read() as conn:
+        with self._tx.read() as conn:
             found = outbox.get(conn, delivery_id)
         if found is None:
             raise NotFoundError(f"no webhook delivery with id {delivery_id}")
@@ -763,7 +561,7 @@ class JobStore:
 
     def list_deliveries(self, job_id: str) -> list[WebhookDeliveryRecord]:
         """Every delivery of a job, oldest first."""
-        with self._read() as conn:
+        with self._tx.read() as conn:
             return outbox.for_job(conn, job_id)
 
     def redeliver_webhook(self, job_id: str) -> JobRecord:
@@ -771,27 +569,27 @@ class JobStore:
 
         NotFoundError for an unknown job; ConflictError when it has no callback URL or is not final.
         """
-        with self._write() as conn:
-            status = jobs.status_of(conn, job_id, lock=True)
-            row = None if status in (None, jobs.PENDING) else jobs.get_visible(conn, job_id)
+        with self._tx.write() as conn:
+            status = job_reads.status_of(conn, job_id, lock=True)
+            row = None if status in (None, JobStatus.PENDING.value) else job_reads.get_visible(conn, job_id)
             if row is None:
-                raise jobs.not_found(job_id)
+                raise job_reads.not_found(job_id)
             if not row.callback_url:
                 raise ConflictError(f"job {job_id} has no callback_url", extra={"status": row.status})
-            if row.status not in jobs.FINAL:
+            if row.status not in job_reads.FINAL:
                 raise ConflictError(
                     f"job {job_id} is {row.status}: its webhook is sent once it ends",
                     extra={"status": row.status},
                 )
             outbox.redeliver(conn, job_id, row.callback_url)
-            return jobs.record_with_webhook(conn, row)
+            return job_reads.record_with_webhook(conn, row)
 
     # --- metrics ---------------------------------------------------------------------------------
     def metrics_snapshot(self, *, alive_within_seconds: float) -> MetricsSnapshot:
         """Everything ``GET /metrics`` reports, read in one transaction at scrape time."""
-        with self._read() as conn:
-            by_status = jobs.counts_by_status(conn)
-            age = jobs.oldest_queued_age(conn)
+        with self._tx.read() as conn:
+            by_status = job_reads.counts_by_status(conn)
+            age = queue.oldest_queued_age(conn)
             alive = presence.count_seen_within(conn, alive_within_seconds)
             deliveries = outbox.count_by_state(conn)
             stored = totals.read(conn)
@@ -802,20 +600,3 @@ class JobStore:
             deliveries_by_state=deliveries,
             totals=stored,
         )
-
-
-def _upload_vanished(job_id: str) -> DatabaseError:
-    return DatabaseError(f"the upload of job {job_id} was discarded as stale while it was still arriving")
-
-
-#: what a database that is away (down, unreachable, locked, out of space, a dropped connection) raises
-_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
-
-
-def _database_error(exc: SQLAlchemyError) -> CesarError:
-    """An outage is a DatabaseError (503, try again); anything else the database refused is a bug (500).
-    Neither carries the driver's message to a client."""
-    reason = error_reason(exc)
-    if isinstance(exc, _UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
-        return DatabaseError("the job database is unavailable", detail=reason)
-    return DatabaseBugError("internal error: the job database refused a statement", detail=reason)

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import cast
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from cesar_common.db.models import MetricTotal
-
-metric_totals = cast(Table, MetricTotal.__table__)
+from cesar_common.db.tables import metric_totals
 
 #: histogram name -> upper bounds of its buckets (seconds, or a ratio for the real-time factor)
 HISTOGRAMS: dict[str, tuple[float, ...]] = {

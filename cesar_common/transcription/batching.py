@@ -38,7 +38,7 @@ import subprocess
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cesar_common.transcription.models import LoadedModel
+    from cesar_common.transcription.loading import LoadedModel
 
 SEQUENTIAL = 1
 CUDA_BATCH = 16

@@ -2,8 +2,8 @@
 
 ``cesar models import PATH --name NAME`` copies a CTranslate2 Whisper model directory (or a ``.tar.gz`` of
 one) to ``<models dir>/NAME``; ``cesar models pull NAME`` downloads one there from the Hugging Face Hub
-(:func:`cesar_common.transcription.models.pull_model`, which needs faster-whisper).
-:func:`cesar_common.transcription.models.resolve_model` looks there first, so ``--model NAME`` and the API's
+(:func:`cesar_common.transcription.loading.pull_model`, which needs faster-whisper).
+:func:`cesar_common.transcription.loading.resolve_model` looks there first, so ``--model NAME`` and the API's
 ``model`` field find it. Nothing here imports faster_whisper: the API lists what is present too.
 """
 

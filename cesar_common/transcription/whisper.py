@@ -23,10 +23,10 @@ from cesar_common.errors import (
     OutOfMemoryError,
     TranscriptionError,
 )
-from cesar_common.options import TranscribeOptions, options_dict
+from cesar_common.job_options import TranscribeOptions, options_dict
 from cesar_common.transcription import batching, sentences
 from cesar_common.transcription.audio import SAMPLE_RATE, DecodeStopped, decode_samples
-from cesar_common.transcription.models import LoadedModel
+from cesar_common.transcription.loading import LoadedModel
 from cesar_common.transcription.result import Decoded, Segment, TranscriptionResult, Word
 
 if TYPE_CHECKING:

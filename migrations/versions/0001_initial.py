@@ -5,7 +5,7 @@ Revises:
 Create Date: 2025-11-25
 
 Written by hand from an autogenerate draft. The column types are spelled out here rather than imported
-from ``cesar_common.db.models`` so this revision keeps meaning the same schema when the models move on.
+from ``cesar_common.db.tables`` so this revision keeps meaning the same schema when the models move on.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ import srt
 import webvtt
 from click.testing import CliRunner, Result
 
-import cesar.transcribe
+import cesar.transcribe_file
 from cesar.cli import cli
-from cesar_common.transcription.models import LoadedModel, load_model
+from cesar_common.transcription.loading import LoadedModel, load_model
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 SPEECH = AUDIO / "speech_en.wav"
@@ -152,7 +152,7 @@ def loads(monkeypatch: pytest.MonkeyPatch, cli_model: LoadedModel) -> Iterator[l
             return cli_model
         return load_model(name, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cesar.transcribe, "load_model", load)
+    monkeypatch.setattr(cesar.transcribe_file, "load_model", load)
     for name in ("CESAR_MODEL", "CESAR_DEVICE", "CESAR_COMPUTE_TYPE", "CESAR_THREADS"):
         monkeypatch.delenv(name, raising=False)
     yield calls
@@ -372,7 +372,7 @@ def test_a_start_past_the_end_is_one_line(loads: list[str]) -> None:
 def test_every_option_reads_the_variable_its_help_names(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[object, dict[str, object]]] = []
     monkeypatch.setattr(
-        cesar.transcribe, "run_transcribe", lambda path, job, **kwargs: calls.append((job, kwargs))
+        cesar.transcribe_file, "run_transcribe", lambda path, job, **kwargs: calls.append((job, kwargs))
     )
     env = {"CESAR_LANGUAGE": "fr", "CESAR_QUIET": "1", "CESAR_FORMAT": "srt", "CESAR_TASK": "translate"}
     result = CliRunner().invoke(cli, ["transcribe", str(SPEECH)], env=env)

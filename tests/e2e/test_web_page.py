@@ -324,7 +324,7 @@ def test_names_and_transcripts_are_shown_as_text(
         None,
     )
     others = []  # no worker on this server: the test claims jobs, oldest first, until it has its own
-    while (claimed := store.claim_job("page-test", lease_seconds=60)) is not None and claimed.id != job.id:
+    while (claimed := store.claim_work("page-test", lease_seconds=60)) is not None and claimed.id != job.id:
         others.append(claimed.id)
     segment = {"id": 0, "start": 0.0, "end": 2.0, "text": HOSTILE_TEXT}
     result = JobResult(

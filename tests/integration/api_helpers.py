@@ -159,7 +159,7 @@ def processing_job(store: JobStore, worker_id: str = "test-worker") -> JobRecord
     for queued in store.list_jobs(status=JobStatus.QUEUED, limit=1000).jobs:
         store.request_cancel(queued.id)
     job = url_job(store)
-    claimed = store.claim_job(worker_id, lease_seconds=60)
+    claimed = store.claim_work(worker_id, lease_seconds=60)
     assert claimed is not None and claimed.id == job.id
     return claimed
 

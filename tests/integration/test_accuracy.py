@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wer import reference_from_readme, word_error_rate
 
-from cesar.transcribe import run_transcribe
+from cesar.transcribe_file import run_transcribe
 from cesar_common.settings import reset_settings_cache
 from cesar_common.transcription import sentences
-from cesar_common.transcription.models import LoadedModel, load_model
+from cesar_common.transcription.loading import LoadedModel, load_model
 from cesar_common.transcription.result import Segment, TranscriptionResult
-from cesar_common.transcription.wer import reference_from_readme, word_error_rate
 from cesar_common.transcription.whisper import DecodeOptions, TranscriptionCancelled, transcribe
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"

@@ -19,8 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from cesar_common.transcription.wer import normalise, reference_from_readme, word_error_rate
+from wer import normalise, reference_from_readme, word_error_rate
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 MAX_WER = 0.20
@@ -34,7 +33,7 @@ KERNEL_SETS = {
 # runs in a fresh process, its kernel set forced through the environment
 PROBE = """
 import json, sys
-from cesar_common.transcription.models import load_model
+from cesar_common.transcription.loading import load_model
 from cesar_common.transcription.whisper import DecodeOptions, transcribe
 
 model = load_model("tiny.en", device="cpu", compute_type="int8", threads=1)

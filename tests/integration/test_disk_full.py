@@ -13,7 +13,7 @@ from typing import Any
 from api_helpers import AUDIO_DIR, error_body, running_api, url_job
 from sqlalchemy import event, func, select
 
-from cesar_common.db.models import Job, JobAudio
+from cesar_common.db.tables import Job, JobAudio
 
 
 def capped(engine: Any, pages: int) -> Any:

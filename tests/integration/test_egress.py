@@ -96,7 +96,7 @@ def test_a_rebinding_name_never_reaches_the_local_receiver_on_webhook(
         JobSource.URL, TranscribeOptions(model="tiny.en"), source_url="https://a.b/c", callback_url=hook
     )
     job = store.create_job(new, None)
-    assert store.claim_job("w", lease_seconds=60) is not None
+    assert store.claim_work("w", lease_seconds=60) is not None
     store.complete_job(job.id, "w", JobResult("hi", "en", 1.0, 1.0, []))
     sender = WebhookSender(store, Settings(database_url=sqlite_url, allow_private_urls=False), "sender")
     assert sender.send_one()

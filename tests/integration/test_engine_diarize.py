@@ -16,7 +16,7 @@ from cesar_common.diarization.backend import (
     StopCheck,
     Turn,
 )
-from cesar_common.transcription.models import LoadedModel, load_model
+from cesar_common.transcription.loading import LoadedModel, load_model
 from cesar_common.transcription.whisper import DecodeOptions, TranscriptionCancelled, transcribe
 
 CALL = Path(__file__).resolve().parents[1] / "fixtures" / "audio" / "two_speakers.wav"

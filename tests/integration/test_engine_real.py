@@ -8,7 +8,7 @@ import pytest
 
 from cesar_common.errors import AudioDecodeError, InvalidInputError, LanguageError, UnsupportedMediaError
 from cesar_common.transcription.audio import probe_audio
-from cesar_common.transcription.models import LoadedModel, load_model
+from cesar_common.transcription.loading import LoadedModel, load_model
 from cesar_common.transcription.result import Segment, TranscriptionResult
 from cesar_common.transcription.whisper import DecodeOptions, TranscriptionCancelled, transcribe
 

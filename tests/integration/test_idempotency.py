@@ -16,9 +16,9 @@ from dbtools import utcnow
 from sqlalchemy import func, select, update
 
 from cesar_common.db.idempotency import KEY_WINDOW, IdempotencyKeyReusedError
-from cesar_common.db.models import Job, JobAudio
 from cesar_common.db.records import JobRecord, JobSource, JobStatus, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
+from cesar_common.db.tables import Job, JobAudio
 from cesar_common.errors import InvalidInputError
 
 T = TypeVar("T")

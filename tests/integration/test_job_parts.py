@@ -9,7 +9,6 @@ from typing import Any
 from dbtools import age
 from sqlalchemy import func, select
 
-from cesar_common.db.models import JobPart, JobPartAudio
 from cesar_common.db.records import (
     FinishedPart,
     JobRecord,
@@ -22,7 +21,8 @@ from cesar_common.db.records import (
     TranscribeOptions,
 )
 from cesar_common.db.store import JobStore
-from cesar_common.transcription.parts import merge_parts
+from cesar_common.db.tables import JobPart, JobPartAudio
+from cesar_worker.part_results import merge_parts
 
 LEASE = 30.0
 PLANS = [PartPlan(0.0, 10.0), PartPlan(10.0, 20.0), PartPlan(20.0, 30.0)]

@@ -12,7 +12,7 @@ import pytest
 from api_helpers import Api, error_body, running_api
 from fake_worker import FakeEngine
 
-from cesar_api import events
+from cesar_api import event_hub
 from cesar_common.db.records import JobSource, JobStatus, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
 from cesar_common.settings import Settings
@@ -96,9 +96,9 @@ def test_a_browser_session_cookie_opens_the_event_streams_only(api: Api) -> None
 
 
 def test_a_subscriber_that_stops_reading_is_cut_off_not_buffered(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(events, "QUEUE_EVENTS", 4)
-    topic = events._Topic("job", attempt=1)
-    reader = events._Subscriber()
+    monkeypatch.setattr(event_hub, "QUEUE_EVENTS", 4)
+    topic = event_hub._Topic("job", attempt=1)
+    reader = event_hub._Subscriber()
     topic.subscribers.add(reader)
     for seq in range(100):  # a job publishing while this reader reads nothing
         topic.publish("segment", seq, b"event: segment\ndata: {}\n\n", {})
@@ -106,8 +106,8 @@ def test_a_subscriber_that_stops_reading_is_cut_off_not_buffered(monkeypatch: py
     assert reader.cut_off and reader.queue.qsize() == 4  # bounded: the rest was never queued
 
     async def drain() -> list[bytes]:
-        hub = events.EventHub.__new__(events.EventHub)
-        return [chunk async for chunk in hub._follow(reader, events.Position(1, 0))]
+        hub = event_hub.EventHub.__new__(event_hub.EventHub)
+        return [chunk async for chunk in hub._follow(reader, event_hub.Position(1, 0))]
 
     chunks = asyncio.run(drain())
     # what it had queued, then the stream ends: the client reconnects with its last id and resumes
@@ -118,7 +118,7 @@ def test_a_requeued_job_starts_its_segments_over(db_url: str) -> None:
     store = JobStore.from_url(db_url)
     options = TranscribeOptions(model="tiny.en")
     job = store.create_job(NewJob(JobSource.URL, options, source_url="https://a.b/c"), None)
-    assert store.claim_job("w", lease_seconds=60) is not None
+    assert store.claim_work("w", lease_seconds=60) is not None
     store.report_progress(job.id, "w", 0.5, segments=[{"id": 0, "start": 0, "end": 1, "text": "a"}])
     assert store.get_job(job.id).segment_count == 1 and len(store.live_segments(job.id)) == 1
     store.release_job(job.id, "w")  # the worker shuts down: the job goes back to the queue

@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
 from cesar_api.job_metrics import render, store_registry
-from cesar_common.db.models import Job, WebhookDelivery
 from cesar_common.db.records import (
     DeliveryOutcome,
     JobResult,
@@ -22,6 +21,7 @@ from cesar_common.db.records import (
     WebhookState,
 )
 from cesar_common.db.store import JobStore
+from cesar_common.db.tables import Job, WebhookDelivery
 
 WORKER = "metrics-worker"
 HOOK = "https://93.184.215.14/hook"
@@ -56,7 +56,7 @@ def submit(store: JobStore, *, callback: str | None = None) -> str:
 
 def run_to_completion(store: JobStore, *, audio: float, wall: float, callback: str | None = None) -> str:
     job_id = submit(store, callback=callback)
-    claimed = store.claim_job(WORKER, lease_seconds=60)
+    claimed = store.claim_work(WORKER, lease_seconds=60)
     assert claimed is not None and claimed.id == job_id
     # pretend the job started ``wall`` seconds ago, so its wall time is known
     with store.engine.begin() as conn:
@@ -80,11 +80,11 @@ def populated(store: JobStore) -> JobStore:
     run_to_completion(store, audio=69.7, wall=4.0, callback=HOOK)
     run_to_completion(store, audio=30.0, wall=100.0, callback=HOOK)
     failing = submit(store)
-    assert store.claim_job(WORKER, lease_seconds=60) is not None
+    assert store.claim_work(WORKER, lease_seconds=60) is not None
     store.fail_job(failing, WORKER, code="decode_failed", message="bad")
     store.request_cancel(submit(store))
     running = submit(store)
-    assert store.claim_job(WORKER, lease_seconds=60) is not None
+    assert store.claim_work(WORKER, lease_seconds=60) is not None
     oldest = submit(store)
     with store.engine.begin() as conn:  # the oldest queued job waited two minutes
         conn.execute(update(Job).where(Job.id == oldest).values(created_at=utcnow() - timedelta(minutes=2)))

@@ -69,8 +69,8 @@ def test_jobs_survive_the_upgrade_and_the_downgrade(db_url: str) -> None:
             idempotency_key="k",
         )
         job = store.create_job(new, None)
-        store.claim_job("w", lease_seconds=60)  # old-job, the oldest
-        store.claim_job("w", lease_seconds=60)
+        store.claim_work("w", lease_seconds=60)  # old-job, the oldest
+        store.claim_work("w", lease_seconds=60)
         store.complete_job(job.id, "w", JobResult("hi", "en", 1.0, 1.0, []))
         store.close()
         downgrade(db_url, "0001")

@@ -29,7 +29,7 @@ def test_decoding_columns_come_and_go_and_jobs_stay(db_url: str) -> None:
     store = JobStore.from_url(db_url)
     try:
         done_before = url_job(store)
-        store.claim_job("w", lease_seconds=60)
+        store.claim_work("w", lease_seconds=60)
         store.complete_job(done_before, "w", JobResult("old", "en", 1.0, 1.0, []))
         store.close()
 
@@ -44,7 +44,7 @@ def test_decoding_columns_come_and_go_and_jobs_stay(db_url: str) -> None:
 
         decoding = Decoding(device="cpu", compute_type="int8", mode="batched", batch_size=4)
         new = url_job(store)
-        store.claim_job("w", lease_seconds=60)
+        store.claim_work("w", lease_seconds=60)
         store.complete_job(new, "w", JobResult("new", "en", 1.0, 1.0, [], decoding=decoding))
         assert store.get_job(new).decoding == decoding
         assert {job.id: job.decoding for job in store.list_jobs().jobs} == {done_before: None, new: decoding}

@@ -29,10 +29,10 @@ def test_live_segments_come_and_go_and_jobs_stay(db_url: str) -> None:
     store = JobStore.from_url(db_url)
     try:
         done = url_job(store)
-        store.claim_job("w", lease_seconds=60)
+        store.claim_work("w", lease_seconds=60)
         store.complete_job(done, "w", JobResult("Part 0. Part 1. Part 2.", "en", 1.0, 3.0, SEGMENTS))
         running = url_job(store)
-        store.claim_job("w", lease_seconds=60)
+        store.claim_work("w", lease_seconds=60)
         store.report_progress(running, "w", 0.5, segments=SEGMENTS[:2])
         queued = url_job(store)
         store.close()

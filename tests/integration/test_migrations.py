@@ -21,7 +21,7 @@ from sqlalchemy import inspect, text
 
 from cesar_common.db.connect import normalize_url, open_engine
 from cesar_common.db.migrate import OUTDATED_MESSAGE, ensure_schema_current, head_revision, upgrade_to_head
-from cesar_common.db.models import Base
+from cesar_common.db.tables import Base
 from cesar_common.errors import DatabaseError, SchemaOutdatedError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,9 +14,9 @@ from worker_support import worker_processes
 
 from cesar.cli import cli
 from cesar.purge import parse_duration
-from cesar_common.db.models import Job, JobAudio, WebhookDelivery
 from cesar_common.db.records import JobRecord, JobResult, JobSource, JobStatus, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
+from cesar_common.db.tables import Job, JobAudio, WebhookDelivery
 from cesar_common.errors import InvalidInputError
 
 DAY = 86400.0
@@ -46,7 +46,7 @@ def finished(store: JobStore, status: JobStatus, *, days_ago: float, callback: s
     if status is JobStatus.CANCELLED:
         store.request_cancel(job.id)
     else:
-        claimed = store.claim_job(WORKER, lease_seconds=60)
+        claimed = store.claim_work(WORKER, lease_seconds=60)
         assert claimed is not None and claimed.id == job.id
         if status is JobStatus.COMPLETED:
             store.complete_job(job.id, WORKER, JobResult("hi", "en", 0.9, 1.0, []))
@@ -77,7 +77,7 @@ def test_purge_removes_old_finished_jobs_and_their_audio_only(keeping_store: Job
     old = [finished(store, status, days_ago=10) for status in JobStatus if status.is_final]
     recent = finished(store, JobStatus.COMPLETED, days_ago=1)
     running = new_upload(store).id
-    claimed = store.claim_job(WORKER, lease_seconds=60)
+    claimed = store.claim_work(WORKER, lease_seconds=60)
     assert claimed is not None and claimed.id == running
     queued = new_upload(store).id
     for job_id in (queued, running):

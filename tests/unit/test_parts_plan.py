@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 
 from cesar_common.db.parts import live_copy
-from cesar_common.db.records import FinishedPart, PartPlan
+from cesar_common.db.records import FinishedPart
 from cesar_common.diarization.linking import link_voices
-from cesar_common.options import TranscribeOptions
+from cesar_common.job_options import TranscribeOptions
 from cesar_common.transcription.audio import SAMPLE_RATE
-from cesar_common.transcription.parts import (
+from cesar_common.transcription.cuts import (
     SEARCH_SECONDS,
     PauseFinder,
+    Span,
     SplitPlan,
-    merge_parts,
-    part_options,
     pause_middles,
     plan_cuts,
 )
+from cesar_worker.part_results import merge_parts, part_options
 
 SR = SAMPLE_RATE
 
@@ -35,8 +35,8 @@ def speaking(total: float, *speech: tuple[float, float]) -> PauseFinder:
 
 
 def test_a_short_file_is_one_part() -> None:
-    assert plan_cuts(100, 600, speaking(100, (0, 100))) == [PartPlan(0.0, 100.0)]
-    assert plan_cuts(1000, 0, speaking(1000, (0, 1000))) == [PartPlan(0.0, 1000.0)]
+    assert plan_cuts(100, 600, speaking(100, (0, 100))) == [Span(0.0, 100.0)]
+    assert plan_cuts(1000, 0, speaking(1000, (0, 1000))) == [Span(0.0, 1000.0)]
 
 
 def test_cuts_fall_in_the_middle_of_the_pause_nearest_the_planned_place() -> None:
@@ -70,7 +70,7 @@ def test_pauses_shorter_than_a_pause_are_no_place_to_cut() -> None:
 
 def test_a_part_s_audio_is_16_bit_pcm_of_its_span() -> None:
     samples = np.linspace(-1.0, 1.0, 4 * SR, dtype=np.float32)
-    plan = SplitPlan([PartPlan(0.0, 1.5), PartPlan(1.5, 4.0)], samples, "en", 1.0)
+    plan = SplitPlan([Span(0.0, 1.5), Span(1.5, 4.0)], samples, "en", 1.0)
     first, second = plan.pcm(0), plan.pcm(1)
     assert len(first) == 2 * round(1.5 * SR) and len(first) + len(second) == 2 * samples.size
     pcm = np.frombuffer(first + second, dtype="<i2")

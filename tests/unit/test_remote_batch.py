@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cesar.remote.api import RemoteError, _events
 from cesar.remote.batch import Item, expand, idempotency_key, plan_outputs
+from cesar.remote.client import RemoteError, _events
 
 
 def test_outputs_go_to_o_or_the_output_dir_or_stdout(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ import pytest
 from dbtools import age
 from fake_worker import FakeEngine
 
-from cesar_common.db.models import Job
 from cesar_common.db.records import JobRecord, JobSource, JobStatus, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
+from cesar_common.db.tables import Job
 from cesar_common.errors import DatabaseError, SchemaOutdatedError
 from cesar_common.settings import Settings
 from cesar_worker.worker import Worker, remove_orphaned_temp_dirs, run_worker
@@ -214,7 +214,7 @@ def test_a_lost_lease_abandons_the_job_without_writing(harness_factory: Callable
 
 def test_a_dead_workers_job_is_swept_and_retried(harness: Harness) -> None:
     job_id = harness.submit()
-    assert harness.store.claim_job("dead-worker", lease_seconds=0.01) is not None
+    assert harness.store.claim_work("dead-worker", lease_seconds=0.01) is not None
     time.sleep(0.05)
     harness.run_once()  # sweeps before its first claim
     job = harness.job(job_id)
@@ -223,7 +223,7 @@ def test_a_dead_workers_job_is_swept_and_retried(harness: Harness) -> None:
 
 def test_the_loop_survives_database_errors(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = harness.submit()
-    claim = harness.store.claim_job
+    claim = harness.store.claim_work
     failures = iter([DatabaseError("job database error: disk I/O error")])
 
     def flaky(worker_id: str, *, lease_seconds: float) -> JobRecord | None:
@@ -231,7 +231,7 @@ def test_the_loop_survives_database_errors(harness: Harness, monkeypatch: pytest
             raise exc
         return claim(worker_id, lease_seconds=lease_seconds)
 
-    monkeypatch.setattr(harness.store, "claim_job", flaky)
+    monkeypatch.setattr(harness.store, "claim_work", flaky)
     harness.run_once()
     assert harness.job(job_id).status is JobStatus.COMPLETED
 

@@ -12,7 +12,8 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
 from litestar.params import HeaderParameter
 
-from cesar_api.errors import error_responses
+from cesar_api.exception_mapper import error_responses
+from cesar_api.schemas import TranscribeForm, UrlJobIn
 from cesar_api.submit import (
     Submitted,
     check_callback,
@@ -26,7 +27,7 @@ from cesar_api.uploads import FILE_FIELD, read_json_body, receive_upload
 from cesar_common.db.idempotency import MAX_KEY_LENGTH, check_key
 from cesar_common.db.store import JobStore
 from cesar_common.errors import UnsupportedMediaError
-from cesar_common.schemas import JobOut, TranscribeForm, UrlJobIn, job_to_schema
+from cesar_common.job_json import JobOut, job_to_schema
 from cesar_common.settings import Settings
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

@@ -1,4 +1,4 @@
-"""``GET /jobs/{id}/events``: a job, live, as server-sent events (see :mod:`cesar_api.events`)."""
+"""``GET /jobs/{id}/events``: a job, live, as server-sent events (see :mod:`cesar_api.event_hub`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from litestar.params import HeaderParameter
 from litestar.response import Stream
 
 from cesar_api.auth import COOKIE_OPENS
-from cesar_api.errors import error_responses
-from cesar_api.events import EventHub
+from cesar_api.event_hub import EventHub
+from cesar_api.exception_mapper import error_responses
 from cesar_api.reads import run_read
-from cesar_api.routes.jobs import JOB_ID
+from cesar_api.routes.job_routes import JOB_ID
 from cesar_common.db.store import JobStore
 
 _DESCRIPTION = """\

@@ -25,10 +25,10 @@ from rich.progress import (
 )
 
 from cesar_common.errors import InvalidInputError, NotFoundError
-from cesar_common.options import TranscribeOptions
+from cesar_common.job_options import TranscribeOptions
 from cesar_common.settings import get_settings
 from cesar_common.transcription.audio import probe_audio
-from cesar_common.transcription.models import LoadedModel, load_model
+from cesar_common.transcription.loading import LoadedModel, load_model
 from cesar_common.transcription.result import TranscriptionResult
 from cesar_common.transcription.whisper import DecodeOptions, transcribe, validate_options
 from cesar_common.transcription.writers import FORMATS, format_for_path, render

@@ -11,12 +11,10 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, cast
 
-from sqlalchemy import Connection, Row, Table, delete, func, insert, select
+from sqlalchemy import Connection, Row, delete, func, insert, select
 
-from cesar_common.db.models import JobAudio
+from cesar_common.db.tables import job_audio
 from cesar_common.errors import PayloadTooLargeError
-
-job_audio = cast(Table, JobAudio.__table__)
 
 #: bytes per job_audio row
 CHUNK_SIZE = 1024 * 1024

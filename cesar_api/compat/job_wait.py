@@ -2,7 +2,7 @@
 
 The job is like any other: it survives a restart of the API (the client's request does not), any worker on
 any host may run it, and it shows in ``GET /jobs``. The response waits for it through the process's
-:class:`~cesar_api.events.EventHub` (no query loop per request). If the client goes away first, the job is
+:class:`~cesar_api.event_hub.EventHub` (no query loop per request). If the client goes away first, the job is
 cancelled: nobody is left to read its transcript.
 """
 
@@ -17,12 +17,12 @@ from typing import IO, Any
 import anyio.to_thread
 from litestar import Request
 
-from cesar_api.events import EventHub
+from cesar_api.event_hub import EventHub
 from cesar_api.submit import probe_upload, submit_upload_job
 from cesar_common.db.records import JobRecord
 from cesar_common.db.store import JobStore
 from cesar_common.errors import CesarError, ServerError
-from cesar_common.options import TranscribeOptions
+from cesar_common.job_options import TranscribeOptions
 from cesar_common.settings import Settings
 
 log = logging.getLogger("cesar.api")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cesar_common.transcription.audio import SAMPLE_RATE, decode_samples, wav_header
-from cesar_common.transcription.wer import reference_from_readme
+from wer import reference_from_readme
 
-AUDIO_DIR = Path(__file__).resolve().parent / "fixtures" / "audio"
+from cesar_common.transcription.audio import SAMPLE_RATE, decode_samples, wav_header
+
+AUDIO_DIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audio"
 STORY = AUDIO_DIR / "speech_en_long.flac"
 
 #: what speech_en_long.flac says: the story's text twice (the fixtures README's "Spoken text")

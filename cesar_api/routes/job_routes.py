@@ -14,14 +14,14 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, Schema
 from litestar.params import PathParameter, QueryParameter
 
-from cesar_api.errors import error_responses
+from cesar_api.exception_mapper import error_responses
 from cesar_api.reads import run_read
 from cesar_api.transcripts import completed_transcript, partial_transcript
 from cesar_common.choices import TranscriptFormat
 from cesar_common.db.records import JobRecord, JobStatus, PublicStatus
 from cesar_common.db.store import JobStore
 from cesar_common.errors import ConflictError
-from cesar_common.schemas import JobOut, job_json, job_to_schema
+from cesar_common.job_json import JobOut, job_json, job_to_schema
 from cesar_common.transcription.writers import FORMATS, render
 
 MAX_PAGE = 1000

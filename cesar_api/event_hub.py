@@ -1,11 +1,11 @@
 """Live jobs: ``GET /jobs/{id}/events`` as server-sent events, for any number of subscribers per process.
 
-One :class:`EventHub` per API process watches the jobs that have subscribers, whatever their number: on
-SQLite it looks at the file's ``PRAGMA data_version`` ten times a second and reads only when another
-connection committed; on PostgreSQL it listens to ``cesar_job_events`` (workers notify in the
-transactions that change a job). It reads at most ten times a second however many jobs change, each
-change once (the watched jobs in one statement, the new segments of all of them in another, and the queue
-positions of queued ones in a third), and encodes each event once: subscribers get the same bytes.
+One :class:`EventHub` per API process watches the jobs that have subscribers, whatever their number. It
+hears of changes from the process's change feed (:mod:`cesar_common.db.feed`: job changes announced by the
+transactions that make them on PostgreSQL, the file's commits on SQLite) while it has subscribers, and
+reads at most ten times a second however many jobs change, each change once (the watched jobs in one
+statement, the new segments of all of them in another, and the queue positions of queued ones in a third),
+and encodes each event once: subscribers get the same bytes.
 
 Events, each with an ``id:`` of the form ``<attempt>.<segments delivered>``:
 
@@ -28,30 +28,21 @@ import contextlib
 import json
 import logging
 import math
-import sqlite3
-import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.engine import URL
-
-from cesar_common.db.connect import CONNECT_TIMEOUT_S, normalize_url, sqlite_path
-from cesar_common.db.notify import EVENTS_CHANNEL
+from cesar_common.db.feed import ChangeFeed, ChangeKind, Subscription
 from cesar_common.db.records import JobRecord, JobStatus
 from cesar_common.db.store import JobStore
 from cesar_common.errors import CesarError
-from cesar_common.schemas import job_to_schema
+from cesar_common.job_json import job_to_schema
 
 log = logging.getLogger("cesar.api.events")
 
 #: events a subscriber may fall behind by before it is cut off (it then resumes with Last-Event-ID)
 QUEUE_EVENTS = 256
 KEEPALIVE_SECONDS = 15.0
-#: how often the SQLite file is looked at for commits by others
-SQLITE_POLL_SECONDS = 0.1
-#: on PostgreSQL, a full look even without notifications (a lost listener connection misses some)
-POSTGRES_RESYNC_SECONDS = 2.0
 #: time to let notifications that arrive together be read together
 COALESCE_SECONDS = 0.01
 #: the shortest time between two reads of the watched jobs
@@ -127,23 +118,21 @@ class _Topic:
 class EventHub:
     """The process's one watcher and its topics. Start with :meth:`start`, stop with :meth:`close`."""
 
-    def __init__(self, store: JobStore, read: Callable[..., Any], *, listen_url: str | None = None) -> None:
+    def __init__(self, store: JobStore, read: Callable[..., Any], feed: ChangeFeed) -> None:
         self.store = store
-        self._listen_url = (
-            listen_url  # CESAR_DATABASE_LISTEN_URL: LISTEN past a transaction-pooling PgBouncer
-        )
         self._read = read  # runs a store call: inline on SQLite, in a thread on PostgreSQL
+        self._feed = feed
         self._topics: dict[str, _Topic] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._listener: _Listener | None = None
+        self._subscription: Subscription | None = None
         self.open_streams = 0
         self._answering = 0  # requests in follow()
 
     @property
     def watcher_statements(self) -> int:
-        """Statements the watcher sent on a connection of its own (outside the engine's count)."""
-        return 0 if self._listener is None else self._listener.statements
+        """Statements the change feed sent on a connection of its own (outside the engine's count)."""
+        return self._feed.statements
 
     # --- subscribers -----------------------------------------------------------------------------
     async def stream(self, job: JobRecord, last_event_id: str | None) -> AsyncIterator[bytes]:
@@ -279,41 +268,42 @@ class EventHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._listener is not None:
-            self._listener.close()
+        if self._subscription is not None:
+            self._subscription.close()
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.store.engine.dialect.name == "postgresql":
-            if self._listener is None:
-                wake = self._changed.set
-                self._listener = _PostgresListener(
-                    self._listen_url or self.store.engine.url, lambda: _call_soon(loop, wake)
-                )
-            resync, polled = POSTGRES_RESYNC_SECONDS, False  # notified: the wait ends as jobs change
-        else:
-            if self._listener is None:
-                self._listener = _SqliteWatcher(self.store)
-            resync, polled = SQLITE_POLL_SECONDS, True
+        if self._subscription is None:
+            self._subscription = self._feed.subscribe(
+                [ChangeKind.JOB],
+                lambda change: _call_soon(loop, self._changed.set),
+                waiting=False,
+                settle=False,  # on the event loop: told to look once the feed hears instead
+            )
         last = -math.inf
-        while self._topics:
-            gap = ANSWERING_SECONDS if self._answering else REFRESH_SECONDS
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(resync, gap) if polled else resync)
-            except TimeoutError:
-                if not self._listener.changed():
+        try:
+            while self._topics:
+                gap = ANSWERING_SECONDS if self._answering else REFRESH_SECONDS
+                self._subscription.poll_seconds = gap  # how often SQLite's commits are looked for
+                self._subscription.wait_for_changes(True)
+                try:
+                    await asyncio.wait_for(self._changed.wait(), KEEPALIVE_SECONDS)
+                except TimeoutError:
                     continue
-            # changes that come together are read together, and reads come at most every `gap` however
-            # many jobs change: the hub's reads stay bounded under any write load
-            await asyncio.sleep(max(COALESCE_SECONDS, last + gap - loop.time()))
-            self._changed.clear()
-            last = loop.time()
-            try:
-                await self._refresh()
-            except CesarError as exc:  # the database hiccuped: the next look tries again
-                log.warning("events: %s", exc.describe())
-                await asyncio.sleep(resync)
-        self._task = None
+                # changes that come together are read together, and reads come at most every `gap` however
+                # many jobs change: the hub's reads stay bounded under any write load
+                await asyncio.sleep(max(COALESCE_SECONDS, last + gap - loop.time()))
+                self._changed.clear()
+                last = loop.time()
+                try:
+                    await self._refresh()
+                except CesarError as exc:  # the database hiccuped: look again in a while
+                    log.warning("events: %s", exc.describe())
+                    await asyncio.sleep(1.0)
+                    self._changed.set()
+        finally:
+            self._subscription.wait_for_changes(False)
+            self._task = None
 
     async def _refresh(self) -> None:
         ids = list(self._topics)
@@ -407,81 +397,3 @@ def _segment_json(segment: dict[str, Any]) -> str:
 
 def _segment_payload(segment: dict[str, Any]) -> bytes:
     return _payload("segment", _segment_json(segment))
-
-
-class _Listener:
-    #: statements sent to the database (the SQLite watcher's looks), for the process's statement count
-    statements = 0
-
-    def changed(self) -> bool:
-        """Whether the database changed since the last call (a cheap look, or what notifications said)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class _SqliteWatcher(_Listener):
-    """``PRAGMA data_version`` on a connection of its own: it changes when any other connection commits."""
-
-    def __init__(self, store: JobStore) -> None:
-        path = sqlite_path(store.engine.url)
-        self._conn = (
-            None
-            if path is None
-            else sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-        )
-        self._version: int | None = None
-
-    def changed(self) -> bool:
-        if self._conn is None:
-            return True
-        self.statements += 1
-        try:
-            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-        except sqlite3.Error:
-            return True
-        changed, self._version = version != self._version, version
-        return changed
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-
-
-class _PostgresListener(_Listener):
-    """``LISTEN cesar_job_events`` on a thread of its own; wakes the watcher on every notification of
-    this schema's jobs."""
-
-    def __init__(self, url: str | URL, wake: Callable[[], None]) -> None:
-        self._conninfo = normalize_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self._wake = wake
-        self._halt = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cesar-events-listen", daemon=True)
-        self._thread.start()
-
-    def changed(self) -> bool:
-        return True  # the periodic resync looks anyway
-
-    def close(self) -> None:
-        self._halt.set()
-
-    def _run(self) -> None:
-        import psycopg
-
-        while not self._halt.is_set():
-            try:
-                with psycopg.connect(
-                    self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
-                ) as conn:
-                    conn.execute(f"LISTEN {EVENTS_CHANNEL}")
-                    row = conn.execute("SELECT coalesce(current_schema(), '')").fetchone()
-                    schema = row[0] if row else ""
-                    self._wake()  # anything missed while not listening
-                    while not self._halt.is_set():
-                        for note in conn.notifies(timeout=0.5):
-                            if note.payload.partition("|")[0] == schema:
-                                self._wake()
-            except psycopg.Error as exc:
-                log.warning("events: lost the connection listening for job changes: %s", exc)
-                self._halt.wait(1.0)

@@ -9,7 +9,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
 from pydantic import BaseModel, ConfigDict, Field
 
-from cesar_api.compat.choices import GRANULARITIES, GRANULARITY_FIELD, RESPONSE_FORMATS
+from cesar_common.choices import OPENAI_GRANULARITIES, OPENAI_GRANULARITY_FIELD, OPENAI_RESPONSE_FORMATS
 
 
 class _Schema(BaseModel):
@@ -84,7 +84,7 @@ def openai_form(*, transcription: bool) -> dict[str, Any]:
             "examples": ["whisper-1"],
         },
         "prompt": {"type": "string", "description": "Text that sets the vocabulary and style."},
-        "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
+        "response_format": {"type": "string", "enum": list(OPENAI_RESPONSE_FORMATS), "default": "json"},
         "temperature": {
             "type": "number",
             "minimum": 0,
@@ -95,9 +95,9 @@ def openai_form(*, transcription: bool) -> dict[str, Any]:
     }
     if transcription:
         properties["language"] = {"type": "string", "description": "ISO-639-1 code, e.g. `en`."}
-        properties[GRANULARITY_FIELD] = {
+        properties[OPENAI_GRANULARITY_FIELD] = {
             "type": "array",
-            "items": {"type": "string", "enum": list(GRANULARITIES)},
+            "items": {"type": "string", "enum": list(OPENAI_GRANULARITIES)},
             "description": "With `response_format=verbose_json`: `word`, `segment` or both.",
         }
         properties["stream"] = {"type": "boolean", "default": False,

@@ -20,8 +20,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
+from cesar_api.schemas import ErrorOut
 from cesar_common.errors import AuthError, CesarError, DatabaseError, ServerError
-from cesar_common.schemas import ErrorOut
 
 logger = logging.getLogger("cesar.api")
 

@@ -1,34 +1,49 @@
-"""Pydantic schemas of the HTTP API: what clients send and receive.
+"""A job as clients see it: the JSON of ``GET /jobs/{id}``, event streams and webhook bodies.
 
-They are kept apart from the ORM models and the store's records on purpose: the wire format is a promise to
-clients (including those written for the first Cesar API), the tables are not. :func:`job_document` is the
-one place a :class:`~cesar_common.db.records.JobRecord` becomes the JSON of a job.
+The wire format is a promise to clients (including those written for the first Cesar API), the tables are
+not: :func:`job_document` is the one place a :class:`~cesar_common.db.records.JobRecord` becomes the JSON of
+a job. It lives here, below the API, because workers send the same document in webhooks. The schemas of
+requests, errors and health are the API's own (``cesar_api.schemas``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from cesar_common.choices import TRANSCRIPT_FORMATS
 from cesar_common.db.records import JobRecord, JobSource, JobStatus, PublicStatus, WebhookState
-from cesar_common.options import option_specs, options_dict
-from cesar_common.text import TEXT_WHITESPACE, control_character
+from cesar_common.job_options import option_specs, options_dict
 
-_EXAMPLE_ID = "3f0c9a52-8d1e-4c53-9a43-1b2f0f6c7d10"
+__all__ = [
+    "DecodingOut",
+    "JobLinks",
+    "JobOptionsOut",
+    "JobOut",
+    "Schema",
+    "SpeakerOut",
+    "WebhookOut",
+    "job_document",
+    "job_json",
+    "job_links",
+    "job_to_schema",
+    "option_fields",
+]
+
+EXAMPLE_ID = "3f0c9a52-8d1e-4c53-9a43-1b2f0f6c7d10"
 
 
-class _Schema(BaseModel):
+class Schema(BaseModel):
     # Validators and serializers are built on first use, not at import: the API starts faster.
     model_config = ConfigDict(defer_build=True)
 
 
-def _option_fields(*, for_input: bool) -> dict[str, Any]:
-    """Pydantic fields for the job options (:mod:`cesar_common.options`). In a request every option is
+def option_fields(*, for_input: bool) -> dict[str, Any]:
+    """Pydantic fields for the job options (:mod:`cesar_common.job_options`). In a request every option is
     optional (the model then is the server's default) and checked; a response shows them all but the
     model, which the job shows at its top."""
     fields: dict[str, Any] = {}
@@ -53,125 +68,34 @@ def _option_fields(*, for_input: bool) -> dict[str, Any]:
     return fields
 
 
-# --- requests ---------------------------------------------------------------------------------------
-class SubmitFields(_Schema):
-    """What every submit takes beside the job options (which :func:`_option_fields` adds)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
-
-    callback_url: Annotated[
-        str | None,
-        Field(
-            default=None,
-            max_length=2048,
-            description="Where Cesar POSTs the job's JSON once it ends (`completed`, `error`, `cancelled`), "
-            "signed with `Cesar-Signature` when the server has `CESAR_WEBHOOK_SECRET`. `http` or `https`; "
-            "private and loopback addresses are refused unless the server allows them.",
-            examples=["https://example.com/cesar-webhook"],
-        ),
-    ]
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
-        """No NUL, escape or other control character reaches a column; a prompt may span lines."""
-        if isinstance(value, str):
-            allowed = TEXT_WHITESPACE if info.field_name == "initial_prompt" else ""
-            found = control_character(value, allowed=allowed)
-            if found is not None:
-                raise ValueError(f"contains a control character ({found})")
-        return value
-
-    @field_validator("callback_url")
-    @classmethod
-    def _no_empty_callback(cls, value: str | None) -> str | None:
-        return value or None
-
-    @field_validator("language", check_fields=False)
-    @classmethod
-    def _normalise_language(cls, value: str | None) -> str | None:
-        if value is None or value.lower() in ("", "auto"):
-            return None
-        return value.lower()
-
-    @field_validator("initial_prompt", check_fields=False)
-    @classmethod
-    def _no_empty_prompt(cls, value: str | None) -> str | None:
-        return value or None
-
-    def options(self) -> dict[str, Any]:
-        """The job options this request asks for, by name (the model None for the server's default)."""
-        return self.model_dump(include=set(_option_fields(for_input=True)))
-
-
-class _UrlFields(SubmitFields):
-    model_config = ConfigDict(
-        extra="forbid",
-        str_strip_whitespace=True,
-        defer_build=True,
-        json_schema_extra={"examples": [{"url": "https://example.com/interview.mp3", "model": "tiny.en"}]},
-    )
-
-    url: Annotated[
-        str,
-        Field(
-            min_length=1,
-            max_length=2048,
-            description="An `http` or `https` URL of the audio. Private and loopback addresses are refused "
-            "unless the server allows them (`CESAR_ALLOW_PRIVATE_URLS`).",
-            examples=["https://example.com/interview.mp3"],
-        ),
-    ]
-
-
-# The option fields are generated, so the type checker sees the classes without them.
+# The option fields are generated, so the type checker sees the class without them.
 if TYPE_CHECKING:
 
-    class TranscribeForm(SubmitFields):
-        """The text fields of a multipart ``POST /transcribe``."""
-
-    class UrlJobIn(_UrlFields):
-        """A transcription of audio that the worker downloads from ``url``."""
-
-    class JobOptionsOut(_Schema):
+    class JobOptionsOut(Schema):
         """The options a job was submitted with."""
 
 else:
-    TranscribeForm = create_model(
-        "TranscribeForm",
-        __base__=SubmitFields,
-        __module__=__name__,
-        __doc__="The text fields of a multipart ``POST /transcribe`` (the audio comes in the ``file`` part).",
-        **_option_fields(for_input=True),
-    )
-    UrlJobIn = create_model(
-        "UrlJobIn",
-        __base__=_UrlFields,
-        __module__=__name__,
-        __doc__="A transcription of audio that the worker downloads from ``url``.",
-        **_option_fields(for_input=True),
-    )
     JobOptionsOut = create_model(
         "JobOptionsOut",
-        __base__=_Schema,
+        __base__=Schema,
         __module__=__name__,
         __doc__="The options a job was submitted with (its model is the job's `model`).",
-        **_option_fields(for_input=False),
+        **option_fields(for_input=False),
     )
 
 
 # --- responses --------------------------------------------------------------------------------------
-class JobLinks(_Schema):
-    self: str = Field(description="This job.", examples=[f"/jobs/{_EXAMPLE_ID}"])
-    cancel: str = Field(description="POST here to cancel.", examples=[f"/jobs/{_EXAMPLE_ID}/cancel"])
+class JobLinks(Schema):
+    self: str = Field(description="This job.", examples=[f"/jobs/{EXAMPLE_ID}"])
+    cancel: str = Field(description="POST here to cancel.", examples=[f"/jobs/{EXAMPLE_ID}/cancel"])
     transcripts: dict[str, str] | None = Field(
         default=None,
         description="Transcript URL per format (`txt`, `srt`, `vtt`, `json`, `tsv`, `rttm`), once completed.",
-        examples=[{"srt": f"/jobs/{_EXAMPLE_ID}/transcript?format=srt"}],
+        examples=[{"srt": f"/jobs/{EXAMPLE_ID}/transcript?format=srt"}],
     )
 
 
-class WebhookOut(_Schema):
+class WebhookOut(Schema):
     """The latest delivery of a job's webhook to its ``callback_url``."""
 
     url: str = Field(examples=["https://example.com/cesar-webhook"])
@@ -190,14 +114,14 @@ class WebhookOut(_Schema):
     delivered_at: datetime | None = None
 
 
-class SpeakerOut(_Schema):
+class SpeakerOut(Schema):
     """One speaker of a diarized transcript."""
 
     speaker: str = Field(description="`SPEAKER_00`, `SPEAKER_01`, ... in order of appearance.")
     duration: float = Field(description="Seconds this speaker talks in the transcript.", examples=[42.5])
 
 
-class DecodingOut(_Schema):
+class DecodingOut(Schema):
     """How a completed job was decoded."""
 
     device: str = Field(description="`cpu` or `cuda`.", examples=["cpu"])
@@ -217,14 +141,14 @@ class DecodingOut(_Schema):
     workers: int = Field(default=1, description="Workers the parts ran on.", examples=[1])
 
 
-class JobOut(_Schema):
+class JobOut(Schema):
     """A transcription job.
 
     The first ten fields keep the meaning they had in the first Cesar API; the rest are new.
     Timestamps are ISO 8601 with a zone (UTC).
     """
 
-    id: str = Field(examples=[_EXAMPLE_ID])
+    id: str = Field(examples=[EXAMPLE_ID])
     status: PublicStatus = Field(
         description="`queued`, `processing`, then `completed`, `error` or `cancelled`.", examples=["queued"]
     )
@@ -274,47 +198,6 @@ class JobOut(_Schema):
         description="Who spoke, once a job with `diarize` is completed: each speaker's name (as its "
         "segments carry it) and total speaking time; null otherwise.",
     )
-
-
-class ErrorOut(_Schema):
-    """Every 4xx and 5xx response has this shape."""
-
-    status_code: int = Field(examples=[404])
-    detail: str = Field(description="What went wrong, for a person.", examples=["no job with id 'abc'"])
-    code: str = Field(description="What went wrong, for a program.", examples=["not_found"])
-    extra: Any = Field(default=None, description="Details, e.g. the invalid fields of a request.")
-
-
-class DatabaseHealth(_Schema):
-    reachable: bool
-    writable: bool = Field(
-        default=True, description="False while this API's writes fail (a full disk, a deleted SQLite file)."
-    )
-    backend: str = Field(examples=["sqlite"])
-    error: str | None = Field(
-        default=None, description="Why the database is unavailable: `database_unavailable`, `writes_failing`."
-    )
-
-
-class WorkersHealth(_Schema):
-    count: int = Field(description="Workers whose heartbeat is recent.", examples=[2])
-    last_seen_at: datetime | None = Field(description="Most recent heartbeat of any worker.")
-
-
-class QueueHealth(_Schema):
-    queued: int
-    processing: int
-
-
-class HealthOut(_Schema):
-    status: Literal["ok", "degraded", "unavailable"] = Field(
-        description="`ok`; `degraded` when no worker is alive (jobs wait); `unavailable` when the "
-        "database cannot be reached (HTTP 503)."
-    )
-    version: str
-    database: DatabaseHealth
-    workers: WorkersHealth | None
-    queue: QueueHealth | None
 
 
 # --- mapping -----------------------------------------------------------------------------------------

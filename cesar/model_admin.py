@@ -33,7 +33,7 @@ def table(entries: list[ModelEntry]) -> str:
 
 
 def pull_into(name: str, models_dir: Path | None) -> Path:
-    from cesar_common.transcription.models import pull_model
+    from cesar_common.transcription.loading import pull_model
 
     return pull_model(name, _models_dir(models_dir))
 

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2.x models: the schema Alembic migrations create (``migrations/``).
+"""The tables of the job database, declared with SQLAlchemy 2.x: the schema the Alembic migrations create
+(``migrations/``), and the Core tables the store's SQL runs on (``jobs``, ``job_parts``, ...).
 
 The app never calls ``create_all``; only the migrations create these tables.
 """
@@ -6,7 +7,7 @@ The app never calls ``create_all``; only the migrations create these tables.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     false,
@@ -273,3 +275,14 @@ class MetricTotal(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     label: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+# The tables as the store's SQL uses them (Core, not the ORM).
+jobs = cast(Table, Job.__table__)
+job_audio = cast(Table, JobAudio.__table__)
+job_segments = cast(Table, JobSegment.__table__)
+job_parts = cast(Table, JobPart.__table__)
+job_part_audio = cast(Table, JobPartAudio.__table__)
+workers = cast(Table, Worker.__table__)
+webhook_deliveries = cast(Table, WebhookDelivery.__table__)
+metric_totals = cast(Table, MetricTotal.__table__)

@@ -1,0 +1,162 @@
+"""What the API's own routes take and answer beside a job's JSON (:mod:`cesar_common.job_json`): the fields
+of a submit, errors, health."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationInfo, create_model, field_validator
+
+from cesar_common.job_json import Schema, option_fields
+from cesar_common.text import TEXT_WHITESPACE, control_character
+
+__all__ = [
+    "DatabaseHealth",
+    "ErrorOut",
+    "HealthOut",
+    "QueueHealth",
+    "SubmitFields",
+    "TranscribeForm",
+    "UrlJobIn",
+    "WorkersHealth",
+]
+
+
+# --- requests ---------------------------------------------------------------------------------------
+class SubmitFields(Schema):
+    """What every submit takes beside the job options (:func:`~cesar_common.job_json.option_fields`)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
+
+    callback_url: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=2048,
+            description="Where Cesar POSTs the job's JSON once it ends (`completed`, `error`, `cancelled`), "
+            "signed with `Cesar-Signature` when the server has `CESAR_WEBHOOK_SECRET`. `http` or `https`; "
+            "private and loopback addresses are refused unless the server allows them.",
+            examples=["https://example.com/cesar-webhook"],
+        ),
+    ]
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        """No NUL, escape or other control character reaches a column; a prompt may span lines."""
+        if isinstance(value, str):
+            allowed = TEXT_WHITESPACE if info.field_name == "initial_prompt" else ""
+            found = control_character(value, allowed=allowed)
+            if found is not None:
+                raise ValueError(f"contains a control character ({found})")
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _no_empty_callback(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("language", check_fields=False)
+    @classmethod
+    def _normalise_language(cls, value: str | None) -> str | None:
+        if value is None or value.lower() in ("", "auto"):
+            return None
+        return value.lower()
+
+    @field_validator("initial_prompt", check_fields=False)
+    @classmethod
+    def _no_empty_prompt(cls, value: str | None) -> str | None:
+        return value or None
+
+    def options(self) -> dict[str, Any]:
+        """The job options this request asks for, by name (the model None for the server's default)."""
+        return self.model_dump(include=set(option_fields(for_input=True)))
+
+
+class _UrlFields(SubmitFields):
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        defer_build=True,
+        json_schema_extra={"examples": [{"url": "https://example.com/interview.mp3", "model": "tiny.en"}]},
+    )
+
+    url: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=2048,
+            description="An `http` or `https` URL of the audio. Private and loopback addresses are refused "
+            "unless the server allows them (`CESAR_ALLOW_PRIVATE_URLS`).",
+            examples=["https://example.com/interview.mp3"],
+        ),
+    ]
+
+
+# The option fields are generated, so the type checker sees the classes without them.
+if TYPE_CHECKING:
+
+    class TranscribeForm(SubmitFields):
+        """The text fields of a multipart ``POST /transcribe``."""
+
+    class UrlJobIn(_UrlFields):
+        """A transcription of audio that the worker downloads from ``url``."""
+
+else:
+    TranscribeForm = create_model(
+        "TranscribeForm",
+        __base__=SubmitFields,
+        __module__=__name__,
+        __doc__="The text fields of a multipart ``POST /transcribe`` (the audio comes in the ``file`` part).",
+        **option_fields(for_input=True),
+    )
+    UrlJobIn = create_model(
+        "UrlJobIn",
+        __base__=_UrlFields,
+        __module__=__name__,
+        __doc__="A transcription of audio that the worker downloads from ``url``.",
+        **option_fields(for_input=True),
+    )
+
+
+# --- responses ---------------------------------------------------------------------------------------
+class ErrorOut(Schema):
+    """Every 4xx and 5xx response has this shape."""
+
+    status_code: int = Field(examples=[404])
+    detail: str = Field(description="What went wrong, for a person.", examples=["no job with id 'abc'"])
+    code: str = Field(description="What went wrong, for a program.", examples=["not_found"])
+    extra: Any = Field(default=None, description="Details, e.g. the invalid fields of a request.")
+
+
+class DatabaseHealth(Schema):
+    reachable: bool
+    writable: bool = Field(
+        default=True, description="False while this API's writes fail (a full disk, a deleted SQLite file)."
+    )
+    backend: str = Field(examples=["sqlite"])
+    error: str | None = Field(
+        default=None, description="Why the database is unavailable: `database_unavailable`, `writes_failing`."
+    )
+
+
+class WorkersHealth(Schema):
+    count: int = Field(description="Workers whose heartbeat is recent.", examples=[2])
+    last_seen_at: datetime | None = Field(description="Most recent heartbeat of any worker.")
+
+
+class QueueHealth(Schema):
+    queued: int
+    processing: int
+
+
+class HealthOut(Schema):
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="`ok`; `degraded` when no worker is alive (jobs wait); `unavailable` when the "
+        "database cannot be reached (HTTP 503)."
+    )
+    version: str
+    database: DatabaseHealth
+    workers: WorkersHealth | None
+    queue: QueueHealth | None
