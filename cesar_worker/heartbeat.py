@@ -180,12 +180,20 @@ class Heartbeat(_Thread):
     name = "cesar-heartbeat"
 
     def __init__(
-        self, store: JobStore, settings: Settings, worker_id: str, *, stop_event: threading.Event
+        self,
+        store: JobStore,
+        settings: Settings,
+        worker_id: str,
+        *,
+        stop_event: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock``: what its timers read (a test moves its own)."""
         super().__init__()
         self.store = store
         self.worker_id = worker_id
         self.stop_event = stop_event
+        self.clock = clock
         self.lease_seconds = settings.lease_seconds
         self.grace_seconds = settings.shutdown_grace_seconds
         self.extend_interval = settings.lease_seconds / 3
@@ -216,11 +224,10 @@ class Heartbeat(_Thread):
             self._state = None
             return 3600.0  # until begin() wakes it
         if self._state is None or self._state.run is not run:
-            now = time.monotonic()
             self._state = _JobState(
-                run, now, extend_every=self.extend_interval, check_every=self.check_interval
+                run, self.clock(), extend_every=self.extend_interval, check_every=self.check_interval
             )
-        self._tend(self._state, time.monotonic())
+        self._tend(self._state, self.clock())
         return self.check_interval
 
     def _tend(self, state: _JobState, now: float) -> None:

@@ -362,6 +362,8 @@ class WorkSignal:
     def __init__(self, feed: ChangeFeed, *, stop_event: threading.Event | None = None) -> None:
         self._stop = stop_event
         self._heard = threading.Event()
+        #: True while a thread is in :meth:`wait` (the worker is idle)
+        self.waiting = False
         self._subscription = feed.subscribe([ChangeKind.WORK], self._hear, waiting=False)
 
     def _hear(self, change: Change) -> None:
@@ -371,6 +373,7 @@ class WorkSignal:
         """Block up to ``timeout`` seconds (less once the stop event is set); True when work may be there."""
         deadline = time.monotonic() + max(0.0, timeout)
         self._subscription.wait_for_changes(True)
+        self.waiting = True
         try:
             while not self._heard.is_set():
                 remaining = deadline - time.monotonic()
@@ -381,6 +384,7 @@ class WorkSignal:
             self._heard.clear()
             return True
         finally:
+            self.waiting = False
             self._subscription.wait_for_changes(False)
 
     def close(self) -> None:

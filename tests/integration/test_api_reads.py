@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from contextlib import ExitStack
 
 import pytest
@@ -41,9 +40,8 @@ def test_sqlite_never_waits_for_a_pooled_connection(sqlite_url: str) -> None:
     """The event loop reads SQLite inline: a checkout must not wait while threads hold connections."""
     store = JobStore.from_url(sqlite_url)
     held = SQLITE_POOL_SIZE + 20  # beyond SQLAlchemy's default pool and overflow (5 + 10)
-    started = time.monotonic()
     with ExitStack() as stack:
         for _ in range(held):
             stack.enter_context(store.engine.connect())
-        store.ping()  # one more, while every pooled connection is out
-    assert time.monotonic() - started < 5
+        # one more, while every pooled connection is out: a bounded pool would wait its timeout, then raise
+        store.ping()

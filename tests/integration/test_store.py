@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +33,7 @@ from cesar_common.db.records import (
 )
 from cesar_common.db.rows import Cursor, decode_cursor, encode_cursor
 from cesar_common.db.store import JobStore, LeaseLostError
-from cesar_common.db.tables import Job, JobAudio
+from cesar_common.db.tables import Job, JobAudio, jobs, workers
 from cesar_common.errors import (
     ConflictError,
     DatabaseError,
@@ -182,8 +181,8 @@ def test_stale_uploads_are_purged(store: JobStore) -> None:
     def stream() -> Iterator[bytes]:
         yield b"x" * CHUNK_SIZE
         purged.append(store.purge_stale_uploads(older_than_seconds=3600))  # still fresh: kept
-        time.sleep(0.01)
-        purged.append(store.purge_stale_uploads(older_than_seconds=0))  # "dead": purged
+        age(store.engine, jobs, "created_at", 7200, status="pending")  # no chunk for two hours
+        purged.append(store.purge_stale_uploads(older_than_seconds=3600))  # "dead": purged
         yield b"y" * CHUNK_SIZE
 
     with pytest.raises(DatabaseError, match="stale"):
@@ -448,8 +447,8 @@ def test_purge_finished_jobs(store: JobStore) -> None:
     store.request_cancel(old.id)
     waiting = store.create_job(url_job(), None)
     assert store.purge_finished_jobs(older_than_seconds=3600) == 0
-    time.sleep(0.01)
-    assert store.purge_finished_jobs(older_than_seconds=0) == 1
+    age(store.engine, jobs, "completed_at", 7200, id=old.id)
+    assert store.purge_finished_jobs(older_than_seconds=3600) == 1
     assert store.get_job(waiting.id).status is JobStatus.QUEUED
     with pytest.raises(NotFoundError):
         store.get_job(old.id)
@@ -512,10 +511,10 @@ def test_worker_presence(store: JobStore) -> None:
     assert {w.id: w.pid for w in store.list_workers(alive_within_seconds=60)}["w1"] == 303
 
     store.unregister_worker("w2")
-    time.sleep(0.01)
-    assert store.list_workers(alive_within_seconds=0) == []
     assert store.remove_stale_workers(older_than_seconds=3600) == 0
-    assert store.remove_stale_workers(older_than_seconds=0) == 1
+    age(store.engine, workers, "last_seen_at", 7200, id="w1")
+    assert store.list_workers(alive_within_seconds=3600) == []
+    assert store.remove_stale_workers(older_than_seconds=3600) == 1
 
     store.heartbeat_worker("w1", current_job_id=None, models=[])  # removed meanwhile: comes back
     assert [w.id for w in store.list_workers(alive_within_seconds=60)] == ["w1"]

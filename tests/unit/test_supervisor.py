@@ -57,6 +57,23 @@ def make(supervisors: list[Supervisor], *specs: ChildSpec, **options: object) ->
     return supervisor
 
 
+def handle_sigterm(supervisor: Supervisor, timeout: float = 30.0) -> None:
+    """Wait until every child has its SIGTERM handler in place (caught or ignored, as /proc shows it)."""
+    bit = 1 << (signal.SIGTERM - 1)
+
+    def handles(pid: int) -> bool:
+        status = Path(f"/proc/{pid}/status").read_text()
+        masks = [
+            int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigCgt", "SigIgn"))
+        ]
+        return any(mask & bit for mask in masks)
+
+    deadline = time.monotonic() + timeout
+    while not all(handles(child.pid or 0) for child in supervisor.children):
+        assert time.monotonic() < deadline, "the children never set up their SIGTERM handling"
+        time.sleep(0.01)
+
+
 def step_until(supervisor: Supervisor, condition: object, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
@@ -124,7 +141,7 @@ def test_the_api_ready_hook_runs_once_per_start(supervisors: list[Supervisor]) -
 def test_shutdown_lets_children_exit_gracefully(supervisors: list[Supervisor]) -> None:
     supervisor = make(supervisors, spec(GRACEFUL, "api", "api"), spec(GRACEFUL))
     supervisor.start_all()
-    time.sleep(0.3)  # let them install their handlers
+    handle_sigterm(supervisor)
     assert supervisor.shutdown(grace=5) is True
     assert [child.process.returncode for child in supervisor.children] == [0, 0]  # type: ignore[union-attr]
 
@@ -135,7 +152,7 @@ def test_shutdown_kills_what_outlives_the_grace_period(
     monkeypatch.setattr("cesar.supervisor.supervise.EXIT_MARGIN_SECONDS", 0.3)
     supervisor = make(supervisors, spec(STUBBORN))
     supervisor.start_all()
-    time.sleep(0.3)
+    handle_sigterm(supervisor)
     assert supervisor.shutdown(grace=0) is False
     assert supervisor.children[0].process.returncode == -signal.SIGKILL  # type: ignore[union-attr]
 
@@ -196,7 +213,7 @@ def test_watch_parent_stops_a_child_whose_supervisor_died(tmp_path: Path) -> Non
         f"""
         import os, subprocess, sys, time
         code = "from cesar_common.parentwatch import watch_parent; watch_parent(interval=0.05); " \\
-               "import time; time.sleep(60)"
+               "print('watching', flush=True); import time; time.sleep(60)"
         env = {{**os.environ, "{SUPERVISOR_PID_ENV}": str(os.getpid())}}
         child = subprocess.Popen([sys.executable, "-c", code], env=env)
         print(child.pid, flush=True)
@@ -204,7 +221,7 @@ def test_watch_parent_stops_a_child_whose_supervisor_died(tmp_path: Path) -> Non
         """,
     )
     try:
-        time.sleep(0.5)
+        assert middle.stdout is not None and middle.stdout.readline().strip() == "watching"
         assert psutil.pid_exists(grandchild)
         middle.kill()
         middle.wait()
