@@ -1,23 +1,35 @@
-# The two commands: `make serve` and `make test`. Both set up through `make install`, which installs the
-# locked dependencies (requirements-dev.lock, with hashes: what CI tested) and Cesar itself, editable.
+# The two commands: `make serve` and `make test`. `make serve` sets up only what running Cesar needs
+# (install-runtime: requirements.lock, with hashes, the bundled model included, and Cesar itself, editable);
+# `make test`, `make lint` and the other development targets add the development tools on top (install:
+# requirements-dev.lock, the same pins plus the dev extras). Each step has its own stamp, so `make serve` on
+# a fresh clone installs the runtime lock alone and a later `make test` installs the rest.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 UV_COMPILE := UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml --universal \
 	--python-version 3.11 --generate-hashes --annotation-style line --quiet
 
-.PHONY: install system-tools serve test lint format lock readme screenshot clean
+.PHONY: install install-runtime system-tools serve test lint format lock readme screenshot clean
 
-install: $(STAMP)
+install-runtime: $(RUNTIME_STAMP)
 
-$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
+install: $(DEV_STAMP)
+
+# Cesar itself is built in pip's isolated build environment (setuptools from PyPI): the runtime lock has no
+# build tools, and the venv's own setuptools may be older than pyproject.toml needs.
+$(RUNTIME_STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(RUNTIME_STAMP)
 
-serve: install
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.lock
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
+	touch $(DEV_STAMP)
+
+serve: install-runtime
 	$(BIN)/cesar serve
 
 test: install system-tools
