@@ -1,23 +1,40 @@
-# The two commands: `make serve` and `make test`. Both set up through `make install`, which installs the
-# locked dependencies (requirements-dev.lock, with hashes: what CI tested) and Cesar itself, editable.
+# The two commands: `make serve` and `make test`. `make serve` sets up only what running Cesar needs
+# (install-runtime: requirements.lock, with hashes, the bundled model included, and Cesar itself, editable);
+# `make test`, `make lint` and the other development targets add the development tools on top (install:
+# requirements-dev.lock, the same pins plus the dev extras). Each step has its own stamp, so `make serve` on
+# a fresh clone installs the runtime lock alone and a later `make test` installs the rest.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 UV_COMPILE := UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml --universal \
 	--python-version 3.11 --generate-hashes --annotation-style line --quiet
+SITE := site
+# mkdocs-material prints a banner on every build: it reaches end of life in May 2027 (Zensical, by the same
+# team, is its successor and reads mkdocs.yml). Not --quiet: that hides the warnings --strict counts.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: install system-tools serve test lint format lock readme screenshot clean
+.PHONY: install install-runtime system-tools serve test lint format lock docs docs-serve docs-settings \
+	screenshot clean
 
-install: $(STAMP)
+install-runtime: $(RUNTIME_STAMP)
 
-$(STAMP): pyproject.toml requirements.lock requirements-dev.lock
+install: $(DEV_STAMP)
+
+# Cesar itself is built in pip's isolated build environment (setuptools from PyPI): the runtime lock has no
+# build tools, and the venv's own setuptools may be older than pyproject.toml needs.
+$(RUNTIME_STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(RUNTIME_STAMP)
 
-serve: install
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.lock
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
+	touch $(DEV_STAMP)
+
+serve: install-runtime
 	$(BIN)/cesar serve
 
 test: install system-tools
@@ -37,12 +54,14 @@ system-tools:
 		|| echo "warning: could not install $$package: the tests that need it will skip (fail under CI=true)" >&2; \
 	done
 
-# ruff (lint and format), the import contracts (pyproject's [tool.importlinter]) and mypy --strict
+# ruff (lint and format), the import contracts (pyproject's [tool.importlinter]), mypy --strict and the
+# manual built with --strict (a broken link, a missing page or a page left out of the navigation fails)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
+	$(MKDOCS) build --strict --site-dir $(SITE)
 
 format: install
 	$(BIN)/ruff format .
@@ -57,13 +76,20 @@ lock: install
 	UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile requirements-gpu.in --universal \
 		--python-version 3.11 --generate-hashes --annotation-style line --quiet --upgrade -o requirements-gpu.lock
 
-# the README's settings table, written from cesar_common.settings (a test fails while it is stale)
-readme: install
-	$(BIN)/python scripts/update_readme.py
+# the manual (mkdocs.yml, docs/): built into site/, or served with live reload on http://127.0.0.1:8000
+docs: install
+	$(MKDOCS) build --strict --site-dir $(SITE)
+
+docs-serve: install
+	$(MKDOCS) serve --strict
+
+# the settings table of docs/settings.md, written from cesar_common.settings (a test fails while it is stale)
+docs-settings: install
+	$(BIN)/python scripts/update_settings_doc.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info $(SITE)
 
-# the README's screenshot of the page, taken by the browser test (docs/web-page.png)
+# the screenshot of the page the README and docs/web-page.md show, taken by the browser test (docs/web-page.png)
 screenshot: install system-tools
 	CESAR_SCREENSHOT_README=1 $(BIN)/python -m pytest -q tests/e2e/test_web_page.py -k upload_shows

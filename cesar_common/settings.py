@@ -1,6 +1,6 @@
 """Cesar's one settings object, read once from the environment (prefix ``CESAR_``).
 
-Every field is documented here; the README's settings table is written from these descriptions.
+Every field is documented here; the settings table of docs/settings.md is written from these descriptions.
 CLI options map onto the same names (``--port`` <-> ``CESAR_PORT``), and a command that takes
 options builds its settings with :func:`get_settings` ``(**overrides)``.
 """
@@ -267,7 +267,7 @@ class Settings(BaseSettings):
 
 
 def settings_table() -> str:
-    """The README's settings table (Markdown), written from the fields' descriptions and defaults."""
+    """The settings table of docs/settings.md (Markdown), from the fields' descriptions and defaults."""
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}

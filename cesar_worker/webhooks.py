@@ -2,7 +2,8 @@
 
 Signature: ``Cesar-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` with
 ``CESAR_WEBHOOK_SECRET`` as the key (no header without a secret). Receivers check it with
-:func:`verify_signature`, the same ten lines the README shows, and reject old timestamps against replays.
+:func:`verify_signature`, the same ten lines docs/integrations.md shows, and reject old timestamps against
+replays.
 
 Retries: 2xx is success. 408, 429, 5xx and network errors are tried again after ``base * 2**(n-1)`` seconds
 (n: tries so far) with +-25 % jitter, or after ``Retry-After`` when the receiver sends one; with the defaults
@@ -45,7 +46,7 @@ def signature_header(secret: str, body: bytes, *, timestamp: int | None = None) 
 
 def verify_signature(secret: str, header: str, body: bytes, tolerance: int = DEFAULT_TOLERANCE_S) -> bool:
     """True when ``header`` (the ``Cesar-Signature`` value) signs ``body`` with ``secret``, made within
-    ``tolerance`` seconds of now. The README's recipe for receivers is this function."""
+    ``tolerance`` seconds of now. The manual's recipe for receivers is this function."""
     fields = dict(part.strip().split("=", 1) for part in header.split(",") if "=" in part)
     timestamp, received = fields.get("t", ""), fields.get("v1", "")
     if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > tolerance:
@@ -63,7 +64,7 @@ def backoff_seconds(tries: int, *, base: float, rng: random.Random | None = None
 
 
 def schedule(max_attempts: int, *, base: float) -> list[float]:
-    """The nominal waits between tries (no jitter): for the README and the tests."""
+    """The nominal waits between tries (no jitter): for the manual and the tests."""
     return [base * 2**n for n in range(max_attempts - 1)]
 
 

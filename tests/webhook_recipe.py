@@ -1,4 +1,4 @@
-"""The README's signature check for webhook receivers, verbatim (keep the two in step).
+"""The manual's signature check for webhook receivers (docs/integrations.md), verbatim: test_docs checks it.
 
 Tests verify deliveries with this copy rather than with ``cesar_worker.webhooks``, so the recipe users
 paste is the one that is tested.

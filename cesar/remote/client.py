@@ -1,7 +1,7 @@
 """A Cesar server's HTTP API, as the client commands use it: retries, one-line errors, live events.
 
 Connection errors (and ``503``, the server's database away) are retried with backoff; every other error
-becomes a :class:`RemoteError` whose ``exit_code`` the command ends with (the README lists them).
+becomes a :class:`RemoteError` whose ``exit_code`` the command ends with (docs/remote.md lists them).
 """
 
 from __future__ import annotations

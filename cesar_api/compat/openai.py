@@ -343,7 +343,7 @@ _DESCRIPTION = """\
 As OpenAI's `POST /v1/audio/{path}`: multipart with `file` and `model` (`whisper-1` is the server's default
 model; an allowed model's name, or an alias from `CESAR_MODEL_ALIASES`, works too){more}, `prompt`,
 `response_format` (`json`, `text`, `srt`, `vtt`, `verbose_json`) and `temperature` (accepted: Cesar decodes
-deterministically, see its README).{extra}
+deterministically, see Guarantees in its manual).{extra}
 
 The request is an ordinary job (`X-Cesar-Job-Id` names it; it shows in `GET /jobs`), answered when it ends.
 A client that disconnects first cancels it. Errors come as `{{"error": {{"message", "type", "param",
