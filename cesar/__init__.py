@@ -1,4 +1,7 @@
-"""The ``cesar`` command line and ``cesar serve``'s supervisor: the layer above the API, the worker and
-their shared base (``cesar_common``). Nothing below imports it."""
+"""The ``cesar`` command line (:mod:`cesar.cli`), ``cesar serve``'s supervisor (:mod:`cesar.supervisor`)
+and the client of a remote server (:mod:`cesar.remote`), with what their commands do: the layer above the
+API, the worker and their shared base (``cesar_common``). Nothing below imports it."""
 
 from __future__ import annotations
+
+__all__ = ["cli", "model_admin", "purge", "remote", "schema", "supervisor", "transcribe_file"]

@@ -8,6 +8,8 @@ from cesar_common.settings import get_settings
 from cesar_common.transcription import model_store
 from cesar_common.transcription.model_store import ModelEntry
 
+__all__ = ["import_into", "list_entries", "pull_into", "remove_from", "table"]
+
 
 def _models_dir(models_dir: Path | None) -> Path:
     return get_settings(models_dir=models_dir).models_dir

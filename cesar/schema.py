@@ -6,6 +6,8 @@ from cesar_common.db.connect import open_engine, safe_url
 from cesar_common.db.migrate import UPGRADE_HINT, head_revision, schema_state, upgrade_to_head
 from cesar_common.settings import get_settings
 
+__all__ = ["describe_database", "upgrade_database"]
+
 
 def upgrade_database(database_url: str | None = None) -> str:
     """Upgrade the database (``database_url``, else ``CESAR_DATABASE_URL``) to head; what to print."""

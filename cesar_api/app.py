@@ -40,6 +40,8 @@ from cesar_common.db.feed import ChangeFeed
 from cesar_common.db.store import JobStore
 from cesar_common.settings import Settings, get_settings
 
+__all__ = ["create_app"]
+
 PROTECTED_ROUTES = [
     create_transcription,
     create_url_transcription,

@@ -26,6 +26,8 @@ from cesar_api.exception_mapper import error_responses
 from cesar_common.errors import AuthError
 from cesar_common.settings import Settings
 
+__all__ = ["COOKIE_OPENS", "close_session", "open_session", "require_api_key"]
+
 SESSION_COOKIE = "cesar_session"
 SESSION_SECONDS = 12 * 3600
 #: the handler ``opt`` flag of routes a session cookie opens

@@ -38,6 +38,8 @@ from cesar_common.db.store import JobStore
 from cesar_common.errors import CesarError
 from cesar_common.job_json import job_to_schema
 
+__all__ = ["EventHub", "Position"]
+
 log = logging.getLogger("cesar.api.events")
 
 #: events a subscriber may fall behind by before it is cut off (it then resumes with Last-Event-ID)

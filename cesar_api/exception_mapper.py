@@ -23,6 +23,8 @@ from litestar.openapi.spec import Example
 from cesar_api.schemas import ErrorOut
 from cesar_common.errors import AuthError, CesarError, DatabaseError, ServerError
 
+__all__ = ["error_responses", "handle_exception", "problem_of"]
+
 logger = logging.getLogger("cesar.api")
 
 _CODES_BY_STATUS = {

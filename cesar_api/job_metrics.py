@@ -26,6 +26,8 @@ from cesar_common.db.records import MetricsSnapshot, WebhookState
 from cesar_common.db.store import JobStore
 from cesar_common.errors import DatabaseError
 
+__all__ = ["render", "store_registry"]
+
 log = logging.getLogger(__name__)
 
 PREFIX = "cesar"

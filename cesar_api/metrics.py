@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
     from prometheus_client.registry import CollectorRegistry
 
+__all__ = ["RequestStats", "StatementCounter", "count_response", "metrics", "stamp_start"]
+
 UNMATCHED = "(unmatched)"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: upper bounds (seconds) of the request duration histogram

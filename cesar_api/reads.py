@@ -15,6 +15,8 @@ from litestar.concurrency import sync_to_thread
 
 from cesar_common.db.store import JobStore
 
+__all__ = ["run_read"]
+
 P = ParamSpec("P")
 T = TypeVar("T")
 

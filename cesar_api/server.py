@@ -12,6 +12,8 @@ import uvicorn
 from cesar_common.settings import Settings
 from cesar_common.urlpolicy import is_loopback
 
+__all__ = ["serve", "startup_warnings"]
+
 logger = logging.getLogger("cesar.api")
 
 

@@ -21,6 +21,16 @@ from cesar_common.errors import LanguageError, ModelNotAllowedError, URLRefusedE
 from cesar_common.job_options import TranscribeOptions, options_from
 from cesar_common.settings import Settings
 
+__all__ = [
+    "Submitted",
+    "check_callback",
+    "job_options",
+    "probe_upload",
+    "submit_upload_job",
+    "submit_url_job",
+    "validated",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Submitted:

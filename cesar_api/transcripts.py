@@ -8,6 +8,8 @@ from typing import Any
 from cesar_common.db.records import JobRecord
 from cesar_common.transcription.result import TranscriptionResult
 
+__all__ = ["completed_transcript", "partial_transcript"]
+
 
 def completed_transcript(record: JobRecord) -> TranscriptionResult:
     """The transcript of a completed job, read ``with_segments``."""

@@ -24,6 +24,8 @@ from multipart import MultipartError, MultipartSegment, ParserLimitReached, Push
 from cesar_common.errors import ClientError, PayloadTooLargeError
 from cesar_common.text import without_control_characters
 
+__all__ = ["FILE_FIELD", "MULTIPART_OVERHEAD", "read_json_body", "receive_upload"]
+
 FILE_FIELD = "file"
 WRITE_CHUNK = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024

@@ -1,5 +1,25 @@
-"""Cesar's shared core: settings, errors, job store, transcription engine and CLI."""
+"""The base every Cesar process shares: settings, errors, the choices and job options said once, the job store
+(:mod:`.db`), the job's JSON (:mod:`.job_json`), and the engine (:mod:`.transcription`, :mod:`.diarization`).
+It imports nothing above it (the import contracts in pyproject.toml say so)."""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "choices",
+    "db",
+    "diarization",
+    "errors",
+    "exits",
+    "job_json",
+    "job_options",
+    "logs",
+    "parentwatch",
+    "settings",
+    "signals",
+    "text",
+    "transcription",
+    "urlpolicy",
+]

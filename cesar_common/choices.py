@@ -9,6 +9,25 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
+__all__ = [
+    "BUNDLED_MODEL",
+    "COMPUTE_TYPES",
+    "DEVICES",
+    "LOG_LEVELS",
+    "OPENAI_GRANULARITIES",
+    "OPENAI_GRANULARITY_FIELD",
+    "OPENAI_RESPONSE_FORMATS",
+    "TASKS",
+    "TRANSCRIPT_FORMATS",
+    "WHISPER_LANGUAGES",
+    "WHISPER_LANGUAGE_NAMES",
+    "ComputeType",
+    "Device",
+    "LogLevel",
+    "Task",
+    "TranscriptFormat",
+]
+
 Device = Literal["auto", "cpu", "cuda"]
 ComputeType = Literal[
     "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",

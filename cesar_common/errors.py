@@ -10,6 +10,32 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+__all__ = [
+    "AudioDecodeError",
+    "AudioTooLongError",
+    "AuthError",
+    "CesarError",
+    "ClientError",
+    "ConflictError",
+    "DatabaseBugError",
+    "DatabaseError",
+    "DeviceUnavailableError",
+    "DownloadError",
+    "InvalidInputError",
+    "LanguageError",
+    "ModelIntegrityError",
+    "ModelNotAllowedError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "OutOfMemoryError",
+    "PayloadTooLargeError",
+    "SchemaOutdatedError",
+    "ServerError",
+    "TranscriptionError",
+    "URLRefusedError",
+    "UnsupportedMediaError",
+]
+
 
 class CesarError(Exception):
     """Root of every error Cesar raises on purpose."""

@@ -18,6 +18,16 @@ from typing import Any
 
 from cesar_common.choices import Task
 
+__all__ = [
+    "MAX_SPEAKERS",
+    "OPTION_NAMES",
+    "OptionSpec",
+    "TranscribeOptions",
+    "option_specs",
+    "options_dict",
+    "options_from",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class OptionDoc:

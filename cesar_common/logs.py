@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+__all__ = ["configure_logging"]
+
 
 def configure_logging(level: str = "info", *, name: str = "cesar") -> None:
     """One format everywhere: time, level, process role, message."""

@@ -15,6 +15,8 @@ import os
 import signal
 import threading
 
+__all__ = ["SUPERVISOR_PID_ENV", "supervisor_pid", "watch_parent"]
+
 logger = logging.getLogger(__name__)
 
 #: Set by `cesar serve` in its children's environment: the pid of the supervisor.

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from cesar_common.choices import ComputeType, Device, LogLevel
 from cesar_common.errors import InvalidInputError
 
+__all__ = ["Settings", "get_settings", "reset_settings_cache", "settings_table"]
+
 
 def default_data_dir() -> Path:
     """Where Cesar keeps its SQLite database by default (``~/.local/share/cesar`` on Linux)."""

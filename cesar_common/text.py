@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+__all__ = ["TEXT_WHITESPACE", "control_character", "is_plain_token", "without_control_characters"]
+
 #: C0 controls and DEL; C1 controls (U+0080 to U+009F) too: terminals read some of them as escapes
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: what a free-text field (a prompt) may contain beside printable text

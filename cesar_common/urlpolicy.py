@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from cesar_common.errors import URLRefusedError
 from cesar_common.text import control_character
 
+__all__ = ["check_address", "is_loopback", "resolve_host", "validate_url"]
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})

@@ -1,6 +1,22 @@
-"""cesar_worker: the process that turns queued jobs into transcripts (``cesar worker``).
+"""The worker: the process that turns queued jobs into transcripts (``cesar worker``, ``python -m
+cesar_worker``). It claims work (:mod:`.worker`), runs the engine (:mod:`.transcriber`), tends the
+lease (:mod:`.heartbeat`), merges long jobs' parts (:mod:`.part_results`) and sends webhooks
+(:mod:`.webhook_sender`).
 
 Importing this package is cheap; faster-whisper loads only when a job (or ``--preload``) needs a model.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "download",
+    "egress",
+    "heartbeat",
+    "jobrun",
+    "model_cache",
+    "part_results",
+    "transcriber",
+    "webhook_sender",
+    "webhooks",
+    "worker",
+]

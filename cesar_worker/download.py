@@ -21,6 +21,8 @@ from cesar_common.errors import DownloadError, PayloadTooLargeError, URLRefusedE
 from cesar_common.urlpolicy import validate_url
 from cesar_worker import egress
 
+__all__ = ["DownloadStopped", "download"]
+
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0

@@ -35,6 +35,8 @@ from cesar_common import __version__
 from cesar_common.errors import URLRefusedError
 from cesar_common.urlpolicy import check_address, resolve_host
 
+__all__ = ["DeadlineExceeded", "Guard", "Stopped", "client"]
+
 #: the longest a socket operation blocks before the guard is asked again
 TICK = 0.25
 USER_AGENT = f"cesar/{__version__}"

@@ -23,6 +23,8 @@ from cesar_common.errors import CesarError, ConflictError
 from cesar_common.settings import Settings
 from cesar_worker.jobrun import JobRun, StopReason
 
+__all__ = ["CHECK_INTERVAL", "PROGRESS_INTERVAL", "Heartbeat", "Housekeeping"]
+
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes

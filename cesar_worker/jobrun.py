@@ -15,6 +15,8 @@ from typing import Any
 
 from cesar_common.db.records import JobRecord, PartWork
 
+__all__ = ["JobRun", "JobStopped", "StopReason"]
+
 
 class StopReason(StrEnum):
     CANCELLED = "cancelled"  # the client asked: the job ends `cancelled`

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+__all__ = ["ModelCache", "ModelKey"]
+
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from cesar_common.transcription.cuts import SplitPlan
     from cesar_common.transcription.loading import LoadedModel
 
+__all__ = ["Transcriber", "TranscriberFactory", "WhisperTranscriber"]
+
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, float], None]

@@ -35,6 +35,8 @@ from cesar_worker.webhooks import (
     signature_header,
 )
 
+__all__ = ["DeliveryLoop", "WebhookSender"]
+
 log = logging.getLogger("cesar.webhooks")
 
 CONNECT_TIMEOUT_S = 5.0

@@ -24,6 +24,19 @@ from email.utils import parsedate_to_datetime
 
 from cesar_common.db.records import DeliveryOutcome, WebhookState
 
+__all__ = [
+    "DELIVERY_ID_HEADER",
+    "EVENT_HEADER",
+    "SIGNATURE_HEADER",
+    "backoff_seconds",
+    "decide",
+    "refused",
+    "retry_after_seconds",
+    "schedule",
+    "signature_header",
+    "verify_signature",
+]
+
 SIGNATURE_HEADER = "Cesar-Signature"
 DELIVERY_ID_HEADER = "Cesar-Delivery-Id"
 EVENT_HEADER = "Cesar-Event"

@@ -48,6 +48,8 @@ from cesar_worker.webhook_sender import DeliveryLoop
 if TYPE_CHECKING:
     from cesar_common.transcription.cuts import SplitPlan
 
+__all__ = ["Worker", "quiet_library_logs", "remove_orphaned_temp_dirs", "run_process", "run_worker"]
+
 log = logging.getLogger("cesar.worker")
 
 POLL_MIN_SECONDS = 0.05

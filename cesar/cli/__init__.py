@@ -32,3 +32,20 @@ for command in (transcribe, serve, worker, api, db, jobs, models, submit, remote
 
 def main() -> None:
     cli(prog_name="cesar")
+
+
+# the command group and its entry point, and each command (their modules are named after them)
+__all__ = [
+    "api",
+    "cli",
+    "db",
+    "jobs",
+    "main",
+    "models",
+    "options",
+    "remote",
+    "serve",
+    "submit",
+    "transcribe",
+    "worker",
+]

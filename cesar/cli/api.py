@@ -14,6 +14,8 @@ from cesar.cli.options import (
 )
 from cesar_common.exits import one_line_errors
 
+__all__ = ["api"]
+
 
 @click.command(context_settings=COMMAND_SETTINGS)
 @host_option

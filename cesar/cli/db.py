@@ -7,6 +7,8 @@ import click
 from cesar.cli.options import COMMAND_SETTINGS, db_option, verbose_option
 from cesar_common.exits import one_line_errors
 
+__all__ = ["db"]
+
 
 @click.group(context_settings=COMMAND_SETTINGS)
 def db() -> None:

@@ -8,6 +8,8 @@ from cesar.cli.options import COMMAND_SETTINGS, db_option, option, verbose_optio
 from cesar_common.db.records import FINAL_STATUSES
 from cesar_common.exits import one_line_errors
 
+__all__ = ["jobs"]
+
 
 @click.group(context_settings=COMMAND_SETTINGS)
 def jobs() -> None:

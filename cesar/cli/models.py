@@ -11,6 +11,8 @@ import click
 from cesar.cli.options import COMMAND_SETTINGS, option, verbose_option
 from cesar_common.exits import one_line_errors
 
+__all__ = ["models"]
+
 models_dir_option = option(
     "--models-dir",
     type=click.Path(file_okay=False, path_type=Path),

@@ -17,6 +17,21 @@ import click
 from cesar_common.choices import COMPUTE_TYPES, DEVICES, LOG_LEVELS
 from cesar_common.job_options import OptionSpec, TranscribeOptions, option_specs, options_from
 
+__all__ = [
+    "COMMAND_SETTINGS",
+    "batch_size_option",
+    "compute_type_option",
+    "db_option",
+    "device_option",
+    "host_option",
+    "job_options",
+    "job_options_from",
+    "log_level_option",
+    "option",
+    "port_option",
+    "verbose_option",
+]
+
 #: ``context_settings`` of every command: options read ``CESAR_<NAME>`` (not ``CESAR_<COMMAND>_<NAME>``)
 COMMAND_SETTINGS: dict[str, Any] = {"auto_envvar_prefix": "CESAR"}
 

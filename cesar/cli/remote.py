@@ -13,6 +13,8 @@ from cesar.cli.options import COMMAND_SETTINGS, job_options, option, verbose_opt
 from cesar_common.choices import TRANSCRIPT_FORMATS
 from cesar_common.db.records import PUBLIC_STATUSES
 
+__all__ = ["remote", "submit"]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 _SERVER_HELP = "The Cesar server. [default: http://127.0.0.1:5000]"

@@ -19,6 +19,8 @@ from cesar.cli.options import (
 )
 from cesar_common.exits import one_line_errors
 
+__all__ = ["serve"]
+
 
 def _workers(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is None:

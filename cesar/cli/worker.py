@@ -23,6 +23,8 @@ from cesar.cli.options import (
 )
 from cesar_common.exits import one_line_errors
 
+__all__ = ["worker"]
+
 
 @click.command(context_settings=COMMAND_SETTINGS)
 @db_option

@@ -29,6 +29,17 @@ from rich.table import Table
 from cesar.remote.client import EXIT_JOB_FAILED, EXIT_REFUSED, RemoteAPI, RemoteError
 from cesar_common.choices import TRANSCRIPT_FORMATS
 
+__all__ = [
+    "Batch",
+    "Item",
+    "expand",
+    "idempotency_key",
+    "plan_outputs",
+    "result_json",
+    "summary",
+    "write_atomically",
+]
+
 FINAL = frozenset({"completed", "error", "cancelled"})
 KEY_PREFIX = "cesar-submit-"
 

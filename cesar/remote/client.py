@@ -16,6 +16,8 @@ import httpx
 
 from cesar_common.errors import CesarError
 
+__all__ = ["EXIT_JOB_FAILED", "EXIT_REFUSED", "EXIT_SERVER", "RemoteAPI", "RemoteError"]
+
 #: exit codes of the client commands (1 and 130 as every command)
 EXIT_REFUSED = 1  # the server refused the request: bad input, not audio, too large, unknown job (4xx)
 EXIT_SERVER = 2  # the server failed (5xx)

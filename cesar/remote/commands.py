@@ -19,6 +19,8 @@ from cesar_common.exits import fail, one_line_errors
 from cesar_common.job_options import OPTION_NAMES
 from cesar_common.settings import get_settings
 
+__all__ = ["run_action", "run_health", "run_list", "run_show", "run_submit", "run_transcript"]
+
 
 @contextmanager
 def connected(server: str | None, api_key: str | None, *, verbose: bool) -> Iterator[RemoteAPI]:

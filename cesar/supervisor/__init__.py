@@ -5,4 +5,4 @@ from __future__ import annotations
 from cesar.supervisor.ports import PortInUseError
 from cesar.supervisor.serve import run_serve
 
-__all__ = ["PortInUseError", "run_serve"]
+__all__ = ["PortInUseError", "children", "layout", "ports", "run_serve", "serve", "supervise"]

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+__all__ = ["Backoff", "Child", "ChildSpec"]
+
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1

@@ -7,6 +7,8 @@ import socket
 
 from cesar_common.errors import ClientError
 
+__all__ = ["PortInUseError", "base_url", "check_port", "is_listening"]
+
 
 class PortInUseError(ClientError):
     """Another process listens on the port the API should take."""

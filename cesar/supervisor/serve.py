@@ -34,6 +34,8 @@ from cesar_common.parentwatch import SUPERVISOR_PID_ENV
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
 
+__all__ = ["child_specs", "largest_allowed_model_bytes", "plan_serve_layout", "run_serve", "settings_env"]
+
 logger = logging.getLogger("cesar.serve")
 
 EXIT_FORCED = EXIT_INTERRUPTED

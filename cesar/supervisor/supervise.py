@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from cesar.supervisor.children import Backoff, Child
 from cesar_common.errors import ServerError
 
+__all__ = ["EXIT_MARGIN_SECONDS", "Supervisor"]
+
 logger = logging.getLogger(__name__)
 
 #: A child that exits this many times in a row, each time soon after starting, will not get better.

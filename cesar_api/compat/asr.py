@@ -42,6 +42,8 @@ from cesar_common.transcription.audio import SAMPLE_RATE, head_as_wav, wav_heade
 from cesar_common.transcription.result import TranscriptionResult
 from cesar_common.transcription.writers import render
 
+__all__ = ["asr_router"]
+
 TAG = "whisper-asr-webservice-compatible"
 AUDIO_FIELD = "audio_file"
 ENGINE = "faster_whisper"

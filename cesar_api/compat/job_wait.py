@@ -25,6 +25,8 @@ from cesar_common.errors import CesarError, ServerError
 from cesar_common.job_options import TranscribeOptions
 from cesar_common.settings import Settings
 
+__all__ = ["ClientGone", "cancel", "follow_to_end", "queue_upload", "wait_for_end"]
+
 log = logging.getLogger("cesar.api")
 
 

@@ -51,6 +51,8 @@ from cesar_common.transcription import model_store
 from cesar_common.transcription.result import TranscriptionResult
 from cesar_common.transcription.writers import FORMATS, render
 
+__all__ = ["OpenAIError", "openai_router", "parse_request", "resolve_model"]
+
 TAG = "OpenAI-compatible"
 #: the model name every OpenAI client knows: the server's default model
 WHISPER_1 = "whisper-1"

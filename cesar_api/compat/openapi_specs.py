@@ -11,6 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cesar_common.choices import OPENAI_GRANULARITIES, OPENAI_GRANULARITY_FIELD, OPENAI_RESPONSE_FORMATS
 
+__all__ = [
+    "AsrOperation",
+    "OpenAITranscriptionOperation",
+    "OpenAITranslationOperation",
+    "asr_errors",
+    "openai_errors",
+]
+
 
 class _Schema(BaseModel):
     model_config = ConfigDict(defer_build=True)

@@ -1,3 +1,6 @@
-"""The API's routes, one module per resource."""
+"""The API's routes, one module per resource: submitting (:mod:`.submission`), jobs and transcripts
+(:mod:`.job_routes`), their events (:mod:`.event_stream`), health, docs and the page."""
 
 from __future__ import annotations
+
+__all__ = ["docs", "event_stream", "health", "job_routes", "page", "submission"]

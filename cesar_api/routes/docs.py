@@ -22,6 +22,8 @@ from cesar_api.schemas import ErrorOut, HealthOut, UrlJobIn
 from cesar_common import __version__
 from cesar_common.job_json import JobOut
 
+__all__ = ["openapi_config", "static_router"]
+
 DOCS_PATH = "/docs"
 STATIC_PATH = f"{DOCS_PATH}/static"
 

@@ -17,6 +17,8 @@ from cesar_api.reads import run_read
 from cesar_api.routes.job_routes import JOB_ID
 from cesar_common.db.store import JobStore
 
+__all__ = ["follow_job"]
+
 _DESCRIPTION = """\
 The job as it changes, as `text/event-stream`:
 

@@ -14,6 +14,8 @@ from cesar_common.db.store import JobStore
 from cesar_common.errors import DatabaseError
 from cesar_common.settings import Settings
 
+__all__ = ["health"]
+
 logger = logging.getLogger("cesar.api")
 
 

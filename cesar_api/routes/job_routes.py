@@ -24,6 +24,16 @@ from cesar_common.errors import ConflictError
 from cesar_common.job_json import JobOut, job_json, job_to_schema
 from cesar_common.transcription.writers import FORMATS, render
 
+__all__ = [
+    "JOB_ID",
+    "cancel_job",
+    "delete_job",
+    "get_job",
+    "get_transcript",
+    "list_jobs",
+    "redeliver_webhook",
+]
+
 MAX_PAGE = 1000
 JOB_ID = PathParameter(
     description="The job's id, as `POST /transcribe` returned it.",

@@ -19,6 +19,8 @@ from litestar.types import Guard
 from cesar_common.choices import TASKS, TRANSCRIPT_FORMATS, WHISPER_LANGUAGE_NAMES
 from cesar_common.settings import Settings
 
+__all__ = ["page", "page_routers"]
+
 UI_PATH = "/ui"
 STATIC = importlib.resources.files("cesar_api.webpage") / "static"
 CONTENT_SECURITY_POLICY = (

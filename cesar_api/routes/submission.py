@@ -30,6 +30,8 @@ from cesar_common.errors import UnsupportedMediaError
 from cesar_common.job_json import JobOut, job_to_schema
 from cesar_common.settings import Settings
 
+__all__ = ["create_transcription", "create_url_transcription"]
+
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 _DESCRIPTION = """\

@@ -1,3 +1,32 @@
-"""Database layer: models, engine, migrations and the job store."""
+"""The job database: its tables (:mod:`.tables`, created by the Alembic migrations, :mod:`.migrate`), the
+store that is the one way in (:mod:`.store`), the SQL of each concept behind it, every change of a job's
+state (:mod:`.state`) and the feed that tells every process of those changes (:mod:`.feed`)."""
 
 from __future__ import annotations
+
+__all__ = [
+    "audio_chunks",
+    "cancels",
+    "clock",
+    "connect",
+    "driver_query",
+    "feed",
+    "idempotency",
+    "job_reads",
+    "leases",
+    "live",
+    "migrate",
+    "outbox",
+    "parts",
+    "presence",
+    "queue",
+    "records",
+    "retention",
+    "rows",
+    "state",
+    "store",
+    "submissions",
+    "tables",
+    "totals",
+    "transactions",
+]

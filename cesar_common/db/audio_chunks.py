@@ -16,6 +16,20 @@ from sqlalchemy import Connection, Row, delete, func, insert, select
 from cesar_common.db.tables import job_audio
 from cesar_common.errors import PayloadTooLargeError
 
+__all__ = [
+    "CHUNK_SIZE",
+    "READ_BATCH",
+    "AudioSource",
+    "check_size",
+    "delete_audio",
+    "has_chunks",
+    "hash_stream",
+    "insert_chunk",
+    "read_chunks",
+    "rechunk",
+    "stored_bytes",
+]
+
 #: bytes per job_audio row
 CHUNK_SIZE = 1024 * 1024
 #: job_audio rows fetched per read transaction while streaming audio out

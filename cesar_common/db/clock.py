@@ -18,6 +18,8 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from cesar_common.db.tables import UTCDateTime
 
+__all__ = ["db_now"]
+
 
 class db_now(FunctionElement[Any]):
     """The database's current time, plus ``offset_seconds`` (negative for a cutoff in the past)."""

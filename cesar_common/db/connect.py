@@ -29,6 +29,19 @@ from sqlalchemy.pool import NullPool
 
 from cesar_common.errors import DatabaseError
 
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "SQLITE_POOL_SIZE",
+    "error_reason",
+    "foreign_keys_off",
+    "normalize_url",
+    "open_engine",
+    "read_only",
+    "safe_url",
+    "sqlite_file",
+    "sqlite_path",
+]
+
 BUSY_TIMEOUT_MS = 30_000
 #: SQLite connections kept open per engine; more are opened when needed (never waited for, see below)
 SQLITE_POOL_SIZE = 8

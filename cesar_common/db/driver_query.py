@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, Select
 from sqlalchemy.exc import DBAPIError
 
+__all__ = ["DriverQuery"]
+
 
 class DriverQuery:
     """``stmt`` compiled for ``engine``: :meth:`first` runs it on a DBAPI connection of the calling thread's.

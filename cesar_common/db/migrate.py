@@ -28,6 +28,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from cesar_common.db.connect import error_reason, foreign_keys_off, read_only, safe_url, sqlite_path
 from cesar_common.errors import DatabaseError, SchemaOutdatedError
 
+__all__ = [
+    "OUTDATED_MESSAGE",
+    "UPGRADE_HINT",
+    "alembic_config",
+    "ensure_schema_current",
+    "head_revision",
+    "schema_state",
+    "upgrade_to_head",
+]
+
 MIGRATIONS_PACKAGE = "cesar_common.db.migrations"
 MIGRATE_LOCK_TIMEOUT_S = 300.0
 

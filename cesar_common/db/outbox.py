@@ -21,6 +21,21 @@ from cesar_common.db.clock import db_now
 from cesar_common.db.records import DeliveryOutcome, WebhookDeliveryRecord, WebhookState
 from cesar_common.db.tables import webhook_deliveries as deliveries
 
+__all__ = [
+    "DELIVERING",
+    "PENDING",
+    "anything_to_claim",
+    "claim",
+    "count_by_state",
+    "enqueue",
+    "extend",
+    "finish",
+    "for_job",
+    "get",
+    "latest_for",
+    "redeliver",
+]
+
 PENDING = WebhookState.PENDING.value
 DELIVERING = WebhookState.DELIVERING.value
 DELIVERED = WebhookState.DELIVERED.value

@@ -16,6 +16,16 @@ from cesar_common.db.records import WorkerRecord
 from cesar_common.db.rows import worker_record
 from cesar_common.db.tables import workers
 
+__all__ = [
+    "count_seen_within",
+    "new_values",
+    "refresh",
+    "remove",
+    "remove_unseen_for",
+    "seen_within",
+    "upsert",
+]
+
 
 def upsert(conn: Connection, values: dict[str, Any]) -> None:
     """Insert the worker's row, or refresh every column of the row it already has."""

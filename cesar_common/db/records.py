@@ -10,6 +10,33 @@ from typing import Any, Literal, get_args
 # re-exported: a job's record carries the options it was submitted with
 from cesar_common.job_options import TranscribeOptions as TranscribeOptions
 
+__all__ = [
+    "FINAL_STATUSES",
+    "PUBLIC_STATUSES",
+    "Decoding",
+    "DeliveryOutcome",
+    "FinishedPart",
+    "JobPage",
+    "JobRecord",
+    "JobResult",
+    "JobSource",
+    "JobStatus",
+    "JobView",
+    "MetricsSnapshot",
+    "NewJob",
+    "PartPlan",
+    "PartRecord",
+    "PartStatus",
+    "PartWork",
+    "PublicStatus",
+    "QueueCounts",
+    "SweepResult",
+    "TranscribeOptions",
+    "WebhookDeliveryRecord",
+    "WebhookState",
+    "WorkerRecord",
+]
+
 #: the statuses a client sees and filters on (a job's internal ``pending`` state is never shown)
 PublicStatus = Literal["queued", "processing", "completed", "error", "cancelled"]
 

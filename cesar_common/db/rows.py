@@ -25,6 +25,16 @@ from cesar_common.errors import InvalidInputError
 from cesar_common.job_options import OPTION_NAMES, TranscribeOptions
 from cesar_common.text import is_plain_token
 
+__all__ = [
+    "JOB_FIELDS",
+    "Cursor",
+    "decode_cursor",
+    "decoding_values",
+    "encode_cursor",
+    "job_record",
+    "worker_record",
+]
+
 #: the jobs table's column names in table order: what ``select(jobs)`` and ``returning(*jobs.c)`` yield
 JOB_FIELDS = tuple(column.name for column in jobs.c)
 _STATUSES = {str(status): status for status in JobStatus}

@@ -28,6 +28,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+__all__ = [
+    "Base",
+    "Job",
+    "JobAudio",
+    "JobPart",
+    "JobPartAudio",
+    "UTCDateTime",
+    "WebhookDelivery",
+    "job_audio",
+    "job_part_audio",
+    "job_parts",
+    "job_segments",
+    "jobs",
+    "metric_totals",
+    "webhook_deliveries",
+    "workers",
+]
+
 # Stable constraint names, so migrations and autogenerate agree on both backends.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

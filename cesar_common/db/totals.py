@@ -18,6 +18,17 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from cesar_common.db.tables import metric_totals
 
+__all__ = [
+    "DELIVERY_ATTEMPTS",
+    "JOBS_FINISHED",
+    "SUM",
+    "WRITE_PROBE",
+    "add",
+    "cumulative_buckets",
+    "job_finished_additions",
+    "read",
+]
+
 #: histogram name -> upper bounds of its buckets (seconds, or a ratio for the real-time factor)
 HISTOGRAMS: dict[str, tuple[float, ...]] = {
     "job_wall_seconds": (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
