@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 UV_COMPILE := UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml --universal \
 	--python-version 3.11 --generate-hashes --annotation-style line --quiet
 
-.PHONY: install system-tools serve test lint format lock readme screenshot clean
+.PHONY: install system-tools serve test contract-newest lint format lock readme screenshot clean
 
 install: $(STAMP)
 
@@ -22,6 +22,25 @@ serve: install
 
 test: install system-tools
 	$(BIN)/python -m pytest
+
+# The contract of Cesar's faster-whisper adapter (tests/contract) against the newest faster-whisper and
+# CTranslate2 on PyPI, before the pin in pyproject.toml moves: a venv of its own (.venv-newest) with the
+# locked dependencies, those two upgraded, the locked pytest and Cesar itself; only the contract tests run.
+NEWEST := .venv-newest
+NEWEST_TOOLS := ^(pytest|pytest-timeout|setuptools)==[^ ]+
+
+$(NEWEST)/.locked: pyproject.toml requirements.lock requirements-dev.lock
+	test -x $(NEWEST)/bin/python || $(PYTHON) -m venv $(NEWEST)
+	$(NEWEST)/bin/python -m pip install -q --require-hashes -r requirements.lock
+	$(NEWEST)/bin/python -m pip install -q $$(grep -oE '$(NEWEST_TOOLS)' requirements-dev.lock)
+	$(NEWEST)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+contract-newest: $(NEWEST)/.locked
+	$(NEWEST)/bin/python -m pip install -q --upgrade faster-whisper ctranslate2
+	@$(NEWEST)/bin/python -c "from importlib.metadata import version as v; \
+		print('contract tests with faster-whisper', v('faster-whisper'), 'and CTranslate2', v('ctranslate2'))"
+	$(NEWEST)/bin/python -m pytest -p no:cacheprovider tests/contract
 
 # what some tests drive besides Python: Debian's Chromium for the page tests (Playwright's own builds need a
 # download this network does not reach) and PgBouncer for the pooling tests. Installed where missing and
@@ -62,7 +81,7 @@ readme: install
 	$(BIN)/python scripts/update_readme.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) $(NEWEST) .pytest_cache build dist *.egg-info
 
 # the README's screenshot of the page, taken by the browser test (docs/web-page.png)
 screenshot: install system-tools
