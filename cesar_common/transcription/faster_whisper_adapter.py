@@ -211,11 +211,11 @@ def transcribe_batched(
 
     A batch's segments come out only once the whole batch is decoded, so each batch reports its span of the
     audio as it goes (``on_progress``, in the audio's time): at its start, once encoded and once its text is
-    generated. ``should_stop`` is asked before encoding, before generating,
-    every :data:`_POLL_SECONDS` while CTranslate2 generates, and before the word alignment: a stop takes
-    effect at the next step, and the iterator raises :class:`TranscriptionStopped`. A batch abandoned while
-    generating is finished by CTranslate2 in its own threads, its results unused (the next call on the model
-    waits for it).
+    generated. ``should_stop`` is asked before encoding, before generating, every :data:`_POLL_SECONDS`
+    while CTranslate2 generates (asynchronously), and before the word alignment: a stop takes effect at the
+    next step, and the iterator raises :class:`TranscriptionStopped`. A batch abandoned while generating is
+    finished by CTranslate2 in its own threads, its results unused (the next call on the model waits for
+    it).
 
     Each call builds its own pipeline (cheap: it holds only the model), so nothing of one transcription, not
     even a stopped one, carries into the next.
@@ -283,7 +283,7 @@ class _WatchedGenerator:
 
 class _WatchedModel:
     """The WhisperModel as the pipeline sees it: encoding and generating report progress and check the stop,
-    so does aligning words (the stop only); everything else is the model's own."""
+    aligning words checks it; everything else is the model's own."""
 
     def __init__(self, model: WhisperModel, watch: _Watch) -> None:
         self._whisper = model

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from faster_whisper import BatchedInferencePipeline
 
 from cesar.supervisor.layout import FAMILY_BYTES, model_family
 from cesar_common.choices import WHISPER_LANGUAGES
@@ -120,6 +121,17 @@ def text(segments: list[adapter.WhisperSegment]) -> str:
     return " ".join(segment.text for segment in segments).lower()
 
 
+def test_what_the_batched_adapter_hooks_into_is_still_there(model: Any) -> None:
+    # the pipeline's forward() and the model's methods the adapter's proxy replaces (CTranslate2's
+    # asynchronous generate() is run by every batched transcription below)
+    forward = list(inspect.signature(BatchedInferencePipeline.forward).parameters)
+    assert forward == ["self", "features", "tokenizer", "chunks_metadata", "options"], (
+        f"{RELEASE}: BatchedInferencePipeline.forward takes {forward}"
+    )
+    for method in ("encode", "add_word_timestamps"):
+        assert callable(getattr(model, method, None)), f"{RELEASE}: WhisperModel has no {method}()"
+
+
 def test_model_names_include_the_ones_cesar_names() -> None:
     names = adapter.available_models()
     assert {"tiny.en", "large-v3"} <= set(names), f"{RELEASE} names its models {names}"
@@ -157,7 +169,7 @@ def test_an_english_only_model_says_so(model: Any) -> None:
 
 def test_language_detection_on_speech(model: Any, speech: np.ndarray) -> None:
     found = adapter.detect_language(model, speech)
-    assert (found.code, found.probability) == ("en", 1.0)
+    assert (found.code, found.probability) == ("en", 1.0), f"{RELEASE}: tiny.en detected {found}"
     # a multilingual model goes on to WhisperModel.detect_language (none is at hand offline to run it)
     takes = inspect.signature(adapter.WhisperModel.detect_language).parameters
     assert {"audio", "vad_filter"} <= set(takes), f"{RELEASE}: detect_language takes {list(takes)}"
@@ -165,7 +177,7 @@ def test_language_detection_on_speech(model: Any, speech: np.ndarray) -> None:
 
 def test_sequential_transcription_gives_timed_words_as_plain_floats(model: Any, speech: np.ndarray) -> None:
     segments, info = adapter.transcribe_sequential(model, speech, GREEDY)
-    assert (info.language, info.language_probability) == ("en", 1.0)
+    assert (info.language, info.language_probability) == ("en", 1.0), f"{RELEASE} says {info}"
     found = list(segments)
     assert "lazy" in text(found), f"{RELEASE} heard {text(found)!r}"
     words = [word for segment in found for word in segment.words or ()]
@@ -174,8 +186,8 @@ def test_sequential_transcription_gives_timed_words_as_plain_floats(model: Any, 
     for segment in found:
         numbers = (segment.start, segment.end, segment.avg_logprob, segment.compression_ratio)
         numbers += (segment.no_speech_prob, segment.temperature)
-        assert all(type(number) is float for number in numbers), segment
-        assert type(segment.seek) is int and all(type(token) is int for token in segment.tokens)
+        assert all(type(number) is float for number in numbers), f"{RELEASE}: not plain floats in {segment}"
+        assert type(segment.seek) is int and all(type(token) is int for token in segment.tokens), segment
     for word in words:
         assert all(type(number) is float for number in (word.start, word.end, word.probability)), word
         assert 0.0 <= word.start <= word.end <= duration + 0.1 and 0.0 <= word.probability <= 1.0, word
@@ -185,16 +197,17 @@ def test_batched_progress_moves_inside_each_batch_and_never_backwards(
     model: Any, two_windows: np.ndarray, generator: CountedGenerator
 ) -> None:
     run = batched(model, two_windows, batch_size=1)
-    assert not run.stopped and "chapter" in text(run.segments)
-    assert run.steps == BATCH_STEPS * 2, f"{RELEASE}: a batch of one window each reported {run.steps}"
-    assert generator.calls == 2
+    assert not run.stopped and "chapter" in text(run.segments), f"{RELEASE} heard {text(run.segments)!r}"
+    assert run.steps == BATCH_STEPS * 2, f"{RELEASE}: two batches of one window reported {run.steps}"
+    assert generator.calls == 2, f"{RELEASE}: two batches asked CTranslate2 {generator.calls} times"
     done = [report.done for report in run.reports]
     assert done == sorted(done), f"{RELEASE}: progress went backwards: {done}"
     for first in (0, 3):  # each batch's steps move through its span of the audio
         batch = done[first : first + 3]
         assert batch == sorted(set(batch)), f"{RELEASE}: progress stood still within a batch: {done}"
-    assert done[0] >= 0.0 and done[-1] <= 35.0
-    assert all(type(word.start) is float for segment in run.segments for word in segment.words or ())
+    assert done[0] >= 0.0 and done[-1] <= 35.0, f"{RELEASE}: progress {done} is not in the audio's 35 s"
+    words = [word for segment in run.segments for word in segment.words or ()]
+    assert words and all(type(word.start) is float for word in words), f"{RELEASE}: batched words {words}"
 
 
 @pytest.mark.parametrize(("step", "generated"), [(STARTED, 0), (ENCODED, 0), (DECODED, 1)])
@@ -205,8 +218,12 @@ def test_a_stop_during_a_batch_takes_effect_at_its_next_step(
     # aligned (the segments would come out once they were)
     run = batched(model, speech, stop_at=(step, 1))
     assert run.stopped, f"{RELEASE}: a stop set at {step!r} went unseen until the batch was done"
-    assert run.steps == BATCH_STEPS[: BATCH_STEPS.index(step) + 1], run.steps
-    assert (generator.calls, run.segments) == (generated, [])
+    assert run.steps == BATCH_STEPS[: BATCH_STEPS.index(step) + 1], (
+        f"{RELEASE}: the batch went on: {run.steps}"
+    )
+    assert (generator.calls, run.segments) == (generated, []), (
+        f"{RELEASE}: after a stop at {step!r}, {generator.calls} generate() calls, segments {run.segments}"
+    )
 
 
 def test_a_stop_while_generating_returns_at_once(
@@ -216,7 +233,9 @@ def test_a_stop_while_generating_returns_at_once(
     generator.on_generate = stop.set  # CTranslate2 has just been asked for the batch's text
     run = batched(model, speech, stop=stop)
     assert run.stopped, f"{RELEASE}: a stop while CTranslate2 generated waited for the batch"
-    assert run.steps == [STARTED, ENCODED] and run.segments == []
+    assert run.steps == [STARTED, ENCODED] and run.segments == [], (
+        f"{RELEASE}: the batch went on: {run.steps}"
+    )
 
 
 def test_a_run_after_stopped_runs_is_a_clean_run(
@@ -225,10 +244,10 @@ def test_a_run_after_stopped_runs_is_a_clean_run(
     clean = batched(model, two_windows, batch_size=1)
     # stopped once the first batch's words were aligned (faster-whisper's pipeline then holds the last
     # word's time), then while CTranslate2 generated (it finishes that batch in its own threads)
-    assert batched(model, two_windows, batch_size=1, stop_at=(STARTED, 2)).stopped
+    assert batched(model, two_windows, batch_size=1, stop_at=(STARTED, 2)).stopped, f"{RELEASE}: not stopped"
     stop = threading.Event()
     generator.on_generate = stop.set
-    assert batched(model, two_windows, batch_size=1, stop=stop).stopped
+    assert batched(model, two_windows, batch_size=1, stop=stop).stopped, f"{RELEASE}: not stopped"
     generator.on_generate = lambda: None
     again = batched(model, two_windows, batch_size=1)
     assert again.segments == clean.segments, f"{RELEASE}: a stopped run changed the next run's transcript"
