@@ -15,8 +15,8 @@ SITE := site
 # team, is its successor and reads mkdocs.yml). Not --quiet: that hides the warnings --strict counts.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: install install-runtime system-tools serve test lint format lock docs docs-serve docs-settings \
-	screenshot clean
+.PHONY: install install-runtime system-tools serve test contract-newest lint format lock docs docs-serve \
+	docs-settings screenshot clean
 
 install-runtime: $(RUNTIME_STAMP)
 
@@ -39,6 +39,25 @@ serve: install-runtime
 
 test: install system-tools
 	$(BIN)/python -m pytest
+
+# The contract of Cesar's faster-whisper adapter (tests/contract) against the newest faster-whisper and
+# CTranslate2 on PyPI, before the pin in pyproject.toml moves: a venv of its own (.venv-newest) with the
+# locked dependencies, those two upgraded, the locked pytest and Cesar itself; only the contract tests run.
+NEWEST := .venv-newest
+NEWEST_TOOLS := ^(pytest|pytest-timeout|pytest-xdist|execnet|setuptools)==[^ ]+
+
+$(NEWEST)/.locked: pyproject.toml requirements.lock requirements-dev.lock
+	test -x $(NEWEST)/bin/python || $(PYTHON) -m venv $(NEWEST)
+	$(NEWEST)/bin/python -m pip install -q --require-hashes -r requirements.lock
+	$(NEWEST)/bin/python -m pip install -q $$(grep -oE '$(NEWEST_TOOLS)' requirements-dev.lock)
+	$(NEWEST)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+contract-newest: $(NEWEST)/.locked
+	$(NEWEST)/bin/python -m pip install -q --upgrade faster-whisper ctranslate2
+	@$(NEWEST)/bin/python -c "from importlib.metadata import version as v; \
+		print('contract tests with faster-whisper', v('faster-whisper'), 'and CTranslate2', v('ctranslate2'))"
+	$(NEWEST)/bin/python -m pytest -p no:cacheprovider -n 0 tests/contract
 
 # what some tests drive besides Python: Debian's Chromium for the page tests (Playwright's own builds need a
 # download this network does not reach) and PgBouncer for the pooling tests. Installed where missing and
@@ -88,7 +107,7 @@ docs-settings: install
 	$(BIN)/python scripts/update_settings_doc.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info $(SITE)
+	rm -rf $(VENV) $(NEWEST) .pytest_cache build dist *.egg-info $(SITE)
 
 # the screenshot of the page the README and docs/web-page.md show, taken by the browser test (docs/web-page.png)
 screenshot: install system-tools

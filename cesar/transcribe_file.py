@@ -1,14 +1,23 @@
 """What `cesar transcribe` does: check input and output, load the model, transcribe, write atomically.
 
 The Click command in ``cesar.cli.transcribe`` only parses options and calls :func:`run_transcribe`.
+
+Ctrl-C is never lost: whenever it comes before the output is written, the command ends as interrupted (exit
+130, no output, no traceback; :func:`cesar_common.exits.one_line_errors`). While the model loads, Python's own
+KeyboardInterrupt stops it at once; from then on, until the output is written, Ctrl-C sets a stop event that
+the engine watches (even within a batch) and that is checked again once the engine is done and right before
+the output is written: an interrupt the engine no longer looked for cannot end in a transcript. A second
+Ctrl-C forces the stop (KeyboardInterrupt).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +36,16 @@ from rich.progress import (
 from cesar_common.errors import InvalidInputError, NotFoundError
 from cesar_common.job_options import TranscribeOptions
 from cesar_common.settings import get_settings
+from cesar_common.signals import stop_on_signals
 from cesar_common.transcription.audio import probe_audio
 from cesar_common.transcription.loading import LoadedModel, load_model
 from cesar_common.transcription.result import TranscriptionResult
-from cesar_common.transcription.whisper import DecodeOptions, transcribe, validate_options
+from cesar_common.transcription.whisper import (
+    DecodeOptions,
+    TranscriptionCancelled,
+    transcribe,
+    validate_options,
+)
 from cesar_common.transcription.writers import FORMATS, format_for_path, render
 
 STDOUT = "-"
@@ -90,8 +105,14 @@ def run_transcribe(
                 models_dir=settings.models_dir,
             )
         load_seconds = time.perf_counter() - load_started
-        result = _transcribe_with_progress(console, loaded, source, options)
+        stop = stack.enter_context(_ctrl_c_stops())
+        try:
+            result = _transcribe_with_progress(console, loaded, source, options, stop)
+        except TranscriptionCancelled:  # the stop event, set by Ctrl-C, is all that cancels it here
+            raise KeyboardInterrupt from None
+        _raise_if_interrupted(stop)  # a Ctrl-C after the engine's last look at the event
         text = render(result, chosen)
+        _raise_if_interrupted(stop)  # the last moment: once written, the transcript stands
         if target is None:
             _print_stdout(text)
         else:
@@ -199,8 +220,23 @@ def _mode_for(path: Path) -> int:
     return 0o666 & ~umask
 
 
+def _ctrl_c_stops() -> contextlib.AbstractContextManager[threading.Event]:
+    """A stop event that Ctrl-C sets (a second one raises KeyboardInterrupt), until the context ends.
+
+    A shell starts a background job with SIGINT ignored, on purpose: such a run goes on ignoring it.
+    """
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    return stop_on_signals(signals=() if ignored else (signal.SIGINT,))
+
+
+def _raise_if_interrupted(stop: threading.Event) -> None:
+    """End the command as an unhandled Ctrl-C would (``one_line_errors`` says "interrupted", exit 130)."""
+    if stop.is_set():
+        raise KeyboardInterrupt
+
+
 def _transcribe_with_progress(
-    console: Console, loaded: LoadedModel, source: Path, options: DecodeOptions
+    console: Console, loaded: LoadedModel, source: Path, options: DecodeOptions, stop: threading.Event
 ) -> TranscriptionResult:
     columns = (
         TextColumn("[progress.description]{task.description}"),
@@ -223,7 +259,7 @@ def _transcribe_with_progress(
         progress.update(task, completed=done, total=max(total, 0.001), audio=audio)
 
     try:
-        return transcribe(loaded, source, options, on_progress=on_progress)
+        return transcribe(loaded, source, options, on_progress=on_progress, should_stop=stop.is_set)
     finally:
         if progress.live.is_started:  # a bar never shown leaves no blank line behind (rich prints one)
             progress.stop()

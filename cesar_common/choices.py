@@ -53,7 +53,7 @@ OPENAI_GRANULARITY_FIELD = "timestamp_granularities[]"
 BUNDLED_MODEL = "tiny.en"
 
 #: Whisper's languages, code to the English name its tokenizer gives (OpenAI's ``verbose_json`` says
-#: "english"): the codes are faster_whisper.tokenizer._LANGUAGE_CODES, which the API may not import (a unit
+#: "english"): the codes are faster_whisper_adapter.LANGUAGE_CODES, which the API may not import (a unit
 #: test keeps the two equal)
 WHISPER_LANGUAGE_NAMES: dict[str, str] = {
     "en": "english", "zh": "chinese", "de": "german", "es": "spanish", "ru": "russian", "ko": "korean",

@@ -175,19 +175,15 @@ class WhisperTranscriber:
     def _language(self, job: JobRecord, samples: np.ndarray) -> tuple[str, float]:
         """The one language of every part: the job's, or the model's only one, or detected once on the
         first 30 s of speech (looked for in the first five minutes)."""
-        from cesar_common.transcription import whisper
+        from cesar_common.transcription import faster_whisper_adapter, whisper
         from cesar_common.transcription.audio import SAMPLE_RATE
 
         loaded = self.cache.get(self._key(job.model))
         given = whisper.model_language(loaded, job.options.language)
         if given is not None:
             return given, 1.0
-        if not loaded.whisper.model.is_multilingual:
-            return "en", 1.0
-        language, probability, _ = loaded.whisper.detect_language(
-            audio=samples[: 300 * SAMPLE_RATE], vad_filter=True
-        )
-        return str(language), round(float(probability), 4)
+        found = faster_whisper_adapter.detect_language(loaded.whisper, samples[: 300 * SAMPLE_RATE])
+        return found.code, round(found.probability, 4)
 
     def close(self) -> None:
         self.cache.clear()

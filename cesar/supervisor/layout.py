@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,28 +34,19 @@ PROCESS_OVERHEAD_BYTES = 280 * 1024 * 1024
 # 396 MB RSS (VmHWM) after speech_en_long.flac (70 s) and speech_en.wav, 334 MB resident afterwards; a bare
 # faster-whisper process peaked at 346 MB. Estimate: 1.5 x 78 MB + 280 MiB = 411 MB.
 
-#: Sizes of the standard models' files (float16 CTranslate2 conversions), used when a model is not on disk
-#: yet, so the layout can be planned before the first download.
-KNOWN_MODEL_BYTES: Mapping[str, int] = {
+#: Sizes of the standard models' files (float16 CTranslate2 conversions) by architecture family, used when a
+#: model is not on disk yet, so the layout can be planned before the first download. Which names there are
+#: is faster-whisper's to say (:func:`known_model_bytes`).
+FAMILY_BYTES: Mapping[str, int] = {
     "tiny": 78_000_000,
-    "tiny.en": 78_000_000,
     "base": 148_000_000,
-    "base.en": 148_000_000,
     "small": 488_000_000,
-    "small.en": 488_000_000,
-    "distil-small.en": 337_000_000,
     "medium": 1_530_000_000,
-    "medium.en": 1_530_000_000,
-    "distil-medium.en": 790_000_000,
-    "large-v1": 3_090_000_000,
-    "large-v2": 3_090_000_000,
-    "large-v3": 3_090_000_000,
     "large": 3_090_000_000,
-    "large-v3-turbo": 1_620_000_000,
     "turbo": 1_620_000_000,
-    "distil-large-v2": 1_510_000_000,
-    "distil-large-v3": 1_510_000_000,
-    "distil-large-v3.5": 1_510_000_000,
+    "distil-small": 337_000_000,
+    "distil-medium": 790_000_000,
+    "distil-large": 1_510_000_000,
 }
 #: For a model whose size cannot be known: assume a large one, so memory is never overcommitted.
 UNKNOWN_MODEL_BYTES = 3_090_000_000
@@ -230,7 +222,22 @@ def model_bytes_for(model: str, model_dir: str | Path | None) -> int:
     """Size of a model's files: measured on disk when it is there, else a known figure for its name."""
     if model_dir is not None and Path(model_dir).is_dir():
         return model_files_bytes(model_dir)
-    return KNOWN_MODEL_BYTES.get(model, UNKNOWN_MODEL_BYTES)
+    return known_model_bytes(model) or UNKNOWN_MODEL_BYTES
+
+
+def known_model_bytes(name: str) -> int | None:
+    """The size of its family for a model name faster-whisper knows; None for any other name."""
+    # only for a model not on disk yet: importing faster-whisper costs `cesar serve` a third of a second
+    from cesar_common.transcription.faster_whisper_adapter import available_models
+
+    return FAMILY_BYTES.get(model_family(name)) if name in available_models() else None
+
+
+def model_family(name: str) -> str:
+    """The architecture family of a faster-whisper model name: ``large-v3`` and ``large`` are large,
+    ``distil-small.en`` is distil-small, ``large-v3-turbo`` and ``turbo`` are turbo."""
+    words = re.sub(r"\.en$|-v[\d.]+", "", name).split("-")
+    return "turbo" if "turbo" in words else "-".join(words)
 
 
 def _cuda_device_count() -> int:

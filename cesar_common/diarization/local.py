@@ -1,6 +1,7 @@
 """The bundled diarizer: speech regions (faster-whisper's Silero VAD) -> a voice print of 1.6 s of speech
 every 0.5 s (:mod:`.encoder`) -> agglomerative clustering of the prints (cosine distance, average linkage)
--> speaker turns. Offline, no torch; imports faster_whisper, so the API never imports this module."""
+-> speaker turns. Offline, no torch; imports faster-whisper (:mod:`faster_whisper_adapter`), so the API never
+imports this module."""
 
 from __future__ import annotations
 
@@ -141,11 +142,9 @@ class LocalDiarizer:
 
 def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
     """Where someone speaks, as (start, end) sample indices."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
+    from cesar_common.transcription.faster_whisper_adapter import speech_timestamps
 
-    options = VadOptions(min_silence_duration_ms=_VAD_SILENCE_MS, speech_pad_ms=_VAD_PAD_MS)
-    found = get_speech_timestamps(samples, options, sampling_rate=SAMPLE_RATE)
-    return [(int(item["start"]), int(item["end"])) for item in found if item["end"] > item["start"]]
+    return speech_timestamps(samples, min_silence_ms=_VAD_SILENCE_MS, pad_ms=_VAD_PAD_MS)
 
 
 def cluster(prints: np.ndarray, count: SpeakerCount = SpeakerCount()) -> np.ndarray:

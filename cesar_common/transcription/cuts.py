@@ -2,7 +2,8 @@
 
 Cuts fall in the middle of pauses that voice activity detection finds, so no word is cut in two and none is
 heard twice. What a part is asked and how the parts' transcripts merge is the worker's business
-(``cesar_worker.part_results``). NumPy and faster_whisper are imported inside the functions that need them.
+(``cesar_worker.part_results``). NumPy and faster-whisper (:mod:`faster_whisper_adapter`) are imported inside
+the functions that need them.
 """
 
 from __future__ import annotations
@@ -61,11 +62,9 @@ class SplitPlan:
 
 def speech_regions(samples: np.ndarray) -> list[tuple[int, int]]:
     """Where someone speaks, as (start, end) sample indices, pauses of ``PAUSE_MS`` kept apart."""
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
+    from cesar_common.transcription.faster_whisper_adapter import speech_timestamps
 
-    options = VadOptions(min_silence_duration_ms=PAUSE_MS, speech_pad_ms=PAD_MS)
-    found = get_speech_timestamps(samples, options, sampling_rate=SAMPLE_RATE)
-    return [(int(item["start"]), int(item["end"])) for item in found if item["end"] > item["start"]]
+    return speech_timestamps(samples, min_silence_ms=PAUSE_MS, pad_ms=PAD_MS)
 
 
 def pauses_in(samples: np.ndarray) -> PauseFinder:

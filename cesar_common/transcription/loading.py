@@ -1,6 +1,7 @@
 """Which Whisper model, on which device, with which compute type, and loading it.
 
-faster_whisper and ctranslate2 are imported inside the functions: importing this module stays cheap.
+faster-whisper (through :mod:`faster_whisper_adapter`) and ctranslate2 are imported inside the functions:
+importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -9,11 +10,9 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cesar_common.choices import BUNDLED_MODEL, DEVICES
 from cesar_common.errors import (
@@ -26,7 +25,7 @@ from cesar_common.transcription.bundled import INSTALL_HINT, bundled_model_dir
 from cesar_common.transcription.model_store import PARTIAL, HubUnreachableError, check_name, stored_model
 
 if TYPE_CHECKING:
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    from cesar_common.transcription.faster_whisper_adapter import WhisperModel
 
 
 # `owner/name` on the Hugging Face Hub, which faster-whisper downloads like its own names
@@ -41,11 +40,8 @@ _OFFLINE_HINT = (
 
 @dataclass(slots=True)
 class LoadedModel:
-    """A Whisper model in memory, with what it was loaded as.
-
-    One transcription at a time per loaded model: the batched pipeline kept here carries state
-    (the last word's time) from one batch to the next.
-    """
+    """A Whisper model in memory, with what it was loaded as. It keeps no decoding state: each
+    transcription builds what it needs (see :func:`faster_whisper_adapter.transcribe_batched`)."""
 
     name: str
     path: str
@@ -55,71 +51,13 @@ class LoadedModel:
     whisper: WhisperModel
     model_bytes: int = 0  # size of the model's files: what batching's memory estimate scales with
     gpu_free_bytes: int | None = field(default=None, compare=False)  # read once, on first batched use
-    _batched: BatchedInferencePipeline | None = field(default=None, init=False, repr=False, compare=False)
-
-    def batched_pipeline(self) -> BatchedInferencePipeline:
-        """faster-whisper's batched pipeline over this model (telling how far each batch got, see
-        :func:`_progress_pipeline`), built on first use and kept."""
-        if self._batched is None:
-            self._batched = _progress_pipeline()(model=self.whisper)
-        return self._batched
-
-
-#: how far into a batch's work its encoder and its decoder are done (tiny.en, int8, CPU: encoding took 40-45 %
-#: of a batch of the 70 s story, decoding another 45 %, the word alignment the rest)
-ENCODED_SHARE = 0.4
-DECODED_SHARE = 0.85
-
-
-@cache
-def _progress_pipeline() -> type[BatchedInferencePipeline]:
-    """faster-whisper's batched pipeline, saying how far each batch has got through ``on_batch_progress``.
-
-    The pipeline decodes several 30 s windows in one pass and its segments come out only when the pass
-    ends: a file of a few windows would show progress 0 until it was done. So each batch reports its span
-    of audio at the start, once encoded and once decoded (:data:`ENCODED_SHARE`, :data:`DECODED_SHARE`).
-    """
-    from faster_whisper import BatchedInferencePipeline
-
-    class ProgressPipeline(BatchedInferencePipeline):  # type: ignore[misc]
-        on_batch_progress: Callable[[float], None] | None = None  # seconds of the audio done
-        _span = (0.0, 0.0)
-
-        def forward(self, features: Any, tokenizer: Any, chunks_metadata: Any, options: Any) -> Any:
-            first, last = chunks_metadata[0], chunks_metadata[-1]
-            self._span = (float(first["offset"]), float(last["offset"] + last["duration"]))
-            self._report(0.0)
-            return super().forward(features, tokenizer, chunks_metadata, options)
-
-        def generate_segment_batched(self, features: Any, tokenizer: Any, options: Any) -> Any:
-            encode = self.model.encode
-
-            def encoded(batch: Any) -> Any:
-                output = encode(batch)
-                self._report(ENCODED_SHARE)
-                return output
-
-            self.model.encode = encoded  # this call's encoder: faster-whisper calls it just below
-            try:
-                result = super().generate_segment_batched(features, tokenizer, options)
-            finally:
-                del self.model.encode  # the class's own method again
-            self._report(DECODED_SHARE)
-            return result
-
-        def _report(self, share: float) -> None:
-            if self.on_batch_progress is not None:
-                start, end = self._span
-                self.on_batch_progress(start + share * (end - start))
-
-    return ProgressPipeline
 
 
 def known_model_names() -> tuple[str, ...]:
     """The model names faster-whisper knows how to download."""
-    from faster_whisper.utils import available_models
+    from cesar_common.transcription import faster_whisper_adapter
 
-    return tuple(available_models())
+    return faster_whisper_adapter.available_models()
 
 
 def resolve_model(name: str, *, offline: bool, models_dir: Path | None = None) -> str:
@@ -153,12 +91,13 @@ def resolve_model(name: str, *, offline: bool, models_dir: Path | None = None) -
 
 def pull_model(name: str, models_dir: Path) -> Path:
     """Download ``name`` (a faster-whisper name or a Hub ``owner/repo``) to ``<models dir>/<name>``."""
-    from faster_whisper.utils import available_models, download_model
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    from cesar_common.transcription import faster_whisper_adapter
+
     local_name = check_name(name.rsplit("/", 1)[-1])
-    if name not in available_models() and "/" not in name:
-        known = ", ".join(available_models())
+    if name not in known_model_names() and "/" not in name:
+        known = ", ".join(known_model_names())
         raise ModelNotFoundError(f"unknown model {name!r}: use one of {known} or a Hub repo id (owner/name)")
     target = models_dir / local_name
     if stored_model(local_name, models_dir):
@@ -168,7 +107,7 @@ def pull_model(name: str, models_dir: Path) -> Path:
     try:
         with warnings.catch_warnings():  # huggingface_hub's deprecation notice about an argument it ignores
             warnings.simplefilter("ignore", UserWarning)
-            download_model(name, output_dir=str(staging / "model"))
+            faster_whisper_adapter.download_model(name, output_dir=str(staging / "model"))
         (staging / "model").rename(target)
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
         raise HubUnreachableError(
@@ -222,10 +161,12 @@ def load_model(
         raise InvalidInputError(f"threads must be 0 (automatic) or more, not {threads}")
     device, compute_type = resolve_device(device, compute_type)
     path = resolve_model(name, offline=offline, models_dir=models_dir)
-    from faster_whisper import WhisperModel
+    from cesar_common.transcription import faster_whisper_adapter
 
     try:
-        whisper = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=threads)
+        whisper = faster_whisper_adapter.open_model(
+            path, device=device, compute_type=compute_type, threads=threads
+        )
     except MemoryError as exc:
         raise OutOfMemoryError(f"not enough memory to load model {name} on {device}") from exc
     except ValueError as exc:  # CTranslate2's word for an unsupported compute type
@@ -265,11 +206,12 @@ def _checked_model_dir(path: Path) -> str:
 
 
 def _download(name: str, *, offline: bool) -> str:
-    from faster_whisper.utils import download_model
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    from cesar_common.transcription import faster_whisper_adapter
+
     try:
-        return str(download_model(name, local_files_only=offline))
+        return faster_whisper_adapter.download_model(name, local_files_only=offline)
     except LocalEntryNotFoundError as exc:
         # huggingface_hub also goes offline by itself under HF_HUB_OFFLINE=1
         if offline or "outgoing traffic has been disabled" in str(exc):

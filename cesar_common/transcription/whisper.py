@@ -1,6 +1,7 @@
 """Running Whisper on one audio file: decode, optionally clip, transcribe, collect plain results.
 
-faster_whisper is imported inside the functions, so importing this module stays cheap.
+faster-whisper is reached through :mod:`faster_whisper_adapter`, imported inside the functions, so importing
+this module stays cheap.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ if TYPE_CHECKING:
     import numpy as np
 
     from cesar_common.diarization.backend import Diarizer
+    from cesar_common.transcription.faster_whisper_adapter import (
+        BatchProgress,
+        TranscriptionInfo,
+        WhisperSegment,
+        WhisperWord,
+    )
 
 SEQUENTIAL, BATCHED = "sequential", "batched"  # TranscriptionResult.mode
 
@@ -90,8 +97,9 @@ def transcribe(
     each segment, ``on_segment`` each segment as soon as it is final; ``should_stop()`` is asked while
     the audio decodes and before each segment, and stops with :class:`TranscriptionCancelled`. In
     batched mode (see :mod:`batching`) a whole batch of windows is decoded before its first segment comes
-    out: progress then moves within the batch as its windows are encoded and decoded, and a stop takes
-    effect once the batch being decoded is done.
+    out: progress then moves within the batch as its windows are encoded and decoded, and ``should_stop()``
+    is also asked at each step of the batch and while its text is generated, so a stop takes effect within
+    the batch (see :func:`faster_whisper_adapter.transcribe_batched`).
 
     With ``options.diarize`` the segments get speakers from ``diarizer`` (default: the bundled one) once
     the transcription is done (``on_segment`` sees them without); progress then covers both steps.
@@ -113,13 +121,14 @@ def transcribe(
         report = _never_backwards(on_progress)
         report(0.0, total)
         on_progress = _scaled(report, 1.0 - DIARIZATION_SHARE if options.diarize else 1.0)
+    from cesar_common.transcription.faster_whisper_adapter import TranscriptionStopped
+
     with _engine_errors(model):
         batch_size = plan_batch_size(model, options)
-        pipeline = model.batched_pipeline() if batch_size > 1 else None
-        if pipeline is not None and on_progress is not None:
-            pipeline.on_batch_progress = lambda done: on_progress(min(done, total), total)
         try:
-            raw_segments, info = _start(model, clip, options, language, batch_size)
+            raw_segments, info = _start(
+                model, clip, options, language, batch_size, _batch_progress(on_progress, total), should_stop
+            )
             segments = _collect(
                 raw_segments,
                 offset,
@@ -130,9 +139,8 @@ def transcribe(
                 should_stop,
                 split=batch_size > 1,
             )
-        finally:
-            if pipeline is not None:
-                pipeline.on_batch_progress = None
+        except TranscriptionStopped as exc:
+            raise TranscriptionCancelled("transcription cancelled") from exc
     voices = None
     if options.diarize:
         labelled, voices = _diarize(clip, offset, segments, options, diarizer, report, total, should_stop)
@@ -158,6 +166,20 @@ def transcribe(
 
 #: the part of a diarized job's progress that diarization takes (it costs about as much as tiny.en)
 DIARIZATION_SHARE = 0.4
+
+
+def _batch_progress(
+    on_progress: ProgressCallback | None, total: float
+) -> Callable[[BatchProgress], None] | None:
+    """``on_progress`` for the batched pipeline's reports from within a batch."""
+    if on_progress is None:
+        return None
+    report = on_progress
+
+    def step(progress: BatchProgress) -> None:
+        report(min(progress.done, total), total)
+
+    return step
 
 
 def _scaled(report: ProgressCallback, share: float) -> ProgressCallback:
@@ -229,10 +251,10 @@ def normalise_language(language: str | None) -> str | None:
     """A Whisper language code, or None to detect; unknown codes are a :class:`LanguageError`."""
     if language is None or language.strip().lower() in ("", "auto"):
         return None
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
+    from cesar_common.transcription.faster_whisper_adapter import LANGUAGE_CODES
 
     code = language.strip().lower()
-    if code not in _LANGUAGE_CODES:
+    if code not in LANGUAGE_CODES:
         raise LanguageError(
             f"unknown language code {language!r}: use a Whisper code such as en, fr, de, es or zh, "
             "or leave the language out to detect it"
@@ -256,8 +278,10 @@ def decode(
 
 
 def model_language(model: LoadedModel, language: str | None) -> str | None:
+    from cesar_common.transcription.faster_whisper_adapter import supported_languages
+
     code = normalise_language(language)
-    if code is not None and code not in model.whisper.supported_languages:
+    if code is not None and code not in supported_languages(model.whisper):
         raise LanguageError(
             f"model {model.name} only transcribes English, not {code!r}: leave the language out "
             "or use a multilingual model (for example small or large-v3)"
@@ -292,45 +316,45 @@ def plan_batch_size(model: LoadedModel, options: DecodeOptions) -> int:
 
 
 def _start(
-    model: LoadedModel, clip: np.ndarray, options: DecodeOptions, language: str | None, batch_size: int
-) -> tuple[Iterable[Any], Any]:
-    """faster-whisper's lazy segments and its info, batched when ``batch_size`` > 1.
+    model: LoadedModel,
+    clip: np.ndarray,
+    options: DecodeOptions,
+    language: str | None,
+    batch_size: int,
+    on_progress: Callable[[BatchProgress], None] | None,
+    should_stop: StopCheck | None,
+) -> tuple[Iterator[WhisperSegment], TranscriptionInfo]:
+    """Whisper's lazy segments and what it found about the audio, batched when ``batch_size`` > 1.
 
-    Batched segments are whole VAD windows (up to 30 s): their words are timed too (about 8% more
-    work on CPU), so that :func:`_collect` can cut them into sentences.
+    Batched segments are whole VAD windows: their words are timed too (about 8% more work on CPU), so
+    that :func:`_collect` can cut them into sentences.
     """
-    common: dict[str, Any] = {
-        "language": language,
-        "task": options.task,
-        "beam_size": options.beam_size,
-        "initial_prompt": options.initial_prompt or None,
-        "vad_filter": options.vad,
-    }
+    from cesar_common.transcription import faster_whisper_adapter as adapter
+
+    decoding = adapter.Decoding(
+        language=language,
+        task=options.task,
+        beam_size=options.beam_size,
+        initial_prompt=options.initial_prompt or None,
+        vad=options.vad,
+        word_timestamps=options.word_timestamps,
+    )
     if batch_size > 1:
-        pipeline = model.batched_pipeline()
-        # the pipeline resets this only when a run ends: a cancelled run would skew the next one's words
-        pipeline.last_speech_timestamp = 0.0
-        started: tuple[Iterable[Any], Any] = pipeline.transcribe(
-            clip, batch_size=batch_size, word_timestamps=True, **common
-        )
-    else:
-        started = model.whisper.transcribe(
+        return adapter.transcribe_batched(
+            model.whisper,
             clip,
-            word_timestamps=options.word_timestamps,
-            # Each window prompted with the previous one's text, some CPU kernel sets made tiny.en read a
-            # story's earlier chapter again in place of the audio, or decode a call's last line twice.
-            # Without it, and without the temperature fallback's unseeded sampling (CTranslate2 seeds its
-            # generator once per thread), the text is the same under every kernel set and on every run.
-            condition_on_previous_text=False,
-            temperature=0.0,
-            **common,
+            dataclasses.replace(decoding, word_timestamps=True),
+            batch_size=batch_size,
+            on_progress=on_progress,
+            should_stop=should_stop,
         )
-    return started
+    return adapter.transcribe_sequential(model.whisper, clip, decoding)
 
 
 def _never_backwards(on_progress: ProgressCallback) -> ProgressCallback:
     """``on_progress`` that never reports less than it did: a batch reports its span as it is decoded
-    (models._progress_pipeline), and its segments then come out one by one from the start of that span."""
+    (:func:`faster_whisper_adapter.transcribe_batched`), and its segments then come out one by one from
+    the start of that span."""
     highest = 0.0
 
     def report(done: float, total: float) -> None:
@@ -342,7 +366,7 @@ def _never_backwards(on_progress: ProgressCallback) -> ProgressCallback:
 
 
 def _collect(
-    raw_segments: Iterable[Any],
+    raw_segments: Iterable[WhisperSegment],
     offset: float,
     total: float,
     options: DecodeOptions,
@@ -398,16 +422,18 @@ class _Clock:
     offset: float
     total: float
 
-    def at(self, value: Any) -> float:
+    def at(self, value: float) -> float:
         # Whisper rounds to its 20 ms grid and may overshoot the audio's end
-        return round(self.offset + min(max(float(value), 0.0), self.total), 3)
+        return round(self.offset + min(max(value, 0.0), self.total), 3)
 
     def elapsed(self, at: float) -> float:
         """Seconds of the clip done at file time ``at``."""
         return min(max(round(at - self.offset, 3), 0.0), self.total)
 
 
-def _segments(raw: Any, first_id: int, clock: _Clock, with_words: bool, *, split: bool) -> list[Segment]:
+def _segments(
+    raw: WhisperSegment, first_id: int, clock: _Clock, with_words: bool, *, split: bool
+) -> list[Segment]:
     """One faster-whisper segment as ours: cut into sentences when ``split`` (batched mode)."""
     raw_words = list(raw.words or ())
     if not (split and raw_words):
@@ -436,24 +462,24 @@ def _segments(raw: Any, first_id: int, clock: _Clock, with_words: bool, *, split
     ]
 
 
-def _decoded(raw: Any, *, whole: bool) -> Decoded:
+def _decoded(raw: WhisperSegment, *, whole: bool) -> Decoded:
     return Decoded(
-        seek=int(raw.seek),
-        temperature=round(float(raw.temperature or 0.0), 4),
-        avg_logprob=round(float(raw.avg_logprob), 4),
-        compression_ratio=round(float(raw.compression_ratio), 4),
-        no_speech_prob=round(float(raw.no_speech_prob), 4),
-        tokens=tuple(int(token) for token in raw.tokens) if whole else None,
+        seek=raw.seek,
+        temperature=round(raw.temperature, 4),
+        avg_logprob=round(raw.avg_logprob, 4),
+        compression_ratio=round(raw.compression_ratio, 4),
+        no_speech_prob=round(raw.no_speech_prob, 4),
+        tokens=raw.tokens if whole else None,
     )
 
 
-def _words(raw_words: Iterable[Any], clock: _Clock) -> tuple[Word, ...]:
+def _words(raw_words: Iterable[WhisperWord], clock: _Clock) -> tuple[Word, ...]:
     return tuple(
         Word(
             start=clock.at(word.start),
             end=clock.at(word.end),
             word=word.word.strip(),
-            probability=round(float(word.probability), 4),
+            probability=round(word.probability, 4),
         )
         for word in raw_words
     )

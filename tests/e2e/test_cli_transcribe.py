@@ -10,9 +10,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 import srt
@@ -101,31 +102,66 @@ def test_output_file_format_from_extension(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.vtt"]
 
 
+# Runs a command with SIGINT at its default, as a terminal's shell starts it: a `make test` run in the
+# background ignores SIGINT, and so would the command (exec keeps an ignored signal ignored).
+SIGINT_AS_IN_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+ANSI_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours, cursor moves and line clears
+
+
+class Collected:
+    """Everything a child writes to one of its pipes, read by a thread; waiters are told of each piece."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._data = b""
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(pipe.fileno(),), daemon=True)
+        self._thread.start()
+
+    def _read(self, fd: int) -> None:
+        while piece := os.read(fd, 4096):
+            with self._changed:
+                self._data += piece
+                self._changed.notify_all()
+
+    def wait_for(self, marker: str, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: marker.encode() in self._data, timeout)
+
+    @property
+    def text(self) -> str:
+        self._thread.join(timeout=60)  # the pipe closes when the child exits
+        return self._data.decode(errors="replace")
+
+
 def test_ctrl_c_exits_130_and_leaves_no_file(tmp_path: Path) -> None:
     out = tmp_path / "story.txt"
-    process = subprocess.Popen(
-        [CESAR, "transcribe", str(AUDIO / "speech_en_long.flac"), "-o", str(out)],
-        stdout=subprocess.PIPE,
+    command = [CESAR, "transcribe", str(AUDIO / "speech_en_long.flac"), "-o", str(out)]
+    with subprocess.Popen(
+        [sys.executable, "-c", SIGINT_AS_IN_A_TERMINAL, *command],
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
-    try:
-        deadline = time.monotonic() + 30
-        # the temporary output appears once input and output are checked; then the model loads
-        while not any(tmp_path.glob(".story.txt.*.part")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.5)  # into the model load or the transcription of 70 s of audio: both must stop
-        assert process.poll() is None, "finished before it could be interrupted"
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 130, stderr
-    assert stderr.strip().splitlines()[-1] == "interrupted"
-    assert "Traceback" not in stderr
+        env={**_env(), "TTY_COMPATIBLE": "1"},  # rich draws the progress bar as on a terminal, at once
+    ) as process:
+        assert process.stderr is not None
+        stderr = Collected(process.stderr)
+        try:
+            # the bar appears once the model is loaded and the audio decoded: 70 s are then transcribed
+            assert stderr.wait_for(" s audio", timeout=240), stderr.text
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        shown = ANSI_CONTROL.sub("", stderr.text)
+    assert process.returncode == 130, shown
+    assert shown.strip().splitlines()[-1] == "interrupted", shown
+    assert "Traceback" not in shown
     assert list(tmp_path.iterdir()) == []
 
 
@@ -164,6 +200,75 @@ def invoke(*args: str | Path) -> Result:
 
 QUICK = ("--end-time", "3.5", "--beam-size", "1")  # the first sentence, greedy: under a second
 SAME_AS_SESSION = {(device, compute) for device in ("auto", "cpu") for compute in ("auto", "int8")}
+
+
+@pytest.fixture
+def sigint_as_in_a_terminal() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as in an interactive Python: a background `make test` ignores it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c() -> None:
+    """Ctrl-C, delivered now: the command's own handler must have taken over from KeyboardInterrupt."""
+    assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.usefixtures("sigint_as_in_a_terminal")
+@pytest.mark.parametrize("moment", ["within-the-last-batch", "once-the-engine-is-done"])
+def test_ctrl_c_before_the_output_is_written_is_never_lost(
+    tmp_path: Path, loads: list[str], monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    real = cesar.transcribe_file.transcribe
+    reports: list[float] = []
+    sent_after: list[int] = []  # how many reports came before Ctrl-C
+
+    def transcribe(*args: Any, on_progress: Any, **kwargs: Any) -> Any:
+        def progress(done: float, total: float) -> None:
+            on_progress(done, total)
+            reports.append(done)
+            # speech_en.wav is one window, so one batch: progress moves within it once it is encoded
+            if moment == "within-the-last-batch" and 0 < done < total and not sent_after:
+                sent_after.append(len(reports))
+                ctrl_c()
+
+        result = real(*args, on_progress=progress, **kwargs)
+        if moment == "once-the-engine-is-done":
+            ctrl_c()  # after the engine's last look at its stop event
+        return result
+
+    monkeypatch.setattr(cesar.transcribe_file, "transcribe", transcribe)
+    result = invoke(SPEECH, "-o", tmp_path / "out.txt", "--beam-size", "1")
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    if moment == "within-the-last-batch":  # the batch went no further: no more progress, not one segment
+        assert sent_after == [len(reports)]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+
+
+def test_an_ignored_sigint_stays_ignored(
+    tmp_path: Path, loads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what a shell does to a command it starts in the background: Ctrl-C at the terminal is not for it
+    real = cesar.transcribe_file.transcribe
+    during: list[object] = []
+
+    def transcribe(*args: Any, **kwargs: Any) -> Any:
+        during.append(signal.getsignal(signal.SIGINT))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cesar.transcribe_file, "transcribe", transcribe)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = invoke(SPEECH, "-o", tmp_path / "out.txt", *QUICK)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.exit_code == 0, result.output
+    assert during == [signal.SIG_IGN]
 
 
 @pytest.mark.parametrize(

@@ -58,9 +58,9 @@ RECORD = JobRecord(
 
 
 def test_whisper_languages_match_faster_whisper() -> None:
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
+    from cesar_common.transcription.faster_whisper_adapter import LANGUAGE_CODES
 
-    assert frozenset(_LANGUAGE_CODES) == WHISPER_LANGUAGES
+    assert LANGUAGE_CODES == WHISPER_LANGUAGES
 
 
 def test_transcript_formats_match_the_writers() -> None:

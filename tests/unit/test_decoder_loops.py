@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from cesar_common.transcription import whisper
+from cesar_common.transcription.faster_whisper_adapter import WhisperSegment
 from cesar_common.transcription.result import Segment
 
 
-def raw(start: float, end: float, text: str) -> SimpleNamespace:
-    return SimpleNamespace(
+def raw(start: float, end: float, text: str) -> WhisperSegment:
+    return WhisperSegment(
         start=start, end=end, text=text, words=None, seek=0, temperature=0.0, avg_logprob=-0.2,
-        compression_ratio=1.5, no_speech_prob=0.1, tokens=[1, 2],
+        compression_ratio=1.5, no_speech_prob=0.1, tokens=(1, 2),
     )  # fmt: skip
 
 
-def collect(*segments: SimpleNamespace) -> list[Segment]:
+def collect(*segments: WhisperSegment) -> list[Segment]:
     got: list[Segment] = []
     result = whisper._collect(
         segments, 0.0, 60.0, whisper.DecodeOptions(), None, got.append, None, split=False

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from cesar.supervisor.layout import (
-    KNOWN_MODEL_BYTES,
+    FAMILY_BYTES,
     Layout,
     estimate_model_memory,
     machine_facts,
     model_bytes_for,
+    model_family,
     model_files_bytes,
     parse_workers,
     plan_layout,
@@ -19,8 +20,8 @@ from cesar.supervisor.layout import (
 from cesar_common.errors import DeviceUnavailableError, InvalidInputError
 
 GIB = 1024**3
-TINY = KNOWN_MODEL_BYTES["tiny.en"]
-LARGE = KNOWN_MODEL_BYTES["large-v3"]
+TINY = FAMILY_BYTES["tiny"]
+LARGE = FAMILY_BYTES["large"]
 
 
 def plan(**facts: object) -> Layout:
@@ -130,7 +131,28 @@ def test_model_size_is_measured_from_its_files_or_known_by_name(tmp_path: Path) 
     assert model_files_bytes(tmp_path) == 1024
     assert model_bytes_for("anything", tmp_path) == 1024
     assert model_bytes_for("large-v3", None) == LARGE
+    assert model_bytes_for("distil-large-v3.5", tmp_path / "missing") == FAMILY_BYTES["distil-large"]
     assert model_bytes_for("someone/unknown-model", tmp_path / "missing") >= LARGE  # assume big
+    assert model_bytes_for("large-v9", None) >= LARGE  # a family's name is not enough: faster-whisper's own
+
+
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        ("tiny.en", "tiny"),
+        ("base", "base"),
+        ("medium.en", "medium"),
+        ("large-v1", "large"),
+        ("large", "large"),
+        ("large-v3-turbo", "turbo"),
+        ("turbo", "turbo"),
+        ("distil-small.en", "distil-small"),
+        ("distil-medium.en", "distil-medium"),
+        ("distil-large-v3.5", "distil-large"),
+    ],
+)
+def test_a_model_name_tells_its_family(name: str, family: str) -> None:
+    assert model_family(name) == family
 
 
 def test_tiny_en_estimate_matches_the_measured_resident_size() -> None:

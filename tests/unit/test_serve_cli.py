@@ -205,7 +205,7 @@ def test_serve_on_this_machine_plans_one_worker_per_core() -> None:
 
 
 def test_workers_are_sized_for_the_largest_model_a_client_may_ask_for(tmp_path: Path) -> None:
-    from cesar.supervisor.layout import KNOWN_MODEL_BYTES
+    from cesar.supervisor.layout import FAMILY_BYTES
     from cesar.supervisor.serve import largest_allowed_model_bytes
 
     default_dir = tmp_path / "tiny"
@@ -213,4 +213,4 @@ def test_workers_are_sized_for_the_largest_model_a_client_may_ask_for(tmp_path: 
     (default_dir / "model.bin").write_bytes(b"x" * 1000)
     assert largest_allowed_model_bytes(Settings(), str(default_dir)) == 1000  # only the default model
     wide = Settings(models=["base.en", "large-v3"])
-    assert largest_allowed_model_bytes(wide, str(default_dir)) == KNOWN_MODEL_BYTES["large-v3"]
+    assert largest_allowed_model_bytes(wide, str(default_dir)) == FAMILY_BYTES["large"]

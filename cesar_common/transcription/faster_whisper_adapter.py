@@ -1,0 +1,355 @@
+"""Everything Cesar uses from faster-whisper, in one module: no other product module imports it.
+
+Model names and downloads, language codes, opening a ``WhisperModel``, voice activity detection, language
+detection, and sequential or batched transcription. Segments and words leave here as the small dataclasses
+below, of plain Python floats, so the rest of the engine depends on Cesar's types only.
+
+faster-whisper is pinned exactly (pyproject.toml); ``tests/contract/test_faster_whisper_contract.py`` checks
+what this module relies on, and ``make contract-newest`` runs it against the newest release.
+
+Importing this module imports faster-whisper (and CTranslate2, NumPy): the rest of the engine imports it
+inside the functions that need it, so that ``cesar --help`` and the API stay light.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.tokenizer import _LANGUAGE_CODES
+from faster_whisper.utils import available_models as _available_models
+from faster_whisper.utils import download_model as _download_model
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from cesar_common.transcription.audio import SAMPLE_RATE
+
+__all__ = [
+    "DECODED",
+    "ENCODED",
+    "LANGUAGE_CODES",
+    "STARTED",
+    "BatchProgress",
+    "Decoding",
+    "DetectedLanguage",
+    "TranscriptionInfo",
+    "TranscriptionStopped",
+    "WhisperModel",
+    "WhisperSegment",
+    "WhisperWord",
+    "available_models",
+    "detect_language",
+    "download_model",
+    "is_multilingual",
+    "open_model",
+    "speech_timestamps",
+    "supported_languages",
+    "transcribe_batched",
+    "transcribe_sequential",
+]
+
+#: the language codes Whisper knows (en, fr, zh, ...)
+LANGUAGE_CODES: frozenset[str] = frozenset(_LANGUAGE_CODES)
+
+#: the steps of a batch that :func:`transcribe_batched` reports (:attr:`BatchProgress.step`)
+STARTED, ENCODED, DECODED = "started", "encoded", "decoded"
+#: how far through a batch's span each step is (tiny.en, int8, CPU: encoding took 40-45 % of a batch of the
+#: 70 s story, decoding another 45 %, the word alignment the rest). No step says the batch is done: its
+#: segments do, as they come out.
+_SHARES = {STARTED: 0.0, ENCODED: 0.4, DECODED: 0.85}
+#: how often a stop is looked for while CTranslate2 generates a batch's text
+_POLL_SECONDS = 0.05
+
+
+class TranscriptionStopped(Exception):
+    """``should_stop`` asked :func:`transcribe_batched` to stop: raised by its segments' iterator."""
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperWord:
+    """A word as Whisper heard it: seconds into the audio it was given."""
+
+    start: float
+    end: float
+    word: str  # with its leading space, as Whisper spells it
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperSegment:
+    """A segment as Whisper decoded it: seconds into the audio it was given."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[WhisperWord, ...] | None  # None unless word timestamps were asked for
+    seek: int
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionInfo:
+    """What a transcription says about its audio before the first segment."""
+
+    language: str
+    language_probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class DetectedLanguage:
+    code: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Decoding:
+    """What Cesar asks of Whisper; everything else stays at faster-whisper's defaults."""
+
+    language: str | None = None  # None: detect (an English-only model says "en")
+    task: str = "transcribe"
+    beam_size: int = 5
+    initial_prompt: str | None = None
+    vad: bool = True
+    word_timestamps: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """How far :func:`transcribe_batched` has got: seconds of the audio done, after ``step`` of a batch."""
+
+    done: float
+    step: str  # STARTED, ENCODED or DECODED
+
+
+def available_models() -> tuple[str, ...]:
+    """The model names faster-whisper knows how to download (tiny.en, large-v3, ...)."""
+    return tuple(_available_models())
+
+
+def download_model(name: str, *, local_files_only: bool = False, output_dir: str | None = None) -> str:
+    """The directory of model ``name`` (a faster-whisper name or a Hub ``owner/repo``), downloaded if need be.
+
+    huggingface_hub's errors pass through: the caller says what they mean.
+    """
+    return str(_download_model(name, local_files_only=local_files_only, output_dir=output_dir))
+
+
+def open_model(path: str, *, device: str, compute_type: str, threads: int) -> WhisperModel:
+    """The CTranslate2 Whisper model in directory ``path``; ``threads`` 0 is CTranslate2's default."""
+    return WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=threads)
+
+
+def is_multilingual(model: WhisperModel) -> bool:
+    return bool(model.model.is_multilingual)
+
+
+def supported_languages(model: WhisperModel) -> tuple[str, ...]:
+    """The language codes ``model`` transcribes: only "en" for an English-only model."""
+    return tuple(str(code) for code in model.supported_languages)
+
+
+def speech_timestamps(samples: np.ndarray, *, min_silence_ms: int, pad_ms: int) -> list[tuple[int, int]]:
+    """Where someone speaks in 16 kHz mono ``samples``, as (start, end) sample indices, by Silero VAD:
+    pauses shorter than ``min_silence_ms`` do not separate speech, and each region is padded by ``pad_ms``."""
+    options = VadOptions(min_silence_duration_ms=min_silence_ms, speech_pad_ms=pad_ms)
+    found = get_speech_timestamps(samples, options, sampling_rate=SAMPLE_RATE)
+    return [(int(item["start"]), int(item["end"])) for item in found if item["end"] > item["start"]]
+
+
+def detect_language(model: WhisperModel, samples: np.ndarray) -> DetectedLanguage:
+    """The language spoken in the first 30 s of speech of ``samples``; "en" for an English-only model (what
+    faster-whisper's transcriptions say too: such a model cannot tell languages apart)."""
+    if not is_multilingual(model):
+        return DetectedLanguage("en", 1.0)
+    code, probability, _ = model.detect_language(audio=samples, vad_filter=True)
+    return DetectedLanguage(str(code), float(probability))
+
+
+def transcribe_sequential(
+    model: WhisperModel, samples: np.ndarray, decoding: Decoding
+) -> tuple[Iterator[WhisperSegment], TranscriptionInfo]:
+    """Whisper's own 30 s windows one after the other; segments come out lazily, as each is decoded.
+
+    The language is detected (or checked) before this returns; closing the iterator stops the decoding.
+    """
+    raw, info = model.transcribe(
+        samples,
+        language=decoding.language,
+        task=decoding.task,
+        beam_size=decoding.beam_size,
+        initial_prompt=decoding.initial_prompt,
+        vad_filter=decoding.vad,
+        word_timestamps=decoding.word_timestamps,
+        # Each window prompted with the previous one's text, some CPU kernel sets made tiny.en read a
+        # story's earlier chapter again in place of the audio, or decode a call's last line twice.
+        # Without it, and without the temperature fallback's unseeded sampling (CTranslate2 seeds its
+        # generator once per thread), the text is the same under every kernel set and on every run.
+        condition_on_previous_text=False,
+        temperature=0.0,
+    )
+    return _plain_segments(raw), _info(info)
+
+
+def transcribe_batched(
+    model: WhisperModel,
+    samples: np.ndarray,
+    decoding: Decoding,
+    *,
+    batch_size: int,
+    on_progress: Callable[[BatchProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[Iterator[WhisperSegment], TranscriptionInfo]:
+    """faster-whisper's batched pipeline: the audio cut at pauses into windows of up to 30 s, ``batch_size``
+    windows decoded in one pass. VAD is always on here (the pipeline needs it to cut).
+
+    A batch's segments come out only once the whole batch is decoded, so each batch reports its span of the
+    audio as it goes (``on_progress``, in the audio's time): at its start, once encoded and once its text is
+    generated. ``should_stop`` is asked before encoding, before generating, every :data:`_POLL_SECONDS`
+    while CTranslate2 generates (asynchronously), and before the word alignment: a stop takes effect at the
+    next step, and the iterator raises :class:`TranscriptionStopped`. A batch abandoned while generating is
+    finished by CTranslate2 in its own threads, its results unused (the next call on the model waits for
+    it).
+
+    Each call builds its own pipeline (cheap: it holds only the model), so nothing of one transcription, not
+    even a stopped one, carries into the next.
+    """
+    watch = _Watch(on_progress, should_stop)
+    pipeline = _SpanPipeline(_WatchedModel(model, watch), watch)
+    raw, info = pipeline.transcribe(
+        samples,
+        language=decoding.language,
+        task=decoding.task,
+        beam_size=decoding.beam_size,
+        initial_prompt=decoding.initial_prompt,
+        vad_filter=True,
+        word_timestamps=decoding.word_timestamps,
+        batch_size=batch_size,
+    )
+    return _plain_segments(raw), _info(info)
+
+
+class _Watch:
+    """One batched transcription's progress reports and stop checks, shared by the pipeline and its model."""
+
+    def __init__(
+        self, on_progress: Callable[[BatchProgress], None] | None, should_stop: Callable[[], bool] | None
+    ) -> None:
+        self._on_progress = on_progress
+        self._should_stop = should_stop
+        self._span = (0.0, 0.0)
+
+    def begin(self, start: float, end: float) -> None:
+        self._span = (start, end)
+        self.report(STARTED)
+
+    def report(self, step: str) -> None:
+        if self._on_progress is not None:
+            start, end = self._span
+            self._on_progress(BatchProgress(start + _SHARES[step] * (end - start), step))
+
+    def check(self) -> None:
+        if self._should_stop is not None and self._should_stop():
+            raise TranscriptionStopped("asked to stop")
+
+
+class _WatchedGenerator:
+    """The CTranslate2 model as the pipeline sees it: ``generate`` runs asynchronously and is watched."""
+
+    def __init__(self, model: Any, watch: _Watch) -> None:
+        self._model = model
+        self._watch = watch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def generate(self, *args: Any, **kwargs: Any) -> list[Any]:
+        pending = self._model.generate(*args, asynchronous=True, **kwargs)
+        while True:
+            self._watch.check()  # before done(): a stop that came while generating wins over the results
+            if all(result.done() for result in pending):
+                break
+            time.sleep(_POLL_SECONDS)
+        results = [result.result() for result in pending]
+        self._watch.report(DECODED)
+        return results
+
+
+class _WatchedModel:
+    """The WhisperModel as the pipeline sees it: encoding and generating report progress and check the stop,
+    aligning words checks it; everything else is the model's own."""
+
+    def __init__(self, model: WhisperModel, watch: _Watch) -> None:
+        self._whisper = model
+        self._watch = watch
+        self.model = _WatchedGenerator(model.model, watch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._whisper, name)
+
+    def encode(self, features: np.ndarray) -> Any:
+        self._watch.check()
+        output = self._whisper.encode(features)
+        self._watch.report(ENCODED)
+        self._watch.check()
+        return output
+
+    def add_word_timestamps(self, *args: Any, **kwargs: Any) -> Any:
+        self._watch.check()
+        return self._whisper.add_word_timestamps(*args, **kwargs)
+
+
+class _SpanPipeline(BatchedInferencePipeline):  # type: ignore[misc]
+    """The batched pipeline, telling the watch which span of the audio each batch covers."""
+
+    def __init__(self, model: _WatchedModel, watch: _Watch) -> None:
+        super().__init__(model=model)
+        self._watch = watch
+
+    def forward(self, features: Any, tokenizer: Any, chunks_metadata: Any, options: Any) -> Any:
+        # each window lists the speech regions (sample indices in the audio) it was cut from
+        regions = [region for chunk in chunks_metadata for region in chunk["segments"]]
+        if regions:
+            self._watch.begin(regions[0]["start"] / SAMPLE_RATE, regions[-1]["end"] / SAMPLE_RATE)
+        return super().forward(features, tokenizer, chunks_metadata, options)
+
+
+def _info(info: Any) -> TranscriptionInfo:
+    return TranscriptionInfo(str(info.language), float(info.language_probability))
+
+
+def _plain_segments(raw: Iterable[Any]) -> Iterator[WhisperSegment]:
+    """faster-whisper's lazy segments as ours; closing this closes faster-whisper's generator."""
+    iterator = iter(raw)
+    try:
+        for segment in iterator:
+            yield _segment(segment)
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
+def _segment(raw: Any) -> WhisperSegment:
+    return WhisperSegment(
+        start=float(raw.start),
+        end=float(raw.end),
+        text=str(raw.text),
+        words=None if raw.words is None else tuple(_word(word) for word in raw.words),
+        seek=int(raw.seek),
+        temperature=float(raw.temperature or 0.0),
+        avg_logprob=float(raw.avg_logprob),
+        compression_ratio=float(raw.compression_ratio),
+        no_speech_prob=float(raw.no_speech_prob),
+        tokens=tuple(int(token) for token in raw.tokens),
+    )
+
+
+def _word(raw: Any) -> WhisperWord:
+    return WhisperWord(float(raw.start), float(raw.end), str(raw.word), float(raw.probability))
