@@ -48,6 +48,8 @@ from cesar_common.transcription.whisper import (
 )
 from cesar_common.transcription.writers import FORMATS, format_for_path, render
 
+__all__ = ["run_transcribe", "transcribe"]
+
 STDOUT = "-"
 
 

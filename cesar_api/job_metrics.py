@@ -22,7 +22,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from cesar_common.db import totals
-from cesar_common.db.records import MetricsSnapshot, WebhookState
+from cesar_common.db.job_reads import FINAL
+from cesar_common.db.outbox import OUTCOME_LABELS
+from cesar_common.db.records import JobStatus, MetricsSnapshot, WebhookState
 from cesar_common.db.store import JobStore
 from cesar_common.errors import DatabaseError
 
@@ -68,7 +70,9 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         jobs.add_metric([status], count)
     yield jobs
     yield GaugeMetricFamily(
-        f"{PREFIX}_queue_depth", "Jobs waiting for a worker.", value=snapshot.jobs_by_status.get("queued", 0)
+        f"{PREFIX}_queue_depth",
+        "Jobs waiting for a worker.",
+        value=snapshot.jobs_by_status.get(JobStatus.QUEUED, 0),
     )
     yield GaugeMetricFamily(
         f"{PREFIX}_oldest_queued_job_age_seconds",
@@ -83,7 +87,7 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     finished = CounterMetricFamily(
         f"{PREFIX}_jobs_finished", "Jobs that reached a final status, by status.", labels=["status"]
     )
-    for status in ("completed", "error", "cancelled"):
+    for status in FINAL:
         finished.add_metric([status], stored.get(totals.JOBS_FINISHED, {}).get(status, 0.0))
     yield finished
     for name, help_text in HISTOGRAM_HELP.items():
@@ -106,7 +110,7 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> Iterator[Metric]:
         "Webhook delivery tries by outcome: delivered, retried (to be tried again) or failed (given up).",
         labels=["outcome"],
     )
-    for outcome in ("delivered", "retried", "failed"):
+    for outcome in OUTCOME_LABELS.values():
         attempts.add_metric([outcome], stored.get(totals.DELIVERY_ATTEMPTS, {}).get(outcome, 0.0))
     yield attempts
 

@@ -21,6 +21,8 @@ from cesar.cli.options import (
 from cesar_common.choices import BUNDLED_MODEL, TRANSCRIPT_FORMATS
 from cesar_common.exits import one_line_errors
 
+__all__ = ["transcribe"]
+
 SECONDS = click.FloatRange(min=0)
 
 

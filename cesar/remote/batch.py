@@ -28,6 +28,7 @@ from rich.table import Table
 
 from cesar.remote.client import EXIT_JOB_FAILED, EXIT_REFUSED, RemoteAPI, RemoteError
 from cesar_common.choices import TRANSCRIPT_FORMATS
+from cesar_common.db.records import FINAL_STATUSES, JobStatus
 
 __all__ = [
     "Batch",
@@ -40,7 +41,7 @@ __all__ = [
     "write_atomically",
 ]
 
-FINAL = frozenset({"completed", "error", "cancelled"})
+FINAL = frozenset(str(status) for status in FINAL_STATUSES)
 KEY_PREFIX = "cesar-submit-"
 
 
@@ -52,7 +53,7 @@ class Item:
     is_url: bool
     outputs: list[tuple[Path, str]]  # (where, format); empty: the transcript goes to stdout
     job_id: str | None = None
-    status: str = "pending"
+    status: str = "pending"  # not submitted yet (the server's own statuses once it is)
     duration: float | None = None
     wall: float | None = None
     error: RemoteError | None = None
@@ -203,7 +204,7 @@ class Batch:
             self._submit(item, task)
             if self.wait:
                 self._follow(item, task)
-                if item.status == "completed":
+                if item.status == JobStatus.COMPLETED:
                     self._write(item)
         except RemoteError as exc:
             item.error = exc
@@ -246,7 +247,7 @@ class Batch:
                         task, completed=100 * (data.get("progress") or 0), state=data["status"]
                     )
         item.status, item.duration = job["status"], job.get("duration")
-        if item.status != "completed":
+        if item.status != JobStatus.COMPLETED:
             detail = job.get("error_message") or item.status
             item.error = RemoteError(f"job {item.job_id} ended {item.status}: {detail}", EXIT_JOB_FAILED)
 
@@ -289,6 +290,6 @@ def result_json(item: Item) -> dict[str, Any]:
         "status": item.status,
         "duration": item.duration,
         "wall_seconds": None if item.wall is None else round(item.wall, 3),
-        "outputs": [str(path) for path, _ in item.outputs] if item.status == "completed" else [],
+        "outputs": [str(path) for path, _ in item.outputs] if item.status == JobStatus.COMPLETED else [],
         "error": None if item.error is None else item.error.message,
     }

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cesar.remote.batch import Batch, Item, expand, plan_outputs, result_json, summary, write_atomically
 from cesar.remote.client import EXIT_JOB_FAILED, EXIT_SERVER, RemoteAPI
+from cesar_common.db.records import JobStatus
 from cesar_common.exits import fail, one_line_errors
 from cesar_common.job_options import OPTION_NAMES
 from cesar_common.settings import get_settings
@@ -163,7 +164,7 @@ def run_action(
         if action == "cancel":
             job = api.json("POST", f"/jobs/{job_id}/cancel")
             message = f"{job_id}: {job['status']}" + (
-                " (stops between segments)" if job["status"] == "processing" else ""
+                " (stops between segments)" if job["status"] == JobStatus.PROCESSING else ""
             )
         else:
             api.request("DELETE", f"/jobs/{job_id}")

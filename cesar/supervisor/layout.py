@@ -22,6 +22,18 @@ from typing import Any
 from cesar_common.errors import DeviceUnavailableError, InvalidInputError
 from cesar_common.transcription.loading import model_files_bytes
 
+__all__ = [
+    "FAMILY_BYTES",
+    "Layout",
+    "estimate_model_memory",
+    "machine_facts",
+    "model_bytes_for",
+    "model_family",
+    "model_files_bytes",
+    "parse_workers",
+    "plan_layout",
+]
+
 logger = logging.getLogger(__name__)
 
 #: Share of the available memory the workers' models may use together.

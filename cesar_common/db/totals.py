@@ -16,6 +16,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from cesar_common.db.records import JobStatus
 from cesar_common.db.tables import metric_totals
 
 __all__ = [
@@ -58,7 +59,7 @@ def job_finished_additions(
 ) -> dict[tuple[str, str], float]:
     """Totals a job reaching ``status`` adds; timings only for completed jobs that have them."""
     rows: dict[tuple[str, str], float] = {(JOBS_FINISHED, status): 1.0}
-    if status != "completed" or wall_seconds is None:
+    if status != JobStatus.COMPLETED or wall_seconds is None:
         return rows
     wall = max(wall_seconds, 0.0)
     rows.update(histogram_additions("job_wall_seconds", wall))

@@ -1,1 +1,8 @@
-"""Who spoke when: speaker diarization that runs offline (see :mod:`.backend` for the interface)."""
+"""Who spoke when: speaker diarization that runs offline. The interface (:mod:`.backend`), the bundled
+diarizer (:mod:`.local`: Silero VAD, the voice encoder of :mod:`.encoder`, clustering), words and segments
+given to their speakers (:mod:`.speakers`), and speakers linked across a long file's parts
+(:mod:`.linking`)."""
+
+from __future__ import annotations
+
+__all__ = ["backend", "encoder", "linking", "local", "speakers"]

@@ -12,6 +12,17 @@ from cesar_common.errors import CesarError
 if TYPE_CHECKING:
     import numpy as np
 
+__all__ = [
+    "DiarizationStopped",
+    "Diarizer",
+    "ProgressCallback",
+    "SpeakerCount",
+    "StopCheck",
+    "Turn",
+    "named_by_appearance",
+    "speaker_name",
+]
+
 #: asked now and then; True stops the work (raises the caller's own error from there)
 StopCheck = Callable[[], bool]
 #: (fraction done, 1.0)

@@ -13,6 +13,8 @@ from importlib import resources
 
 import numpy as np
 
+__all__ = ["HOP", "PARTIAL_FRAMES", "SAMPLE_RATE", "SpeakerEncoder", "mel_frames", "normalize_volume"]
+
 SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms: one mel frame

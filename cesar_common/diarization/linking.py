@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 
 from cesar_common.diarization.backend import SpeakerCount, speaker_name
 
+__all__ = ["link_voices"]
+
 
 def link_voices(
     voices: Sequence[Mapping[str, Sequence[float]]], count: SpeakerCount = SpeakerCount()

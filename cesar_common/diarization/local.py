@@ -29,6 +29,8 @@ from cesar_common.diarization.encoder import (
     normalize_volume,
 )
 
+__all__ = ["LocalDiarizer", "cluster", "cluster_voices", "default_diarizer"]
+
 #: frames between voice prints: the resolution of the turns (0.5 s)
 STEP_FRAMES = 25
 WINDOW_FRAMES = PARTIAL_FRAMES

@@ -10,6 +10,8 @@ from dataclasses import replace
 from cesar_common.diarization.backend import Turn
 from cesar_common.transcription.result import Segment, Word
 
+__all__ = ["SpeakerFinder", "label_segments"]
+
 
 class SpeakerFinder:
     """Which speaker talks over a span of time, in ``turns`` (any order, possibly overlapping)."""

@@ -7,3 +7,17 @@ import that adapter inside the functions that need it.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "audio",
+    "batching",
+    "bundled",
+    "cuts",
+    "faster_whisper_adapter",
+    "loading",
+    "model_store",
+    "result",
+    "sentences",
+    "whisper",
+    "writers",
+]

@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 
 from cesar_common.errors import AudioDecodeError, AudioTooLongError, UnsupportedMediaError
 
+__all__ = [
+    "SAMPLE_RATE",
+    "DecodeStopped",
+    "decode_samples",
+    "head_as_wav",
+    "probe_audio",
+    "too_long",
+    "wav_header",
+]
+
 #: below this a file's "audio" is not sound (and would resample to enormous lengths): telephones use 8000
 MIN_SAMPLE_RATE = 2000
 # Some containers start with packets that decode to nothing (priming, headers); look a little further.

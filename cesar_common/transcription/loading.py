@@ -27,6 +27,8 @@ from cesar_common.transcription.model_store import PARTIAL, HubUnreachableError,
 if TYPE_CHECKING:
     from cesar_common.transcription.faster_whisper_adapter import WhisperModel
 
+__all__ = ["LoadedModel", "load_model", "model_files_bytes", "pull_model", "resolve_device", "resolve_model"]
+
 
 # `owner/name` on the Hugging Face Hub, which faster-whisper downloads like its own names
 _HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

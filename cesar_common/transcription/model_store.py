@@ -20,6 +20,18 @@ from cesar_common.choices import BUNDLED_MODEL
 from cesar_common.errors import InvalidInputError, ModelNotFoundError, ServerError
 from cesar_common.transcription.bundled import bundled_model_dir
 
+__all__ = [
+    "PARTIAL",
+    "HubUnreachableError",
+    "ModelEntry",
+    "check_name",
+    "describe",
+    "import_model",
+    "list_models",
+    "remove_model",
+    "stored_model",
+]
+
 #: what faster-whisper needs to load a model with no network (without tokenizer.json it downloads one)
 REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 VOCABULARY_FILES = ("vocabulary.txt", "vocabulary.json")

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["Decoded", "Segment", "TranscriptionResult", "Word", "speaking_time"]
+
 
 @dataclass(frozen=True, slots=True)
 class Word:

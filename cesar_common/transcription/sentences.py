@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
+__all__ = ["MAX_SECONDS", "piece_text", "split_words"]
+
 MAX_SECONDS = 10.0  # longer than most sentences, about as long as a two-line subtitle stays readable
 # with the full-width forms Chinese and Japanese use
 _SENTENCE_ENDS = (".", "?", "!", "\u2026", "\u3002", "\uff1f", "\uff01")

@@ -41,6 +41,17 @@ if TYPE_CHECKING:
         WhisperWord,
     )
 
+__all__ = [
+    "SAMPLE_RATE",
+    "DecodeOptions",
+    "TranscriptionCancelled",
+    "decode",
+    "model_language",
+    "plan_batch_size",
+    "transcribe",
+    "validate_options",
+]
+
 SEQUENTIAL, BATCHED = "sequential", "batched"  # TranscriptionResult.mode
 
 ProgressCallback = Callable[[float, float], None]

@@ -15,6 +15,8 @@ from cesar_common.choices import TRANSCRIPT_FORMATS, TranscriptFormat
 from cesar_common.errors import InvalidInputError
 from cesar_common.transcription.result import TranscriptionResult
 
+__all__ = ["FORMATS", "format_for_path", "render"]
+
 # Whisper may emit zero-length or slightly overlapping segments; cues get at least this long.
 _MIN_CUE_SECONDS = 0.001
 
