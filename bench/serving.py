@@ -151,13 +151,16 @@ class Client:
 
         def all_final() -> bool:
             pending = [job_id for job_id in order if job_id not in done]
-            if self.job(pending[-1])["status"] not in FINAL:
-                return False
-            listed = {job["id"]: job for job in self.http.get("/jobs", params={"limit": 1000}).json()}
-            for job_id in pending:
-                job = listed.get(job_id) or self.job(job_id)
-                if job["status"] in FINAL:
-                    done[job_id] = job
+            try:
+                if self.job(pending[-1])["status"] not in FINAL:
+                    return False
+                listed = {job["id"]: job for job in self.http.get("/jobs", params={"limit": 1000}).json()}
+                for job_id in pending:
+                    job = listed.get(job_id) or self.job(job_id)
+                    if job["status"] in FINAL:
+                        done[job_id] = job
+            except httpx.HTTPError:
+                return False  # the API is restarting
             return len(done) == len(order)
 
         wait_for(all_final, timeout=timeout, interval=0.25, what="the jobs to end")

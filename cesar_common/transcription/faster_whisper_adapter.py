@@ -13,7 +13,7 @@ inside the functions that need it, so that ``cesar --help`` and the API stay lig
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -271,12 +271,26 @@ class _WatchedGenerator:
 
     def generate(self, *args: Any, **kwargs: Any) -> list[Any]:
         pending = self._model.generate(*args, asynchronous=True, **kwargs)
-        while True:
-            self._watch.check()  # before done(): a stop that came while generating wins over the results
-            if all(result.done() for result in pending):
-                break
-            time.sleep(_POLL_SECONDS)
-        results = [result.result() for result in pending]
+        # a thread waits for the results, so this one looks at the stop every little while and still
+        # returns the moment they are there (polling done() would add up to a poll's delay to every batch)
+        ready = threading.Event()
+        results: list[Any] = []
+        failure: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                results.extend(result.result() for result in pending)
+            except BaseException as exc:  # handed to the decoding thread below
+                failure.append(exc)
+            finally:
+                ready.set()
+
+        threading.Thread(target=wait, name="cesar-generate", daemon=True).start()
+        while not ready.wait(_POLL_SECONDS):
+            self._watch.check()
+        self._watch.check()  # a stop that came while generating wins over the results
+        if failure:
+            raise failure[0]
         self._watch.report(DECODED)
         return results
 

@@ -23,10 +23,11 @@ from typing import Any
 
 import httpx
 import psutil
+import serving
 
 CESAR = str(Path(sys.executable).with_name("cesar"))
 AUDIO_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
-FINAL = frozenset({"completed", "error", "cancelled"})
+FINAL = serving.FINAL
 
 #: Short leases and grace periods keep the crash and shutdown tests quick.
 FAST_ENV: Mapping[str, str] = {
@@ -231,64 +232,13 @@ def running_serve(
 
 
 # --- HTTP -----------------------------------------------------------------------------------------
-class Client:
-    """The few API calls the end-to-end tests make."""
-
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def upload(self, path: Path, **fields: str) -> str:
-        with path.open("rb") as handle:
-            response = self.http.post("/transcribe", files={"file": (path.name, handle)}, data=fields)
-        assert response.status_code == 202, response.text
-        return str(response.json()["id"])
+class Client(serving.Client):
+    """The benchmarks' client (bench/serving.py), and the few calls only the tests make."""
 
     def submit_url(self, url: str, **options: Any) -> str:
         response = self.http.post("/transcribe", json={"url": url, **options})
         assert response.status_code == 202, response.text
         return str(response.json()["id"])
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        response = self.http.get(f"/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        return response.json()  # type: ignore[no-any-return]
-
-    def transcript(self, job_id: str, fmt: str = "txt") -> str:
-        response = self.http.get(f"/jobs/{job_id}/transcript", params={"format": fmt})
-        assert response.status_code == 200, response.text
-        return response.text
-
-    def wait_all(self, job_ids: Iterable[str], *, timeout: float = 90) -> dict[str, dict[str, Any]]:
-        """Poll until every job is final; returns them by id.
-
-        Each poll asks for the last submitted job still pending (workers take jobs oldest first, so it is
-        about the last to end), and only once that one is final for the newest jobs in one `GET /jobs`: on
-        a small machine, one request per job per poll would take CPU from the workers being waited for.
-        """
-        order = list(job_ids)
-        pending = set(order)
-        done: dict[str, dict[str, Any]] = {}
-
-        def all_final() -> bool:
-            try:
-                last = next(job_id for job_id in reversed(order) if job_id in pending)
-                if self.job(last)["status"] not in FINAL:
-                    return False
-                listed = {job["id"]: job for job in self.http.get("/jobs", params={"limit": 1000}).json()}
-                for job_id in list(pending):
-                    job = listed.get(job_id) or self.job(job_id)
-                    if job["status"] in FINAL:
-                        done[job_id] = job
-                        pending.discard(job_id)
-            except httpx.HTTPError:
-                return False  # the API is restarting
-            return not pending
-
-        wait_for(all_final, timeout=timeout, interval=0.25, what=f"jobs {sorted(pending)}")
-        return done
 
     def wait_status(self, job_id: str, statuses: Iterable[str], *, timeout: float = 60) -> dict[str, Any]:
         wanted = set(statuses)

@@ -157,6 +157,8 @@ def test_streams_that_stall_or_leave_hold_nothing(serve: CesarProcess) -> None:
     stalled = httpx.Client(base_url=serve.url, timeout=60)
     stalled_response = stalled.send(stalled.build_request("GET", f"/jobs/{job_id}/events"), stream=True)
     assert stalled_response.status_code == 200  # opened and never read
+    # its end, whichever comes (cancelled, or completed already), ends every stream
+    assert client.http.post(f"/jobs/{job_id}/cancel").status_code in (202, 409)
     client.wait_all([job_id], timeout=180)
     stalled_response.close()
     stalled.close()

@@ -167,3 +167,4 @@ def test_ctrl_c_leaves_at_once_and_the_job_goes_on(serve: CesarProcess, tmp_path
     assert client.returncode == 130 and err.strip().endswith("interrupted"), err
     job = jobs_named(serve, {"long.wav"})[0]
     assert job["status"] in {"queued", "processing", "completed"}  # left running, not cancelled
+    httpx.post(f"{serve.url}/jobs/{job['id']}/cancel", timeout=30)  # no later test needs its transcript

@@ -3,8 +3,9 @@
 CTranslate2 chooses its CPU kernels by instruction set (``CT2_FORCE_CPU_ISA`` forces one), and their
 results differ in the last bits: enough, with sequential decoding prompted by the previous window's text,
 to read a story's chapter twice on one CPU and not on another. Each kernel set this CPU supports runs in a
-process of its own: the long story sequential and batched, twice each (the two runs must agree), and the
-two-speaker telephone call with the defaults. WER at most 0.20 everywhere; the call must not repeat a line
+process of its own: the long story sequential (twice: the two runs must agree, as they did not while the
+temperature fallback sampled) and batched (once: the batched pipeline never samples), and the two-speaker
+telephone call with the defaults. WER at most 0.20 everywhere; the call must not repeat a line
 more often than its reference transcript (STM) says it.
 """
 
@@ -39,8 +40,8 @@ from cesar_common.transcription.whisper import DecodeOptions, transcribe
 model = load_model("tiny.en", device="cpu", compute_type="int8", threads=1)
 long, call = sys.argv[1], sys.argv[2]
 texts = {
-    mode: [transcribe(model, long, DecodeOptions(batch_size=size)).text for _ in range(2)]
-    for mode, size in (("sequential", 1), ("batched", 0))
+    mode: [transcribe(model, long, DecodeOptions(batch_size=size)).text for _ in range(runs)]
+    for mode, size, runs in (("sequential", 1, 2), ("batched", 0, 1))
 }
 result = transcribe(model, call, DecodeOptions())
 texts["call"] = [" ".join(segment.text for segment in result.segments), result.mode]
@@ -106,9 +107,10 @@ def test_the_same_transcript_under_every_kernel_set(kernels: str, story: str, ca
     )
     assert run.returncode == 0, run.stderr[-3000:]
     texts = json.loads(run.stdout.strip().splitlines()[-1])
+    first, second = texts["sequential"]
+    assert first == second, f"{kernels} sequential: two runs differ"
     for mode in ("sequential", "batched"):
-        first, second = texts[mode]
-        assert first == second, f"{kernels} {mode}: two runs differ"
+        first = texts[mode][0]
         wer = word_error_rate(story, first)
         assert wer <= MAX_WER, f"{kernels} {mode}: WER {wer:.3f}: {first}"
     call, mode = texts["call"]
