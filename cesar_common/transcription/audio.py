@@ -4,7 +4,6 @@ there decodable audio, how long does it say it is) and decoding it to the sample
 
 from __future__ import annotations
 
-import gc
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -207,8 +206,11 @@ def decode_samples(
             f"could not decode the audio of {name} ({_reason(exc)}): is it an audio file?"
         ) from exc
     finally:
+        # No gc.collect() here (faster-whisper's decode_audio does one, for PyAV's resampler cycles of its
+        # issue 390): with the locked PyAV the automatic collector frees them (RSS stays flat over repeated
+        # decodes), and a full collection in a worker, whose heap holds the store and the model's Python
+        # side, cost 40-50 ms a job (BENCHMARKS.md, per-job cost).
         del resampler
-        gc.collect()  # PyAV's resampler holds buffers until collected (faster-whisper issue 390)
     samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
     if samples.size == 0:
         raise AudioDecodeError(f"{name} holds no audio that could be decoded")
