@@ -202,7 +202,7 @@ _ERRORS = asr_errors(
         401: "Missing or wrong API key (only when the server sets CESAR_API_KEY)",
         413: "The file is larger than CESAR_MAX_UPLOAD_MB",
         415: "Not an audio or video file FFmpeg can read",
-        422: "A value Cesar refuses, such as an unknown language",
+        422: "A value Cesar refuses, such as an unknown language or min_speakers above max_speakers",
         500: "The job's worker was lost too often",
         503: "The job database cannot be reached",
     }
