@@ -256,7 +256,10 @@ async def asr(
         form["language"] = language
     if initial_prompt:
         form["initial_prompt"] = initial_prompt
-    if _bool(diarize, "diarize", False):
+    diarized = _bool(diarize, "diarize", False)
+    if output == "rttm" and not diarized:  # refused before the job runs, not answered with an empty file
+        raise ClientError("output=rttm is the speaker turns: it needs diarize=true")
+    if diarized:
         form["diarize"] = "true"
         if min_speakers is not None:
             form["min_speakers"] = str(min_speakers)
