@@ -15,7 +15,7 @@ __all__ = ["parse_duration", "purge_jobs", "removed_message"]
 
 #: seconds per duration unit: 90s, 90m, 12h, 7d, 2w
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE | re.ASCII)  # ASCII digits only
 
 
 def parse_duration(text: str) -> float:

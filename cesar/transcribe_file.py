@@ -96,6 +96,8 @@ def run_transcribe(
             else stack.enter_context(reserved_output(Path(output), source))
         )
         chosen = choose_format(fmt, None if to_stdout else output)
+        if chosen == "rttm" and not job.diarize:  # refused before the model loads, not an empty file
+            raise InvalidInputError("rttm is the speaker turns: it needs --diarize")
         load_started = time.perf_counter()
         with console.status(f"Loading model {job.model}...", spinner="dots"):
             loaded = load_model(

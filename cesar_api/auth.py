@@ -25,6 +25,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from cesar_api.exception_mapper import error_responses
 from cesar_common.errors import AuthError
 from cesar_common.settings import Settings
+from cesar_common.text import plain_number
 
 __all__ = ["COOKIE_OPENS", "close_session", "open_session", "require_api_key"]
 
@@ -59,10 +60,11 @@ def session_token(key: str, *, now: float | None = None) -> str:
 
 
 def valid_session(key: str, token: str, *, now: float | None = None) -> bool:
-    expiry, _, signature = token.partition(".")
-    if not expiry.isdigit() or int(expiry) < (now if now is not None else time.time()):
+    text, _, signature = token.partition(".")
+    expiry = plain_number(text)
+    if expiry is None or expiry < (now if now is not None else time.time()):
         return False
-    return hmac.compare_digest(signature.encode(), _sign(key, int(expiry)).encode())
+    return hmac.compare_digest(signature.encode(), _sign(key, expiry).encode())
 
 
 def _sign(key: str, expiry: int) -> str:

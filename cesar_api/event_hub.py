@@ -35,8 +35,9 @@ from typing import Any
 from cesar_common.db.feed import ChangeFeed, ChangeKind, Subscription
 from cesar_common.db.records import JobRecord, JobStatus
 from cesar_common.db.store import JobStore
-from cesar_common.errors import CesarError
+from cesar_common.errors import CesarError, ClientError
 from cesar_common.job_json import job_to_schema
+from cesar_common.text import plain_number
 
 __all__ = ["EventHub", "Position"]
 
@@ -76,12 +77,18 @@ class Position:
 
     @classmethod
     def parse(cls, last_event_id: str | None) -> Position | None:
-        if not last_event_id:
+        """Where a ``Last-Event-ID`` says the client is (None without one). An id this hub never sends is
+        a ClientError, raised before the stream starts: once it has, an error can only drop it."""
+        if last_event_id is None or not last_event_id.strip():
             return None
-        attempt, _, delivered = last_event_id.strip().partition(".")
-        if not (attempt.isdigit() and delivered.isdigit()):
-            return None
-        return cls(int(attempt), int(delivered))
+        before, _, after = last_event_id.strip().partition(".")
+        attempt, delivered = plain_number(before), plain_number(after)
+        if attempt is None or delivered is None:
+            raise ClientError(  # not quoted back: a client may send anything here
+                "Last-Event-ID is not an id this stream sent: send the `id` of the last event received "
+                "(`<attempt>.<segments>`, digits), or no Last-Event-ID to start over"
+            )
+        return cls(attempt, delivered)
 
 
 #: what a subscriber's queue holds: kind, attempt, segment number, the encoded event less its id line, and
@@ -137,12 +144,13 @@ class EventHub:
         return self._feed.statements
 
     # --- subscribers -----------------------------------------------------------------------------
-    async def stream(self, job: JobRecord, last_event_id: str | None) -> AsyncIterator[bytes]:
-        """The events of ``job`` (already read: a 404 happens before the stream starts)."""
+    async def stream(self, job: JobRecord, resume: Position | None) -> AsyncIterator[bytes]:
+        """The events of ``job`` after ``resume`` (both checked already: a 404 or a 400 happens before the
+        stream starts)."""
         with self._subscribed(job) as subscriber:
             # subscribed first, then read: anything published meanwhile is in the queue, and duplicates
             # are skipped by segment number
-            position = Position.parse(last_event_id)
+            position = resume
             if position is None or position.attempt != job.attempts:
                 position = Position(job.attempts, 0)
             async for chunk in self._catch_up(job, position):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -72,8 +72,9 @@ def problem_of(request: Request[Any, Any, Any], exc: Exception) -> Problem:
         if isinstance(exc, AuthError):
             headers["WWW-Authenticate"] = 'Bearer realm="cesar"'
     elif isinstance(exc, ValidationException):
-        status, code, extra = 400, "validation_error", exc.extra
-        detail = _validation_detail(exc)
+        status, code = 400, "validation_error"
+        extra = _with_choices(request, exc.extra)
+        detail = _validation_detail(exc.detail, extra)
     elif isinstance(exc, HTTPException):
         status = exc.status_code
         code = _CODES_BY_STATUS.get(status, "http_error")
@@ -99,17 +100,45 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     )
 
 
-def _validation_detail(exc: ValidationException) -> str:
+def _with_choices(request: Request[Any, Any, Any], extra: Any) -> Any:
+    """Litestar's problems, where one says "Invalid enum value 'docx'", with the values the parameter takes
+    (its type is one of the choice lists of :mod:`cesar_common.choices`)."""
+    if not isinstance(extra, list):
+        return extra
+    handler = request.scope.get("route_handler")
+    parameters = handler.parsed_fn_signature.parameters if handler is not None else {}
+    problems: list[Any] = []
+    for problem in extra:
+        if isinstance(problem, dict) and str(problem.get("message", "")).startswith("Invalid enum value"):
+            parameter = parameters.get(str(problem.get("key")))
+            choices = _literal_values(parameter.annotation) if parameter is not None else ()
+            if choices:
+                problem = {**problem, "message": f"{problem['message']}: use one of {', '.join(choices)}"}
+        problems.append(problem)
+    return problems
+
+
+def _literal_values(annotation: Any) -> tuple[str, ...]:
+    """The values of the ``Literal`` in ``annotation`` (``Literal[...] | None`` too); none if it has none."""
+    if get_origin(annotation) is Literal:
+        return tuple(str(value) for value in get_args(annotation))
+    for arg in get_args(annotation):
+        if values := _literal_values(arg):
+            return values
+    return ()
+
+
+def _validation_detail(summary: str, extra: Any) -> str:
     """Litestar's "Validation failed for GET /jobs" plus the first problem, so the line alone helps."""
-    problems = exc.extra if isinstance(exc.extra, list) else []
+    problems = extra if isinstance(extra, list) else []
     first = next((p for p in problems if isinstance(p, dict) and p.get("message")), None)
     if first is None:
-        return exc.detail
+        return summary
     source = first.get("source")
     where = f" {getattr(source, 'value', source)}" if source else ""
     key = f" parameter {first['key']!r}" if first.get("key") else ""
     label = f"invalid{where}{key}".strip()
-    return f"{exc.detail}: {label}: {first['message']}"
+    return f"{summary}: {label}: {first['message']}"
 
 
 def _http_detail(exc: HTTPException) -> str:

@@ -18,7 +18,7 @@ from cesar_common.choices import WHISPER_LANGUAGES
 from cesar_common.db.records import JobRecord, JobSource, NewJob
 from cesar_common.db.store import JobStore
 from cesar_common.errors import LanguageError, ModelNotAllowedError, URLRefusedError
-from cesar_common.job_options import TranscribeOptions, options_from
+from cesar_common.job_options import TranscribeOptions, check_speakers, options_from
 from cesar_common.settings import Settings
 
 __all__ = [
@@ -40,7 +40,8 @@ class Submitted:
 
 
 def job_options(request: SubmitFields, settings: Settings) -> TranscribeOptions:
-    """The engine options a request asks for, refusing models outside the allowlist (422)."""
+    """The engine options a request asks for, refusing models outside the allowlist and speaker counts that
+    contradict each other (422)."""
     asked = request.options()
     model = asked["model"] or settings.model
     if model not in settings.allowed_models:
@@ -52,7 +53,7 @@ def job_options(request: SubmitFields, settings: Settings) -> TranscribeOptions:
     language = asked["language"]
     if language is not None and language not in WHISPER_LANGUAGES:
         raise LanguageError(f"unknown language {language!r}: use an ISO 639 code such as en, de, fr")
-    return options_from(asked, model=model)
+    return check_speakers(options_from(asked, model=model))
 
 
 def check_callback(url: str | None, settings: Settings) -> str | None:

@@ -104,8 +104,14 @@ async def _parse(
                             upload.file.raw.name = upload.filename or "the upload"  # type: ignore[attr-defined]
                             media_type = without_control_characters(event.content_type or "")
                             upload.content_type = media_type.strip()[:255] or None
+                        elif event.filename is not None:  # a file under another name: the wrong door's
+                            raise _no_audio(
+                                file_field,
+                                f"the form part `{_shown(event.name)}` holds a file: send the audio in the "
+                                f"`{file_field}` part",
+                            )
                         elif event.name in upload.fields and event.name not in repeatable:
-                            raise ClientError(f"the form field `{event.name}` is given twice")
+                            raise ClientError(f"the form field `{_shown(event.name)}` is given twice")
                     elif event:
                         assert segment is not None
                         if segment.name == file_field:
@@ -122,7 +128,11 @@ async def _parse(
                         else:
                             text += event
                             if len(text) > MAX_FIELD_BYTES:
-                                raise ClientError(f"the form field `{segment.name}` is too long")
+                                raise ClientError(
+                                    f"the form field `{_shown(segment.name)}` is longer than "
+                                    f"{MAX_FIELD_BYTES // 1024} KiB (the audio goes in the "
+                                    f"`{file_field}` part)"
+                                )
                     else:  # end of a part
                         assert segment is not None
                         if segment.name in repeatable:
@@ -143,7 +153,13 @@ async def _parse(
         # Litestar's word for a client that went away mid-body: nobody to answer, nothing to log as ours
         raise ClientError("the client disconnected before the upload was complete") from exc
     if not seen_file:
-        raise ClientError(f"the form has no `{file_field}` part: send the audio as `{file_field}`")
+        raise _no_audio(file_field, f"the form has no `{file_field}` part: send the audio as `{file_field}`")
+
+
+def _no_audio(file_field: str, message: str) -> ClientError:
+    """The audio is not where this route reads it; ``extra`` names the part that should hold it (what
+    OpenAI's errors call ``param``)."""
+    return ClientError(message, extra={"field": file_field})
 
 
 async def _drain(stream: AsyncIterator[bytes]) -> None:
@@ -159,7 +175,12 @@ def _decode(data: bytearray, segment: MultipartSegment) -> str:
     try:
         return data.decode(segment.charset or "utf-8")
     except (UnicodeDecodeError, LookupError) as exc:
-        raise ClientError(f"the form field `{segment.name}` is not valid text") from exc
+        raise ClientError(f"the form field `{_shown(segment.name)}` is not valid text") from exc
+
+
+def _shown(name: str) -> str:
+    """A part's name as an error message may quote it (the client chose it)."""
+    return without_control_characters(name)[:100]
 
 
 def _basename(filename: str | None) -> str | None:

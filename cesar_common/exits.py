@@ -14,10 +14,18 @@ from typing import NoReturn
 
 from cesar_common.errors import CesarError, ClientError
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_OK", "fail", "one_line_errors", "refuse_arguments"]
+__all__ = [
+    "EXIT_CLIENT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_SERVER_ERROR",
+    "fail",
+    "one_line_errors",
+    "refuse_arguments",
+]
 
 EXIT_OK = 0
-EXIT_CLIENT_ERROR = 1  # bad input: file, options, model
+EXIT_CLIENT_ERROR = 1  # bad input: file, options (Click's usage errors too: see cesar.cli), model
 EXIT_SERVER_ERROR = 2  # environment: database, device, internal
 EXIT_INTERRUPTED = 130
 

@@ -90,7 +90,8 @@ class JobLinks(Schema):
     cancel: str = Field(description="POST here to cancel.", examples=[f"/jobs/{EXAMPLE_ID}/cancel"])
     transcripts: dict[str, str] | None = Field(
         default=None,
-        description="Transcript URL per format (`txt`, `srt`, `vtt`, `json`, `tsv`, `rttm`), once completed.",
+        description="Transcript URL per format (`txt`, `srt`, `vtt`, `json`, `tsv`; `rttm` with `diarize`), "
+        "once completed.",
         examples=[{"srt": f"/jobs/{EXAMPLE_ID}/transcript?format=srt"}],
     )
 
@@ -201,12 +202,11 @@ class JobOut(Schema):
 
 
 # --- mapping -----------------------------------------------------------------------------------------
-def job_links(job_id: str, *, completed: bool, base_url: str = "") -> dict[str, Any]:
-    """The ``links`` of a job (transcript links once it is completed)."""
+def job_links(job_id: str, *, completed: bool, diarized: bool, base_url: str = "") -> dict[str, Any]:
+    """The ``links`` of a job (transcript links once it is completed; rttm only when it was diarized)."""
     self_url = f"{base_url}/jobs/{job_id}"
-    transcripts = (
-        {fmt: f"{self_url}/transcript?format={fmt}" for fmt in TRANSCRIPT_FORMATS} if completed else None
-    )
+    formats = [fmt for fmt in TRANSCRIPT_FORMATS if diarized or fmt != "rttm"]
+    transcripts = {fmt: f"{self_url}/transcript?format={fmt}" for fmt in formats} if completed else None
     return {"self": self_url, "cancel": f"{self_url}/cancel", "transcripts": transcripts}
 
 
@@ -239,7 +239,12 @@ def job_document(
         "cancel_requested": record.cancel_requested,
         "size_bytes": record.size_bytes,
         "options": {name: value for name, value in options_dict(options).items() if name != "model"},
-        "links": job_links(record.id, completed=record.status is JobStatus.COMPLETED, base_url=base_url),
+        "links": job_links(
+            record.id,
+            completed=record.status is JobStatus.COMPLETED,
+            diarized=options.diarize,
+            base_url=base_url,
+        ),
         "webhook": _webhook(record),
         "decoding": None if record.decoding is None else asdict(record.decoding),
         "segment_count": record.segment_count,

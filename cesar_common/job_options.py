@@ -17,12 +17,15 @@ from functools import cache
 from typing import Any
 
 from cesar_common.choices import Task
+from cesar_common.errors import InvalidInputError
 
 __all__ = [
     "MAX_SPEAKERS",
     "OPTION_NAMES",
     "OptionSpec",
     "TranscribeOptions",
+    "check_speakers",
+    "cli_flag",
     "option_specs",
     "options_dict",
     "options_from",
@@ -153,6 +156,36 @@ def options_from(values: Mapping[str, Any], **overrides: Any) -> TranscribeOptio
     """The options among ``values`` (other keys are ignored), with ``overrides`` on top."""
     chosen = {name: values[name] for name in OPTION_NAMES if name in values}
     return TranscribeOptions(**{**chosen, **overrides})
+
+
+def cli_flag(name: str) -> str:
+    """The command-line flag of the option ``name`` (``--min-speakers``)."""
+    return "--" + name.replace("_", "-")
+
+
+def check_speakers(options: TranscribeOptions, *, flags: bool = False) -> TranscribeOptions:
+    """``options`` once its speaker counts agree with each other: an InvalidInputError naming both values
+    where they do not, for every door to refuse alike (the diarizer would quietly pick one of them). Named
+    as fields (``min_speakers=5``), or as command-line flags (``--min-speakers 5``) with ``flags``."""
+
+    def named(name: str) -> str:
+        value = getattr(options, name)
+        return f"{cli_flag(name)} {value}" if flags else f"{name}={value}"
+
+    exact, least, most = options.num_speakers, options.min_speakers, options.max_speakers
+    conflict = None
+    if least is not None and most is not None and least > most:
+        conflict = f"{named('min_speakers')} is more than {named('max_speakers')}"
+    elif exact is not None and least is not None and exact < least:
+        conflict = f"{named('num_speakers')} is fewer than {named('min_speakers')}"
+    elif exact is not None and most is not None and exact > most:
+        conflict = f"{named('num_speakers')} is more than {named('max_speakers')}"
+    if conflict is not None:
+        raise InvalidInputError(
+            f"speaker counts that contradict each other: {conflict}",
+            extra={"num_speakers": exact, "min_speakers": least, "max_speakers": most},
+        )
+    return options
 
 
 def options_dict(options: TranscribeOptions) -> dict[str, Any]:

@@ -15,6 +15,8 @@ import os
 import signal
 import threading
 
+from cesar_common.text import plain_number
+
 __all__ = ["SUPERVISOR_PID_ENV", "supervisor_pid", "watch_parent"]
 
 logger = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ SUPERVISOR_PID_ENV = "CESAR_SUPERVISOR_PID"
 def supervisor_pid(environ: dict[str, str] | None = None) -> int | None:
     """The pid `cesar serve` exported for this process, if any."""
     value = (os.environ if environ is None else environ).get(SUPERVISOR_PID_ENV, "")
-    return int(value) if value.strip().isdigit() else None
+    return plain_number(value.strip())
 
 
 def watch_parent(

@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from cesar_common.errors import DownloadError, PayloadTooLargeError, URLRefusedError
+from cesar_common.text import plain_number
 from cesar_common.urlpolicy import validate_url
 from cesar_worker import egress
 
@@ -114,8 +115,9 @@ def _next_hop(current: str, location: str, allow_private: bool) -> str:
 
 
 def _save(response: httpx.Response, dest: BinaryIO, *, max_bytes: int, host: str) -> int:
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    # a length that is no plain number is not trusted either way: the count below still caps the body
+    declared = plain_number(response.headers.get("content-length", "").strip())
+    if declared is not None and declared > max_bytes:
         raise _too_large(max_bytes)
     written = 0
     # iter_bytes decodes gzip/deflate: counting decoded bytes also caps a compression bomb

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from cesar_common.db.records import DeliveryOutcome, WebhookState
+from cesar_common.text import plain_number
 
 __all__ = [
     "DELIVERY_ID_HEADER",
@@ -62,10 +63,12 @@ def verify_signature(secret: str, header: str, body: bytes, tolerance: int = DEF
     ``tolerance`` seconds of now. The manual's recipe for receivers is this function."""
     fields = dict(part.strip().split("=", 1) for part in header.split(",") if "=" in part)
     timestamp, received = fields.get("t", ""), fields.get("v1", "")
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > tolerance:
+    made = plain_number(timestamp)
+    if made is None or abs(time.time() - made) > tolerance:
         return False
     expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, received)
+    # as bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not False)
+    return hmac.compare_digest(expected.encode(), received.encode())
 
 
 # --- retries ------------------------------------------------------------------------------------------
@@ -86,8 +89,9 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
+    number = plain_number(value)
+    if number is not None:
+        seconds = float(number)
     else:
         try:
             when = parsedate_to_datetime(value)

@@ -36,7 +36,7 @@ from cesar_common.errors import (
 )
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
-from cesar_common.text import is_plain_token
+from cesar_common.text import is_plain_token, plain_number
 from cesar_common.transcription.audio import wav_header
 from cesar_worker import part_results
 from cesar_worker.download import DownloadStopped, download
@@ -55,6 +55,8 @@ log = logging.getLogger("cesar.worker")
 POLL_MIN_SECONDS = 0.05
 WORKER_ID_MAX = 255  # the workers.id and jobs.worker_id columns
 TEMP_PREFIX = "cesar-job-"  # then the worker's pid: a crashed worker's leftovers can be told apart
+#: a pid has at most 7 digits (Linux keeps them below 2**22); a longer "pid" in a name is no worker's
+PID_DIGITS = 7
 _BAD = frozenset({"error", "abandoned", "left to its lease"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
@@ -460,8 +462,8 @@ def remove_orphaned_temp_dirs(directory: Path | None = None) -> int:
     """Delete job directories left in the temp directory by workers that were killed; returns how many."""
     removed = 0
     for path in Path(directory or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"):
-        pid = path.name[len(TEMP_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        pid = plain_number(path.name[len(TEMP_PREFIX) :].split("-", 1)[0], max_digits=PID_DIGITS)
+        if pid is not None and not _alive(pid):
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
     return removed

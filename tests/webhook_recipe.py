@@ -14,7 +14,10 @@ import time
 def verify(secret: str, header: str, body: bytes, tolerance: int = 300) -> bool:
     fields = dict(part.strip().split("=", 1) for part in header.split(",") if "=" in part)
     timestamp, received = fields.get("t", ""), fields.get("v1", "")
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > tolerance:
-        return False  # missing, or too old: a replay
+    # ASCII digits, and few: isdigit() alone passes "²", on which int() raises
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 18):
+        return False  # missing or malformed
+    if abs(time.time() - int(timestamp)) > tolerance:
+        return False  # too old: a replay
     expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, received)
+    return hmac.compare_digest(expected.encode(), received.encode())  # bytes: str must be ASCII

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import click
 
 from cesar.cli.api import api
@@ -14,9 +18,37 @@ from cesar.cli.serve import serve
 from cesar.cli.transcribe import transcribe
 from cesar.cli.worker import worker
 from cesar_common import __version__
+from cesar_common.exits import EXIT_CLIENT_ERROR
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], **COMMAND_SETTINGS})
+@contextmanager
+def _usage_errors_are_bad_input() -> Iterator[None]:
+    try:
+        yield
+    except click.UsageError as exc:
+        # Click declares the code per class; the instance's own is the one its standalone mode exits with
+        exc.exit_code = EXIT_CLIENT_ERROR  # type: ignore[misc]
+        raise
+
+
+class CesarGroup(click.Group):
+    """The ``cesar`` group. A usage error (an unknown option, a value out of range) exits 1, as any bad
+    input does, rather than Click's 2: Cesar's 2 says the environment failed (a database, a server), what a
+    script may retry, and a typo never gets better by retrying. The same wrong value also exits the same
+    whether Click, Cesar or the server refuses it."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        with _usage_errors_are_bad_input():  # this group's own options
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors_are_bad_input():  # the commands' (and nested groups')
+            return super().invoke(ctx)
+
+
+@click.group(cls=CesarGroup, context_settings={"help_option_names": ["-h", "--help"], **COMMAND_SETTINGS})
 @click.version_option(__version__, "-V", "--version", prog_name="cesar")
 def cli() -> None:
     """Cesar: self-hosted speech-to-text with Whisper.
@@ -36,6 +68,7 @@ def main() -> None:
 
 # the command group and its entry point, and each command (their modules are named after them)
 __all__ = [
+    "CesarGroup",
     "api",
     "cli",
     "db",

@@ -15,7 +15,14 @@ from typing import Any, Literal, TypeVar
 import click
 
 from cesar_common.choices import COMPUTE_TYPES, DEVICES, LOG_LEVELS
-from cesar_common.job_options import OptionSpec, TranscribeOptions, option_specs, options_from
+from cesar_common.job_options import (
+    OptionSpec,
+    TranscribeOptions,
+    check_speakers,
+    cli_flag,
+    option_specs,
+    options_from,
+)
 
 __all__ = [
     "COMMAND_SETTINGS",
@@ -106,12 +113,13 @@ def job_options(func: F) -> F:
 
 
 def job_options_from(params: Mapping[str, Any], *, model: str) -> TranscribeOptions:
-    """The job options a command's parameters (from :func:`job_options`) ask for."""
-    return options_from(params, model=model)
+    """The job options a command's parameters (from :func:`job_options`) ask for; an InvalidInputError
+    naming both flags for speaker counts that contradict each other."""
+    return check_speakers(options_from(params, model=model), flags=True)
 
 
 def _job_option(spec: OptionSpec) -> Callable[[F], F]:
-    flag = "--" + spec.name.replace("_", "-")
+    flag = cli_flag(spec.name)
     help_text = spec.doc.description.replace("`", "")
     if spec.annotation is bool:
         if spec.default:  # on unless turned off: --vad/--no-vad

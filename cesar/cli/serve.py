@@ -18,6 +18,7 @@ from cesar.cli.options import (
     verbose_option,
 )
 from cesar_common.exits import one_line_errors
+from cesar_common.text import plain_number
 
 __all__ = ["serve"]
 
@@ -26,7 +27,7 @@ def _workers(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
     if value is None:
         return None
     text = value.strip().lower()
-    if text == "auto" or (text.isdigit() and int(text) >= 0):
+    if text == "auto" or plain_number(text) is not None:
         return text
     raise click.BadParameter(f"{value!r} is not 'auto' or a number of workers (0 or more)")
 

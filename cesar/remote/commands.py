@@ -16,8 +16,9 @@ from rich.table import Table
 from cesar.remote.batch import Batch, Item, expand, plan_outputs, result_json, summary, write_atomically
 from cesar.remote.client import EXIT_JOB_FAILED, EXIT_SERVER, RemoteAPI
 from cesar_common.db.records import JobStatus
+from cesar_common.errors import InvalidInputError
 from cesar_common.exits import fail, one_line_errors
-from cesar_common.job_options import OPTION_NAMES
+from cesar_common.job_options import OPTION_NAMES, check_speakers, options_from
 from cesar_common.settings import get_settings
 
 __all__ = ["run_action", "run_health", "run_list", "run_show", "run_submit", "run_transcript"]
@@ -61,7 +62,12 @@ def run_submit(
         options["model"] = model
     stderr = Console(stderr=True)
     with connected(server, api_key, verbose=verbose) as api:
+        # refused here, as the server would refuse each file, before anything is sent
+        check_speakers(options_from(job, model=model or ""), flags=True)
         items = plan_outputs(expand(sources), outputs, output_dir, formats)
+        asked = {*formats, *(fmt for item in items for _path, fmt in item.outputs)}
+        if wait and "rttm" in asked and not job.get("diarize"):
+            raise InvalidInputError("rttm is the speaker turns: it needs --diarize")
         if not wait:
             for item in items:
                 item.outputs = []

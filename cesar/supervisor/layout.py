@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cesar_common.errors import DeviceUnavailableError, InvalidInputError
+from cesar_common.text import plain_number
 from cesar_common.transcription.loading import model_files_bytes
 
 __all__ = [
@@ -109,12 +110,11 @@ def parse_workers(workers: str | int) -> int | None:
     text = str(workers).strip().lower()
     if text == "auto":
         return None
-    try:
-        count = int(text)
-    except ValueError:
-        raise InvalidInputError(f"--workers must be 'auto' or a number, not {workers!r}") from None
-    if count < 0:
-        raise InvalidInputError(f"--workers must be 0 or more, not {count}")
+    count = plain_number(text)
+    if count is None:
+        raise InvalidInputError(
+            f"--workers must be 'auto' or a number of workers (0 or more), not {workers!r}"
+        )
     return count
 
 

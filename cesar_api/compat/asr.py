@@ -202,7 +202,7 @@ _ERRORS = asr_errors(
         401: "Missing or wrong API key (only when the server sets CESAR_API_KEY)",
         413: "The file is larger than CESAR_MAX_UPLOAD_MB",
         415: "Not an audio or video file FFmpeg can read",
-        422: "A value Cesar refuses, such as an unknown language",
+        422: "A value Cesar refuses, such as an unknown language or min_speakers above max_speakers",
         500: "The job's worker was lost too often",
         503: "The job database cannot be reached",
     }
@@ -256,7 +256,10 @@ async def asr(
         form["language"] = language
     if initial_prompt:
         form["initial_prompt"] = initial_prompt
-    if _bool(diarize, "diarize", False):
+    diarized = _bool(diarize, "diarize", False)
+    if output == "rttm" and not diarized:  # refused before the job runs, not answered with an empty file
+        raise ClientError("output=rttm is the speaker turns: it needs diarize=true")
+    if diarized:
         form["diarize"] = "true"
         if min_speakers is not None:
             form["min_speakers"] = str(min_speakers)

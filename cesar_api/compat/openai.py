@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import anyio
 from litestar import MediaType, Request, Response, Router, get, post
+from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter
 from litestar.response import Stream
@@ -80,6 +81,8 @@ _DETERMINISTIC = frozenset(
 )  # fmt: skip
 JOB_HEADER = "X-Cesar-Job-Id"
 _STARTED = int(time.time())
+#: the job fields that OpenAI's requests call otherwise: a refused value is named as the client sent it
+_OPENAI_NAMES = {"initial_prompt": "prompt"}
 
 
 # --- the request --------------------------------------------------------------------------------------
@@ -320,10 +323,13 @@ def openai_error_response(request: Request[Any, Any, Any], exc: Exception) -> Re
 
 
 def _param_of(extra: Any) -> str | None:
-    """The field a validation problem names (Litestar's and Cesar's 400s list them)."""
+    """The field a validation problem names (Litestar's and Cesar's 400s list them), or an error's
+    ``field`` (the part that should hold the audio)."""
     if isinstance(extra, list):
         first = next((item for item in extra if isinstance(item, dict) and item.get("key")), None)
         return str(first["key"]) if first else None
+    if isinstance(extra, dict) and extra.get("field"):
+        return str(extra["field"])
     return None
 
 
@@ -367,7 +373,7 @@ async def _transcribe(request: Request[Any, Any, Any], task: Task) -> Response[A
             form["language"] = asked.language
         if asked.prompt:
             form["initial_prompt"] = asked.prompt
-        options = job_options(validated(TranscribeForm, form, request.method, request.url.path), settings)
+        options = job_options(_validated_as_openai(form, request), settings)
         try:
             job = await queue_upload(
                 store,
@@ -391,6 +397,22 @@ async def _transcribe(request: Request[Any, Any, Any], task: Task) -> Response[A
     if record.status is not JobStatus.COMPLETED:
         raise failed(record)
     return answer(asked, record)
+
+
+def _validated_as_openai(form: dict[str, str], request: Request[Any, Any, Any]) -> TranscribeForm:
+    """The job's fields from OpenAI's, checked; a refused one is named as OpenAI's (``prompt``)."""
+    try:
+        form_in: TranscribeForm = validated(TranscribeForm, form, request.method, request.url.path)
+    except ValidationException as exc:
+        problems = exc.extra if isinstance(exc.extra, list) else []
+        renamed = [
+            {**problem, "key": _OPENAI_NAMES.get(str(problem.get("key")), problem.get("key"))}
+            if isinstance(problem, dict)
+            else problem
+            for problem in problems
+        ]
+        raise ValidationException(exc.detail, extra=renamed) from None
+    return form_in
 
 
 @post(

@@ -11,7 +11,7 @@ from litestar.params import HeaderParameter
 from litestar.response import Stream
 
 from cesar_api.auth import COOKIE_OPENS
-from cesar_api.event_hub import EventHub
+from cesar_api.event_hub import EventHub, Position
 from cesar_api.exception_mapper import error_responses
 from cesar_api.reads import run_read
 from cesar_api.routes.job_routes import JOB_ID
@@ -30,7 +30,8 @@ The job as it changes, as `text/event-stream`:
   closes.
 
 Each event has an `id:`; reconnect with `Last-Event-ID` (browsers' `EventSource` do it by themselves) to
-continue with no gap and no duplicate. A comment line comes at least every 15 s. If the job's worker is lost
+continue with no gap and no duplicate. A `Last-Event-ID` that is not such an id gets `400` before the stream
+starts. A comment line comes at least every 15 s. If the job's worker is lost
 and the job runs again, a `job` event shows the new `attempts` and segments start over from 0.
 
 With `CESAR_API_KEY`, send the key as everywhere, or, from a browser's `EventSource`, the cookie that
@@ -51,7 +52,9 @@ With `CESAR_API_KEY`, send the key as everywhere, or, from a browser's `EventSou
     response_description="A stream of `job`, `segment` and `end` events.",
     responses={
         200: ResponseSpec(data_container=str, generate_examples=False, media_type="text/event-stream"),
-        **error_responses(400, 404, 503),
+        **error_responses(
+            400, 404, 503, s400="A `Last-Event-ID` this stream never sent, or a malformed job id"
+        ),
     },
 )
 async def follow_job(
@@ -63,15 +66,17 @@ async def follow_job(
         HeaderParameter(
             name="Last-Event-ID",
             required=False,
-            max_length=64,
-            description="The `id` of the last event received: the stream continues after it.",
+            # no max_length: Position.parse bounds it, so every id it refuses gets the same 400
+            description="The `id` of the last event received (`<attempt>.<segments>`): the stream continues "
+            "after it.",
         ),
     ] = None,
 ) -> Stream:
-    job = await run_read(store, store.get_job, job_id)  # 404 before the stream starts
+    resume = Position.parse(last_event_id)  # 400 before the stream starts
+    job = await run_read(store, store.get_job, job_id)  # and 404
     hub: EventHub = request.app.state.events
     return Stream(
-        hub.stream(job, last_event_id),
+        hub.stream(job, resume),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -158,13 +158,19 @@ def _download_name(record: JobRecord, extension: str) -> str:
     tags=["Jobs"],
     summary="Download a transcript",
     description="The completed job's transcript as `txt` (default), `srt`, `vtt`, `json` (segments, and "
-    "words when asked for), `tsv` or `rttm` (speaker turns, when diarized), as a download "
-    "(`Content-Disposition`). `409` until it is completed.",
+    "words when asked for), `tsv` or `rttm` (speaker turns: only for a job with `diarize`), as a download "
+    "(`Content-Disposition`). `409` until it is completed, and for `rttm` of a job without `diarize`.",
     sync_to_thread=True,
     media_type="text/plain; charset=utf-8",
     operation_class=TranscriptOperation,
     response_description="The transcript in the asked format.",
-    responses=error_responses(400, 404, 409, 503, s409="The job is not completed (yet): no transcript"),
+    responses=error_responses(
+        400,
+        404,
+        409,
+        503,
+        s409="The job is not completed (yet): no transcript; or `rttm` of a job transcribed without diarize",
+    ),
 )
 def get_transcript(
     job_id: Annotated[str, JOB_ID],
@@ -181,6 +187,12 @@ def get_transcript(
 ) -> Response[str]:
     fmt = format
     record = store.get_job(job_id, with_segments=True)
+    if fmt == "rttm" and not record.options.diarize:  # an empty file would read as "nobody spoke"
+        raise ConflictError(
+            f"job {record.id} was transcribed without diarize: it has no speaker turns (rttm); submit "
+            "it again with diarize=true",
+            extra={"diarize": False},
+        )
     if partial and record.status is JobStatus.PROCESSING:
         result = partial_transcript(store.live_segments(record.id))
     elif record.status is JobStatus.COMPLETED:

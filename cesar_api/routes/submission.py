@@ -79,8 +79,8 @@ def _submit_responses() -> dict[int, ResponseSpec]:
             415,
             422,
             503,
-            s422="A value Cesar refuses: model outside the allowlist, refused URL or callback_url, an "
-            "Idempotency-Key already used with a different request",
+            s422="A value Cesar refuses: model outside the allowlist, refused URL or callback_url, speaker "
+            "counts that contradict each other, an Idempotency-Key already used with a different request",
         ),
     }
 

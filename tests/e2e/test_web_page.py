@@ -185,6 +185,7 @@ def test_an_upload_shows_its_words_then_downloads_and_plays(browser: Browser, se
     with page.expect_download() as download:
         page.get_by_role("button", name="Download srt").click()
     assert download.value.suggested_filename == "speech_en.srt"
+    assert page.get_by_role("button", name="Download rttm").count() == 0  # no speaker turns without diarize
     subtitles = list(srt.parse(Path(download.value.path()).read_text()))
     assert subtitles and "lazy" in " ".join(item.content for item in subtitles).lower()
 

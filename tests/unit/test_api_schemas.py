@@ -117,10 +117,10 @@ def test_validation_detail_names_the_first_problem() -> None:
         "Validation failed for GET /jobs",
         extra=[{"message": "Expected `int`, got `str`", "key": "limit", "source": "query"}],
     )
-    assert _validation_detail(exc) == (
+    assert _validation_detail(exc.detail, exc.extra) == (
         "Validation failed for GET /jobs: invalid query parameter 'limit': Expected `int`, got `str`"
     )
-    assert _validation_detail(ValidationException("plain")) == "plain"
+    assert _validation_detail("plain", None) == "plain"
 
 
 @pytest.mark.parametrize(

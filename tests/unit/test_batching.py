@@ -264,7 +264,7 @@ def test_batch_size_option(run_calls: list[dict[str, Any]]) -> None:
     assert _invoke(env={"CESAR_BATCH_SIZE": "1"}).exit_code == 0
     assert [call["batch_size"] for call in run_calls] == [None, 4, 1]  # None: the settings' (0, auto)
     refused = _invoke("--batch-size", "-1")
-    assert refused.exit_code == 2 and "--batch-size" in refused.stderr
+    assert refused.exit_code == 1 and "--batch-size" in refused.stderr  # a usage error is bad input
     assert "CESAR_BATCH_SIZE" in _invoke("--help").stdout
 
 
@@ -285,4 +285,4 @@ def test_worker_batch_size_option(monkeypatch: pytest.MonkeyPatch, tmp_path: Any
     assert runner.invoke(cli, ["worker", *db, "--batch-size", "16"]).exit_code == 0
     assert runner.invoke(cli, ["worker", *db], env={"CESAR_BATCH_SIZE": "1"}).exit_code == 0
     assert sizes == [0, 16, 1]
-    assert runner.invoke(cli, ["worker", *db, "--batch-size", "-2"]).exit_code == 2
+    assert runner.invoke(cli, ["worker", *db, "--batch-size", "-2"]).exit_code == 1

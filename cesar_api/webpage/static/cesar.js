@@ -420,7 +420,8 @@
     $("delete").disabled = !FINAL.has(job.status);
     const downloads = $("downloads");
     if (job.status === "completed" && !downloads.childElementCount) {
-      for (const format of config.formats) {
+      // rttm is the speaker turns: a job without diarize has none (the server answers 409)
+      for (const format of config.formats.filter((name) => name !== "rttm" || job.options.diarize)) {
         downloads.append(el("button", { type: "button", text: format.toUpperCase(), "aria-label": `Download ${format}`,
           onclick: () => download(job, format) }));
       }
