@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         description="Models added with `cesar models pull` or `cesar models import`, one directory per name: "
         "a model there is found by its name (`--model NAME`, the API's `model` field) before any download.",
     )
+    max_model_import_gb: float = Field(
+        default=20.0,
+        gt=0,
+        description="Most that `cesar models import` may copy or unpack, in GiB (the largest Whisper model, "
+        "large-v3, is about 3 GiB): an archive that unpacks to more is refused as it unpacks, before it is "
+        "written, and leaves nothing behind.",
+    )
     device: Device = Field(default="auto", description="`auto`, `cpu` or `cuda`.")
     compute_type: ComputeType = Field(
         default="auto", description="CTranslate2 compute type; `auto` is float16 on CUDA, int8 on CPU."
@@ -262,6 +269,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_model_import_bytes(self) -> int:
+        return int(self.max_model_import_gb * 1024**3)
 
     @property
     def allowed_models(self) -> frozenset[str]:
