@@ -24,7 +24,7 @@ from cesar_api.metrics import RequestStats, StatementCounter, count_response, me
 from cesar_api.reads import run_read
 from cesar_api.routes.docs import openapi_config, static_router
 from cesar_api.routes.event_stream import follow_job
-from cesar_api.routes.health import health
+from cesar_api.routes.health import ReadinessCache, health, liveness
 from cesar_api.routes.job_routes import (
     cancel_job,
     delete_job,
@@ -39,6 +39,7 @@ from cesar_api.uploads import MULTIPART_OVERHEAD
 from cesar_common.db.feed import ChangeFeed
 from cesar_common.db.store import JobStore
 from cesar_common.settings import Settings, get_settings
+from cesar_common.transcription import model_store
 
 __all__ = ["create_app"]
 
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             openai_router(guards),
             asr_router(guards),
             health,
+            liveness,
             page,
             *page_routers(guards),
             close_session,
@@ -99,6 +101,8 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
                 "feed": feed,
                 "events": EventHub(store, functools.partial(run_read, store), feed),
                 "statements": StatementCounter(store),
+                "model_presence": model_store.PresenceCache(settings.models_dir),
+                "readiness": ReadinessCache(),
             }
         ),
         exception_handlers={Exception: handle_exception},

@@ -15,6 +15,7 @@ __all__ = [
     "DatabaseHealth",
     "ErrorOut",
     "HealthOut",
+    "LiveOut",
     "QueueHealth",
     "SubmitFields",
     "TranscribeForm",
@@ -160,3 +161,8 @@ class HealthOut(Schema):
     database: DatabaseHealth
     workers: WorkersHealth | None
     queue: QueueHealth | None
+
+
+class LiveOut(Schema):
+    status: Literal["ok"]
+    version: str

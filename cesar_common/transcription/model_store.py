@@ -16,12 +16,15 @@ it works, and the clean-up runs only when it can take that lock exclusively (no 
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +37,7 @@ __all__ = [
     "PARTIAL",
     "HubUnreachableError",
     "ModelEntry",
+    "PresenceCache",
     "RemovedPartial",
     "check_name",
     "describe",
@@ -247,20 +251,81 @@ def remove_model(name: str, models_dir: Path) -> Path:
 
 def describe(name: str, models_dir: Path) -> ModelEntry:
     """Where ``name`` would come from on this machine, without downloading or loading anything."""
+    found = _locate(name, models_dir)
+    if found is None:
+        return ModelEntry(name, False, None, None, "not on this machine")
+    directory, source = found
+    size = sum(item.stat().st_size for item in directory.rglob("*") if item.is_file())
+    return ModelEntry(name, True, str(directory.resolve()), size, source)
+
+
+def _locate(name: str, models_dir: Path) -> tuple[Path, str] | None:
     stored = stored_model(name, models_dir)
     if stored is not None:
-        return _entry(name, stored, "models dir")
+        return stored, "models dir"
     path = Path(name).expanduser()
     if path.is_dir():
-        return _entry(name, path, "path")
+        return path, "path"
     if name == BUNDLED_MODEL:
         bundled = bundled_model_dir()
         if bundled is not None:
-            return _entry(name, bundled, "bundled")
+            return bundled, "bundled"
     cached = _hub_cache(name)
     if cached is not None:
-        return _entry(name, cached, "hub cache")
-    return ModelEntry(name, False, None, None, "not on this machine")
+        return cached, "hub cache"
+    return None
+
+
+class PresenceCache:
+    """Whether each model's files are on this host, for a server that is asked on every request.
+
+    The answers are looked up again only when the models directory changed (an import, pull or removal
+    renames a directory into or out of it, which changes its modification time and link count) or once
+    they are ``max_age`` seconds old (a model elsewhere: a path, the Hugging Face cache). Looking up may
+    take a while (the bundled model's files are checked once per process): :meth:`fresh` says without
+    looking, :meth:`refresh` looks (off an event loop).
+    """
+
+    def __init__(
+        self, models_dir: Path, *, max_age: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._models_dir = models_dir
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._present: dict[str, bool] = {}
+        self._signature: tuple[int, int, int] | None = None
+        self._at = -math.inf
+
+    def fresh(self, names: Iterable[str]) -> dict[str, bool] | None:
+        """The cached answers for ``names``, or None when they must be looked up (:meth:`refresh`)."""
+        present = self._present
+        if self._clock() - self._at > self._max_age or self._signature != self._stat():
+            return None
+        try:
+            return {name: present[name] for name in names}
+        except KeyError:
+            return None
+
+    def refresh(self, names: Iterable[str]) -> dict[str, bool]:
+        """Look ``names`` up (unless another thread just did) and remember the answers."""
+        wanted = list(names)
+        with self._lock:
+            known = self.fresh(wanted)
+            if known is not None:
+                return known
+            # taken before looking: a change made meanwhile is seen by the next request
+            signature, at = self._stat(), self._clock()
+            self._present = {name: _locate(name, self._models_dir) is not None for name in wanted}
+            self._signature, self._at = signature, at
+            return dict(self._present)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            info = self._models_dir.stat()
+        except OSError:
+            return None
+        return (info.st_mtime_ns, info.st_nlink, info.st_ino)
 
 
 def list_models(allowed: frozenset[str], models_dir: Path) -> list[ModelEntry]:
@@ -271,11 +336,6 @@ def list_models(allowed: frozenset[str], models_dir: Path) -> list[ModelEntry]:
         else []
     )
     return [describe(name, models_dir) for name in sorted({*allowed, *added})]
-
-
-def _entry(name: str, directory: Path, source: str) -> ModelEntry:
-    size = sum(item.stat().st_size for item in directory.rglob("*") if item.is_file())
-    return ModelEntry(name, True, str(directory.resolve()), size, source)
 
 
 def _hub_cache(name: str) -> Path | None:
