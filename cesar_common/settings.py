@@ -156,6 +156,20 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(
         default=1024, ge=1, description="Largest upload or URL download accepted, in MiB."
     )
+    max_uploads_in_flight: int = Field(
+        default=64,
+        ge=1,
+        description="Uploads the API receives at once (counted once past their first 64 KiB, when each "
+        "takes a spool file); one more is refused with `503` and `Retry-After`. The API lowers it to what "
+        "its open-file limit allows (`ulimit -n`; it raises its own soft limit to the hard one at start).",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body must bring at least 64 KiB in every this many seconds, or end: a "
+        "stalled or trickling upload is cut off with `408` and its connection closed (30 s: about 2 KiB/s, "
+        "far below any real client's pace; a large upload over a slow link is never cut off).",
+    )
     download_timeout_seconds: float = Field(
         default=1800.0,
         gt=0,

@@ -337,7 +337,8 @@ _ERRORS = openai_errors(
     (413, "The file is larger than CESAR_MAX_UPLOAD_MB", "invalid_request_error", "file_too_large"),
     (500, "The job's worker was lost too often, or another failure a retry may get past", "server_error",
      "worker_lost"),
-    (503, "The job database cannot be reached", "server_error", "database_unavailable"),
+    (503, "The job database cannot be reached, or the server sheds load (`overloaded`, with Retry-After)",
+     "server_error", "database_unavailable"),
 )  # fmt: skip
 _TRANSCRIPTION_ERRORS = {status: _ERRORS[status] for status in (400, 401, 413, 500, 503)}
 

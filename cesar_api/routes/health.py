@@ -9,6 +9,7 @@ second whatever the number of probes. Concurrent probes of a stale answer wait f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import anyio.to_thread
 from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
-from cesar_api.schemas import DatabaseHealth, HealthOut, LiveOut, QueueHealth, WorkersHealth
+from cesar_api.schemas import DatabaseHealth, HealthOut, LiveOut, LoadHealth, QueueHealth, WorkersHealth
 from cesar_common import __version__
 from cesar_common.db.store import JobStore
 from cesar_common.errors import DatabaseError
@@ -106,10 +107,12 @@ def _look(store: JobStore, settings: Settings) -> tuple[HealthOut, int]:
     tags=["Service"],
     summary="Readiness: the service and its database",
     description="`200` while the job database answers, with the number of live workers (heartbeat within "
-    "`CESAR_LEASE_SECONDS`) and the queue; `status` is `degraded` when no worker is alive. `503` when the "
-    "database cannot be reached, or cannot write (a full disk: submits fail until space returns). The "
-    f"figures are at most {REUSE_SECONDS:g} s old: one look at the database answers every probe in that "
-    "time. For a liveness probe that touches no database, `GET /health/live`. Never needs the API key.",
+    "`CESAR_LEASE_SECONDS`), the queue, and this API's load (`load`: uploads in flight, connections, and "
+    "whether it is shedding load); `status` is `degraded` when no worker is alive or the API sheds load. "
+    "`503` when the database cannot be reached, or cannot write (a full disk: submits fail until space "
+    f"returns). The database figures are at most {REUSE_SECONDS:g} s old: one look at the database answers "
+    "every probe in that time. For a liveness probe that touches no database, `GET /health/live`. Never "
+    "needs the API key.",
     security=[{}],
     responses={
         503: ResponseSpec(
@@ -122,7 +125,11 @@ def _look(store: JobStore, settings: Settings) -> tuple[HealthOut, int]:
 async def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
     state = request.app.state
     readiness = await state.readiness.get(state.store, state.settings)
-    return Response(content=readiness.body, status_code=readiness.status_code)
+    load = state.load.state()  # this moment's, never reused
+    body = readiness.body
+    status = "degraded" if load.shedding and body.status == "ok" else body.status
+    body = body.model_copy(update={"status": status, "load": LoadHealth(**dataclasses.asdict(load))})
+    return Response(content=body, status_code=readiness.status_code)
 
 
 @get(
