@@ -13,7 +13,10 @@ With 10,000 jobs stored (98% completed with a transcript, the rest queued):
 * peak growth of the API's resident memory while a 1 GiB WAV uploads (streamed: header + zeros,
   generated on the fly). Target: under 64 MiB.
 
-    .venv/bin/python bench/api_load.py [--jobs 10000] [--duration 10] [--db URL] [--skip-upload]
+With ``--health``, only the probes: `GET /health` (readiness) and `GET /health/live` (liveness) requests
+per second at 32 connections, alternating rounds (`wrk`; the Python generator otherwise).
+
+    .venv/bin/python bench/api_load.py [--jobs 10000] [--duration 10] [--db URL] [--skip-upload] [--health]
 
 The jobs are written with one bulk INSERT (the store writes one job per transaction, which would make
 seeding the slowest part of the benchmark); the API reads them through the store like any others.
@@ -199,6 +202,73 @@ def wrk_rps(base: str, ids: list[str], duration: int, connections: int, workdir:
     }
 
 
+def wrk_path_rps(base: str, path: str, duration: int, connections: int) -> dict[str, Any]:
+    """``wrk`` on one path: requests per second, non-2xx answers, median and 99th percentile latency."""
+    command = [
+        "wrk",
+        f"-t{min(2, connections)}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        base + path,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    p50 = re.search(r"50%\s+([\d.]+\w+)", output)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", output)
+    return {
+        "tool": "wrk",
+        "rps": rps,
+        "errors": int(errors.group(1)) if errors else 0,
+        "p50": p50.group(1) if p50 else "?",
+        "p99": p99.group(1) if p99 else "?",
+    }
+
+
+def python_path_rps(base: str, path: str, duration: int, connections: int) -> dict[str, Any]:
+    async def run() -> tuple[int, int]:
+        done = errors = 0
+        stop = time.perf_counter() + duration
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
+
+            async def worker() -> None:
+                nonlocal done, errors
+                while time.perf_counter() < stop:
+                    response = await client.get(path)
+                    done += 1
+                    errors += response.status_code != 200
+
+            await asyncio.gather(*(worker() for _ in range(connections)))
+        return done, errors
+
+    started = time.perf_counter()
+    done, errors = asyncio.run(run())
+    return {"tool": "python-httpx", "rps": done / (time.perf_counter() - started), "errors": errors}
+
+
+def health_rps(base: str, args: argparse.Namespace) -> None:
+    """``GET /health`` and ``GET /health/live`` (where this version has it), alternating rounds."""
+    with httpx.Client(base_url=base) as client:
+        paths = [path for path in ("/health", "/health/live") if client.get(path).status_code == 200]
+    measure = wrk_path_rps if shutil.which("wrk") else python_path_rps
+    runs: dict[str, list[dict[str, Any]]] = {path: [] for path in paths}
+    for _round in range(args.rounds):
+        for path in paths:
+            runs[path].append(measure(base, path, args.duration, args.connections))
+    for path, results in runs.items():
+        rates = sorted(result["rps"] for result in results)
+        best = max(results, key=lambda result: result["rps"])
+        latency = f", p50 {best['p50']}, p99 {best['p99']}" if "p50" in best else ""
+        print(
+            f"GET {path}: median {statistics.median(rates):.0f} req/s, best {rates[-1]:.0f} at "
+            f"{args.connections} connections ({best['tool']}, {args.rounds} x {args.duration} s, "
+            f"{sum(result['errors'] for result in results)} errors{latency})"
+        )
+    print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
+
+
 def python_rps(base: str, ids: list[str], duration: int, connections: int) -> dict[str, Any]:
     async def run() -> tuple[int, int]:
         done = errors = 0
@@ -379,6 +449,7 @@ def main() -> None:
     parser.add_argument("--skip-upload", action="store_true")
     parser.add_argument("--db", help="job database URL (default: a fresh SQLite file); it gets the jobs")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--health", action="store_true", help="only the /health and /health/live rates")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="cesar-bench-"))
@@ -388,6 +459,10 @@ def main() -> None:
         ids = seed(url, args.jobs)
         print(f"seeded {len(ids)} jobs in {time.perf_counter() - started:.1f} s ({url.split(':')[0]})")
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the runs")
+        if args.health:
+            with api_process(url, [sys.executable, "-m", "cesar_api"]) as (base, _proc, _figures):
+                health_rps(base, args)
+            return
 
         python_m = [sys.executable, "-m", "cesar_api"]
         cesar_api = [str(Path(sys.executable).with_name("cesar")), "api"]

@@ -20,11 +20,12 @@ from cesar_api.compat.asr import asr_router
 from cesar_api.compat.openai import openai_router
 from cesar_api.event_hub import EventHub
 from cesar_api.exception_mapper import handle_exception
+from cesar_api.load_shedding import LoadGate, LoadShedder
 from cesar_api.metrics import RequestStats, StatementCounter, count_response, metrics, stamp_start
 from cesar_api.reads import run_read
 from cesar_api.routes.docs import openapi_config, static_router
 from cesar_api.routes.event_stream import follow_job
-from cesar_api.routes.health import health
+from cesar_api.routes.health import ReadinessCache, health, liveness
 from cesar_api.routes.job_routes import (
     cancel_job,
     delete_job,
@@ -39,6 +40,7 @@ from cesar_api.uploads import MULTIPART_OVERHEAD
 from cesar_common.db.feed import ChangeFeed
 from cesar_common.db.store import JobStore
 from cesar_common.settings import Settings, get_settings
+from cesar_common.transcription import model_store
 
 __all__ = ["create_app"]
 
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         )
     # the process's one listener for changes (past a transaction-pooling PgBouncer: its own URL)
     feed = ChangeFeed(store.engine, listen_url=settings.database_listen_url)
+    shedder = LoadShedder(settings.max_uploads_in_flight)  # its caps set by cesar_api.server when it serves
     # without a key there is nothing to check: no guard at all (it is on the polled path)
     guards: list[Guard] = [require_api_key] if settings.api_key is not None else []
     protected = Router(
@@ -82,6 +85,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             openai_router(guards),
             asr_router(guards),
             health,
+            liveness,
             page,
             *page_routers(guards),
             close_session,
@@ -99,9 +103,13 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
                 "feed": feed,
                 "events": EventHub(store, functools.partial(run_read, store), feed),
                 "statements": StatementCounter(store),
+                "model_presence": model_store.PresenceCache(settings.models_dir),
+                "readiness": ReadinessCache(),
+                "load": shedder,
             }
         ),
         exception_handlers={Exception: handle_exception},
+        middleware=[functools.partial(LoadGate, shedder=shedder, body_timeout=settings.body_timeout_seconds)],
         openapi_config=openapi_config(),
         # the upload route streams and caps the file itself; this bounds the whole request
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD,

@@ -20,8 +20,16 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
+from cesar_api.load_shedding import is_out_of_files, out_of_files
 from cesar_api.schemas import ErrorOut
-from cesar_common.errors import AuthError, CesarError, DatabaseError, ServerError
+from cesar_common.errors import (
+    AuthError,
+    BodyTimeoutError,
+    CesarError,
+    DatabaseError,
+    OverloadedError,
+    ServerError,
+)
 
 __all__ = ["error_responses", "handle_exception", "problem_of"]
 
@@ -33,6 +41,7 @@ _CODES_BY_STATUS = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "body_timeout",
     409: "conflict",
     413: "too_large",
     415: "unsupported_media",
@@ -61,16 +70,25 @@ def problem_of(request: Request[Any, Any, Any], exc: Exception) -> Problem:
     """Classify ``exc``, logging what a person must see (outages; bugs with their traceback)."""
     headers: dict[str, str] = {}
     extra: Any
+    if not isinstance(exc, CesarError) and is_out_of_files(exc):  # EMFILE where no one expected it
+        request.app.state.load.note_refusal("open_files")
+        exc = out_of_files()
     if isinstance(exc, CesarError):
         status, code, detail, extra = exc.status_code, exc.code, exc.message, exc.extra or None
         if isinstance(exc, DatabaseError):  # an outage: the driver's words, no traceback
             logger.error("%s %s: %s", request.method, request.url.path, exc.describe())
+        elif isinstance(exc, OverloadedError):  # load shed on purpose: LoadShedder logs each episode
+            pass
         elif isinstance(exc, ServerError):  # a bug: with the traceback of its cause
             logger.error(
                 "%s %s: %s", request.method, request.url.path, exc.describe(), exc_info=exc.__cause__
             )
         if isinstance(exc, AuthError):
             headers["WWW-Authenticate"] = 'Bearer realm="cesar"'
+        if isinstance(exc, OverloadedError):
+            headers["Retry-After"] = str(exc.retry_after_seconds)
+        if isinstance(exc, OverloadedError | BodyTimeoutError):
+            headers["Connection"] = "close"  # the rest of the body is not read: this connection is done
     elif isinstance(exc, ValidationException):
         status, code = 400, "validation_error"
         extra = _with_choices(request, exc.extra)
@@ -161,7 +179,12 @@ _DESCRIPTIONS = {
         "unsupported_media",
     ),
     422: ("A value Cesar refuses: model outside the allowlist, refused URL, bad cursor", "invalid_input"),
-    503: ("The job database cannot be reached", "database_unavailable"),
+    408: ("The request body stalled: less than 64 KiB in CESAR_BODY_TIMEOUT_SECONDS", "body_timeout"),
+    503: (
+        "The job database cannot be reached, or the API is shedding load (`overloaded`: too many uploads in "
+        "flight, connections or open files; send it again after `Retry-After` seconds)",
+        "database_unavailable",
+    ),
 }
 
 _EXAMPLE_DETAILS = {
@@ -172,6 +195,7 @@ _EXAMPLE_DETAILS = {
     413: "the upload is larger than the 1024 MiB limit",
     415: "junk.mp3 is not an audio or video file FFmpeg can read",
     422: "model 'huge' is not allowed: use one of tiny.en, base.en, small.en",
+    408: "the request body stalled: less than 64 KiB arrived in 30 s (CESAR_BODY_TIMEOUT_SECONDS)",
     503: "cannot reach the job database",
 }
 

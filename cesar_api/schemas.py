@@ -15,6 +15,8 @@ __all__ = [
     "DatabaseHealth",
     "ErrorOut",
     "HealthOut",
+    "LiveOut",
+    "LoadHealth",
     "QueueHealth",
     "SubmitFields",
     "TranscribeForm",
@@ -151,12 +153,37 @@ class QueueHealth(Schema):
     processing: int
 
 
+class LoadHealth(Schema):
+    shedding: bool = Field(
+        description="True while the API refuses requests for want of a resource (`503` with "
+        "`Retry-After`): within 10 s of the last such refusal."
+    )
+    reason: Literal["uploads", "open_files", "connections"] | None = Field(
+        default=None,
+        description="What ran out last while shedding: upload slots (`CESAR_MAX_UPLOADS_IN_FLIGHT`), open "
+        "files, or connections (the open-file limit's share for them).",
+    )
+    refused: int = Field(description="Requests refused for want of a resource since the API started.")
+    uploads_in_flight: int = Field(description="Uploads holding a slot (past their first 64 KiB).")
+    max_uploads_in_flight: int
+    connections: int | None = Field(default=None, description="Open HTTP connections.")
+    max_connections: int | None = Field(
+        default=None, description="Connections the API keeps open at most (from its open-file limit)."
+    )
+
+
 class HealthOut(Schema):
     status: Literal["ok", "degraded", "unavailable"] = Field(
-        description="`ok`; `degraded` when no worker is alive (jobs wait); `unavailable` when the "
-        "database cannot be reached (HTTP 503)."
+        description="`ok`; `degraded` when no worker is alive (jobs wait) or the API is shedding load "
+        "(`load.shedding`); `unavailable` when the database cannot be reached (HTTP 503)."
     )
     version: str
     database: DatabaseHealth
     workers: WorkersHealth | None
     queue: QueueHealth | None
+    load: LoadHealth | None = Field(default=None, description="This API process's load and its caps.")
+
+
+class LiveOut(Schema):
+    status: Literal["ok"]
+    version: str

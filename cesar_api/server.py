@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import resource
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from cesar_api.load_shedding import PROBE_ROOM, LoadShedder, plan, refusal_bytes, too_many_connections
 from cesar_common.settings import Settings
 from cesar_common.urlpolicy import is_loopback
 
-__all__ = ["serve", "startup_warnings"]
+__all__ = ["guarded_protocol", "open_file_limit", "serve", "startup_warnings"]
 
 logger = logging.getLogger("cesar.api")
+
+#: how far the API raises its soft open-file limit when the hard limit allows (or is unlimited)
+WANTED_OPEN_FILES = 65_536
 
 
 class _Server(uvicorn.Server):
@@ -33,6 +40,38 @@ class _Server(uvicorn.Server):
         if self._stop.is_set():
             self.should_exit = True
         return await super().on_tick(counter)
+
+
+def open_file_limit() -> int:
+    """The process's open-file limit, raised first as far as the hard limit allows: every connection is a
+    file, and so is every upload's spool file. Distributions often set 1,024 soft over a far higher hard
+    limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = WANTED_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, WANTED_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):  # a sandbox that refuses: live with the soft limit
+            pass
+    return WANTED_OPEN_FILES if soft == resource.RLIM_INFINITY else soft
+
+
+def guarded_protocol(shedder: LoadShedder) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, answering a connection beyond the cap and the probes' room with 503 and
+    ``Retry-After`` as soon as it is accepted, rather than letting the process run out of files (below
+    that, :class:`~cesar_api.load_shedding.LoadGate` refuses all but the probes)."""
+
+    class GuardedProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            limit = shedder.max_connections
+            if limit is not None and len(self.connections) > limit + PROBE_ROOM:
+                shedder.note_refusal("connections")
+                transport.write(refusal_bytes(too_many_connections(limit)))
+                transport.close()
+
+    return GuardedProtocol
 
 
 def startup_warnings(settings: Settings) -> list[str]:
@@ -74,8 +113,22 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
         ensure_schema_current(engine)
     for warning in startup_warnings(settings):
         logger.warning("%s", warning)
+    app = create_app(settings, JobStore(engine, keep_audio=settings.keep_audio))
+    shedder: LoadShedder = app.state.load
+    open_files = open_file_limit()
+    shedder.max_uploads, shedder.max_connections = plan(open_files, settings.max_uploads_in_flight)
+    if shedder.max_uploads < settings.max_uploads_in_flight:
+        logger.warning(
+            "the open-file limit (%d) leaves room for %d uploads in flight, fewer than "
+            "CESAR_MAX_UPLOADS_IN_FLIGHT=%d, and %d connections: raise it (ulimit -n) for more",
+            open_files,
+            shedder.max_uploads,
+            settings.max_uploads_in_flight,
+            shedder.max_connections,
+        )
     config = uvicorn.Config(
-        create_app(settings, JobStore(engine, keep_audio=settings.keep_audio)),
+        app,
+        http=guarded_protocol(shedder),
         host=settings.host,
         port=settings.port,
         log_config=None,  # configure_logging above owns the format
@@ -86,4 +139,6 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
         timeout_graceful_shutdown=10,
     )
     with stop_on_signals() as stop:
-        _Server(config, stop).run()
+        server = _Server(config, stop)
+        shedder.connections = lambda: len(server.server_state.connections)
+        server.run()

@@ -2,14 +2,18 @@
 
 Litestar's own form parsing would keep every text field in memory however large, and caps only the whole
 request. Here the body is parsed as it streams in (with the same ``multipart`` parser Litestar uses): the
-``file`` part goes to an anonymous temporary file in 1 MiB writes and is refused (413) as soon as it passes
-the cap; text fields are small and capped. The temporary file has no name on disk (``TemporaryFile``
-unlinks it at once), so it disappears when closed, or when the process dies. It exists so the audio can be
-probed (415) before any job is created, and then streamed into the job store.
+``file`` part is held in memory up to 64 KiB, then goes to an anonymous temporary file in 1 MiB writes,
+and is refused (413) as soon as it passes the cap; text fields are small and capped. The temporary file has
+no name on disk (``TemporaryFile`` unlinks it at once), so it disappears when closed, or when the process
+dies. It exists so the audio can be probed (415) before any job is created, and then streamed into the job
+store. Opening it takes one of the API's upload slots (:mod:`cesar_api.load_shedding`): past the cap on
+uploads in flight, or out of open files, the upload is refused with 503; a client that trickles its body
+never gets that far before the body timeout cuts it off.
 """
 
 from __future__ import annotations
 
+import io
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -21,7 +25,8 @@ from litestar import Request
 from litestar.exceptions import InternalServerException
 from multipart import MultipartError, MultipartSegment, ParserLimitReached, PushMultipartParser
 
-from cesar_common.errors import ClientError, PayloadTooLargeError
+from cesar_api.load_shedding import SLOT_AFTER_BYTES, LoadShedder, is_out_of_files, out_of_files
+from cesar_common.errors import BodyTimeoutError, ClientError, PayloadTooLargeError
 from cesar_common.text import without_control_characters
 
 __all__ = ["FILE_FIELD", "MULTIPART_OVERHEAD", "read_json_body", "receive_upload"]
@@ -39,7 +44,7 @@ MAX_JSON_BYTES = 64 * 1024
 class Upload:
     """A received upload: the audio in ``file`` (positioned at 0) and the form's text fields."""
 
-    file: IO[bytes]
+    file: IO[bytes] = field(default_factory=io.BytesIO)
     filename: str | None = None
     content_type: str | None = None
     size: int = 0
@@ -62,30 +67,91 @@ async def receive_upload(
     boundary = params.get("boundary")
     if not boundary:
         raise ClientError("multipart body without a boundary in its Content-Type")
-    spool = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below
+    spool = _Spool(request.app.state.load)
     stream = request.stream()
     try:
-        upload = Upload(file=spool)
+        upload = Upload()
         try:
-            await _parse(stream, boundary, upload, max_bytes, file_field, repeatable)
+            await _parse(stream, boundary, upload, spool, max_bytes, file_field, repeatable)
+        except BodyTimeoutError:
+            raise  # no more of the body is coming soon enough to wait for it
         except ClientError:
             await _drain(stream)
             raise
-        spool.seek(0)
+        # the probe's messages name the file it read: the client's name, not an fd
+        upload.file = await spool.finish(upload.filename or "the upload")
         yield upload
     finally:
         spool.close()
+
+
+class _NamedBytes(io.BytesIO):
+    name = "the upload"
+
+
+class _Spool:
+    """The file part: in memory up to :data:`SLOT_AFTER_BYTES`, then in an anonymous temporary file that
+    holds one of the API's upload slots until the upload is done."""
+
+    def __init__(self, shedder: LoadShedder) -> None:
+        self._shedder = shedder
+        self._pending = bytearray()  # not yet written: one thread hop per MiB, not per network chunk
+        self._file: IO[bytes] | None = None
+        self._slot = False
+
+    async def add(self, data: bytes | bytearray) -> None:
+        self._pending += data
+        if self._file is None:
+            if len(self._pending) < SLOT_AFTER_BYTES:
+                return
+            self._open()
+        if len(self._pending) >= WRITE_CHUNK:
+            await self._flush()
+
+    def _open(self) -> None:
+        self._shedder.take_upload_slot()
+        self._slot = True
+        try:
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            if not is_out_of_files(exc):
+                raise
+            self._shedder.note_refusal("open_files")
+            raise out_of_files() from exc
+
+    async def _flush(self) -> None:
+        if self._file is not None and self._pending:
+            await anyio.to_thread.run_sync(self._file.write, self._pending)
+            self._pending = bytearray()
+
+    async def finish(self, name: str) -> IO[bytes]:
+        """The whole file part, positioned at 0, named ``name`` for the probe's messages."""
+        if self._file is None:
+            memory = _NamedBytes(self._pending)
+            memory.name = name
+            return memory
+        await self._flush()
+        self._file.seek(0)
+        self._file.raw.name = name  # type: ignore[attr-defined]
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        if self._slot:
+            self._slot = False
+            self._shedder.release_upload_slot()
 
 
 async def _parse(
     stream: AsyncIterator[bytes],
     boundary: str,
     upload: Upload,
+    spool: _Spool,
     max_bytes: int,
     file_field: str,
     repeatable: frozenset[str],
 ) -> None:
-    pending = bytearray()  # file bytes not yet written: one thread hop per MiB, not per network chunk
     text = bytearray()
     segment: MultipartSegment | None = None
     seen_file = False
@@ -100,8 +166,6 @@ async def _parse(
                                 raise ClientError(f"the form has more than one `{file_field}` part")
                             seen_file = True
                             upload.filename = _basename(event.filename)
-                            # the probe's messages name the file it read: the client's name, not an fd
-                            upload.file.raw.name = upload.filename or "the upload"  # type: ignore[attr-defined]
                             media_type = without_control_characters(event.content_type or "")
                             upload.content_type = media_type.strip()[:255] or None
                         elif event.filename is not None:  # a file under another name: the wrong door's
@@ -121,10 +185,7 @@ async def _parse(
                                     f"the upload is larger than the {max_bytes // (1024 * 1024)} MiB limit "
                                     "(CESAR_MAX_UPLOAD_MB)"
                                 )
-                            pending += event
-                            if len(pending) >= WRITE_CHUNK:
-                                await anyio.to_thread.run_sync(upload.file.write, pending)
-                                pending = bytearray()
+                            await spool.add(event)
                         else:
                             text += event
                             if len(text) > MAX_FIELD_BYTES:
@@ -143,8 +204,6 @@ async def _parse(
                         segment = None
                 if parser.closed:
                     break
-        if pending:
-            await anyio.to_thread.run_sync(upload.file.write, pending)
     except ParserLimitReached as exc:
         raise ClientError(f"multipart body refused: {exc} (at most {MAX_PARTS} parts)") from exc
     except MultipartError as exc:

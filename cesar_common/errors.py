@@ -14,6 +14,7 @@ __all__ = [
     "AudioDecodeError",
     "AudioTooLongError",
     "AuthError",
+    "BodyTimeoutError",
     "CesarError",
     "ClientError",
     "ConflictError",
@@ -28,6 +29,7 @@ __all__ = [
     "ModelNotFoundError",
     "NotFoundError",
     "OutOfMemoryError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "SchemaOutdatedError",
     "ServerError",
@@ -156,6 +158,13 @@ class AuthError(ClientError):
     code = "unauthorized"
 
 
+class BodyTimeoutError(ClientError):
+    """A request body that stalled or trickled (``CESAR_BODY_TIMEOUT_SECONDS``)."""
+
+    status_code = 408
+    code = "body_timeout"
+
+
 # --- server kinds ---------------------------------------------------------------------------------
 class DatabaseError(ServerError):
     """The job database cannot be reached, or cannot write (full disk, locked, gone): try again later."""
@@ -187,6 +196,15 @@ class ModelIntegrityError(ServerError):
 class OutOfMemoryError(ServerError):
     status_code = 507
     code = "out_of_memory"
+
+
+class OverloadedError(ServerError):
+    """A resource the API needs ran out (uploads in flight, open files, connections): the request was
+    refused whole, and may be sent again after ``retry_after_seconds``."""
+
+    status_code = 503
+    code = "overloaded"
+    retry_after_seconds: ClassVar[int] = 5
 
 
 class TranscriptionError(ServerError):

@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         description="Models added with `cesar models pull` or `cesar models import`, one directory per name: "
         "a model there is found by its name (`--model NAME`, the API's `model` field) before any download.",
     )
+    max_model_import_gb: float = Field(
+        default=20.0,
+        gt=0,
+        description="Most that `cesar models import` may copy or unpack, in GiB (the largest Whisper model, "
+        "large-v3, is about 3 GiB): an archive that unpacks to more is refused as it unpacks, before it is "
+        "written, and leaves nothing behind.",
+    )
     device: Device = Field(default="auto", description="`auto`, `cpu` or `cuda`.")
     compute_type: ComputeType = Field(
         default="auto", description="CTranslate2 compute type; `auto` is float16 on CUDA, int8 on CPU."
@@ -148,6 +155,20 @@ class Settings(BaseSettings):
     )
     max_upload_mb: int = Field(
         default=1024, ge=1, description="Largest upload or URL download accepted, in MiB."
+    )
+    max_uploads_in_flight: int = Field(
+        default=64,
+        ge=1,
+        description="Uploads the API receives at once (counted once past their first 64 KiB, when each "
+        "takes a spool file); one more is refused with `503` and `Retry-After`. The API lowers it to what "
+        "its open-file limit allows (`ulimit -n`; it raises its own soft limit to the hard one at start).",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body must bring at least 64 KiB in every this many seconds, or end: a "
+        "stalled or trickling upload is cut off with `408` and its connection closed (30 s: about 2 KiB/s, "
+        "far below any real client's pace; a large upload over a slow link is never cut off).",
     )
     download_timeout_seconds: float = Field(
         default=1800.0,
@@ -262,6 +283,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_model_import_bytes(self) -> int:
+        return int(self.max_model_import_gb * 1024**3)
 
     @property
     def allowed_models(self) -> frozenset[str]:

@@ -31,11 +31,14 @@ def models() -> None:
 @verbose_option("Show a traceback on failure.")
 def list_command(models_dir: Path | None, as_json: bool, verbose: bool) -> None:
     """The allowed models (CESAR_MODEL, CESAR_MODELS) and those in the models directory: which are on
-    this machine, where, and their size."""
+    this machine, where, and their size. What imports or pulls that did not finish left behind is removed,
+    and said (on stderr)."""
     with one_line_errors(verbose=verbose):
-        from cesar.model_admin import list_entries, table
+        from cesar.model_admin import list_entries, removed_lines, table
 
-        entries = list_entries(models_dir)
+        entries, removed = list_entries(models_dir)
+        for line in removed_lines(removed):
+            click.echo(line, err=True)
         click.echo(json.dumps([asdict(entry) for entry in entries], indent=2) if as_json else table(entries))
 
 
@@ -47,9 +50,12 @@ def pull(name: str, models_dir: Path | None, verbose: bool) -> None:
     """Download NAME (tiny.en, small, large-v3, ... or a Hub repo id owner/name) into the models
     directory. Offline, it says how to import the model instead."""
     with one_line_errors(verbose=verbose):
-        from cesar.model_admin import pull_into
+        from cesar.model_admin import pull_into, removed_lines
 
-        click.echo(f"{name}: {pull_into(name, models_dir)}")
+        stored, removed = pull_into(name, models_dir)
+        for line in removed_lines(removed):
+            click.echo(line, err=True)
+        click.echo(f"{name}: {stored}")
 
 
 @models.command("import", context_settings=COMMAND_SETTINGS)
@@ -60,13 +66,15 @@ def pull(name: str, models_dir: Path | None, verbose: bool) -> None:
 def import_command(path: Path, name: str | None, models_dir: Path | None, verbose: bool) -> None:
     """Copy a CTranslate2 Whisper model directory, or a .tar.gz of one, into the models directory.
 
-    The files are checked first (model.bin, config.json, tokenizer.json, a vocabulary). For the API to
-    accept the name, add it to CESAR_MODELS.
+    The files are checked first (model.bin, config.json, tokenizer.json, a vocabulary), and an import of
+    more than CESAR_MAX_MODEL_IMPORT_GB is refused. For the API to accept the name, add it to CESAR_MODELS.
     """
     with one_line_errors(verbose=verbose):
-        from cesar.model_admin import import_into
+        from cesar.model_admin import import_into, removed_lines
 
-        stored, chosen = import_into(path, name, models_dir)
+        stored, chosen, removed = import_into(path, name, models_dir)
+        for line in removed_lines(removed):
+            click.echo(line, err=True)
         click.echo(f"imported {chosen}: {stored} (use it with --model {chosen})")
 
 

@@ -204,7 +204,7 @@ _ERRORS = asr_errors(
         415: "Not an audio or video file FFmpeg can read",
         422: "A value Cesar refuses, such as an unknown language or min_speakers above max_speakers",
         500: "The job's worker was lost too often",
-        503: "The job database cannot be reached",
+        503: "The job database cannot be reached, or the server sheds load (with Retry-After)",
     }
 )
 

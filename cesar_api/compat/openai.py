@@ -343,7 +343,8 @@ _ERRORS = openai_errors(
     (413, "The file is larger than CESAR_MAX_UPLOAD_MB", "invalid_request_error", "file_too_large"),
     (500, "The job's worker was lost too often, or another failure a retry may get past", "server_error",
      "worker_lost"),
-    (503, "The job database cannot be reached", "server_error", "database_unavailable"),
+    (503, "The job database cannot be reached, or the server sheds load (`overloaded`, with Retry-After)",
+     "server_error", "database_unavailable"),
 )  # fmt: skip
 _TRANSCRIPTION_ERRORS = {status: _ERRORS[status] for status in (400, 401, 413, 500, 503)}
 
@@ -462,11 +463,25 @@ def model_names(settings: Settings) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _model(name: str, settings: Settings) -> dict[str, Any]:
+def _model(name: str, settings: Settings, present: dict[str, bool]) -> dict[str, Any]:
     """OpenAI's model object, and whether the model's files are on the API's host (``present``)."""
     model = settings.model if name == WHISPER_1 else settings.model_aliases.get(name, name)
-    present = model_store.describe(model, settings.models_dir).present
-    return {"id": name, "object": "model", "created": _STARTED, "owned_by": "cesar", "present": present}
+    return {
+        "id": name,
+        "object": "model",
+        "created": _STARTED,
+        "owned_by": "cesar",
+        "present": present[model],
+    }
+
+
+async def _presence(request: Request[Any, Any, Any], settings: Settings) -> dict[str, bool]:
+    """Which allowed models are on this host: remembered, looked up again (off the event loop) only when
+    the models directory changed or the answers are old (:class:`model_store.PresenceCache`)."""
+    cache: model_store.PresenceCache = request.app.state.model_presence
+    names = sorted(settings.allowed_models)
+    known = cache.fresh(names)
+    return known if known is not None else await anyio.to_thread.run_sync(cache.refresh, names)
 
 
 @get(
@@ -476,12 +491,12 @@ def _model(name: str, settings: Settings) -> dict[str, Any]:
     description="`whisper-1` (the default model), the allowed models and the aliases, as OpenAI lists them, "
     "each with `present`: whether its files are on the API's host (a model is downloaded on first use "
     "unless it is; `cesar models import` adds one without internet).",
-    sync_to_thread=False,
     responses={401: _ERRORS[401]},
 )
-def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
     settings: Settings = request.app.state.settings
-    return {"object": "list", "data": [_model(name, settings) for name in model_names(settings)]}
+    present = await _presence(request, settings)
+    return {"object": "list", "data": [_model(name, settings, present) for name in model_names(settings)]}
 
 
 @get(
@@ -489,10 +504,9 @@ def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
     operation_id="openaiGetModel",
     summary="Get a model (OpenAI-compatible)",
     description="One of the names `GET /v1/models` lists; others are a 404 `model_not_found`.",
-    sync_to_thread=False,
     responses={status: _ERRORS[status] for status in (400, 401, 404)},
 )
-def get_model(
+async def get_model(
     request: Request[Any, Any, Any],
     model_id: Annotated[str, PathParameter(max_length=256, description="A name `GET /v1/models` lists.")],
 ) -> dict[str, Any]:
@@ -501,7 +515,7 @@ def get_model(
         raise OpenAIError(
             f"The model '{model_id}' does not exist", status=404, param="model", code="model_not_found"
         )
-    return _model(model_id, settings)
+    return _model(model_id, settings, await _presence(request, settings))
 
 
 def openai_router(guards: list[Guard]) -> Router:

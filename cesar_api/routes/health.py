@@ -1,44 +1,69 @@
-"""``GET /health``: is the database reachable, are workers alive, how long is the queue."""
+"""``GET /health`` (readiness: is the database reachable, are workers alive, how long is the queue) and
+``GET /health/live`` (liveness: the process answers; it touches no database).
+
+Load balancers and orchestrators probe readiness from every node, often several times a second: its
+figures (three queries) are reused for :data:`REUSE_SECONDS`, so the database sees one round of them a
+second whatever the number of probes. Concurrent probes of a stale answer wait for one refresh.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from litestar import Response, get
-from litestar.di import NamedDependency
+import anyio.to_thread
+from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
-from cesar_api.schemas import DatabaseHealth, HealthOut, QueueHealth, WorkersHealth
+from cesar_api.schemas import DatabaseHealth, HealthOut, LiveOut, LoadHealth, QueueHealth, WorkersHealth
 from cesar_common import __version__
 from cesar_common.db.store import JobStore
 from cesar_common.errors import DatabaseError
 from cesar_common.settings import Settings
 
-__all__ = ["health"]
+__all__ = ["REUSE_SECONDS", "ReadinessCache", "health", "liveness"]
 
 logger = logging.getLogger("cesar.api")
 
+#: how long one look at the database answers readiness probes
+REUSE_SECONDS = 1.0
 
-@get(
-    "/health",
-    operation_id="getHealth",
-    tags=["Service"],
-    summary="Health of the service",
-    description="`200` while the job database answers, with the number of live workers (heartbeat within "
-    "`CESAR_LEASE_SECONDS`) and the queue; `status` is `degraded` when no worker is alive. `503` when the "
-    "database cannot be reached, or cannot write (a full disk: submits fail until space returns). Never "
-    "needs the API key.",
-    sync_to_thread=True,
-    security=[{}],
-    responses={
-        503: ResponseSpec(
-            data_container=HealthOut,
-            generate_examples=False,
-            description="The job database cannot be reached, or cannot write",
-        )
-    },
-)
-def health(store: NamedDependency[JobStore], settings: NamedDependency[Settings]) -> Response[HealthOut]:
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    body: HealthOut
+    status_code: int
+    at: float  # when its look at the database began (the clock's time)
+
+
+class ReadinessCache:
+    """The last readiness answer, reused while it is younger than :data:`REUSE_SECONDS`."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: Readiness | None = None
+        self._refreshing = asyncio.Lock()
+
+    async def get(self, store: JobStore, settings: Settings) -> Readiness:
+        last = self._last
+        if last is not None and self._clock() - last.at < REUSE_SECONDS:
+            return last
+        async with self._refreshing:
+            last = self._last  # another probe may have refreshed it while this one waited
+            if last is not None and self._clock() - last.at < REUSE_SECONDS:
+                return last
+            started = self._clock()
+            body, status_code = await anyio.to_thread.run_sync(_look, store, settings)
+            self._last = Readiness(body, status_code, started)
+            return self._last
+
+
+def _look(store: JobStore, settings: Settings) -> tuple[HealthOut, int]:
     backend = store.engine.dialect.name
     try:
         store.ping()
@@ -53,7 +78,7 @@ def health(store: NamedDependency[JobStore], settings: NamedDependency[Settings]
             workers=None,
             queue=None,
         )
-        return Response(content=body, status_code=503)
+        return body, 503
     failing = store.write_failure()
     if failing is not None:
         logger.warning("health: writes fail: %s", failing)
@@ -64,7 +89,7 @@ def health(store: NamedDependency[JobStore], settings: NamedDependency[Settings]
             workers=None,
             queue=QueueHealth(queued=counts.queued, processing=counts.processing),
         )
-        return Response(content=body, status_code=503)
+        return body, 503
     last_seen = max((worker.last_seen_at for worker in workers), default=None)
     body = HealthOut(
         status="ok" if workers else "degraded",
@@ -73,4 +98,50 @@ def health(store: NamedDependency[JobStore], settings: NamedDependency[Settings]
         workers=WorkersHealth(count=len(workers), last_seen_at=last_seen),
         queue=QueueHealth(queued=counts.queued, processing=counts.processing),
     )
-    return Response(content=body, status_code=200)
+    return body, 200
+
+
+@get(
+    "/health",
+    operation_id="getHealth",
+    tags=["Service"],
+    summary="Readiness: the service and its database",
+    description="`200` while the job database answers, with the number of live workers (heartbeat within "
+    "`CESAR_LEASE_SECONDS`), the queue, and this API's load (`load`: uploads in flight, connections, and "
+    "whether it is shedding load); `status` is `degraded` when no worker is alive or the API sheds load. "
+    "`503` when the database cannot be reached, or cannot write (a full disk: submits fail until space "
+    f"returns). The database figures are at most {REUSE_SECONDS:g} s old: one look at the database answers "
+    "every probe in that time. For a liveness probe that touches no database, `GET /health/live`. Never "
+    "needs the API key.",
+    security=[{}],
+    responses={
+        503: ResponseSpec(
+            data_container=HealthOut,
+            generate_examples=False,
+            description="The job database cannot be reached, or cannot write",
+        )
+    },
+)
+async def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
+    state = request.app.state
+    readiness = await state.readiness.get(state.store, state.settings)
+    load = state.load.state()  # this moment's, never reused
+    body = readiness.body
+    status = "degraded" if load.shedding and body.status == "ok" else body.status
+    body = body.model_copy(update={"status": status, "load": LoadHealth(**dataclasses.asdict(load))})
+    return Response(content=body, status_code=readiness.status_code)
+
+
+@get(
+    "/health/live",
+    operation_id="getLiveness",
+    tags=["Service"],
+    summary="Liveness: the API process answers",
+    description="`200` whenever the API process can answer a request; touches no database, so an outage "
+    "there does not make an orchestrator restart a healthy API (readiness: `GET /health`). The image's "
+    "`HEALTHCHECK` asks it. Never needs the API key.",
+    security=[{}],
+    sync_to_thread=False,
+)
+def liveness() -> LiveOut:
+    return LiveOut(status="ok", version=__version__)

@@ -75,6 +75,7 @@ def _submit_responses() -> dict[int, ResponseSpec]:
         ),
         **error_responses(
             400,
+            408,
             413,
             415,
             422,

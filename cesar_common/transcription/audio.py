@@ -22,6 +22,7 @@ __all__ = [
     "DecodeStopped",
     "decode_samples",
     "head_as_wav",
+    "longer_than",
     "probe_audio",
     "too_long",
     "wav_header",
@@ -148,6 +149,10 @@ SAMPLE_RATE = 16_000  # what Whisper listens at: decoding resamples and downmixe
 #: input decoded between looks at the length cap and the stop check; as seconds of the file's own audio,
 #: so that a file declaring an absurd sample rate cannot make one group huge once resampled
 GROUP_SECONDS = 30.0
+#: audio held beyond what a file's header declares (all of it, when the header declares no length) before
+#: decoding goes on counting only (9.6 MB of 16-bit samples): a file that decodes to hours is then refused
+#: at the cap holding no more than this, and one that ends within the cap is decoded again
+HOLD_SECONDS = 300.0
 
 
 class DecodeStopped(Exception):  # control flow: the caller asked to stop
@@ -155,11 +160,29 @@ class DecodeStopped(Exception):  # control flow: the caller asked to stop
 
 
 def too_long(duration: float, max_seconds: float) -> AudioTooLongError:
+    """The audio is ``duration`` seconds long, more than ``max_seconds``."""
+    shown, cap = _length(duration), _length(max_seconds)
+    if shown == cap:  # just over the cap: rounded, the two would read the same
+        shown, cap = f"{duration:,.1f} seconds", f"{max_seconds:,.1f} seconds"
     return AudioTooLongError(
-        f"the audio is {duration / 60:.0f} minutes long, more than this server accepts "
-        f"({max_seconds / 60:.0f} minutes, CESAR_MAX_AUDIO_SECONDS)",
+        f"the audio is {shown} long, more than this server accepts ({cap}, CESAR_MAX_AUDIO_SECONDS)",
         extra={"duration": round(duration, 3), "max_seconds": max_seconds},
     )
+
+
+def longer_than(max_seconds: float) -> AudioTooLongError:
+    """Decoding passed ``max_seconds`` and stopped there: how long the audio is, nobody knows."""
+    return AudioTooLongError(
+        f"the audio is more than {_length(max_seconds)} long, the most this server accepts "
+        "(CESAR_MAX_AUDIO_SECONDS): decoding stopped there",
+        extra={"duration": None, "max_seconds": max_seconds},
+    )
+
+
+def _length(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f}".removesuffix(".0") + " seconds"
+    return f"{seconds / 60:.1f}".removesuffix(".0") + " minutes"
 
 
 def decode_samples(
@@ -169,16 +192,40 @@ def decode_samples(
 
     A file whose header says it is longer than ``max_seconds`` is refused before decoding, and decoding
     stops as soon as more than that came out (AudioTooLongError): a 32 KB file that declares a 1 Hz sample
-    rate would otherwise decode to hours. ``should_stop`` is asked between groups of frames
+    rate, or a 24 KB FLAC that declares no length, would otherwise decode to hours. Past what the header
+    declared (or past :data:`HOLD_SECONDS` when it declares nothing) decoding goes on counting only, holding
+    no samples, and decodes the file again if it ends within the cap: a file that turns out too long is
+    refused holding no more than that. ``should_stop`` is asked between groups of frames
     (:class:`DecodeStopped`), so a stop never waits for a whole long file to decode.
     """
-    import av
     import numpy as np
 
     name = Path(path).name
+    samples = _decode(path, name, max_seconds, should_stop, hold=None)
+    if samples is None:  # it ended within the cap after all: now its length is known
+        samples = _decode(path, name, max_seconds, should_stop, hold=max_seconds)
+        assert samples is not None
+    if samples.size == 0:
+        raise AudioDecodeError(f"{name} holds no audio that could be decoded")
+    return samples.astype(np.float32) / 32768.0
+
+
+def _decode(
+    path: str | Path,
+    name: str,
+    max_seconds: float | None,
+    should_stop: Callable[[], bool] | None,
+    *,
+    hold: float | None,
+) -> np.ndarray | None:
+    """16-bit samples, or None when more than ``hold`` seconds (default: what the header declares, plus
+    :data:`HOLD_SECONDS`) came out and decoding went on counting."""
+    import av
+    import numpy as np
+
     limit = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
     resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    pieces: list[np.ndarray] = []
+    pieces: list[np.ndarray] | None = []
     total = 0
     try:
         with av.open(str(path), mode="r", metadata_errors="ignore") as container:
@@ -189,18 +236,25 @@ def decode_samples(
             declared = _duration(container, stream)
             if max_seconds is not None and declared is not None and declared > max_seconds:
                 raise too_long(declared, max_seconds)
+            if hold is None and limit is not None:
+                hold = (declared or 0.0) + HOLD_SECONDS
+            kept = None if hold is None or limit is None else min(int(hold * SAMPLE_RATE), limit)
             group_samples = max(1, int(GROUP_SECONDS * (stream.sample_rate or SAMPLE_RATE)))
             for group in _groups(_frames(container, stream), group_samples):
                 if should_stop is not None and should_stop():
                     raise DecodeStopped
                 for frame in resampler.resample(group):
                     piece = frame.to_ndarray().reshape(-1)
-                    pieces.append(piece)
                     total += piece.size
+                    if pieces is not None:
+                        pieces.append(piece)
                 if limit is not None and total > limit:
-                    raise too_long(total / SAMPLE_RATE, max_seconds or 0.0)
+                    raise longer_than(max_seconds or 0.0)
+                if kept is not None and total > kept:
+                    pieces = None  # from here on, count only
             for frame in resampler.resample(None):  # flush
-                pieces.append(frame.to_ndarray().reshape(-1))
+                if pieces is not None:
+                    pieces.append(frame.to_ndarray().reshape(-1))
     except av.error.FFmpegError as exc:
         raise AudioDecodeError(
             f"could not decode the audio of {name} ({_reason(exc)}): is it an audio file?"
@@ -211,10 +265,9 @@ def decode_samples(
         # decodes), and a full collection in a worker, whose heap holds the store and the model's Python
         # side, cost 40-50 ms a job (BENCHMARKS.md, per-job cost).
         del resampler
-    samples = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
-    if samples.size == 0:
-        raise AudioDecodeError(f"{name} holds no audio that could be decoded")
-    return samples.astype(np.float32) / 32768.0
+    if pieces is None:
+        return None
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
 
 
 def _frames(container: av.container.InputContainer, stream: av.AudioStream) -> Iterator[av.AudioFrame]:

@@ -7,8 +7,6 @@ importing this module stays cheap.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ from cesar_common.errors import (
     OutOfMemoryError,
 )
 from cesar_common.transcription.bundled import INSTALL_HINT, bundled_model_dir
-from cesar_common.transcription.model_store import PARTIAL, HubUnreachableError, check_name, stored_model
+from cesar_common.transcription.model_store import HubUnreachableError, check_name, staging_dir, stored_model
 
 if TYPE_CHECKING:
     from cesar_common.transcription.faster_whisper_adapter import WhisperModel
@@ -104,22 +102,19 @@ def pull_model(name: str, models_dir: Path) -> Path:
     target = models_dir / local_name
     if stored_model(local_name, models_dir):
         return target
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{local_name}-", dir=models_dir))
-    try:
-        with warnings.catch_warnings():  # huggingface_hub's deprecation notice about an argument it ignores
-            warnings.simplefilter("ignore", UserWarning)
-            faster_whisper_adapter.download_model(name, output_dir=str(staging / "model"))
-        (staging / "model").rename(target)
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
-        raise HubUnreachableError(
-            f"cannot download {name!r} from the Hugging Face Hub ({type(exc).__name__}): this host seems "
-            f"offline. On a machine with internet, run `cesar models pull {name}` and copy "
-            f"{models_dir / local_name} here (or a .tar.gz of it), then `cesar models import PATH "
-            f"--name {local_name}`"
-        ) from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with staging_dir(models_dir, local_name) as staging:
+        try:
+            with warnings.catch_warnings():  # huggingface_hub's notice about an argument it ignores
+                warnings.simplefilter("ignore", UserWarning)
+                faster_whisper_adapter.download_model(name, output_dir=str(staging / "model"))
+            (staging / "model").rename(target)
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+            raise HubUnreachableError(
+                f"cannot download {name!r} from the Hugging Face Hub ({type(exc).__name__}): this host seems "
+                f"offline. On a machine with internet, run `cesar models pull {name}` and copy "
+                f"{models_dir / local_name} here (or a .tar.gz of it), then `cesar models import PATH "
+                f"--name {local_name}`"
+            ) from exc
     return target
 
 

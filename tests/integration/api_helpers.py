@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,3 +190,13 @@ def error_body(response: httpx.Response, status: int) -> dict[str, Any]:
     assert isinstance(body["code"], str) and body["code"]
     assert "Traceback" not in response.text
     return body
+
+
+def health_when(api: Api, wanted: Callable[[httpx.Response], bool], *, timeout: float = 10) -> httpx.Response:
+    """``GET /health`` once its answer is ``wanted``: its figures may be up to a second old."""
+    deadline = time.monotonic() + timeout
+    while not wanted(response := api.client.get("/health")):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/health did not change within {timeout:g} s: {response.text}")
+        time.sleep(0.05)
+    return response

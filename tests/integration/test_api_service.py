@@ -13,6 +13,7 @@ from api_helpers import (
     BACKENDS,
     Api,
     error_body,
+    health_when,
     job_count,
     module_database,
     running_api,
@@ -51,11 +52,11 @@ def spec(api: Api) -> dict[str, object]:
 # --- health -----------------------------------------------------------------------------------------
 def test_health_reports_database_workers_and_queue(api_db: str) -> None:
     with running_api(api_db, lease_seconds=1.0) as api:
-        before = api.client.get("/health").json()
+        before = api.store.queue_counts()
         url_job(api.store)
         api.store.register_worker("w-health", host="test-host", pid=4242)
 
-        response = api.client.get("/health")
+        response = api.client.get("/health")  # the first look: nothing older to reuse
         assert response.status_code == 200
         body = response.json()
         assert body["status"] == "ok"
@@ -63,12 +64,11 @@ def test_health_reports_database_workers_and_queue(api_db: str) -> None:
         assert body["database"]["backend"] in ("sqlite", "postgresql")
         assert body["workers"]["count"] == 1
         assert body["workers"]["last_seen_at"].endswith("Z")
-        assert body["queue"]["queued"] == before["queue"]["queued"] + 1
-        assert body["queue"]["processing"] == before["queue"]["processing"]
+        assert body["queue"]["queued"] == before.queued + 1
+        assert body["queue"]["processing"] == before.processing
 
         age(api.store.engine, workers, "last_seen_at", 3600, id="w-health")  # no heartbeat since: gone
-        body = api.client.get("/health").json()
-        assert body["workers"]["count"] == 0
+        body = health_when(api, lambda r: r.json()["workers"]["count"] == 0).json()
         assert body["status"] == "degraded"
         api.store.unregister_worker("w-health")
 
@@ -122,7 +122,7 @@ def test_api_key_guards_every_route_but_health_and_docs(api_db: str) -> None:
             assert error_body(response, 401)
         assert job_count(api.store) == before + 1
 
-        for path in ("/health", "/docs", "/docs/openapi.json", "/docs/static/swagger-ui.css"):
+        for path in ("/health", "/health/live", "/docs", "/docs/openapi.json", "/docs/static/swagger-ui.css"):
             assert api.client.get(path).status_code == 200, path
 
         good = {"Authorization": f"Bearer {KEY}"}
@@ -153,6 +153,7 @@ OPERATIONS = {
     ("delete", "/session"): "closeSession",
     ("get", "/metrics"): "getMetrics",
     ("get", "/health"): "getHealth",
+    ("get", "/health/live"): "getLiveness",
     ("post", "/v1/audio/transcriptions"): "openaiCreateTranscription",
     ("post", "/v1/audio/translations"): "openaiCreateTranslation",
     ("get", "/v1/models"): "openaiListModels",
@@ -162,7 +163,7 @@ OPERATIONS = {
 }
 
 #: open to anyone, even with CESAR_API_KEY set (forgetting a session cookie needs no key)
-PUBLIC = {("get", "/health"), ("delete", "/session")}
+PUBLIC = {("get", "/health"), ("get", "/health/live"), ("delete", "/session")}
 
 
 def error_schema(path: str) -> str:
@@ -183,7 +184,7 @@ def test_openapi_documents_every_operation(spec: dict[str, object]) -> None:
         assert operation["tags"] and operation["summary"] and operation["description"]
         responses: dict[str, dict[str, object]] = operation["responses"]  # type: ignore[assignment]
         errors = {code for code in responses if code.startswith(("4", "5"))}
-        assert errors or operation_id == "closeSession", f"{operation_id} documents no error"
+        assert errors or operation_id in ("closeSession", "getLiveness"), f"{operation_id} documents no error"
         for code in errors:
             content = responses[code]["content"]["application/json"]  # type: ignore[index]
             if path != "/health":
