@@ -97,14 +97,9 @@ def _settled(words: Sequence[Word], speakers: list[str | None]) -> list[str | No
         sentences.append((first, first + len(sentence)))
         first += len(sentence)
     whole = [_given_whole(speakers, first, stop) for first, stop in sentences]
-    # a change may move to a sentence's edge, not into a sentence kept whole
-    inside = {
-        index
-        for (first, stop), kept in zip(sentences, whole, strict=True)
-        if kept
-        for index in range(first + 1, stop)
-    }
-    _move_changes(words, speakers, inside)
+    # a sentence kept whole keeps its speaker: a change may move to its edges, not take any of its words
+    settled = [kept for (first, stop), kept in zip(sentences, whole, strict=True) for _ in range(first, stop)]
+    _move_changes(words, speakers, settled)
     for (first, stop), kept in zip(sentences, whole, strict=True):
         if not kept:
             _fold_fragments(words, speakers, first, stop)
@@ -120,9 +115,9 @@ def _given_whole(speakers: list[str | None], first: int, stop: int) -> bool:
     return True
 
 
-def _move_changes(words: Sequence[Word], speakers: list[str | None], fixed: set[int]) -> None:
+def _move_changes(words: Sequence[Word], speakers: list[str | None], settled: Sequence[bool]) -> None:
     """Move each change of speaker (a boundary: the index of the word after it) to the best supported
-    boundary within reach, neither emptying the runs on either side nor entering ``fixed``."""
+    boundary within reach, neither emptying the runs on either side nor moving a ``settled`` word."""
     change = 1
     while change < len(words):
         if speakers[change] == speakers[change - 1]:
@@ -138,7 +133,8 @@ def _move_changes(words: Sequence[Word], speakers: list[str | None], fixed: set[
         within = [
             boundary
             for boundary in range(first + 1, last + 1)
-            if boundary not in fixed and abs(_gap_middle(words, boundary) - at) <= REACH_SECONDS
+            if abs(_gap_middle(words, boundary) - at) <= REACH_SECONDS
+            and not any(settled[min(boundary, change) : max(boundary, change)])
         ]
         best = max(
             within, key=lambda boundary: (*_support(words, boundary), -abs(_gap_middle(words, boundary) - at))

@@ -93,6 +93,17 @@ def test_a_change_moves_to_the_sentence_end_the_words_support() -> None:
     assert (labelled[0].start, labelled[0].end, labelled[1].start, labelled[1].end) == (0.0, 2.1, 2.9, 5.0)
 
 
+def test_a_change_never_takes_a_sentence_kept_whole() -> None:
+    # the longer pause before "Yes." is the better boundary, but "Yes." is a sentence the turns give A
+    words = _words(
+        (0.0, 0.4, "Well,"), (0.4, 0.6, "I"), (0.6, 0.8, "am"), (0.8, 1.2, "here."), (2.0, 2.2, "Yes."),
+        (2.4, 2.6, "We"), (2.6, 2.8, "are"), (2.8, 3.2, "too."),
+    )  # fmt: skip
+    segment = Segment(0, 0.0, 3.2, "Well, I am here. Yes. We are too.", words=words)
+    labelled = label_segments([segment], [Turn(0.0, 2.3, "A"), Turn(2.3, 5.0, "B")])
+    assert _said(labelled) == [("Well, I am here. Yes.", "A"), ("We are too.", "B")]
+
+
 def test_a_change_beyond_reach_stays_at_the_best_boundary_near_it() -> None:
     # the sentence end is 1.8 s before the diarizer's change: out of reach; the comma is the best within
     words = _words(
