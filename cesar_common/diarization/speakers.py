@@ -6,8 +6,9 @@ one's voice prints span 1.6 s), so its changes of speaker land up to a second of
 words themselves say better where one speaker stops:
 
 1. a sentence one speaker says almost all of (:data:`DOMINANT_SHARE` of its words) is theirs whole;
-2. every other change of speaker moves to the best word boundary within :data:`REACH_SECONDS`: after a
-   sentence end, else after a clause end (a comma, ...), else at the longest pause;
+2. every change of speaker moves to the best word boundary within :data:`REACH_SECONDS` (taking no word of
+   a sentence kept whole): after a sentence end, else after a clause end (a comma, ...), else at the
+   longest pause;
 3. a piece of a sentence shorter than :data:`MIN_SECONDS` goes to the speaker of the piece beside it.
 
 Segments are then split where the speaker changes, and a segment shorter than :data:`MIN_SECONDS` is widened
