@@ -85,8 +85,8 @@ class TranscribeOptions:
     vad: bool = field(
         default=True,
         metadata=_doc(
-            "Skip silence with voice activity detection (recommended: without it, silence may turn into "
-            "words)."
+            "Skip silence with voice activity detection (recommended: without it, silence and clips cut "
+            "short may turn into words)."
         ),
     )
     initial_prompt: str | None = field(

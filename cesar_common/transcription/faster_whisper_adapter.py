@@ -31,6 +31,8 @@ __all__ = [
     "DECODED",
     "ENCODED",
     "LANGUAGE_CODES",
+    "LOG_PROB_THRESHOLD",
+    "NO_SPEECH_THRESHOLD",
     "STARTED",
     "BatchProgress",
     "Decoding",
@@ -62,6 +64,13 @@ STARTED, ENCODED, DECODED = "started", "encoded", "decoded"
 _SHARES = {STARTED: 0.0, ENCODED: 0.4, DECODED: 0.85}
 #: how often a stop is looked for while CTranslate2 generates a batch's text
 _POLL_SECONDS = 0.05
+#: Whisper's rule for a window with no speech in it: the model finds speech unlikely (its no-speech
+#: probability above this) ...
+NO_SPEECH_THRESHOLD = 0.6
+#: ... and is unsure of the text it decoded (its average log probability per token below this). OpenAI's
+#: and faster-whisper's defaults; faster-whisper applies the rule to sequential decoding only, the adapter
+#: to batched windows too.
+LOG_PROB_THRESHOLD = -1.0
 
 
 class TranscriptionStopped(Exception):
@@ -100,6 +109,9 @@ class TranscriptionInfo:
 
     language: str
     language_probability: float
+    #: the seconds of audio voice activity detection kept (its speech regions, each padded by 0.4 s on
+    #: both sides), or the whole audio's without it
+    vad_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +199,8 @@ def transcribe_sequential(
         initial_prompt=decoding.initial_prompt,
         vad_filter=decoding.vad,
         word_timestamps=decoding.word_timestamps,
+        no_speech_threshold=NO_SPEECH_THRESHOLD,
+        log_prob_threshold=LOG_PROB_THRESHOLD,
         # Each window prompted with the previous one's text, some CPU kernel sets made tiny.en read a
         # story's earlier chapter again in place of the audio, or decode a call's last line twice.
         # Without it, and without the temperature fallback's unseeded sampling (CTranslate2 seeds its
@@ -207,7 +221,9 @@ def transcribe_batched(
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[Iterator[WhisperSegment], TranscriptionInfo]:
     """faster-whisper's batched pipeline: the audio cut at pauses into windows of up to 30 s, ``batch_size``
-    windows decoded in one pass. VAD is always on here (the pipeline needs it to cut).
+    windows decoded in one pass. VAD is always on here (the pipeline needs it to cut). A window Whisper's
+    rule finds silent (:data:`NO_SPEECH_THRESHOLD`, :data:`LOG_PROB_THRESHOLD`) gives no segments, as in
+    sequential decoding (the pipeline itself keeps them).
 
     A batch's segments come out only once the whole batch is decoded, so each batch reports its span of the
     audio as it goes (``on_progress``, in the audio's time): at its start, once encoded and once its text is
@@ -232,7 +248,7 @@ def transcribe_batched(
         word_timestamps=decoding.word_timestamps,
         batch_size=batch_size,
     )
-    return _plain_segments(raw), _info(info)
+    return _plain_segments(raw, drop_silent=True), _info(info)
 
 
 class _Watch:
@@ -335,19 +351,30 @@ class _SpanPipeline(BatchedInferencePipeline):  # type: ignore[misc]
 
 
 def _info(info: Any) -> TranscriptionInfo:
-    return TranscriptionInfo(str(info.language), float(info.language_probability))
+    return TranscriptionInfo(
+        str(info.language), float(info.language_probability), float(info.duration_after_vad)
+    )
 
 
-def _plain_segments(raw: Iterable[Any]) -> Iterator[WhisperSegment]:
-    """faster-whisper's lazy segments as ours; closing this closes faster-whisper's generator."""
+def _plain_segments(raw: Iterable[Any], *, drop_silent: bool = False) -> Iterator[WhisperSegment]:
+    """faster-whisper's lazy segments as ours, without those of silent windows when ``drop_silent``;
+    closing this closes faster-whisper's generator."""
     iterator = iter(raw)
     try:
         for segment in iterator:
-            yield _segment(segment)
+            plain = _segment(segment)
+            if not (drop_silent and _silent(plain)):
+                yield plain
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
+
+
+def _silent(segment: WhisperSegment) -> bool:
+    """Whether Whisper's rule finds the window ``segment`` came from silent (faster-whisper's test, from
+    ``generate_segments``)."""
+    return segment.no_speech_prob > NO_SPEECH_THRESHOLD and segment.avg_logprob < LOG_PROB_THRESHOLD
 
 
 def _segment(raw: Any) -> WhisperSegment:

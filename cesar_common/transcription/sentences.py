@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-__all__ = ["MAX_SECONDS", "piece_text", "split_words"]
+__all__ = ["MAX_SECONDS", "ends_clause", "ends_sentence", "piece_text", "split_words"]
 
 MAX_SECONDS = 10.0  # longer than most sentences, about as long as a two-line subtitle stays readable
 # with the full-width forms Chinese and Japanese use
@@ -53,6 +53,17 @@ def split_words(words: Sequence[W]) -> list[list[W]]:
 def piece_text(words: Sequence[TimedWord]) -> str:
     """The words' text as Whisper spelled it (each word brings its own leading space)."""
     return "".join(word.word for word in words).strip()
+
+
+def ends_sentence(word: str) -> bool:
+    """Whether ``word`` ends a sentence (a full stop, question or exclamation mark, before any closing
+    quote or bracket)."""
+    return _ends_with(word, _SENTENCE_ENDS)
+
+
+def ends_clause(word: str) -> bool:
+    """Whether ``word`` ends a clause (a comma, semicolon or colon) without ending the sentence."""
+    return _ends_with(word, _CLAUSE_ENDS)
 
 
 def _best_cut(words: Sequence[TimedWord]) -> int:

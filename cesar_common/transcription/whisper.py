@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SAMPLE_RATE",
+    "SHORT_AUDIO_SECONDS",
     "DecodeOptions",
     "TranscriptionCancelled",
     "decode",
@@ -53,6 +54,13 @@ __all__ = [
 ]
 
 SEQUENTIAL, BATCHED = "sequential", "batched"  # TranscriptionResult.mode
+#: with voice activity detection, when Whisper gets less audio than this to go on (what VAD keeps: its
+#: speech, padded by 0.4 s on both sides) and is unsure of all the text it decodes from it, the transcript
+#: is empty, as for silence. With so little, its language model fills in: "That's it." from truncated.mp3's
+#: 0.4 s of "The qu-" (average log probability -1.03 to -1.21 under the GENERIC, AVX2 and AVX512 kernels,
+#: where the telephone call's clear "Hello?" scores -0.37 to -0.88). VAD alone cannot tell them apart: it
+#: hears more speech in that clip than in that "Hello?".
+SHORT_AUDIO_SECONDS = 1.0
 
 ProgressCallback = Callable[[float, float], None]
 SegmentCallback = Callable[[Segment], None]
@@ -140,6 +148,8 @@ def transcribe(
             raw_segments, info = _start(
                 model, clip, options, language, batch_size, _batch_progress(on_progress, total), should_stop
             )
+            if options.vad and info.vad_seconds < SHORT_AUDIO_SECONDS:
+                raw_segments = _unless_unsure(raw_segments)
             segments = _collect(
                 raw_segments,
                 offset,
@@ -360,6 +370,18 @@ def _start(
             should_stop=should_stop,
         )
     return adapter.transcribe_sequential(model.whisper, clip, decoding)
+
+
+def _unless_unsure(raw_segments: Iterator[WhisperSegment]) -> Iterator[WhisperSegment]:
+    """``raw_segments`` of short audio (see :data:`SHORT_AUDIO_SECONDS`), or none when Whisper is unsure of
+    every one (Whisper's own mark of a failed decode, which it would retry by sampling; Cesar does not
+    sample). Decoded before any is handed out, so a job's live segments never show text it then drops."""
+    from cesar_common.transcription.faster_whisper_adapter import LOG_PROB_THRESHOLD
+
+    decoded = list(raw_segments)
+    if all(segment.avg_logprob < LOG_PROB_THRESHOLD for segment in decoded):
+        return iter(())
+    return iter(decoded)
 
 
 def _never_backwards(on_progress: ProgressCallback) -> ProgressCallback:

@@ -162,6 +162,39 @@ def test_voice_activity_detection_finds_speech_and_only_speech(speech: np.ndarra
     assert found == [], f"{RELEASE}: VAD found speech in silence.wav"
 
 
+def test_both_modes_say_how_much_audio_vad_kept(model: Any, speech: np.ndarray) -> None:
+    duration = speech.size / SAMPLE_RATE
+    silence = decode_samples(AUDIO / "silence.wav")
+    for mode, run in (
+        ("sequential", lambda samples: adapter.transcribe_sequential(model, samples, GREEDY)),
+        ("batched", lambda samples: adapter.transcribe_batched(model, samples, GREEDY, batch_size=4)),
+    ):
+        segments, info = run(speech)
+        assert 0.5 * duration < info.vad_seconds <= duration, f"{RELEASE} {mode}: VAD kept {info.vad_seconds}"
+        assert list(segments), f"{RELEASE} {mode} heard nothing"
+        segments, info = run(silence)
+        assert info.vad_seconds == 0.0 and list(segments) == [], f"{RELEASE} {mode}: speech in silence"
+
+
+def test_a_window_whisper_finds_silent_gives_nothing_in_either_mode(model: Any, speech: np.ndarray) -> None:
+    """0.6 s around "fast": no-speech probability 0.77, average log probability -1.3 (greedy). Sequential
+    decoding drops such a window; the batched pipeline keeps it, the adapter does not."""
+    clip = np.ascontiguousarray(speech[int(5.4 * SAMPLE_RATE) : int(6.0 * SAMPLE_RATE)])
+    raw, _ = BatchedInferencePipeline(model).transcribe(clip, beam_size=1, batch_size=4)
+    kept = list(raw)
+    assert kept, f"{RELEASE}: the batched pipeline drops silent windows itself (the adapter need not)"
+    silent = [
+        segment.no_speech_prob > adapter.NO_SPEECH_THRESHOLD
+        and segment.avg_logprob < adapter.LOG_PROB_THRESHOLD
+        for segment in kept
+    ]
+    assert all(silent), f"{RELEASE}: the clip is no longer a silent window to Whisper: {kept}"
+    segments, _ = adapter.transcribe_sequential(model, clip, GREEDY)
+    assert list(segments) == [], f"{RELEASE}: sequential decoding kept a silent window"
+    segments, _ = adapter.transcribe_batched(model, clip, GREEDY, batch_size=4)
+    assert list(segments) == []
+
+
 def test_an_english_only_model_says_so(model: Any) -> None:
     assert adapter.is_multilingual(model) is False, f"{RELEASE} takes tiny.en for a multilingual model"
     assert adapter.supported_languages(model) == ("en",), f"{RELEASE}: tiny.en speaks more than English"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,6 +140,15 @@ def job_row(page: Any, name: str) -> Any:
     return page.locator("#jobs li", has=page.locator(".name", has_text=name)).first
 
 
+def request_held(page: Any, held: list[Any], what: str) -> None:
+    """Wait until a route ``held`` requests (appending them) holds one: Playwright runs route handlers
+    while the page is asked something."""
+    deadline = time.monotonic() + 20
+    while not held:
+        assert time.monotonic() < deadline, f"no request for {what}"
+        page.wait_for_timeout(20)
+
+
 def wait_status(row: Any, status: str, timeout: float = 120_000) -> None:
     row.locator(f".status.{status}").wait_for(timeout=timeout)
 
@@ -256,15 +266,60 @@ def test_a_running_long_job_is_cancelled(browser: Browser, serve: CesarProcess, 
     page.context.close()
 
 
-def test_a_file_that_is_not_audio_says_so_and_makes_no_job(browser: Browser, serve: CesarProcess) -> None:
+def test_a_file_that_is_not_audio_says_so_once_and_makes_no_job(
+    browser: Browser, serve: CesarProcess
+) -> None:
     page = open_page(browser, serve.url)
     page.get_by_label("or choose them").set_input_files(str(AUDIO_DIR / "junk.mp3"))
     page.get_by_role("button", name="Transcribe", exact=True).click()
-    alert = page.locator("#alerts p").first
-    alert.wait_for()
-    assert alert.inner_text().startswith("junk.mp3: Not an audio file:")
-    assert "not an audio" in page.locator("#uploads p.error").inner_text()
+    row = page.locator("#uploads li", has=page.locator(".name", has_text="junk.mp3"))
+    row.locator(".status.error").wait_for()
+    assert row.locator(".status").text_content() == "failed"
+    # why, once, beside the file's name (not again as an alert, nor with the name put before it)
+    reason = row.locator("p.error").inner_text()
+    assert reason.startswith("Not an audio file: junk.mp3 is not an audio or video file"), reason
+    assert page.get_by_text("Not an audio file").count() == 1
+    assert page.locator("#alerts p").count() == 0
+    # the bar does not stay full in the page's colour, as if the file had gone through
+    assert row.locator("progress").count() == 0
+    screenshot(page, "refused-upload.png")
     assert jobs_named(serve.url, "junk.mp3") == []
+    page.context.close()
+
+
+def test_the_jobs_list_says_it_is_loading(browser: Browser, serve: CesarProcess) -> None:
+    """Before the script has run (the page as served), and until the first page of jobs is in."""
+    page = browser.page(serve.url)
+    held: list[Any] = []
+    waiting = re.compile(r"/ui/cesar\.js$|/jobs\?")
+    page.route(waiting, lambda route: held.append(route))
+    page.goto(serve.url, wait_until="commit")
+    loading = page.locator("#jobs-loading")
+    loading.wait_for()
+    assert loading.inner_text() == "Loading jobs…" and page.locator("#no-jobs").is_hidden()
+    request_held(page, held, "the script")
+    screenshot(page, "loading.png")
+    held.pop().continue_()
+    request_held(page, held, "the first page of jobs")  # the script runs, the list is not in yet
+    assert loading.is_visible() and page.locator("#app").is_visible()
+    held.pop().continue_()
+    page.unroute(waiting)  # the list's refreshes
+    page.wait_for_selector("html[data-ready=true]")
+    assert loading.is_hidden()
+    assert page.locator("#jobs li").count() > 0 or page.locator("#no-jobs").is_visible()
+    page.context.close()
+
+
+def test_dismiss_stays_one_word_beside_a_long_alert(browser: Browser, serve: CesarProcess) -> None:
+    page = open_page(browser, serve.url, width=375, height=740)
+    page.get_by_role("button", name="Transcribe", exact=True).click()  # nothing chosen: an alert
+    dismiss = page.locator("#alerts p button", has_text="Dismiss")
+    dismiss.wait_for()
+    lines = "b => { const r = new Range(); r.selectNodeContents(b); return r.getClientRects().length; }"
+    assert dismiss.evaluate(lines) == 1
+    screenshot(page, "alert-phone.png")
+    dismiss.click()
+    assert page.locator("#alerts p").count() == 0
     page.context.close()
 
 

@@ -104,6 +104,30 @@ def test_silence_with_vad_is_empty(engine_model: LoadedModel) -> None:
     assert result.duration == pytest.approx(5.0)
 
 
+@pytest.mark.parametrize("batch_size", [0, 1], ids=["batched", "sequential"])
+def test_a_clip_cut_short_is_empty_as_silence_is(engine_model: LoadedModel, batch_size: int) -> None:
+    """truncated.mp3 is the first 0.4 s of speech_en ("The qu-"), of which tiny.en made "That's it." (an
+    average log probability under -1: unsure)."""
+    result = transcribe(engine_model, AUDIO / "truncated.mp3", DecodeOptions(batch_size=batch_size))
+    assert result.mode == ("batched" if batch_size == 0 else "sequential")
+    assert result.text == "" and result.segments == ()
+    assert result.duration == pytest.approx(0.4, abs=0.01)
+
+
+def test_without_vad_a_clip_cut_short_is_decoded_all_the_same(engine_model: LoadedModel) -> None:
+    # documented: without VAD, Whisper transcribes whatever it is given
+    result = transcribe(engine_model, AUDIO / "truncated.mp3", DecodeOptions(vad=False))
+    assert result.mode == "sequential" and result.text.strip()
+
+
+@pytest.mark.parametrize("batch_size", [0, 1], ids=["batched", "sequential"])
+def test_a_clear_word_in_under_a_second_is_kept(engine_model: LoadedModel, batch_size: int) -> None:
+    # the call's first "Hello?", alone in 0.8 s of audio: less than SHORT_AUDIO_SECONDS, and Whisper is sure
+    options = DecodeOptions(start_time=6.5, end_time=7.3, batch_size=batch_size)
+    result = transcribe(engine_model, AUDIO / "two_speakers.wav", options)
+    assert "hello" in _words(result)
+
+
 def test_start_time_clips_and_keeps_file_times(engine_model: LoadedModel) -> None:
     result = transcribe(engine_model, AUDIO / "speech_en.wav", DecodeOptions(start_time=3.4))
     text = _words(result)

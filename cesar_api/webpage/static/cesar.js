@@ -198,17 +198,18 @@
       }
       if (request.status === 401) askKey();
       const error = new ApiError(request.status, body.detail || request.statusText || "upload failed", body.code);
-      failed(item, status, `${file.name}: ${readable(error)}`);
+      failed(item, status, bar, readable(error));
     });
-    request.addEventListener("error", () => failed(item, status, `${file.name}: the upload did not reach the server`));
+    request.addEventListener("error", () => failed(item, status, bar, "The upload did not reach the server."));
     request.send(form);
   }
 
-  function failed(item, status, message) {
+  function failed(item, status, bar, message) {
+    // said once, beside the file's name; the bar goes, so that it is not left full as if the file went through
     status.textContent = "failed";
     status.className = "status error";
-    item.append(el("p", { class: "error", text: message }));
-    alertText(message);
+    bar.remove();
+    item.append(el("p", { class: "error", role: "alert", text: message }));
   }
 
   async function submitUrl(url, fields) {
@@ -304,6 +305,11 @@
       nextCursor = response.headers.get("X-Next-Cursor");
       $("older").hidden = !nextCursor;
     }
+    listed();
+  }
+
+  function listed() {
+    $("jobs-loading").hidden = true;
     $("no-jobs").hidden = rows.size > 0;
     follow();
   }
@@ -313,7 +319,7 @@
     try {
       const response = await api(`/jobs?limit=${PAGE_SIZE}`);
       for (const job of await response.json()) show(job);
-      follow();
+      listed();
     } catch (_error) { /* the next refresh tries again; errors the person caused are shown where made */ }
   }
 
@@ -547,8 +553,11 @@
     config = loaded;
     $("forget-key").hidden = !config.api_key;
     fillForm();
-    $("app").hidden = false;
-    await loadJobs(null).catch((error) => alertText(readable(error)));
+    $("submit").disabled = false;
+    await loadJobs(null).catch((error) => {
+      $("jobs-loading").textContent = "The jobs could not be loaded: trying again every few seconds.";
+      alertText(readable(error));
+    });
     setInterval(refresh, REFRESH_MS);
     window.cesarReadyMs = performance.now();
     document.documentElement.dataset.ready = "true";
