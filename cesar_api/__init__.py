@@ -8,10 +8,12 @@ from __future__ import annotations
 __all__ = [
     "app",
     "auth",
+    "body_timeout",
     "compat",
     "event_hub",
     "exception_mapper",
     "job_metrics",
+    "load_shedding",
     "metrics",
     "reads",
     "routes",
