@@ -109,9 +109,8 @@ def _take(
     """Take ``seconds``, "decoding" a segment every quarter second of them; the segments."""
     start = time.monotonic()
     segments: list[dict[str, Any]] = []
-    while (elapsed := time.monotonic() - start) < seconds:
-        if should_stop():
-            raise JobStopped(StopReason.CANCELLED)
+
+    def decoded_until(elapsed: float) -> None:
         while (len(segments) + 1) * SEGMENT_SECONDS <= elapsed:
             n = len(segments)
             segment = {
@@ -122,8 +121,14 @@ def _take(
             }
             segments.append(segment)
             on_segment(segment)
+
+    while (elapsed := time.monotonic() - start) < seconds:
+        if should_stop():
+            raise JobStopped(StopReason.CANCELLED)
+        decoded_until(elapsed)
         on_progress(elapsed, seconds)
         time.sleep(STEP_SECONDS)
+    decoded_until(seconds)  # however the loop was scheduled, S seconds make S / SEGMENT_SECONDS segments
     return segments or [{"id": 0, "start": 0.0, "end": seconds, "text": "fake"}]
 
 
