@@ -258,8 +258,9 @@ class ChangeFeed:
                     conn.execute(f"UNLISTEN {CHANNELS[kind]}")
                 listening = set(wanted)
                 self._hearing(listening)
-                # consume the generator to its end: while suspended it holds the connection's lock
-                for note in list(conn.notifies(timeout=LISTEN_STEP_SECONDS)):
+                # each change is handed on the moment it arrives (dispatching is quick: subscribers set an
+                # event or hand it to their loop), and the generator is run to its end before the next look
+                for note in conn.notifies(timeout=LISTEN_STEP_SECONDS):
                     change = _parse(note, schema)
                     if change is not None:
                         self._dispatch(change)

@@ -19,6 +19,7 @@ from dbtools import age
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from cesar_common.db import feed as feed_module
 from cesar_common.db.audio_chunks import CHUNK_SIZE
 from cesar_common.db.connect import open_engine, read_only
 from cesar_common.db.feed import ChangeFeed, WorkSignal
@@ -562,6 +563,21 @@ def test_a_part_queued_wakes_an_idle_waiter(db_url: str, store: JobStore) -> Non
         finally:
             timer.join()
     assert store.claim_work("w2", lease_seconds=30) is not None
+
+
+def test_a_postgres_notification_is_handed_on_the_moment_it_arrives(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listener hands each notification on as it comes, not when its wait for more ends: with that
+    wait an hour long, a queued job still wakes the waiter."""
+    monkeypatch.setattr(feed_module, "LISTEN_STEP_SECONDS", 3600.0)
+    store = JobStore.from_url(postgres_url)
+    try:
+        with work_signal(store) as waiter:
+            store.create_job(url_job(), None)
+            assert waiter.wait(30) is True
+    finally:
+        store.close()
 
 
 def test_waiter_honours_its_stop_event(store: JobStore) -> None:
