@@ -188,6 +188,11 @@ def wrk_rps(base: str, ids: list[str], duration: int, connections: int, workdir:
         str(script),
         base,
     ]
+    return run_wrk(command)
+
+
+def run_wrk(command: list[str]) -> dict[str, Any]:
+    """Run ``wrk``: requests per second, non-2xx answers, median and 99th percentile latency."""
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -212,18 +217,7 @@ def wrk_path_rps(base: str, path: str, duration: int, connections: int) -> dict[
         "--latency",
         base + path,
     ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    p50 = re.search(r"50%\s+([\d.]+\w+)", output)
-    p99 = re.search(r"99%\s+([\d.]+\w+)", output)
-    return {
-        "tool": "wrk",
-        "rps": rps,
-        "errors": int(errors.group(1)) if errors else 0,
-        "p50": p50.group(1) if p50 else "?",
-        "p99": p99.group(1) if p99 else "?",
-    }
+    return run_wrk(command)
 
 
 def python_path_rps(base: str, path: str, duration: int, connections: int) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from io import StringIO
 
@@ -11,13 +10,11 @@ import pytest
 import srt
 import webvtt
 from api_helpers import (
-    BACKENDS,
     SEGMENTS,
     Api,
     completed_job,
     error_body,
     job_count,
-    module_database,
     processing_job,
     running_api,
     upload,
@@ -50,18 +47,6 @@ NEW_FIELDS = {
     "source",
     "links",
 }
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def api_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with module_database(request, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def api(api_db: str) -> Iterator[Api]:
-    with running_api(api_db) as running:
-        yield running
 
 
 def aware(stamp: str | None) -> datetime | None:

@@ -10,12 +10,10 @@ import httpx
 import pytest
 from api_helpers import (
     AUDIO_DIR,
-    BACKENDS,
     Api,
     error_body,
     health_when,
     job_count,
-    module_database,
     running_api,
     upload,
     url_job,
@@ -28,18 +26,6 @@ from cesar_common.settings import Settings
 
 UNREACHABLE_URL = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
 KEY = "correct horse battery staple"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def api_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with module_database(request, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def api(api_db: str) -> Iterator[Api]:
-    with running_api(api_db) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

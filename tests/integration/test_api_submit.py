@@ -10,23 +10,15 @@ from pathlib import Path
 import pytest
 from api_helpers import (
     AUDIO_DIR,
-    BACKENDS,
     PUBLIC_URL,
     Api,
     error_body,
     job_count,
-    module_database,
     running_api,
     upload,
 )
 
 from cesar_common.db.records import JobStatus
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def api_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with module_database(request, tmp_path_factory) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

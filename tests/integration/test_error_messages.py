@@ -4,21 +4,17 @@ is a 409 that says so (SQLite and PostgreSQL) rather than an empty file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from api_helpers import (
     AUDIO_DIR,
-    BACKENDS,
     DECODING,
     PUBLIC_URL,
     SEGMENTS,
     Api,
     completed_job,
     error_body,
-    module_database,
-    running_api,
 )
 from click.testing import CliRunner
 
@@ -36,18 +32,6 @@ from cesar_common.db.records import (
 from cesar_common.db.store import JobStore
 
 SPEECH = AUDIO_DIR / "speech_en.wav"
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def api_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with module_database(request, tmp_path_factory) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def api(api_db: str) -> Iterator[Api]:
-    with running_api(api_db) as running:
-        yield running
 
 
 def sent_as(api: Api, path: str, field: str, **kwargs: object) -> dict[str, object]:
