@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -221,25 +221,7 @@ def wrk_path_rps(base: str, path: str, duration: int, connections: int) -> dict[
 
 
 def python_path_rps(base: str, path: str, duration: int, connections: int) -> dict[str, Any]:
-    async def run() -> tuple[int, int]:
-        done = errors = 0
-        stop = time.perf_counter() + duration
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
-
-            async def worker() -> None:
-                nonlocal done, errors
-                while time.perf_counter() < stop:
-                    response = await client.get(path)
-                    done += 1
-                    errors += response.status_code != 200
-
-            await asyncio.gather(*(worker() for _ in range(connections)))
-        return done, errors
-
-    started = time.perf_counter()
-    done, errors = asyncio.run(run())
-    return {"tool": "python-httpx", "rps": done / (time.perf_counter() - started), "errors": errors}
+    return python_rps(base, lambda: path, duration, connections)
 
 
 def health_rps(base: str, args: argparse.Namespace) -> None:
@@ -263,7 +245,9 @@ def health_rps(base: str, args: argparse.Namespace) -> None:
     print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
 
 
-def python_rps(base: str, ids: list[str], duration: int, connections: int) -> dict[str, Any]:
+def python_rps(base: str, next_path: Callable[[], str], duration: int, connections: int) -> dict[str, Any]:
+    """An asyncio load of ``connections`` clients, each asking for ``next_path()`` in turn."""
+
     async def run() -> tuple[int, int]:
         done = errors = 0
         stop = time.perf_counter() + duration
@@ -273,7 +257,7 @@ def python_rps(base: str, ids: list[str], duration: int, connections: int) -> di
             async def worker() -> None:
                 nonlocal done, errors
                 while time.perf_counter() < stop:
-                    response = await client.get(f"/jobs/{random.choice(ids)}")
+                    response = await client.get(next_path())
                     done += 1
                     errors += response.status_code != 200
 
@@ -320,7 +304,7 @@ def load(
     if shutil.which("wrk"):
         figures = wrk_rps(base, ids, args.duration, args.connections, workdir)
     else:
-        figures = python_rps(base, ids, args.duration, args.connections)
+        figures = python_rps(base, lambda: f"/jobs/{random.choice(ids)}", args.duration, args.connections)
     requests = figures["rps"] * args.duration
     figures["api_cpu_us_per_request"] = (sum(proc.cpu_times()[:2]) - cpu_before) / requests * 1e6
     return figures
