@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -28,7 +31,7 @@ from cesar_common.db.transactions import Transactions, database_error
 from cesar_common.errors import DatabaseError, InvalidInputError
 from cesar_common.job_options import options_dict
 
-__all__ = ["create_job", "purge_stale_uploads"]
+__all__ = ["create_job", "new_job_id", "purge_stale_uploads"]
 
 PENDING = JobStatus.PENDING.value
 QUEUED = JobStatus.QUEUED.value
@@ -63,7 +66,7 @@ def create_job(
             fingerprint = idempotency.request_fingerprint(new, digest)
             return idempotency.same_request(existing, fingerprint, key), False
 
-    job_id = str(uuid.uuid4())
+    job_id = new_job_id()
     with tx.write() as conn:
         state.insert_job(conn, _new_values(job_id, new, PENDING))
     try:
@@ -74,6 +77,23 @@ def create_job(
     except BaseException:
         _discard_upload(tx, job_id)
         raise
+
+
+def new_job_id() -> str:
+    """A UUID whose order is the order jobs were made in (version 7, RFC 9562): 48 bits of milliseconds, a
+    12-bit count within the millisecond (this process's, so it never repeats or goes back), 62 random bits.
+    Claims take jobs by ``created_at`` and then id: jobs made in one millisecond of the database's clock
+    (SQLite's resolution) are claimed and listed in the order they were made, not by chance."""
+    global _last_stamp
+    with _stamp_lock:
+        stamp = _last_stamp = max(time.time_ns() // 1_000_000 << 12, _last_stamp + 1)
+    random_bits = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (stamp >> 12) << 80 | 0x7 << 76 | (stamp & 0xFFF) << 64 | 0b10 << 62 | random_bits
+    return str(uuid.UUID(int=value))
+
+
+_stamp_lock = threading.Lock()
+_last_stamp = 0
 
 
 def _new_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
@@ -99,7 +119,7 @@ def _insert_queued(
     tx: Transactions, new: NewJob, key: str | None, fingerprint: str | None
 ) -> tuple[JobRecord, bool]:
     values = {
-        **_new_values(str(uuid.uuid4()), new, QUEUED),
+        **_new_values(new_job_id(), new, QUEUED),
         "idempotency_key": key,
         "request_fingerprint": fingerprint,
     }

@@ -281,7 +281,9 @@ def test_list_refuses_bad_limits_and_internal_statuses(store: JobStore) -> None:
 
 
 def test_queue_position_and_counts(store: JobStore) -> None:
-    first, second, third = (store.create_job(url_job(), None) for _ in range(3))
+    created = [store.create_job(url_job(), None) for _ in range(3)]
+    # claims take jobs by creation time, then by id (ids sort in the order they were made)
+    first, second, third = sorted(created, key=lambda job: (job.created_at, job.id))
     assert [store.queue_position(job) for job in (first, second, third)] == [1, 2, 3]
     claimed = store.claim_work("w1", lease_seconds=30)
     assert claimed is not None and claimed.id == first.id

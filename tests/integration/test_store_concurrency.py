@@ -12,7 +12,9 @@ from cesar_common.db.records import JobSource, JobStatus, NewJob, TranscribeOpti
 from cesar_common.db.store import JobStore
 
 PROCESSES = 3
-JOBS = 90
+#: enough that one process cannot drain the queue before the others, woken by the same gun, claim too
+#: (90 were drained by one on a loaded machine)
+JOBS = 300
 
 # Each process: announce itself, wait for the starting gun, then claim, report and complete until the
 # queue is empty. It prints the ids it claimed.
