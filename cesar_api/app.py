@@ -34,6 +34,7 @@ from cesar_api.routes.job_routes import (
     list_jobs,
     redeliver_webhook,
 )
+from cesar_api.routes.live_socket import live_session
 from cesar_api.routes.page import page, page_routers
 from cesar_api.routes.submission import create_transcription, create_url_transcription
 from cesar_api.uploads import MULTIPART_OVERHEAD
@@ -54,6 +55,7 @@ PROTECTED_ROUTES = [
     delete_job,
     redeliver_webhook,
     follow_job,
+    live_session,
     metrics,
     open_session,
 ]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationInfo, create_model, field_validator
 
+from cesar_common.db.records import AudioFormat
 from cesar_common.job_json import Schema, option_fields
 from cesar_common.text import TEXT_WHITESPACE, control_character
 
@@ -15,7 +16,10 @@ __all__ = [
     "DatabaseHealth",
     "ErrorOut",
     "HealthOut",
+    "LiveAudioIn",
     "LiveOut",
+    "LiveResumeIn",
+    "LiveStartIn",
     "LoadHealth",
     "QueueHealth",
     "SubmitFields",
@@ -120,6 +124,49 @@ else:
         __doc__="A transcription of audio that the worker downloads from ``url``.",
         **option_fields(for_input=True),
     )
+
+
+class LiveAudioIn(Schema):
+    """How a live session's audio arrives (``docs/live.md``)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    format: AudioFormat = AudioFormat.PCM_S16LE
+    sample_rate: Annotated[int, Field(ge=8000, le=48000)] = 16000
+
+
+class LiveStartIn(SubmitFields):
+    """The first message of a new live session (``GET /live``)."""
+
+    type: Literal["start"]
+    model: Annotated[str | None, Field(default=None, max_length=255)]
+    language: Annotated[str | None, Field(default=None, max_length=16, pattern=r"^([A-Za-z]{2,3}|auto)?$")]
+    task: Literal["transcribe", "translate"] = "transcribe"
+    prompt: Annotated[str | None, Field(default=None, max_length=2000)]
+    word_timestamps: bool = True
+    vad: bool = True
+    audio: LiveAudioIn = Field(default_factory=LiveAudioIn)
+    idempotency_key: Annotated[str | None, Field(default=None, min_length=1, max_length=255)]
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "language": self.language,
+            "task": self.task,
+            "initial_prompt": self.prompt or None,
+            "word_timestamps": self.word_timestamps,
+            "vad": self.vad,
+        }
+
+
+class LiveResumeIn(Schema):
+    """The first message of a live session going on after a lost connection."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    type: Literal["resume"]
+    session_id: Annotated[str, Field(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9-]+$")]
+    last_segment: Annotated[int, Field(ge=-1, le=10_000_000)] = -1
 
 
 # --- responses ---------------------------------------------------------------------------------------

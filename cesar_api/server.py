@@ -135,7 +135,10 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
         server_header=False,
-        ws="none",  # no websocket routes: skips importing a websocket implementation
+        # live sessions (GET /live); the sans-I/O implementation is the one for websockets 13 and later
+        ws="websockets-sansio",
+        # above the route's own limit, so that the route refuses a message too big with an error event
+        ws_max_size=4 * 1024 * 1024,
         timeout_graceful_shutdown=10,
     )
     with stop_on_signals() as stop:

@@ -127,9 +127,10 @@ class DecodingOut(Schema):
 
     device: str = Field(description="`cpu` or `cuda`.", examples=["cpu"])
     compute_type: str = Field(description="CTranslate2's compute type.", examples=["int8"])
-    mode: Literal["sequential", "batched"] = Field(
+    mode: Literal["sequential", "batched", "live"] = Field(
         description="`batched`: faster-whisper's batched pipeline, several 30 s windows at once "
-        "(long files, and always on CUDA); `sequential`: one window after the other.",
+        "(long files, and always on CUDA); `sequential`: one window after the other; `live`: a live "
+        "session, its growing audio decoded about once a second (LocalAgreement-2).",
         examples=["batched"],
     )
     batch_size: int = Field(description="Windows decoded at once (1 when sequential).", examples=[4])
@@ -178,7 +179,7 @@ class JobOut(Schema):
         description="Machine-readable reason of an error: `decode_failed`, `download_failed`, "
         "`worker_lost`, `cancelled`, ...",
     )
-    source: Literal["upload", "url"]
+    source: Literal["upload", "url", "live"]
     cancel_requested: bool = Field(description="A cancel was asked for while the job was running.")
     size_bytes: int | None = Field(description="Size of the uploaded audio.")
     options: JobOptionsOut

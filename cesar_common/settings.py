@@ -135,6 +135,31 @@ class Settings(BaseSettings):
         "which every idle worker (on any host) transcribes at once; the parts merge into one transcript "
         "(0: never cut).",
     )
+    live_sessions: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Live sessions each worker process transcribes at once, beside its file work (threads of "
+        "their own: a session never waits behind queued files; 0: this worker takes none).",
+    )
+    live_start_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="How long a new live session waits for a worker to take it before the socket is closed "
+        "with 1013 (`no_worker`: try again later).",
+    )
+    live_idle_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A live session that receives no audio for this long (a silent or vanished client) ends "
+        "with what was said so far; a client that lost its connection may resume within it.",
+    )
+    live_max_seconds: float = Field(
+        default=14400.0,
+        gt=0,
+        description="The most audio (seconds) one live session transcribes; the session ends there.",
+    )
     offline: bool = Field(
         default=False,
         validation_alias=AliasChoices("offline", "CESAR_OFFLINE", "HF_HUB_OFFLINE"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
 
     from cesar_common.transcription.cuts import SplitPlan
     from cesar_common.transcription.loading import LoadedModel
+    from cesar_common.transcription.streaming import DecodeWords
 
-__all__ = ["Transcriber", "TranscriberFactory", "WhisperTranscriber"]
+__all__ = ["LiveDecoder", "Transcriber", "TranscriberFactory", "WhisperTranscriber"]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,23 @@ class Transcriber(Protocol):
         """How to cut a long file into parts of about ``split_seconds`` (at pauses), and the one language
         for every part; None when the file is short enough to transcribe whole."""
 
+    def live_decoder(self, job: JobRecord, first_audio: np.ndarray) -> LiveDecoder:
+        """How a live session is decoded: its model's words for a buffer of audio (with a prompt), in
+        the session's one language (the job's, the model's only one, or detected once on ``first_audio``,
+        the session's first seconds)."""
+
     def close(self) -> None:
         """Free what the transcriber holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDecoder:
+    """A live session's decoder and what the job records of it."""
+
+    decode: DecodeWords
+    language: str
+    language_probability: float
+    decoding: Decoding
 
 
 #: Builds the worker's transcriber from its settings (``run_worker(transcriber_factory=...)``).
@@ -184,6 +201,17 @@ class WhisperTranscriber:
             return given, 1.0
         found = faster_whisper_adapter.detect_language(loaded.whisper, samples[: 300 * SAMPLE_RATE])
         return found.code, round(found.probability, 4)
+
+    def live_decoder(self, job: JobRecord, first_audio: np.ndarray) -> LiveDecoder:
+        from cesar_common.transcription import streaming
+
+        loaded = self.cache.get(self._key(job.model))
+        language, probability = self._language(job, first_audio)
+        decode = streaming.whisper_decoder(
+            loaded, language=language, task=job.options.task, vad=job.options.vad
+        )
+        decoding = Decoding(device=loaded.device, compute_type=loaded.compute_type, mode="live", batch_size=1)
+        return LiveDecoder(decode, language, probability, decoding)
 
     def close(self) -> None:
         self.cache.clear()

@@ -1,8 +1,9 @@
 """The worker loop: claim the oldest queued job, run it, write the outcome, repeat.
 
-One job at a time per process. Every job ends in exactly one of: completed, error (with a readable message and
-a code), cancelled, handed back (shutdown), or abandoned (the lease was lost, so another worker owns it).
-Nothing a job does stops the loop; only a stop signal (or ``once`` with an empty queue) does.
+One file job at a time per process (live sessions run beside it: :mod:`cesar_worker.live_runner`). Every
+job ends in exactly one of: completed, error (with a readable message and a code), cancelled, handed back
+(shutdown), or abandoned (the lease was lost, so another worker owns it). Nothing a job does stops the
+loop; only a stop signal (or ``once`` with an empty queue) does.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from cesar_worker import part_results
 from cesar_worker.download import DownloadStopped, download
 from cesar_worker.heartbeat import Heartbeat, Housekeeping
 from cesar_worker.jobrun import JobRun, JobStopped, StopReason
+from cesar_worker.live_runner import LiveSlots
 from cesar_worker.transcriber import Transcriber, TranscriberFactory, WhisperTranscriber
 from cesar_worker.webhook_sender import DeliveryLoop
 
@@ -179,6 +181,10 @@ class Worker:
         )
         # webhooks go out from a thread of their own: a receiver that hangs never holds up a job
         self.deliveries = DeliveryLoop(store, settings, worker_id)
+        # live sessions run on threads of their own too: they never wait behind the file work
+        self.live = LiveSlots(
+            settings, store, transcriber, worker_id=worker_id, stop_event=stop_event, feed=self.feed
+        )
         self.jobs_done = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -193,11 +199,14 @@ class Worker:
             self.deliveries.start()
             if preload:
                 self.transcriber.preload(self.settings.model)
+            if not once:
+                self.live.start()
             log.info("worker %s ready", self.worker_id)
             self.loop(once=once)
             if once:  # send the webhooks of the jobs just done before exiting
                 self.deliveries.flush()
         finally:
+            self.live.close()
             self.deliveries.close()
             self.heartbeat.close()
             self.housekeeping.close()

@@ -1,7 +1,9 @@
 """The queue: what a worker takes next, whether anything is waiting, and where a job stands in line.
 
-Work is taken in one order, by one question asked two ways: the first waiting part of the oldest long job
-cut into parts (work already started finishes first), else the oldest queued job. :func:`claim` takes it in
+File work is taken in one order, by one question asked two ways: the first waiting part of the oldest long
+job cut into parts (work already started finishes first), else the oldest queued job. Live sessions are taken
+apart from it (:func:`claim_live`), by the worker threads kept for them, so a session never waits behind
+queued files. :func:`claim` takes it in
 one transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: concurrent claimers skip each other's rows);
 :func:`work_waiting` only asks whether there is any (the change feed's question on SQLite, which has no
 notifications), with the same statements.
@@ -16,11 +18,12 @@ from sqlalchemy import Connection, Row, Select, and_, bindparam, exists, func, o
 
 from cesar_common.db import state
 from cesar_common.db.clock import db_now
-from cesar_common.db.records import JobStatus, PartStatus, QueueCounts
+from cesar_common.db.records import JobSource, JobStatus, PartStatus, QueueCounts
 from cesar_common.db.tables import job_parts, jobs
 
 __all__ = [
     "claim",
+    "claim_live",
     "oldest_queued_age",
     "queue_counts",
     "queue_position",
@@ -30,6 +33,7 @@ __all__ = [
 
 QUEUED = JobStatus.QUEUED.value
 PROCESSING = JobStatus.PROCESSING.value
+LIVE = JobSource.LIVE.value
 
 #: the next part to take: the oldest split job's first waiting part
 _NEXT_PART = (
@@ -38,13 +42,25 @@ _NEXT_PART = (
     .order_by(job_parts.c.created_at, job_parts.c.id)
     .limit(1)
 )
-#: the next job to take: the oldest queued one
-_NEXT_JOB = select(jobs.c.id).where(jobs.c.status == QUEUED).order_by(jobs.c.created_at, jobs.c.id).limit(1)
-_WORK_WAITING = select(or_(exists(_NEXT_PART), exists(_NEXT_JOB)))
+#: the next job to take: the oldest queued file
+_NEXT_JOB = (
+    select(jobs.c.id)
+    .where(jobs.c.status == QUEUED, jobs.c.source != LIVE)
+    .order_by(jobs.c.created_at, jobs.c.id)
+    .limit(1)
+)
+#: the next live session to take: the oldest queued one
+_NEXT_LIVE = (
+    select(jobs.c.id)
+    .where(jobs.c.status == QUEUED, jobs.c.source == LIVE)
+    .order_by(jobs.c.created_at, jobs.c.id)
+    .limit(1)
+)
+_WORK_WAITING = select(or_(exists(_NEXT_PART), exists(_NEXT_JOB), exists(_NEXT_LIVE)))
 
 
 def work_waiting(conn: Connection) -> bool:
-    """Whether :func:`claim` would find something: a part or a job waiting."""
+    """Whether :func:`claim` or :func:`claim_live` would find something: a part, a job or a session."""
     return bool(conn.execute(_WORK_WAITING).scalar())
 
 
@@ -70,6 +86,22 @@ def claim(
         },
     )
     return None if job is None else (job, None)
+
+
+def claim_live(conn: Connection, worker_id: str, *, lease_seconds: float) -> Row[Any] | None:
+    """Take the oldest queued live session for ``worker_id`` under a lease (attempts + 1); None when none
+    waits. Its confirmed segments stay: a session taken over goes on after them."""
+    return state.change_job(
+        conn,
+        and_(jobs.c.id == _locked(conn, _NEXT_LIVE).scalar_subquery(), jobs.c.status == QUEUED),
+        {
+            "status": PROCESSING,
+            "attempts": jobs.c.attempts + 1,
+            "started_at": func.coalesce(jobs.c.started_at, db_now()),
+            "worker_id": worker_id,
+            "lease_expires_at": db_now(lease_seconds),
+        },
+    )
 
 
 def _claim_part(conn: Connection, worker_id: str, lease_seconds: float) -> tuple[Row[Any], Row[Any]] | None:

@@ -13,6 +13,7 @@ from cesar_common.job_options import TranscribeOptions as TranscribeOptions
 __all__ = [
     "FINAL_STATUSES",
     "PUBLIC_STATUSES",
+    "AudioFormat",
     "Decoding",
     "DeliveryOutcome",
     "FinishedPart",
@@ -22,6 +23,8 @@ __all__ = [
     "JobSource",
     "JobStatus",
     "JobView",
+    "LiveEnd",
+    "LiveState",
     "MetricsSnapshot",
     "NewJob",
     "PartPlan",
@@ -79,6 +82,37 @@ class WebhookState(StrEnum):
 class JobSource(StrEnum):
     UPLOAD = "upload"
     URL = "url"
+    LIVE = "live"  # a live session: the audio arrives while the job runs (live_sessions)
+
+
+class AudioFormat(StrEnum):
+    """How a live session's audio arrives."""
+
+    PCM_S16LE = "pcm_s16le"  # raw signed 16-bit little-endian mono samples at a declared rate
+    CONTAINER = "container"  # the bytes of any file FFmpeg reads, as they are produced
+
+
+class LiveEnd(StrEnum):
+    """Why a live session's audio is over."""
+
+    STOP = "stop"  # the client said so
+    IDLE = "idle"  # no audio came for CESAR_LIVE_IDLE_SECONDS
+    MAX_LENGTH = "max_length"  # CESAR_LIVE_MAX_SECONDS of audio arrived
+
+
+@dataclass(frozen=True, slots=True)
+class LiveState:
+    """A live session's audio stream as its worker and the API see it."""
+
+    job_id: str
+    audio_format: AudioFormat
+    sample_rate: int | None
+    audio_bytes: int
+    chunks: int
+    idle_seconds: float  # since audio last arrived (or the session opened), by the database's clock
+    ended: LiveEnd | None
+    tentative: str
+    tentative_start: float | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,11 @@ which rows change and to what; the functions here write the rows and make every 
 - a job that changed (status, progress, segments, cancel request, deletion) is announced to the API's event
   streams; a job or part that became claimable is announced to idle workers (:func:`feed.announce`, called
   from nowhere else);
-- a job that goes back to the queue loses its live segments and parts (the next attempt starts over);
-- a job that ends loses its audio (unless kept), live segments and parts, gets its webhook delivery queued
-  (the outbox: never a final job without its delivery) and is counted in the metric totals
-  (:func:`_ended`).
+- a job that goes back to the queue loses its live segments and parts (the next attempt starts over), but a
+  live session keeps its confirmed segments (the next worker goes on after them);
+- a job that ends loses its audio (unless kept), live segments (a live session's stay with it) and parts,
+  gets its webhook delivery queued (the outbox: never a final job without its delivery) and is counted in
+  the metric totals (:func:`_ended`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, delete, insert, update
+from sqlalchemy import ColumnElement, Connection, Row, case, delete, insert, update
 
 from cesar_common.db import audio_chunks, live, outbox, totals
 from cesar_common.db.clock import db_now
 from cesar_common.db.feed import Change, ChangeKind, announce
-from cesar_common.db.records import JobStatus, PartStatus
-from cesar_common.db.tables import job_part_audio, job_parts, jobs, webhook_deliveries
+from cesar_common.db.records import JobSource, JobStatus, PartStatus
+from cesar_common.db.tables import job_part_audio, job_parts, jobs, live_sessions, webhook_deliveries
 
 __all__ = [
     "REQUEUED",
@@ -52,6 +53,7 @@ _ENDED_COLUMNS = (
     jobs.c.completed_at,
     jobs.c.duration,
     jobs.c.callback_url,
+    jobs.c.source,
 )
 #: a job back in the queue, as if never claimed (its attempts are the caller's to count)
 REQUEUED: dict[str, Any] = {
@@ -116,12 +118,27 @@ def report(
 
 def requeue_jobs(conn: Connection, where: ColumnElement[bool], values: dict[str, Any]) -> list[str]:
     """Running jobs matching ``where`` back to the queue (:data:`REQUEUED` and ``values``): their live
-    segments and parts dropped, idle workers told. The ids requeued."""
-    ids = list(
-        conn.execute(update(jobs).where(where).values(**REQUEUED, **values).returning(jobs.c.id)).scalars()
-    )
+    segments and parts dropped, idle workers told. A live session keeps its confirmed segments and its
+    start (its audio is still arriving; the next worker goes on after them). The ids requeued."""
+    is_live = jobs.c.source == JobSource.LIVE.value
+    rows = conn.execute(
+        update(jobs)
+        .where(where)
+        .values(
+            **{
+                **REQUEUED,
+                "segment_count": case((is_live, jobs.c.segment_count), else_=0),
+                "started_at": case((is_live, jobs.c.started_at), else_=None),
+            },
+            **values,
+        )
+        .returning(jobs.c.id, jobs.c.source)
+    ).all()
+    ids = [row.id for row in rows]
     if ids:
-        live.drop(conn, ids)
+        restart = [row.id for row in rows if row.source != JobSource.LIVE.value]
+        if restart:
+            live.drop(conn, restart)
         _drop_parts(conn, ids)
         for job_id in ids:
             announce(conn, Change(ChangeKind.JOB, job_id))
@@ -146,7 +163,10 @@ def _ended(conn: Connection, row: Row[Any], *, keep_audio: bool) -> None:
     job."""
     if not keep_audio:
         audio_chunks.delete_audio(conn, [row.id])
-    live.drop(conn, [row.id])
+    if row.source != JobSource.LIVE.value:
+        # a live session keeps its confirmed segments: its client may still be catching up on them
+        # (they go with the job, :func:`delete_jobs`)
+        live.drop(conn, [row.id])
     _drop_parts(conn, [row.id])
     announce(conn, Change(ChangeKind.JOB, row.id))
     outbox.enqueue(conn, row.id, row.callback_url)
@@ -164,6 +184,7 @@ def delete_jobs(conn: Connection, ids: Sequence[str]) -> None:
     audio_chunks.delete_audio(conn, ids)
     live.drop(conn, ids)
     _drop_parts(conn, ids)
+    conn.execute(delete(live_sessions).where(live_sessions.c.job_id.in_(ids)))
     conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.job_id.in_(ids)))
     conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
     for job_id in ids:

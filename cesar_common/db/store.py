@@ -3,10 +3,10 @@
 Each method opens a transaction (:mod:`~cesar_common.db.transactions`) and hands it to the SQL of one
 concept, each in its module of ``cesar_common.db``: ``submissions`` (creating jobs), ``job_reads``,
 ``queue`` (claims, places in line), ``leases`` (a worker's hold on a job), ``parts`` (long jobs), ``live``
-(live segments), ``cancels``, ``retention``, ``audio_chunks``, ``presence`` (workers), ``outbox`` (webhook
-deliveries) and ``totals`` (metrics). Every change of a job's state among them goes through
-:mod:`~cesar_common.db.state`. Rows leave as frozen records (:mod:`~cesar_common.db.records`), never as ORM
-objects.
+(live segments), ``live_sessions`` (jobs whose audio arrives while they run), ``cancels``, ``retention``,
+``audio_chunks``, ``presence`` (workers), ``outbox`` (webhook deliveries) and ``totals`` (metrics). Every
+change of a job's state among them goes through :mod:`~cesar_common.db.state`. Rows leave as frozen records
+(:mod:`~cesar_common.db.records`), never as ORM objects.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from cesar_common.db import (
     job_reads,
     leases,
     live,
+    live_sessions,
     outbox,
     parts,
     presence,
@@ -38,12 +39,15 @@ from cesar_common.db.connect import open_engine, sqlite_file
 from cesar_common.db.driver_query import DriverQuery
 from cesar_common.db.leases import LeaseLostError
 from cesar_common.db.records import (
+    AudioFormat,
     DeliveryOutcome,
     JobPage,
     JobRecord,
     JobResult,
     JobStatus,
     JobView,
+    LiveEnd,
+    LiveState,
     MetricsSnapshot,
     NewJob,
     PartPlan,
@@ -316,6 +320,71 @@ class JobStore:
         if not requeued and not failed:
             return swept
         return SweepResult(requeued=swept.requeued, failed=swept.failed + failed, parts_requeued=requeued)
+
+    # --- live sessions ----------------------------------------------------------------------------
+    def open_live_session(
+        self, new: NewJob, audio_format: AudioFormat, sample_rate: int | None
+    ) -> tuple[JobRecord, bool]:
+        """A new live session (a queued job with ``source`` live); ``(job, created)``: with a known
+        ``new.idempotency_key``, the session it names (see :func:`live_sessions.open_session`)."""
+        return live_sessions.open_session(self._tx, new, audio_format, sample_rate)
+
+    def append_live_audio(self, job_id: str, data: bytes) -> int | None:
+        """Store a piece of a session's audio (one short transaction); the bytes stored in all, or None
+        when the session takes no more audio."""
+        with self._tx.write() as conn:
+            return live_sessions.append(conn, job_id, data)
+
+    def end_live_audio(self, job_id: str, reason: LiveEnd) -> bool:
+        """No more audio will come to the session; False when it had ended already."""
+        with self._tx.write() as conn:
+            return live_sessions.end_audio(conn, job_id, reason)
+
+    def live_state(self, job_id: str) -> LiveState | None:
+        """A session's audio stream (None for a job that is no live session)."""
+        with self._tx.read() as conn:
+            return live_sessions.read_state(conn, job_id)
+
+    def live_audio(self, job_id: str, *, from_seq: int) -> list[bytes]:
+        """A session's audio chunks from ``from_seq`` on (a few at most, in order; fewer when fewer have
+        arrived)."""
+        with self._tx.read() as conn:
+            rows = audio_chunks.read_chunks(conn, job_id, from_seq=from_seq, limit=64)
+        chunks: list[bytes] = []
+        for row in rows:
+            if row.seq != from_seq + len(chunks):
+                break  # a chunk still being written (never on one writer's stream; kept safe)
+            chunks.append(bytes(row.data))
+        return chunks
+
+    def claim_live(self, worker_id: str, *, lease_seconds: float) -> JobRecord | None:
+        """The oldest queued live session, now held by ``worker_id`` (None when none waits)."""
+        with self._tx.write() as conn:
+            row = queue.claim_live(conn, worker_id, lease_seconds=lease_seconds)
+        return None if row is None else job_record(row)
+
+    def report_live(
+        self,
+        job_id: str,
+        worker_id: str,
+        *,
+        segments: Sequence[dict[str, Any]],
+        tentative: str,
+        tentative_start: float | None,
+        lease_seconds: float,
+    ) -> bool:
+        """The segments a session's worker confirmed and the text it has not, with its lease; fenced
+        (LeaseLostError). Returns whether a cancel was requested."""
+        with self._tx.write() as conn:
+            return live_sessions.report(
+                conn,
+                job_id,
+                worker_id,
+                segments=segments,
+                tentative=tentative,
+                tentative_start=tentative_start,
+                lease_seconds=lease_seconds,
+            )
 
     # --- long jobs cut into parts ----------------------------------------------------------------
     def store_part_audio(

@@ -31,7 +31,7 @@ from cesar_common.db.transactions import Transactions, database_error
 from cesar_common.errors import DatabaseError, InvalidInputError
 from cesar_common.job_options import options_dict
 
-__all__ = ["create_job", "new_job_id", "purge_stale_uploads"]
+__all__ = ["create_job", "job_values", "new_job_id", "purge_stale_uploads"]
 
 PENDING = JobStatus.PENDING.value
 QUEUED = JobStatus.QUEUED.value
@@ -68,7 +68,7 @@ def create_job(
 
     job_id = new_job_id()
     with tx.write() as conn:
-        state.insert_job(conn, _new_values(job_id, new, PENDING))
+        state.insert_job(conn, job_values(job_id, new, PENDING))
     try:
         size, sha256 = _store_audio(tx, job_id, audio_source, max_bytes, hashing=key is not None)
         if key is None:
@@ -96,7 +96,7 @@ _stamp_lock = threading.Lock()
 _last_stamp = 0
 
 
-def _new_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
+def job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
     return {
         "id": job_id,
         "status": status,
@@ -119,7 +119,7 @@ def _insert_queued(
     tx: Transactions, new: NewJob, key: str | None, fingerprint: str | None
 ) -> tuple[JobRecord, bool]:
     values = {
-        **_new_values(new_job_id(), new, QUEUED),
+        **job_values(new_job_id(), new, QUEUED),
         "idempotency_key": key,
         "request_fingerprint": fingerprint,
     }

@@ -34,6 +34,7 @@ __all__ = [
     "JobAudio",
     "JobPart",
     "JobPartAudio",
+    "LiveSession",
     "UTCDateTime",
     "WebhookDelivery",
     "job_audio",
@@ -41,6 +42,7 @@ __all__ = [
     "job_parts",
     "job_segments",
     "jobs",
+    "live_sessions",
     "metric_totals",
     "webhook_deliveries",
     "workers",
@@ -92,7 +94,7 @@ class Job(Base):
     # `pending` while the upload streams in (never shown to clients or claimed), then `queued`,
     # `processing`, and one of the final states `completed`, `error`, `cancelled`.
     status: Mapped[str] = mapped_column(String(16), nullable=False)
-    source: Mapped[str] = mapped_column(String(8), nullable=False)  # upload | url
+    source: Mapped[str] = mapped_column(String(8), nullable=False)  # upload | url | live
     source_url: Mapped[str | None] = mapped_column(Text)
     filename: Mapped[str | None] = mapped_column(String(512))
     content_type: Mapped[str | None] = mapped_column(String(255))
@@ -237,6 +239,31 @@ class JobPartAudio(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
+class LiveSession(Base):
+    """A live session's audio stream (migration 0007): its job's ``job_audio`` grows while the job runs.
+
+    The API appends each piece of audio with one short transaction (a chunk row, and ``audio_bytes``,
+    ``chunks`` and ``audio_at`` here); the worker that holds the job reads the chunks it has not decoded
+    yet, and writes the words it has heard but not confirmed (``tentative``) with the job's live segments.
+    ``ended`` says why no more audio will come (null while it may).
+    """
+
+    __tablename__ = "live_sessions"
+
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    audio_format: Mapped[str] = mapped_column(String(16), nullable=False)  # pcm_s16le | container
+    sample_rate: Mapped[int | None] = mapped_column(Integer)  # pcm_s16le's
+    audio_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    chunks: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # when audio last arrived (or the session opened), by the database's clock: the idle limit's start
+    audio_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    ended: Mapped[str | None] = mapped_column(String(16))  # stop | idle | max_length
+    tentative: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    tentative_start: Mapped[float | None] = mapped_column(Float)
+
+
 class Worker(Base):
     """Presence of a worker process, refreshed by its heartbeat."""
 
@@ -301,6 +328,7 @@ job_audio = cast(Table, JobAudio.__table__)
 job_segments = cast(Table, JobSegment.__table__)
 job_parts = cast(Table, JobPart.__table__)
 job_part_audio = cast(Table, JobPartAudio.__table__)
+live_sessions = cast(Table, LiveSession.__table__)
 workers = cast(Table, Worker.__table__)
 webhook_deliveries = cast(Table, WebhookDelivery.__table__)
 metric_totals = cast(Table, MetricTotal.__table__)

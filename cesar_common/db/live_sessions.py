@@ -1,0 +1,152 @@
+"""Live sessions: jobs whose audio arrives while they run (``source`` ``live``, ``live_sessions``).
+
+The API opens a session (a queued job and its stream row, one transaction) and appends each piece of audio
+the client sends with one short transaction: a ``job_audio`` chunk, numbered on from the last, and the
+stream's byte count and time of arrival (the database's clock). Appends announce nothing: the worker that
+holds the session reads new chunks about once a second anyway, and a notification per piece of audio would
+wake every listener of the fleet a few times a second per session.
+
+The worker claims sessions apart from file work (:func:`cesar_common.db.queue.claim_live`), reports what it
+confirmed as the job's live segments and what it heard but has not confirmed as ``tentative``, with its
+lease (:func:`report`), and decides when the audio is over (:func:`end_audio`): the client said ``stop``,
+nothing came for the idle time, or the session reached its maximum length. A session whose worker is lost
+goes back to the queue with its confirmed segments (:func:`cesar_common.db.state.requeue_jobs`): the next
+worker goes on from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from cesar_common.db import audio_chunks, idempotency, leases, state, submissions
+from cesar_common.db.clock import db_now
+from cesar_common.db.job_reads import record_with_webhook
+from cesar_common.db.records import AudioFormat, JobRecord, JobStatus, LiveEnd, LiveState, NewJob
+from cesar_common.db.rows import job_record
+from cesar_common.db.tables import live_sessions
+from cesar_common.db.transactions import Transactions, database_error
+
+__all__ = ["append", "end_audio", "open_session", "read_state", "report"]
+
+
+def open_session(
+    tx: Transactions, new: NewJob, audio_format: AudioFormat, sample_rate: int | None
+) -> tuple[JobRecord, bool]:
+    """A new session: its job (queued, announced to idle workers) and its empty stream, in one
+    transaction; ``(job, created)``. With ``new.idempotency_key``, the session the key already names
+    when it was opened with the same options (``created`` False), IdempotencyKeyReusedError if not."""
+    key = None if new.idempotency_key is None else idempotency.check_key(new.idempotency_key)
+    fingerprint = None
+    if key is not None:
+        fingerprint = idempotency.request_fingerprint(new, f"live:{audio_format}:{sample_rate}")
+    job_id = submissions.new_job_id()
+    values = {
+        **submissions.job_values(job_id, new, JobStatus.QUEUED.value),
+        "idempotency_key": key,
+        "request_fingerprint": fingerprint,
+    }
+    with tx.write() as conn:
+        if key is not None:
+            idempotency.release_stale_key(conn, key)
+        try:
+            with conn.begin_nested():
+                row = state.insert_job(conn, values)
+                conn.execute(
+                    insert(live_sessions).values(
+                        job_id=job_id,
+                        audio_format=audio_format.value,
+                        sample_rate=sample_rate,
+                        audio_bytes=0,
+                        chunks=0,
+                        audio_at=db_now(),
+                        tentative="",
+                    )
+                )
+        except IntegrityError as exc:
+            holder = idempotency.job_holding_key(conn, key) if key else None
+            if holder is None:
+                raise database_error(exc) from exc
+            existing = record_with_webhook(conn, holder)
+        else:
+            return job_record(row), True
+    assert key is not None and fingerprint is not None
+    return idempotency.same_request(existing, fingerprint, key), False
+
+
+def append(conn: Connection, job_id: str, data: bytes) -> int | None:
+    """Store ``data`` as the session's next chunk; the bytes stored in all after it, or None when the
+    session takes no more audio (it ended, or there is no such session)."""
+    row = conn.execute(
+        update(live_sessions)
+        .where(live_sessions.c.job_id == job_id, live_sessions.c.ended.is_(None))
+        .values(
+            audio_bytes=live_sessions.c.audio_bytes + len(data),
+            chunks=live_sessions.c.chunks + 1,
+            audio_at=db_now(),
+        )
+        .returning(live_sessions.c.chunks, live_sessions.c.audio_bytes)
+    ).one_or_none()
+    if row is None:
+        return None
+    audio_chunks.insert_chunk(conn, job_id, row.chunks - 1, data)
+    return int(row.audio_bytes)
+
+
+def end_audio(conn: Connection, job_id: str, reason: LiveEnd) -> bool:
+    """No more audio will come, for ``reason``; False when it had ended already (the first reason stays)."""
+    changed = conn.execute(
+        update(live_sessions)
+        .where(live_sessions.c.job_id == job_id, live_sessions.c.ended.is_(None))
+        .values(ended=reason.value)
+    )
+    return bool(changed.rowcount == 1)
+
+
+def read_state(conn: Connection, job_id: str) -> LiveState | None:
+    """The session's stream, with the seconds since audio last arrived by the database's clock."""
+    row = conn.execute(select(live_sessions, db_now()).where(live_sessions.c.job_id == job_id)).one_or_none()
+    return None if row is None else _state(row)
+
+
+def report(
+    conn: Connection,
+    job_id: str,
+    worker_id: str,
+    *,
+    segments: Sequence[dict[str, Any]],
+    tentative: str,
+    tentative_start: float | None,
+    lease_seconds: float,
+) -> bool:
+    """What the worker holding the session heard since its last report: the ``segments`` it confirmed
+    (appended to the job's live segments) and the words it has not confirmed yet, with its lease extended,
+    in one fenced write (LeaseLostError when the session is not held by ``worker_id``; nothing written).
+    Returns whether a cancel was requested."""
+    cancel = leases.report_progress(
+        conn, job_id, worker_id, 0.0, segments=segments, lease_seconds=lease_seconds
+    )
+    conn.execute(
+        update(live_sessions)
+        .where(live_sessions.c.job_id == job_id)
+        .values(tentative=tentative, tentative_start=tentative_start)
+    )
+    return cancel
+
+
+def _state(row: Row[Any]) -> LiveState:
+    now = row[-1]
+    return LiveState(
+        job_id=row.job_id,
+        audio_format=AudioFormat(row.audio_format),
+        sample_rate=row.sample_rate,
+        audio_bytes=int(row.audio_bytes),
+        chunks=int(row.chunks),
+        idle_seconds=max((now - row.audio_at).total_seconds(), 0.0),
+        ended=None if row.ended is None else LiveEnd(row.ended),
+        tentative=row.tentative,
+        tentative_start=row.tentative_start,
+    )

@@ -1,0 +1,347 @@
+"""Live sessions in a worker: threads of their own (``CESAR_LIVE_SESSIONS``), beside the file work.
+
+Each slot claims the oldest queued session (:meth:`JobStore.claim_live`; file jobs are never taken here, so a
+session never waits behind them) and runs it: it reads the audio chunks the API stored since its last look,
+decodes them (:mod:`cesar_common.transcription.live_audio`), and once a second or so decodes the growing
+buffer and confirms what two passes agree on (:class:`~cesar_common.transcription.streaming.LocalAgreement`).
+Confirmed segments and the words not confirmed yet go to the database with the lease, in one fenced write
+(:meth:`JobStore.report_live`); the API relays them to the client.
+
+The audio is over when the client said ``stop``, or no audio came for ``CESAR_LIVE_IDLE_SECONDS`` (by the
+database's clock), or ``CESAR_LIVE_MAX_SECONDS`` of it arrived: the rest is decoded, every word confirmed,
+and the job completes with its transcript (the confirmed segments joined into sentences). A worker that is
+lost leaves the session to its lease: the sweep puts it back in the queue with its confirmed segments, and
+the next slot to claim it decodes the stored audio after them. A worker that shuts down hands it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cesar_common.db.feed import ChangeFeed, WorkSignal
+from cesar_common.db.records import JobRecord, JobResult, LiveEnd, LiveState
+from cesar_common.db.store import JobStore, LeaseLostError
+from cesar_common.errors import CesarError, DatabaseError, ModelNotAllowedError
+from cesar_common.settings import Settings
+from cesar_common.transcription.audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cesar_common.transcription.live_audio import AudioStream
+    from cesar_common.transcription.streaming import LocalAgreement, StreamUpdate
+    from cesar_worker.transcriber import LiveDecoder, Transcriber
+
+__all__ = ["LiveRun", "LiveSlots"]
+
+log = logging.getLogger("cesar.worker.live")
+
+#: how often a session looks for new audio while it waits for enough to decode
+LOOK_SECONDS = 0.1
+#: audio a multilingual model listens to before the session's language is decided
+LANGUAGE_SECONDS = 3.0
+POLL_MIN_SECONDS = 0.05
+
+
+class LiveStopped(Exception):
+    """The session must stop here: ``reason`` is ``cancelled``, ``lease_lost`` or ``shutdown``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LiveSlots:
+    """A worker's live-session threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        transcriber: Transcriber,
+        *,
+        worker_id: str,
+        stop_event: threading.Event,
+        feed: ChangeFeed,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.transcriber = transcriber
+        self.worker_id = worker_id
+        self.stop_event = stop_event
+        self.feed = feed
+        self._threads: list[threading.Thread] = []
+        self.sessions_done = 0
+
+    def start(self) -> None:
+        for slot in range(self.settings.live_sessions):
+            thread = threading.Thread(target=self._loop, name=f"cesar-live-{slot}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the slots (the worker is ending: its stop event is set) and wait for them; a session
+        running is handed back to the queue."""
+        if self._threads:
+            self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+
+    def _loop(self) -> None:
+        delay = POLL_MIN_SECONDS
+        with WorkSignal(self.feed, stop_event=self.stop_event) as waiter:
+            while not self.stop_event.is_set():
+                try:
+                    job = self.store.claim_live(self.worker_id, lease_seconds=self.settings.lease_seconds)
+                except CesarError as exc:
+                    log.warning("could not claim a live session: %s", exc)
+                    job = None
+                if job is None:
+                    woken = waiter.wait(delay)
+                    delay = POLL_MIN_SECONDS if woken else min(delay * 2, self.settings.poll_max_seconds)
+                    continue
+                delay = POLL_MIN_SECONDS
+                LiveRun(self, job).run()
+                self.sessions_done += 1
+
+
+@dataclass
+class _Pending:
+    """What the next report writes."""
+
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    tentative: str = ""
+    tentative_start: float | None = None
+    changed: bool = False
+
+
+class LiveRun:
+    """One claimed live session, run to its end on one slot's thread."""
+
+    def __init__(self, slots: LiveSlots, job: JobRecord) -> None:
+        self.slots = slots
+        self.store = slots.store
+        self.settings = slots.settings
+        self.job = job
+        self.worker_id = slots.worker_id
+        self.started = time.monotonic()
+        self._last_report = 0.0
+        self._pending = _Pending()
+        self._next_seq = 0
+        self._skip = 0  # samples before the confirmed segments' end, not decoded again after a takeover
+        self._audio_seconds = 0.0  # the session's audio decoded into samples so far
+        self._early: list[np.ndarray] = []  # samples heard before the decoder exists (the language)
+
+    @property
+    def name(self) -> str:
+        return f"live session {self.job.id}"
+
+    def run(self) -> str:
+        """Run the session to one of its ends; what happened (for the log)."""
+        try:
+            outcome = self._run()
+        except LiveStopped as exc:
+            outcome = self._stopped(exc.reason)
+        except LeaseLostError:
+            outcome = "abandoned (lease lost)"
+        except DatabaseError as exc:
+            log.error("%s: %s", self.name, exc.describe())
+            outcome = "left to its lease"
+        except CesarError as exc:
+            outcome = self._fail(exc.code, str(exc))
+        except Exception as exc:
+            log.exception("%s: unexpected error", self.name)
+            outcome = self._fail("internal_error", f"internal error: {type(exc).__name__}: {exc}")
+        wall = time.monotonic() - self.started
+        log.info("%s %s audio=%.1fs wall=%.1fs", self.name, outcome, self._audio_seconds, wall)
+        return outcome
+
+    # --- the session ------------------------------------------------------------------------------
+    def _run(self) -> str:
+        from cesar_common.transcription.live_audio import open_stream
+
+        if self.job.model not in self.settings.allowed_models:
+            raise ModelNotAllowedError(
+                f"model '{self.job.model}' is not allowed on this server "
+                "(CESAR_MODELS lists the allowed ones)"
+            )
+        live = self._state()
+        confirmed = self.store.live_segments(self.job.id)
+        offset = float(confirmed[-1]["end"]) if confirmed else 0.0
+        self._skip = round(offset * SAMPLE_RATE)
+        confirmed_text = " ".join(str(segment["text"]).strip() for segment in confirmed)
+        stream = open_stream(live.audio_format.value, live.sample_rate)
+        decoder: LiveDecoder | None = None
+        policy: LocalAgreement | None = None
+        while True:
+            self._check()
+            live, arrived = self._read_audio(stream, live)
+            if decoder is None:
+                self._early.append(arrived)
+                heard = sum(piece.size for piece in self._early)
+                if heard < LANGUAGE_SECONDS * SAMPLE_RATE and live.ended is None:
+                    self._wait_or_report(live)
+                    continue
+                decoder, policy = self._start_decoding(offset, confirmed_text)
+                arrived = self._concat(self._early)
+                self._early = []
+            assert policy is not None
+            policy.add_audio(arrived)
+            if live.ended is not None and live.chunks == self._next_seq:
+                stream.close()
+                policy.add_audio(self._samples(stream.take()))
+                self._take(policy.finish())
+                self._report(force=True)
+                return self._complete(decoder)
+            if policy.ready():
+                self._take(policy.step())
+                self._report()
+            else:
+                self._wait_or_report(live)
+
+    def _start_decoding(self, offset: float, confirmed_text: str) -> tuple[LiveDecoder, LocalAgreement]:
+        from cesar_common.transcription.streaming import LocalAgreement, StreamingOptions
+
+        decoder = self.slots.transcriber.live_decoder(self.job, self._concat(self._early))
+        policy = LocalAgreement(
+            decoder.decode, StreamingOptions(), offset=offset, confirmed_text=confirmed_text
+        )
+        return decoder, policy
+
+    def _read_audio(self, stream: AudioStream, live: LiveState) -> tuple[LiveState, np.ndarray]:
+        """The samples that arrived since the last look; the stream's state (the audio over once it
+        went idle or reached the maximum length)."""
+        live = self._state()
+        if live.ended is None and live.idle_seconds >= self.settings.live_idle_seconds:
+            self.store.end_live_audio(self.job.id, LiveEnd.IDLE)
+            live = self._state()
+        while self._next_seq < live.chunks:
+            chunks = self.store.live_audio(self.job.id, from_seq=self._next_seq)
+            if not chunks:
+                break
+            for chunk in chunks:
+                stream.feed(chunk)
+            self._next_seq += len(chunks)
+        if live.ended is not None and self._next_seq >= live.chunks:
+            stream.close()
+        samples = self._samples(stream.take())
+        max_samples = int(self.settings.live_max_seconds * SAMPLE_RATE)
+        heard = round(self._audio_seconds * SAMPLE_RATE)
+        if heard > max_samples - samples.size:
+            samples = samples[: max(max_samples - heard, 0)]
+            if live.ended is None:
+                self.store.end_live_audio(self.job.id, LiveEnd.MAX_LENGTH)
+                live = self._state()
+            self._next_seq = live.chunks  # what came past the limit is not transcribed
+        return live, samples
+
+    def _samples(self, samples: np.ndarray) -> np.ndarray:
+        """``samples`` counted into the session's audio, less those a takeover has already confirmed."""
+        start = round(self._audio_seconds * SAMPLE_RATE)
+        self._audio_seconds += samples.size / SAMPLE_RATE
+        if self._skip > start:
+            return samples[min(self._skip - start, samples.size) :]
+        return samples
+
+    def _state(self) -> LiveState:
+        live = self.store.live_state(self.job.id)
+        if live is None:
+            raise CesarError(f"job {self.job.id} is not a live session")
+        return live
+
+    def _take(self, update: StreamUpdate) -> None:
+        pending = self._pending
+        if update.segments:
+            pending.segments.extend(update.segments)
+            pending.changed = True
+        if (update.tentative, update.tentative_start) != (pending.tentative, pending.tentative_start):
+            pending.tentative, pending.tentative_start = update.tentative, update.tentative_start
+            pending.changed = True
+
+    def _wait_or_report(self, live: LiveState) -> None:
+        self._report()
+        if live.ended is None:
+            self.slots.stop_event.wait(LOOK_SECONDS)
+
+    def _report(self, *, force: bool = False) -> None:
+        """Write what changed (and the lease), or only the lease once a third of it has passed."""
+        now = time.monotonic()
+        due = now - self._last_report >= self.settings.lease_seconds / 3
+        if not (force or self._pending.changed or due):
+            return
+        pending = self._pending
+        cancel = self.store.report_live(
+            self.job.id,
+            self.worker_id,
+            segments=pending.segments,
+            tentative=pending.tentative,
+            tentative_start=pending.tentative_start,
+            lease_seconds=self.settings.lease_seconds,
+        )
+        pending.segments = []
+        pending.changed = False
+        self._last_report = now
+        if cancel:
+            raise LiveStopped("cancelled")
+
+    def _check(self) -> None:
+        if self.slots.stop_event.is_set():
+            raise LiveStopped("shutdown")
+
+    # --- ends -------------------------------------------------------------------------------------
+    def _complete(self, decoder: LiveDecoder) -> str:
+        from cesar_common.transcription.streaming import sentence_segments
+
+        confirmed = self.store.live_segments(self.job.id)
+        segments = [
+            {**segment, "id": index}
+            for index, segment in enumerate(sentence_segments([_plain(s) for s in confirmed]))
+        ]
+        if not self.job.options.word_timestamps:
+            for segment in segments:
+                segment.pop("words", None)
+        result = JobResult(
+            text=" ".join(segment["text"] for segment in segments).strip(),
+            language=decoder.language,
+            language_probability=decoder.language_probability,
+            duration=round(self._audio_seconds, 3),
+            segments=segments,
+            decoding=decoder.decoding,
+        )
+        if self.store.complete_job(self.job.id, self.worker_id, result):
+            return "completed"
+        return "abandoned (no longer ours when it finished)"
+
+    def _stopped(self, reason: str) -> str:
+        try:
+            if reason == "cancelled":
+                self.store.cancel_running(self.job.id, self.worker_id)
+                return "cancelled"
+            if reason == "shutdown":
+                self.store.release_job(self.job.id, self.worker_id)
+                return "handed back (shutting down)"
+        except CesarError as exc:
+            log.error("%s: could not record that it stopped (%s): %s", self.name, reason, exc)
+        return "left to its lease"
+
+    def _fail(self, code: str, message: str) -> str:
+        try:
+            self.store.fail_job(self.job.id, self.worker_id, code=code, message=message)
+        except CesarError as exc:
+            log.error("%s: could not record its error: %s", self.name, exc)
+        return f"error ({code}: {message})"
+
+    @staticmethod
+    def _concat(pieces: list[np.ndarray]) -> np.ndarray:
+        import numpy as np
+
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
+def _plain(segment: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in segment.items() if key != "id"}
