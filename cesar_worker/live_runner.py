@@ -230,10 +230,7 @@ class LiveRun:
         if live.ended is not None and self._next_seq >= live.chunks:
             stream.close()
         samples = self._samples(stream.take())
-        max_samples = int(self.settings.live_max_seconds * SAMPLE_RATE)
-        heard = round(self._audio_seconds * SAMPLE_RATE)
-        if heard > max_samples - samples.size:
-            samples = samples[: max(max_samples - heard, 0)]
+        if self._audio_seconds >= self.settings.live_max_seconds:
             if live.ended is None:
                 self.store.end_live_audio(self.job.id, LiveEnd.MAX_LENGTH)
                 live = self._state()
@@ -241,8 +238,10 @@ class LiveRun:
         return live, samples
 
     def _samples(self, samples: np.ndarray) -> np.ndarray:
-        """``samples`` counted into the session's audio, less those a takeover has already confirmed."""
+        """``samples`` counted into the session's audio (none past its maximum length), less those a
+        takeover has already confirmed."""
         start = round(self._audio_seconds * SAMPLE_RATE)
+        samples = samples[: max(int(self.settings.live_max_seconds * SAMPLE_RATE) - start, 0)]
         self._audio_seconds += samples.size / SAMPLE_RATE
         if self._skip > start:
             return samples[min(self._skip - start, samples.size) :]
