@@ -4,4 +4,13 @@ API, the worker and their shared base (``cesar_common``). Nothing below imports 
 
 from __future__ import annotations
 
-__all__ = ["cli", "model_admin", "purge", "remote", "schema", "supervisor", "transcribe_file"]
+__all__ = [
+    "cli",
+    "live_client",
+    "model_admin",
+    "purge",
+    "remote",
+    "schema",
+    "supervisor",
+    "transcribe_file",
+]

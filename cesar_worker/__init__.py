@@ -13,6 +13,7 @@ __all__ = [
     "egress",
     "heartbeat",
     "jobrun",
+    "live_runner",
     "model_cache",
     "part_results",
     "transcriber",

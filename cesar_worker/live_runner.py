@@ -136,6 +136,8 @@ class LiveRun:
         self._skip = 0  # samples before the confirmed segments' end, not decoded again after a takeover
         self._audio_seconds = 0.0  # the session's audio decoded into samples so far
         self._early: list[np.ndarray] = []  # samples heard before the decoder exists (the language)
+        self._ended = threading.Event()
+        self._lease_lost = False
 
     @property
     def name(self) -> str:
@@ -143,6 +145,8 @@ class LiveRun:
 
     def run(self) -> str:
         """Run the session to one of its ends; what happened (for the log)."""
+        keeper = threading.Thread(target=self._keep_lease, name="cesar-live-lease", daemon=True)
+        keeper.start()
         try:
             outcome = self._run()
         except LiveStopped as exc:
@@ -157,6 +161,8 @@ class LiveRun:
         except Exception as exc:
             log.exception("%s: unexpected error", self.name)
             outcome = self._fail("internal_error", f"internal error: {type(exc).__name__}: {exc}")
+        self._ended.set()
+        keeper.join()
         wall = time.monotonic() - self.started
         log.info("%s %s audio=%.1fs wall=%.1fs", self.name, outcome, self._audio_seconds, wall)
         return outcome
@@ -289,8 +295,24 @@ class LiveRun:
             raise LiveStopped("cancelled")
 
     def _check(self) -> None:
+        if self._lease_lost:
+            raise LiveStopped("lease_lost")
         if self.slots.stop_event.is_set():
             raise LiveStopped("shutdown")
+
+    def _keep_lease(self) -> None:
+        """Extend the lease every third of its length, whatever the decoding is doing: a pass over a long
+        buffer on a busy machine may take longer than the lease between two reports."""
+        interval = self.settings.lease_seconds / 3
+        while not self._ended.wait(interval):
+            try:
+                if not self.store.extend_lease(
+                    self.job.id, self.worker_id, lease_seconds=self.settings.lease_seconds
+                ):
+                    self._lease_lost = True
+                    return
+            except CesarError as exc:  # the database is away: the lease may run out, the fence decides
+                log.warning("%s: could not extend its lease: %s", self.name, exc)
 
     # --- ends -------------------------------------------------------------------------------------
     def _complete(self, decoder: LiveDecoder) -> str:
@@ -317,6 +339,8 @@ class LiveRun:
         return "abandoned (no longer ours when it finished)"
 
     def _stopped(self, reason: str) -> str:
+        if reason == "lease_lost":
+            return "abandoned (lease lost)"
         try:
             if reason == "cancelled":
                 self.store.cancel_running(self.job.id, self.worker_id)

@@ -11,6 +11,7 @@ import click
 from cesar.cli.api import api
 from cesar.cli.db import db
 from cesar.cli.jobs import jobs
+from cesar.cli.live import live
 from cesar.cli.models import models
 from cesar.cli.options import COMMAND_SETTINGS
 from cesar.cli.remote import remote, submit
@@ -58,7 +59,7 @@ def cli() -> None:
     """
 
 
-for command in (transcribe, serve, worker, api, db, jobs, models, submit, remote):
+for command in (transcribe, serve, worker, api, db, jobs, models, submit, remote, live):
     cli.add_command(command)
 
 
@@ -73,6 +74,7 @@ __all__ = [
     "cli",
     "db",
     "jobs",
+    "live",
     "main",
     "models",
     "options",

@@ -3,4 +3,4 @@
 
 from __future__ import annotations
 
-__all__ = ["docs", "event_stream", "health", "job_routes", "page", "submission"]
+__all__ = ["docs", "event_stream", "health", "job_routes", "live_socket", "page", "submission"]

@@ -15,6 +15,7 @@ __all__ = [
     "job_reads",
     "leases",
     "live",
+    "live_sessions",
     "migrate",
     "outbox",
     "parts",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, bindparam, exists, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, bindparam, exists, func, or_, select
 
 from cesar_common.db import state
 from cesar_common.db.clock import db_now
@@ -132,8 +132,16 @@ def _locked(conn: Connection, stmt: Select[Any]) -> Select[Any]:
 
 
 # --- places in line ----------------------------------------------------------------------------------
+# Files and live sessions wait in lines of their own (different claimers take them): a job's place counts
+# the queued jobs of its kind created before it, ties broken by id.
+def _same_kind(ahead: Any, source: Any) -> ColumnElement[bool]:
+    same: ColumnElement[bool] = (ahead.c.source == LIVE) == (source == LIVE)
+    return same
+
+
 _QUEUE_POSITION = select(func.count()).where(
     jobs.c.status == QUEUED,
+    _same_kind(jobs, bindparam("source")),
     or_(
         jobs.c.created_at < bindparam("created_at"),
         and_(jobs.c.created_at == bindparam("created_at"), jobs.c.id <= bindparam("job_id")),
@@ -141,9 +149,9 @@ _QUEUE_POSITION = select(func.count()).where(
 )
 
 
-def queue_position(conn: Connection, *, created_at: datetime, job_id: str) -> int:
-    """1 for the job the next claim takes (the jobs created before it, ties broken by id)."""
-    params = {"created_at": created_at, "job_id": job_id}
+def queue_position(conn: Connection, *, created_at: datetime, job_id: str, source: str) -> int:
+    """1 for the job the next claim of its kind takes (the jobs of its kind created before it)."""
+    params = {"created_at": created_at, "job_id": job_id, "source": source}
     return int(conn.execute(_QUEUE_POSITION, params).scalar_one())
 
 
@@ -156,6 +164,7 @@ def queue_positions(conn: Connection, job_ids: list[str]) -> dict[str, int]:
         select(func.count())
         .where(
             ahead.c.status == QUEUED,
+            _same_kind(ahead, jobs.c.source),
             or_(
                 ahead.c.created_at < jobs.c.created_at,
                 and_(ahead.c.created_at == jobs.c.created_at, ahead.c.id <= jobs.c.id),

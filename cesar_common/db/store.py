@@ -217,7 +217,9 @@ class JobStore:
         if job.status is not JobStatus.QUEUED:
             return None
         with self._tx.read() as conn:
-            return queue.queue_position(conn, created_at=job.created_at, job_id=job.id)
+            return queue.queue_position(
+                conn, created_at=job.created_at, job_id=job.id, source=job.source.value
+            )
 
     def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
         """1-based queue positions of the queued jobs among ``job_ids``, in one statement."""

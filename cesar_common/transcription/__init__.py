@@ -14,10 +14,12 @@ __all__ = [
     "bundled",
     "cuts",
     "faster_whisper_adapter",
+    "live_audio",
     "loading",
     "model_store",
     "result",
     "sentences",
+    "streaming",
     "whisper",
     "writers",
 ]

@@ -7,7 +7,7 @@ Create Date: 2026-12-06
 ``live_sessions`` holds one row per live job: the format of its audio, how much has arrived (the chunks are
 ``job_audio`` rows, as an upload's), when the last piece came, why it ended, and the words its worker has
 heard but not confirmed. A downgrade ends running and queued live sessions as errors (the schema before
-cannot run them).
+cannot run them) and makes every live job an ``upload`` (the version before reads no other source).
 """
 
 from __future__ import annotations
@@ -48,4 +48,5 @@ def downgrade() -> None:
         "error_message = 'live sessions are not supported by this version', completed_at = CURRENT_TIMESTAMP "
         "WHERE source = 'live' AND status IN ('queued', 'processing')"
     )
+    op.execute("UPDATE jobs SET source = 'upload' WHERE source = 'live'")  # the version before: no 'live'
     op.drop_table("live_sessions")

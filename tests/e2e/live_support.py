@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from cesar_common.transcription.audio import decode_samples
@@ -74,7 +74,7 @@ class LiveSession:
                 answer = self.open(
                     {"type": "resume", "session_id": self.session_id, "last_segment": self.last_segment_id()}
                 )
-            except (OSError, ConnectionClosed, TimeoutError):
+            except (OSError, WebSocketException, TimeoutError):  # the API is restarting
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
@@ -102,6 +102,8 @@ class LiveSession:
             except ConnectionClosed:
                 answer = self.resume()
                 assert answer["type"] == "session", answer
+                if answer["job"]["status"] in ("completed", "error", "cancelled"):
+                    return  # the session ended meanwhile: its final event follows
                 self.sent_bytes = int(answer["audio_bytes"])
                 continue
             self.sent_bytes += len(frame)

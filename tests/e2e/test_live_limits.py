@@ -166,3 +166,26 @@ def test_cesar_live_streams_a_file_and_writes_the_transcript(serve: CesarProcess
     assert "lazy" in printed or "quick" in printed, done.stdout
     assert "\r" not in done.stdout, "not a terminal: confirmed lines only"
     assert "quick" in out.read_text().lower()
+
+
+def test_the_readmes_python_client_runs(serve: CesarProcess, tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    client = next(block for block in blocks if "/live" in block)
+    assert len(client.strip().splitlines()) <= 16, "the README's live client stays short"
+    script = tmp_path / "client.py"
+    script.write_text(
+        client.replace("ws://127.0.0.1:5000", ws_url(serve.url).removesuffix("/live")).replace(
+            '"talk.wav"', repr(str(SPEECH))
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("session "), done.stdout
+    assert "quick" in done.stdout.lower(), done.stdout

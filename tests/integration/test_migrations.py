@@ -34,6 +34,7 @@ TABLES = {
     "workers",
     "webhook_deliveries",
     "metric_totals",
+    "live_sessions",
 }
 
 

@@ -263,6 +263,8 @@ def test_every_cesar_variable_named_exists() -> None:
 # --- HTTP routes -------------------------------------------------------------------------------------------
 @cache
 def api_routes() -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    from litestar.routes import WebSocketRoute
+
     from cesar_api.app import create_app
 
     # the engine connects lazily: nothing is opened, nothing is written
@@ -271,7 +273,9 @@ def api_routes() -> list[tuple[re.Pattern[str], frozenset[str]]]:
     for route in app.routes:
         pattern = re.sub(r"\\\{(\w+):path\\\}", ".+", re.escape(route.path))
         pattern = re.sub(r"\\\{\w+:\w+\\\}", "[^/]+", pattern)
-        routes.append((re.compile(pattern + "$"), frozenset(getattr(route, "methods", ()))))
+        # a WebSocket route (GET /live) is reached by a GET that asks to upgrade
+        methods = {"GET"} if isinstance(route, WebSocketRoute) else getattr(route, "methods", ())
+        routes.append((re.compile(pattern + "$"), frozenset(methods)))
     return routes
 
 
