@@ -99,6 +99,25 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> Iterator[Metric]:
             sum_value=rows.get(totals.SUM, 0.0),
         )
 
+    open_sessions = GaugeMetricFamily(
+        f"{PREFIX}_live_sessions", "Live sessions not ended yet, by status.", labels=["status"]
+    )
+    for status in (JobStatus.QUEUED, JobStatus.PROCESSING):
+        open_sessions.add_metric(
+            [status.value], sum(1 for _, state, _ in snapshot.live_sessions if state == status.value)
+        )
+    yield open_sessions
+    behind = GaugeMetricFamily(
+        f"{PREFIX}_live_session_behind_seconds",
+        "How far each running live session's confirmed text is behind the audio that arrived, at its "
+        "worker's last report (a value that keeps growing: the worker cannot keep up).",
+        labels=["session"],
+    )
+    for job_id, _, seconds in snapshot.live_sessions:
+        if seconds is not None:
+            behind.add_metric([job_id], seconds)
+    yield behind
+
     deliveries = GaugeMetricFamily(
         f"{PREFIX}_webhook_deliveries", "Webhook deliveries in the database by state.", labels=["state"]
     )

@@ -136,6 +136,7 @@ class LiveRun:
         self._skip = 0  # samples before the confirmed segments' end, not decoded again after a takeover
         self._audio_seconds = 0.0  # the session's audio decoded into samples so far
         self._early: list[np.ndarray] = []  # samples heard before the decoder exists (the language)
+        self._confirmed_end = 0.0  # session time up to which the text is confirmed
         self._ended = threading.Event()
         self._lease_lost = False
 
@@ -180,6 +181,7 @@ class LiveRun:
         confirmed = self.store.live_segments(self.job.id)
         offset = float(confirmed[-1]["end"]) if confirmed else 0.0
         self._skip = round(offset * SAMPLE_RATE)
+        self._confirmed_end = offset
         confirmed_text = " ".join(str(segment["text"]).strip() for segment in confirmed)
         stream = open_stream(live.audio_format.value, live.sample_rate)
         decoder: LiveDecoder | None = None
@@ -263,6 +265,7 @@ class LiveRun:
         pending = self._pending
         if update.segments:
             pending.segments.extend(update.segments)
+            self._confirmed_end = float(update.segments[-1]["end"])
             pending.changed = True
         if (update.tentative, update.tentative_start) != (pending.tentative, pending.tentative_start):
             pending.tentative, pending.tentative_start = update.tentative, update.tentative_start
@@ -286,6 +289,7 @@ class LiveRun:
             segments=pending.segments,
             tentative=pending.tentative,
             tentative_start=pending.tentative_start,
+            behind_seconds=round(max(self._audio_seconds - self._confirmed_end, 0.0), 3),
             lease_seconds=self.settings.lease_seconds,
         )
         pending.segments = []

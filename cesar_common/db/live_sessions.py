@@ -27,10 +27,10 @@ from cesar_common.db.clock import db_now
 from cesar_common.db.job_reads import record_with_webhook
 from cesar_common.db.records import AudioFormat, JobRecord, JobStatus, LiveEnd, LiveState, NewJob
 from cesar_common.db.rows import job_record
-from cesar_common.db.tables import live_sessions
+from cesar_common.db.tables import jobs, live_sessions
 from cesar_common.db.transactions import Transactions, database_error
 
-__all__ = ["append", "end_audio", "open_session", "read_state", "report"]
+__all__ = ["append", "end_audio", "open_session", "open_sessions", "read_state", "report"]
 
 
 def open_session(
@@ -120,6 +120,7 @@ def report(
     segments: Sequence[dict[str, Any]],
     tentative: str,
     tentative_start: float | None,
+    behind_seconds: float,
     lease_seconds: float,
 ) -> bool:
     """What the worker holding the session heard since its last report: the ``segments`` it confirmed
@@ -132,9 +133,20 @@ def report(
     conn.execute(
         update(live_sessions)
         .where(live_sessions.c.job_id == job_id)
-        .values(tentative=tentative, tentative_start=tentative_start)
+        .values(tentative=tentative, tentative_start=tentative_start, behind_seconds=behind_seconds)
     )
     return cancel
+
+
+def open_sessions(conn: Connection) -> list[tuple[str, str, float | None]]:
+    """The sessions not ended yet: (job id, status, seconds behind the audio at the last report)."""
+    rows = conn.execute(
+        select(jobs.c.id, jobs.c.status, live_sessions.c.behind_seconds)
+        .join(live_sessions, live_sessions.c.job_id == jobs.c.id)
+        .where(jobs.c.status.in_([JobStatus.QUEUED.value, JobStatus.PROCESSING.value]))
+        .order_by(jobs.c.created_at, jobs.c.id)
+    )
+    return [(row.id, row.status, row.behind_seconds) for row in rows]
 
 
 def _state(row: Row[Any]) -> LiveState:

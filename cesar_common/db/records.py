@@ -329,3 +329,5 @@ class MetricsSnapshot:
     deliveries_by_state: dict[str, int]
     #: running totals by name and label (histogram buckets, sums, counters): see JobStore.metric_totals
     totals: dict[str, dict[str, float]]
+    #: live sessions not ended: (job id, status, seconds behind the audio at their worker's last report)
+    live_sessions: list[tuple[str, str, float | None]] = field(default_factory=list)

@@ -373,6 +373,7 @@ class JobStore:
         segments: Sequence[dict[str, Any]],
         tentative: str,
         tentative_start: float | None,
+        behind_seconds: float,
         lease_seconds: float,
     ) -> bool:
         """The segments a session's worker confirmed and the text it has not, with its lease; fenced
@@ -385,6 +386,7 @@ class JobStore:
                 segments=segments,
                 tentative=tentative,
                 tentative_start=tentative_start,
+                behind_seconds=behind_seconds,
                 lease_seconds=lease_seconds,
             )
 
@@ -664,10 +666,12 @@ class JobStore:
             alive = presence.count_seen_within(conn, alive_within_seconds)
             deliveries = outbox.count_by_state(conn)
             stored = totals.read(conn)
+            sessions = live_sessions.open_sessions(conn)
         return MetricsSnapshot(
             jobs_by_status=by_status,
             oldest_queued_seconds=age,
             workers_alive=alive,
             deliveries_by_state=deliveries,
             totals=stored,
+            live_sessions=sessions,
         )

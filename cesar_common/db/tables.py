@@ -262,6 +262,8 @@ class LiveSession(Base):
     ended: Mapped[str | None] = mapped_column(String(16))  # stop | idle | max_length
     tentative: Mapped[str] = mapped_column(Text, nullable=False, default="")
     tentative_start: Mapped[float | None] = mapped_column(Float)
+    # how far the confirmed text is behind the audio that arrived, at the worker's last report (metrics)
+    behind_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class Worker(Base):

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("ended", sa.String(16), nullable=True),
         sa.Column("tentative", sa.Text(), nullable=False),
         sa.Column("tentative_start", sa.Float(), nullable=True),
+        sa.Column("behind_seconds", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(
             ["job_id"], ["jobs.id"], name="fk_live_sessions_job_id_jobs", ondelete="CASCADE"
         ),

@@ -59,7 +59,13 @@ def segment(start: float, text: str) -> dict[str, Any]:
 def report(store: JobStore, job_id: str, worker: str, *texts: str, tentative: str = "") -> bool:
     segments = [segment(float(n), text) for n, text in enumerate(texts)]
     return store.report_live(
-        job_id, worker, segments=segments, tentative=tentative, tentative_start=None, lease_seconds=LEASE
+        job_id,
+        worker,
+        segments=segments,
+        tentative=tentative,
+        tentative_start=None,
+        behind_seconds=0.5,
+        lease_seconds=LEASE,
     )
 
 
@@ -212,8 +218,16 @@ def test_reports_append_segments_write_tentative_and_extend_the_lease(store: Job
     assert state is not None and state.tentative == "thr"
 
     assert not store.report_live(
-        job.id, "w1", segments=[segment(2.0, "three")], tentative="", tentative_start=2.5, lease_seconds=LEASE
+        job.id,
+        "w1",
+        segments=[segment(2.0, "three")],
+        tentative="",
+        tentative_start=2.5,
+        behind_seconds=1.25,
+        lease_seconds=LEASE,
     )
+    snapshot = store.metrics_snapshot(alive_within_seconds=60)
+    assert (job.id, "processing", 1.25) in snapshot.live_sessions  # GET /metrics: how far behind
     assert texts(store, job.id) == [(0, "one"), (1, "two"), (2, "three")]  # numbered on
     assert texts(store, job.id, first=2) == [(2, "three")]
     state = store.live_state(job.id)
