@@ -9,7 +9,7 @@ in a buffer, decoded again whenever about a second more has arrived (:attr:`Stre
 and a word is *confirmed* once two consecutive passes agree on it: the longest common prefix of their
 hypotheses. The rest is *tentative*: shown, but free to change. Confirmed audio is cut off the buffer at a
 sentence end once it is long (:attr:`StreamingOptions.trim_seconds`), so a pass decodes seconds, not the
-whole session, and never more than Whisper's 30 s window.
+whole session, and a step never more than Whisper's 30 s window.
 
 :class:`LocalAgreement` holds one stream's state and knows nothing of sockets or the job store: it is fed
 samples (:meth:`LocalAgreement.add_audio`), asked to decode (:meth:`LocalAgreement.step`) and told when
@@ -18,18 +18,20 @@ so the policy is tested with scripted fakes; :func:`whisper_decoder` is the real
 
 Guarantees:
 
-* every word is confirmed at most once, and confirmed words never change (they leave as segments);
-* confirmed words are in time order and do not overlap: each starts at or after the previous one's end;
+* a word is confirmed once: confirmed words never change (they leave as segments), and each starts at or
+  after the previous one's end, so no stretch of audio yields words twice. A pass that hears a confirmed
+  word again (Whisper's times move a little between passes, and a cut buffer may start with the tail of
+  its last word) has it dropped by whisper_streaming's two checks: time, and the repeated n-gram;
 * a confirmed word never ends after the audio added so far (:attr:`LocalAgreement.audio_end`);
 * trimming the buffer cuts only at the end of a confirmed word, so no word that could still be confirmed
-  is lost; the only exceptions are documented where they happen: silence nobody spoke in, and audio two
-  passes never agreed on by the time the buffer reached Whisper's 30 s window;
+  is lost; the only exceptions are documented where they happen: seconds in which nothing at all was
+  heard, and audio that two passes never agreed on while a whole window of it was decoded again and again;
 * :meth:`LocalAgreement.finish` confirms everything the last pass heard;
 * every time is session time (seconds since the session's first sample), rounded to the millisecond, a
   plain Python float.
 
-Importing this module imports NumPy only: :func:`whisper_decoder` imports faster-whisper (through the
-adapter) when it is called, so the API, which never decodes, can import it.
+Importing this module imports NumPy and Cesar's light modules only: :func:`whisper_decoder` imports
+faster-whisper (through the adapter) when it is called, so the API, which never decodes, can import it.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ _SILENCE_SECONDS = 3.0
 _SILENCE_KEEP_SECONDS = 1.0
 #: the confirmed text kept for the prompt, in multiples of ``prompt_chars``
 _CONTEXT_FACTOR = 4
+#: :func:`sentence_segments` never joins segments into one longer than this (Whisper's window, and far
+#: longer than a subtitle cue should stay on screen)
+_MAX_JOINED_SECONDS = 30.0
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
@@ -148,7 +153,6 @@ class LocalAgreement:
         )
         self._hypothesis: list[Word] = []  # the last pass's words not confirmed yet, session time
         self._finished = False
-        self._hyp_end = 0.0
 
     # -- the audio ---------------------------------------------------------------------------------
 
@@ -164,7 +168,7 @@ class LocalAgreement:
     @property
     def audio_end(self) -> float:
         """The session time of the end of the audio added so far."""
-        return self._time(self._total)
+        return round(self._time(self._total), 3)
 
     @property
     def confirmed_end(self) -> float:
@@ -192,11 +196,7 @@ class LocalAgreement:
             return self._update([], decoded=False)
         self._limit_buffer()
         heard, words = self._pass()
-        import os
-        edge = float(os.environ.get("EDGE", "0"))
-        votes = [w for w in self._hypothesis if w.end < self._hyp_end - edge] if edge else self._hypothesis
-        agreed = _common_prefix(words, votes)
-        self._hyp_end = self.audio_end
+        agreed = _common_prefix(words, self._hypothesis)
         self._hypothesis = words[len(agreed) :]
         confirmed = self._confirm(agreed)
         self._trim()
@@ -228,7 +228,7 @@ class LocalAgreement:
     def _pass(self) -> tuple[bool, list[Word]]:
         """Decode the buffer: whether anything was heard, and the words that are new (session time)."""
         start = self._time(self._buffer_start)
-        end = self.audio_end
+        end = self._time(self._total)
         raw = self._decode(self._audio, self._prompt())
         self._decoded_at = self._total
         words = []
@@ -331,7 +331,8 @@ class LocalAgreement:
         )
 
     def _time(self, samples: int) -> float:
-        return round(self._offset + samples / SAMPLE_RATE, 3)
+        """The session time ``samples`` after the offset, unrounded: only what leaves is rounded, once."""
+        return self._offset + samples / SAMPLE_RATE
 
     @staticmethod
     def _samples(seconds: float) -> int:
@@ -393,9 +394,6 @@ def sentence_segments(
     if group:
         joined.append(_joined(group))
     return joined
-
-
-_MAX_JOINED_SECONDS = 30.0
 
 
 def _ends_phrase(text: str) -> bool:
