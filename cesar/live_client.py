@@ -654,11 +654,11 @@ def _close_text(exc: Exception) -> str:
 
 
 def _refusal(status: int, url: str) -> RemoteError:
-    if status == 401:
+    if status in (401, 403):  # a WebSocket refused before its handshake completes is answered 403
         return RemoteError(
-            "the server wants an API key (401: set CESAR_API_KEY or --api-key to the server's key)",
+            f"the server wants an API key ({status}: set CESAR_API_KEY or --api-key to the server's key)",
             EXIT_UNAUTHORIZED,
-            status=401,
+            status=status,
         )
     if status == 404:
         return RemoteError(

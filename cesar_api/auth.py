@@ -19,6 +19,7 @@ from typing import Any
 from litestar import Request, Response, delete, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
+from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 
@@ -51,7 +52,12 @@ async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handle
     cookie = connection.cookies.get(SESSION_COOKIE)
     if handler.opt.get(COOKIE_OPENS) and cookie and valid_session(key, cookie):
         return
-    raise AuthError("missing or invalid API key: send `Authorization: Bearer <key>`")
+    message = "missing or invalid API key: send `Authorization: Bearer <key>`"
+    if connection.scope["type"] == "websocket":
+        # refused before the handshake completes: the server answers it 403 (the exception mapper, which
+        # writes JSON errors, has no response to give a socket)
+        raise NotAuthorizedException(detail=message)
+    raise AuthError(message)
 
 
 def session_token(key: str, *, now: float | None = None) -> str:

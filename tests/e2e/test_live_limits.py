@@ -189,3 +189,19 @@ def test_the_readmes_python_client_runs(serve: CesarProcess, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("session "), done.stdout
     assert "quick" in done.stdout.lower(), done.stdout
+
+
+def test_without_the_api_key_the_handshake_is_refused(tmp_path: Path) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    db = f"sqlite:///{tmp_path / 'cesar.db'}"
+    env = {"CESAR_API_KEY": "s3cret"}
+    with running_serve(db, log_path=tmp_path / "serve.log", workers="0", env=env) as serve:
+        with pytest.raises(InvalidStatus) as refused, connect(ws_url(serve.url)):
+            pass
+        assert refused.value.response.status_code == 403
+        headers = {"Authorization": "Bearer s3cret"}
+        with connect(ws_url(serve.url), additional_headers=headers) as ws:
+            ws.send(json.dumps({"type": "start"}))
+            answer = json.loads(ws.recv(timeout=30))
+        assert answer["code"] == "no_worker"  # past the key: refused only because no worker runs
