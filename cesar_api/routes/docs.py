@@ -34,6 +34,29 @@ Self-hosted speech-to-text with Whisper. Submit audio (`POST /transcribe`), foll
 Every error has the shape `{"status_code": 404, "detail": "...", "code": "not_found", "extra": null}`.
 When the server sets `CESAR_API_KEY`, every route except `/health` and `/docs` needs
 `Authorization: Bearer <key>`.
+
+## Live transcription: the WebSocket `GET /live`
+
+Audio transcribed while it is spoken (OpenAPI cannot describe a WebSocket: this is its description; the
+manual's page "Live transcription" has it in full). All server messages are JSON text with a `type`.
+
+1. **Client, first message (text)**: `{"type": "start", "model": "tiny.en", "language": "en", "task":
+   "transcribe", "prompt": null, "word_timestamps": true, "vad": true, "audio": {"format": "pcm_s16le",
+   "sample_rate": 16000}, "callback_url": null, "idempotency_key": null}` (every field optional;
+   `audio.format` `pcm_s16le` is raw 16-bit mono PCM at `sample_rate`, `container` any file FFmpeg reads, as
+   produced), or,
+   after a lost connection, `{"type": "resume", "session_id": "<job id>", "last_segment": 11}`.
+2. **Server**: `{"type": "session", "session_id": "<job id>", "audio_bytes": 0, "job": {...}}`: a resuming
+   client sends its audio again from `audio_bytes`. When no worker takes a new session within
+   `CESAR_LIVE_START_SECONDS`: `error` `no_worker` and close 1013.
+3. **Client**: binary messages of audio (at most 1 MiB each), then `{"type": "stop"}`.
+4. **Server events**: `tentative` (`text`, `start`: words not confirmed yet, replaced as they firm up);
+   `segment` (`id` 0, 1, ..., `start`, `end`, `text`, `words`: confirmed, each once, in order); `job` (the job
+   JSON, at changes); `error` (`code`, `message`); `final` (the final job), then close 1000. The transcript is
+   then `GET /jobs/{id}/transcript` in any format.
+5. **Close codes**: 1000 over; 1008 a bad message, unknown model or session; 1009 a message over 1 MiB; 1011
+   a server failure; 1013 no worker free. A session without audio for `CESAR_LIVE_IDLE_SECONDS` ends with
+   what was said; one longer than `CESAR_LIVE_MAX_SECONDS` ends there.
 """
 
 TAGS = [

@@ -205,3 +205,18 @@ def test_without_the_api_key_the_handshake_is_refused(tmp_path: Path) -> None:
             ws.send(json.dumps({"type": "start"}))
             answer = json.loads(ws.recv(timeout=30))
         assert answer["code"] == "no_worker"  # past the key: refused only because no worker runs
+
+
+def test_the_protocol_is_described_at_docs(serve: CesarProcess) -> None:
+    description = httpx.get(f"{serve.url}/docs/openapi.json", timeout=10).json()["info"]["description"]
+    assert "GET /live" in description
+    for word in (
+        '"type": "start"',
+        '"type": "resume"',
+        "tentative",
+        "segment",
+        "final",
+        "1013",
+        "audio_bytes",
+    ):
+        assert word in description, word
