@@ -19,6 +19,7 @@ from typing import Any
 from litestar import Request, Response, delete, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
@@ -53,7 +54,7 @@ async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handle
     if handler.opt.get(COOKIE_OPENS) and cookie and valid_session(key, cookie):
         return
     message = "missing or invalid API key: send `Authorization: Bearer <key>`"
-    if connection.scope["type"] == "websocket":
+    if connection.scope["type"] == ScopeType.WEBSOCKET:
         # refused before the handshake completes: the server answers it 403 (the exception mapper, which
         # writes JSON errors, has no response to give a socket)
         raise NotAuthorizedException(detail=message)

@@ -15,7 +15,8 @@ Events, each with an ``id:`` of the form ``<attempt>.<segments delivered>``:
 - ``end``: the final job JSON, after the last segment; then the stream closes.
 
 A client that reconnects with ``Last-Event-ID`` continues after the last segment it got. If a worker is
-lost and the job starts again, a ``job`` event shows a new ``attempts`` and segments start over from 0.
+lost and the job starts again, a ``job`` event shows a new ``attempts`` and segments start over from 0 (not
+a live session's: its next worker goes on after the segments confirmed before).
 
 A subscriber whose queue fills (a stalled reader) is cut off, not buffered for: it reconnects and resumes
 from the database. A subscriber that leaves is dropped at once; a job nobody follows is not watched.
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cesar_common.db.feed import ChangeFeed, ChangeKind, Subscription
-from cesar_common.db.records import JobRecord, JobStatus
+from cesar_common.db.records import JobRecord, JobSource, JobStatus
 from cesar_common.db.store import JobStore
 from cesar_common.errors import CesarError, ClientError
 from cesar_common.job_json import job_to_schema
@@ -151,8 +152,8 @@ class EventHub:
             # subscribed first, then read: anything published meanwhile is in the queue, and duplicates
             # are skipped by segment number
             position = resume
-            if position is None or position.attempt != job.attempts:
-                position = Position(job.attempts, 0)
+            if position is None or position.attempt != _epoch(job):
+                position = Position(_epoch(job), 0)
             async for chunk in self._catch_up(job, position):
                 yield chunk
             if position.ended:
@@ -214,7 +215,7 @@ class EventHub:
         self.open_streams += 1
         topic = self._topics.get(job.id)
         if topic is None:  # it publishes what comes after what this subscriber reads now
-            topic = self._topics[job.id] = _Topic(job.id, attempt=job.attempts, published=job.segment_count)
+            topic = self._topics[job.id] = _Topic(job.id, attempt=_epoch(job), published=job.segment_count)
         topic.subscribers.add(subscriber)
         self._ensure_running()
         try:
@@ -232,10 +233,10 @@ class EventHub:
             return
         record, data, queue_position = fresh
         topic = self._topics.get(record.id)
-        if topic is not None and topic.state is None and topic.attempt == record.attempts:
+        if topic is not None and topic.state is None and topic.attempt == _epoch(record):
             topic.state = _state(record, queue_position)  # what this first job event already said
-        if record.attempts != position.attempt:  # started again since the client's last event
-            position.attempt, position.delivered = record.attempts, 0
+        if _epoch(record) != position.attempt:  # started again since the client's last event
+            position.attempt, position.delivered = _epoch(record), 0
         yield encode("job", position.event_id, data)
         for segment in await self._read(self._segments_after, record, position.delivered):
             position.delivered += 1
@@ -328,8 +329,8 @@ class EventHub:
             record = records.get(job_id)
             if topic is None or record is None or topic.ended:
                 continue
-            if record.attempts != topic.attempt:
-                topic.attempt, topic.published, topic.state = record.attempts, 0, None
+            if _epoch(record) != topic.attempt:
+                topic.attempt, topic.published, topic.state = _epoch(record), 0, None
             if record.segment_count < topic.published:
                 topic.published = 0
             changed.append((topic, record))
@@ -375,11 +376,20 @@ class EventHub:
         return record, _job_json(record, position), position
 
     def _segments_after(self, record: JobRecord, first: int) -> list[dict[str, Any]]:
+        if record.source is JobSource.LIVE:  # its confirmed segments stay with it, whatever its status
+            return self.store.live_segments(record.id, first=first)
         if record.status is JobStatus.COMPLETED:
             return list(self.store.get_job(record.id, with_segments=True).segments or [])[first:]
         if record.status is JobStatus.PROCESSING:
             return self.store.live_segments(record.id, first=first)
         return []
+
+
+def _epoch(record: JobRecord) -> int:
+    """What a stream's segments are numbered within: the job's attempt (a job that starts again decodes
+    again from its start), but one for a whole live session (a worker that takes it over goes on after the
+    segments confirmed before)."""
+    return 0 if record.source is JobSource.LIVE else record.attempts
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:

@@ -9,15 +9,18 @@ still being sent, each once and in order, and the final transcript is as good as
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import psycopg
 import pytest
 import wer
 from dbtools import migrate
+from httpx_sse import connect_sse
 from live_support import BYTES_PER_SECOND, LiveSession, pcm_of, ws_url
 from psycopg import sql
 from serve_helpers import AUDIO_DIR, Client, running_serve, wait_for
@@ -93,6 +96,12 @@ def test_the_story_at_speaking_pace_survives_a_killed_worker_and_a_restarted_api
         assert first.sent_seconds - first.data["end"] < 10, "the first segment within seconds of its words"
         assert session.of_type("tentative"), "tentative text while the words are spoken"
         assert session.closes[-1][0] == 1000
+
+        # the job's own event stream tells the same segments, once each, through both takeovers
+        with httpx.Client(base_url=serve.url, timeout=30) as http:
+            with connect_sse(http, "GET", f"/jobs/{job_id}/events") as source:
+                followed = [json.loads(sse.data) for sse in source.iter_sse() if sse.event == "segment"]
+        assert [(s["id"], s["text"]) for s in followed] == [(s["id"], s["text"]) for s in segments]
 
         live_text = client.transcript(job_id, "txt")
         live_wer = wer.word_error_rate(REFERENCE, live_text)
