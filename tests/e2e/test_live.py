@@ -98,9 +98,11 @@ def test_the_story_at_speaking_pace_survives_a_killed_worker_and_a_restarted_api
         assert session.closes[-1][0] == 1000
 
         # the job's own event stream tells the same segments, once each, through both takeovers
-        with httpx.Client(base_url=serve.url, timeout=30) as http:
-            with connect_sse(http, "GET", f"/jobs/{job_id}/events") as source:
-                followed = [json.loads(sse.data) for sse in source.iter_sse() if sse.event == "segment"]
+        with (
+            httpx.Client(base_url=serve.url, timeout=30) as http,
+            connect_sse(http, "GET", f"/jobs/{job_id}/events") as source,
+        ):
+            followed = [json.loads(sse.data) for sse in source.iter_sse() if sse.event == "segment"]
         assert [(s["id"], s["text"]) for s in followed] == [(s["id"], s["text"]) for s in segments]
 
         live_text = client.transcript(job_id, "txt")
