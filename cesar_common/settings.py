@@ -142,6 +142,13 @@ class Settings(BaseSettings):
         description="Live sessions each worker process transcribes at once, beside its file work (threads of "
         "their own: a session never waits behind queued files; 0: this worker takes none).",
     )
+    live_step_seconds: float = Field(
+        default=0.5,
+        ge=0.1,
+        le=10,
+        description="A live session is decoded again once this much new audio arrived (or as soon as the "
+        "pass before ends, when it took longer): shorter answers sooner, longer costs less CPU per session.",
+    )
     live_start_seconds: float = Field(
         default=3.0,
         gt=0,

@@ -2,8 +2,9 @@
 
 Each slot claims the oldest queued session (:meth:`JobStore.claim_live`; file jobs are never taken here, so a
 session never waits behind them) and runs it: it reads the audio chunks the API stored since its last look,
-decodes them (:mod:`cesar_common.transcription.live_audio`), and once a second or so decodes the growing
-buffer and confirms what two passes agree on (:class:`~cesar_common.transcription.streaming.LocalAgreement`).
+decodes them (:mod:`cesar_common.transcription.live_audio`), and every ``CESAR_LIVE_STEP_SECONDS`` of new
+audio decodes the growing buffer and confirms what two passes agree on
+(:class:`~cesar_common.transcription.streaming.LocalAgreement`).
 Confirmed segments and the words not confirmed yet go to the database with the lease, in one fenced write
 (:meth:`JobStore.report_live`); the API relays them to the client.
 
@@ -217,7 +218,10 @@ class LiveRun:
 
         decoder = self.slots.transcriber.live_decoder(self.job, self._concat(self._early))
         policy = LocalAgreement(
-            decoder.decode, StreamingOptions(), offset=offset, confirmed_text=confirmed_text
+            decoder.decode,
+            StreamingOptions(step_seconds=self.settings.live_step_seconds),
+            offset=offset,
+            confirmed_text=confirmed_text,
         )
         return decoder, policy
 
