@@ -9,6 +9,7 @@ still being sent, each once and in order, and the final transcript is as good as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -34,12 +35,14 @@ REFERENCE = wer.reference_from_readme((AUDIO_DIR / "README.md").read_text(), "sp
 pytestmark = pytest.mark.timeout(600)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cesar.db'}"
-        return
-    server = normalize_url(str(request.getfixturevalue("postgres_server_url")))
+def test_the_story_at_speaking_pace_survives_a_killed_worker_and_a_restarted_api(tmp_path: Path) -> None:
+    story_through_faults(f"sqlite:///{tmp_path / 'cesar.db'}", tmp_path)
+
+
+@contextlib.contextmanager
+def postgres_schema(server_url: str) -> Iterator[str]:
+    """A database URL on a schema of its own, at head; the schema is dropped on the way out."""
+    server = normalize_url(server_url)
     schema = f"cesar_live_{uuid.uuid4().hex[:12]}"
     admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -55,9 +58,9 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def test_the_story_at_speaking_pace_survives_a_killed_worker_and_a_restarted_api(
-    db: str, tmp_path: Path
-) -> None:
+def story_through_faults(db: str, tmp_path: Path) -> None:
+    """The story at speaking pace through a worker killed with kill -9 and an API killed the same way (also
+    run on PostgreSQL, by test_live_postgres.py: a file of its own, so that the two run at once)."""
     pcm = pcm_of(LONG)
     with running_serve(db, log_path=tmp_path / "serve.log", workers="2") as serve:
         session = LiveSession(ws_url(serve.url))
