@@ -187,13 +187,15 @@ class LiveRun:
         stream = open_stream(live.audio_format.value, live.sample_rate)
         decoder: LiveDecoder | None = None
         policy: LocalAgreement | None = None
+        # a multilingual model without a language hears the first seconds before it decides
+        listen = 0.0 if self.slots.transcriber.live_language_known(self.job) else LANGUAGE_SECONDS
         while True:
             self._check()
             live, arrived = self._read_audio(stream, live)
             if decoder is None:
                 self._early.append(arrived)
                 heard = sum(piece.size for piece in self._early)
-                if heard < LANGUAGE_SECONDS * SAMPLE_RATE and live.ended is None:
+                if heard < listen * SAMPLE_RATE and live.ended is None:
                     self._wait_or_report(live)
                     continue
                 decoder, policy = self._start_decoding(offset, confirmed_text)

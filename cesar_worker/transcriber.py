@@ -64,6 +64,10 @@ class Transcriber(Protocol):
         """How to cut a long file into parts of about ``split_seconds`` (at pauses), and the one language
         for every part; None when the file is short enough to transcribe whole."""
 
+    def live_language_known(self, job: JobRecord) -> bool:
+        """Whether a live session's language is known without hearing it (the job names it, or the model
+        has only one), so that its decoding need not wait for its first seconds."""
+
     def live_decoder(self, job: JobRecord, first_audio: np.ndarray) -> LiveDecoder:
         """How a live session is decoded: its model's words for a buffer of audio (with a prompt), in
         the session's one language (the job's, the model's only one, or detected once on ``first_audio``,
@@ -201,6 +205,13 @@ class WhisperTranscriber:
             return given, 1.0
         found = faster_whisper_adapter.detect_language(loaded.whisper, samples[: 300 * SAMPLE_RATE])
         return found.code, round(found.probability, 4)
+
+    def live_language_known(self, job: JobRecord) -> bool:
+        from cesar_common.transcription import faster_whisper_adapter, whisper
+
+        loaded = self.cache.get(self._key(job.model))
+        given = whisper.model_language(loaded, job.options.language)
+        return given is not None or not faster_whisper_adapter.is_multilingual(loaded.whisper)
 
     def live_decoder(self, job: JobRecord, first_audio: np.ndarray) -> LiveDecoder:
         from cesar_common.transcription import streaming

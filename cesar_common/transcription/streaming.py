@@ -36,6 +36,7 @@ faster-whisper (through the adapter) when it is called, so the API, which never 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -194,11 +195,11 @@ class LocalAgreement:
         the words this pass and the previous one agree on."""
         if not self.ready():
             return self._update([], decoded=False)
-        self._limit_buffer()
+        forced = self._limit_buffer()
         heard, words = self._pass()
         agreed = _common_prefix(words, self._hypothesis)
         self._hypothesis = words[len(agreed) :]
-        confirmed = self._confirm(agreed)
+        confirmed = forced + self._confirm(agreed)
         self._trim()
         if not heard and self.buffer_seconds > _SILENCE_SECONDS:
             # Nothing at all was heard in seconds of audio (VAD, the decoder's job, found no speech): it
@@ -280,19 +281,31 @@ class LocalAgreement:
         if self.buffer_seconds > options.max_buffer_seconds - options.step_seconds and self._in_buffer:
             self._cut(self._in_buffer[-1].end)
 
-    def _limit_buffer(self) -> None:
+    def _limit_buffer(self) -> list[Word]:
         """Before a pass: a buffer longer than ``max_buffer_seconds`` (audio arrived faster than the passes
-        ran, or no sentence was confirmed in it) is cut at the last confirmed word's end, and then, if
-        still too long, its oldest audio is dropped."""
+        ran, or no sentence was confirmed in it) is cut at the last confirmed word's end. If it is still
+        too long, the last pass's words over its oldest audio are confirmed as that pass heard them (the
+        words returned), and the buffer is cut after them; only audio in which nothing was heard is ever
+        dropped."""
         limit = self._options.max_buffer_seconds
         if self.buffer_seconds > limit and self._in_buffer:
             self._cut(self._in_buffer[-1].end)
+        forced: list[Word] = []
+        if self.buffer_seconds > limit and self._hypothesis:
+            # Two passes never agreed on the oldest audio although it was decoded for a whole window
+            # (or the passes fall behind the audio, each starting somewhere new): dropping it would lose
+            # its words, and every later pass would start mid-word and agree on nothing. One pass's word
+            # for it is better than none.
+            horizon = self.audio_end - limit + self._options.step_seconds
+            taken = list(itertools.takewhile(lambda word: word.end <= horizon, self._hypothesis))
+            taken = taken or self._hypothesis[:1]
+            self._hypothesis = self._hypothesis[len(taken) :]
+            forced = self._confirm(taken)
+            self._cut(forced[-1].end)
         if self.buffer_seconds > limit:
-            # Nothing in the oldest audio was confirmed although it was decoded over and over for a
-            # whole window (or the decoder falls behind the audio): two passes never agreed on it, so
-            # nothing useful could be confirmed from it, and keeping it would take the pass past
-            # Whisper's 30 s window. Its words are lost; the stream goes on.
+            # nothing was heard in the oldest audio (or nothing since the last word taken): silence
             self._cut(self.audio_end - limit)
+        return forced
 
     def _cut(self, time: float) -> None:
         """Move the buffer's start to session time ``time`` (never backwards, never past its end)."""
@@ -360,7 +373,11 @@ def whisper_decoder(
             vad=vad,
             word_timestamps=True,
         )
-        segments, _ = adapter.transcribe_sequential(loaded.whisper, samples, decoding)
+        # The batched pipeline with batches of one: a buffer (at most 30 s) is one window, encoded once.
+        # Sequential decoding with word timestamps goes back to the last word's end whenever the window's
+        # text does not end with a finished segment, as a buffer cut mid-speech usually does, and encodes
+        # a second window for the rest: twice the cost of a pass (its encoder is most of it).
+        segments, _ = adapter.transcribe_batched(loaded.whisper, samples, decoding, batch_size=1)
         # the segments come out lazily: all of them are decoded here, inside the call
         return [
             Word(float(word.start), float(word.end), word.word, float(word.probability))

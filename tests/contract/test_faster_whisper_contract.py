@@ -284,3 +284,19 @@ def test_a_run_after_stopped_runs_is_a_clean_run(
     generator.on_generate = lambda: None
     again = batched(model, two_windows, batch_size=1)
     assert again.segments == clean.segments, f"{RELEASE}: a stopped run changed the next run's transcript"
+
+
+def test_a_batch_of_one_encodes_a_buffer_under_30_s_once_and_times_its_words(
+    model: Any, speech: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a live pass (cesar_common.transcription.streaming) relies on it: one encoder pass per buffer
+    encodes = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda features: encodes.append(1) or encode(features))
+    cut = speech[: int(4.3 * SAMPLE_RATE)]  # cut mid-speech, as a live buffer is
+    decoding = adapter.Decoding(language="en", word_timestamps=True, initial_prompt="The quick brown fox")
+    segments, _ = adapter.transcribe_batched(model, cut, decoding, batch_size=1)
+    words = [word for segment in segments for word in segment.words or ()]
+    assert len(encodes) == 1
+    assert "lazy" in "".join(word.word for word in words).lower()
+    assert all(0 <= word.start <= word.end <= cut.size / SAMPLE_RATE + 0.05 for word in words)
