@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         description="A live session is decoded again once this much new audio arrived (or as soon as the "
         "pass before ends, when it took longer): shorter answers sooner, longer costs less CPU per session.",
     )
+    live_final_pass: bool = Field(
+        default=True,
+        description="When a live session ends, decode its whole audio again, as a file, for its transcript "
+        "(file quality, a few seconds a minute of audio on a CPU); off: the transcript is the segments "
+        "confirmed live, joined into sentences.",
+    )
     live_start_seconds: float = Field(
         default=3.0,
         gt=0,

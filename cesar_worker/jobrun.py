@@ -15,7 +15,11 @@ from typing import Any
 
 from cesar_common.db.records import JobRecord, PartWork
 
-__all__ = ["JobRun", "JobStopped", "StopReason"]
+__all__ = ["TEMP_PREFIX", "JobRun", "JobStopped", "StopReason"]
+
+#: a job's temporary directory starts with this, then the worker's pid: a crashed worker's leftovers can be
+#: told apart (:func:`cesar_worker.worker.remove_orphaned_temp_dirs`)
+TEMP_PREFIX = "cesar-job-"
 
 
 class StopReason(StrEnum):

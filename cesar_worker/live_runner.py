@@ -18,17 +18,21 @@ the next slot to claim it decodes the stored audio after them. A worker that shu
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cesar_common.db.feed import ChangeFeed, WorkSignal
 from cesar_common.db.records import JobRecord, JobResult, LiveEnd, LiveState
 from cesar_common.db.store import JobStore, LeaseLostError
 from cesar_common.errors import CesarError, DatabaseError, ModelNotAllowedError
 from cesar_common.settings import Settings
-from cesar_common.transcription.audio import SAMPLE_RATE
+from cesar_common.transcription.audio import SAMPLE_RATE, wav_header
+from cesar_worker.jobrun import TEMP_PREFIX, JobStopped
 
 if TYPE_CHECKING:
     import numpy as np
@@ -138,6 +142,8 @@ class LiveRun:
         self._audio_seconds = 0.0  # the session's audio decoded into samples so far
         self._early: list[np.ndarray] = []  # samples heard before the decoder exists (the language)
         self._confirmed_end = 0.0  # session time up to which the text is confirmed
+        self._recording: BinaryIO | None = None  # the session's audio as 16 kHz PCM (a WAV file)
+        self._recording_path: Path | None = None
         self._ended = threading.Event()
         self._lease_lost = False
 
@@ -150,7 +156,11 @@ class LiveRun:
         keeper = threading.Thread(target=self._keep_lease, name="cesar-live-lease", daemon=True)
         keeper.start()
         try:
-            outcome = self._run()
+            with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
+                self._recording_path = Path(tmp) / "session.wav"
+                with self._recording_path.open("wb") as self._recording:
+                    self._recording.write(wav_header(0))
+                    outcome = self._run()
         except LiveStopped as exc:
             outcome = self._stopped(exc.reason)
         except LeaseLostError:
@@ -254,9 +264,12 @@ class LiveRun:
     def _samples(self, samples: np.ndarray) -> np.ndarray:
         """``samples`` counted into the session's audio (none past its maximum length), less those a
         takeover has already confirmed."""
+
         start = round(self._audio_seconds * SAMPLE_RATE)
         samples = samples[: max(int(self.settings.live_max_seconds * SAMPLE_RATE) - start, 0)]
         self._audio_seconds += samples.size / SAMPLE_RATE
+        if self._recording is not None:  # the whole session, for the final pass
+            self._recording.write((samples * 32768).clip(-32768, 32767).astype("<i2").tobytes())
         if self._skip > start:
             return samples[min(self._skip - start, samples.size) :]
         return samples
@@ -326,6 +339,45 @@ class LiveRun:
 
     # --- ends -------------------------------------------------------------------------------------
     def _complete(self, decoder: LiveDecoder) -> str:
+        result = self._final_pass(decoder) if self.settings.live_final_pass else None
+        result = result or self._confirmed_result(decoder)
+        if self.store.complete_job(self.job.id, self.worker_id, result):
+            return "completed"
+        return "abandoned (no longer ours when it finished)"
+
+    def _final_pass(self, decoder: LiveDecoder) -> JobResult | None:
+        """The whole session decoded again as a file, for its transcript: a live pass confirms words
+        with a second or two of audio after them, a file's decoding hears whole sentences (the word error
+        rate of the story: BENCHMARKS.md). None when it cannot be had (the confirmed segments then are
+        the transcript)."""
+        import dataclasses
+
+        assert self._recording is not None and self._recording_path is not None
+        size = self._recording.tell() - len(wav_header(0))
+        if size <= 0:
+            return None
+        self._recording.seek(0)
+        self._recording.write(wav_header(size))
+        self._recording.flush()
+        try:
+            result = self.slots.transcriber.transcribe(
+                self.job,
+                self._recording_path,
+                on_progress=_ignore_progress,
+                on_segment=_ignore_segment,
+                should_stop=lambda: self._lease_lost or self.slots.stop_event.is_set(),
+            )
+        except JobStopped:
+            self._check()  # a lost lease or a shutdown ends the session as such
+            return None
+        except CesarError as exc:
+            log.warning(
+                "%s: the final pass failed (%s); the confirmed segments are its transcript", self.name, exc
+            )
+            return None
+        return dataclasses.replace(result, duration=round(self._audio_seconds, 3), decoding=decoder.decoding)
+
+    def _confirmed_result(self, decoder: LiveDecoder) -> JobResult:
         from cesar_common.transcription.streaming import sentence_segments
 
         confirmed = self.store.live_segments(self.job.id)
@@ -336,7 +388,7 @@ class LiveRun:
         if not self.job.options.word_timestamps:
             for segment in segments:
                 segment.pop("words", None)
-        result = JobResult(
+        return JobResult(
             text=" ".join(segment["text"] for segment in segments).strip(),
             language=decoder.language,
             language_probability=decoder.language_probability,
@@ -344,9 +396,6 @@ class LiveRun:
             segments=segments,
             decoding=decoder.decoding,
         )
-        if self.store.complete_job(self.job.id, self.worker_id, result):
-            return "completed"
-        return "abandoned (no longer ours when it finished)"
 
     def _stopped(self, reason: str) -> str:
         if reason == "lease_lost":
@@ -374,6 +423,14 @@ class LiveRun:
         import numpy as np
 
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
+def _ignore_progress(done: float, total: float) -> None:
+    pass
+
+
+def _ignore_segment(segment: dict[str, Any]) -> None:
+    pass
 
 
 def _plain(segment: dict[str, Any]) -> dict[str, Any]:

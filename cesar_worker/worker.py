@@ -42,7 +42,7 @@ from cesar_common.transcription.audio import wav_header
 from cesar_worker import part_results
 from cesar_worker.download import DownloadStopped, download
 from cesar_worker.heartbeat import Heartbeat, Housekeeping
-from cesar_worker.jobrun import JobRun, JobStopped, StopReason
+from cesar_worker.jobrun import TEMP_PREFIX, JobRun, JobStopped, StopReason
 from cesar_worker.live_runner import LiveSlots
 from cesar_worker.transcriber import Transcriber, TranscriberFactory, WhisperTranscriber
 from cesar_worker.webhook_sender import DeliveryLoop
@@ -56,7 +56,6 @@ log = logging.getLogger("cesar.worker")
 
 POLL_MIN_SECONDS = 0.05
 WORKER_ID_MAX = 255  # the workers.id and jobs.worker_id columns
-TEMP_PREFIX = "cesar-job-"  # then the worker's pid: a crashed worker's leftovers can be told apart
 #: a pid has at most 7 digits (Linux keeps them below 2**22); a longer "pid" in a name is no worker's
 PID_DIGITS = 7
 _BAD = frozenset({"error", "abandoned", "left to its lease"})
