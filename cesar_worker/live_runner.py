@@ -32,7 +32,7 @@ from cesar_common.db.store import JobStore, LeaseLostError
 from cesar_common.errors import CesarError, DatabaseError, ModelNotAllowedError
 from cesar_common.settings import Settings
 from cesar_common.transcription.audio import SAMPLE_RATE, wav_header
-from cesar_worker.jobrun import TEMP_PREFIX, JobStopped
+from cesar_worker.jobrun import TEMP_PREFIX, JobStopped, StopReason
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,14 +50,6 @@ LOOK_SECONDS = 0.1
 #: audio a multilingual model listens to before the session's language is decided
 LANGUAGE_SECONDS = 3.0
 POLL_MIN_SECONDS = 0.05
-
-
-class LiveStopped(Exception):
-    """The session must stop here: ``reason`` is ``cancelled``, ``lease_lost`` or ``shutdown``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class LiveSlots:
@@ -161,7 +153,7 @@ class LiveRun:
                 with self._recording_path.open("wb") as self._recording:
                     self._recording.write(wav_header(0))
                     outcome = self._run()
-        except LiveStopped as exc:
+        except JobStopped as exc:
             outcome = self._stopped(exc.reason)
         except LeaseLostError:
             outcome = "abandoned (lease lost)"
@@ -315,13 +307,13 @@ class LiveRun:
         pending.changed = False
         self._last_report = now
         if cancel:
-            raise LiveStopped("cancelled")
+            raise JobStopped(StopReason.CANCELLED)
 
     def _check(self) -> None:
         if self._lease_lost:
-            raise LiveStopped("lease_lost")
+            raise JobStopped(StopReason.LEASE_LOST)
         if self.slots.stop_event.is_set():
-            raise LiveStopped("shutdown")
+            raise JobStopped(StopReason.SHUTDOWN)
 
     def _keep_lease(self) -> None:
         """Extend the lease every third of its length, whatever the decoding is doing: a pass over a long
@@ -397,14 +389,14 @@ class LiveRun:
             decoding=decoder.decoding,
         )
 
-    def _stopped(self, reason: str) -> str:
-        if reason == "lease_lost":
+    def _stopped(self, reason: StopReason) -> str:
+        if reason == StopReason.LEASE_LOST:
             return "abandoned (lease lost)"
         try:
-            if reason == "cancelled":
+            if reason == StopReason.CANCELLED:
                 self.store.cancel_running(self.job.id, self.worker_id)
                 return "cancelled"
-            if reason == "shutdown":
+            if reason == StopReason.SHUTDOWN:
                 self.store.release_job(self.job.id, self.worker_id)
                 return "handed back (shutting down)"
         except CesarError as exc:

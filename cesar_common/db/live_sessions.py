@@ -20,15 +20,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
-from sqlalchemy.exc import IntegrityError
 
-from cesar_common.db import audio_chunks, idempotency, leases, state, submissions
+from cesar_common.db import audio_chunks, idempotency, leases, submissions
 from cesar_common.db.clock import db_now
-from cesar_common.db.job_reads import record_with_webhook
 from cesar_common.db.records import AudioFormat, JobRecord, JobStatus, LiveEnd, LiveState, NewJob
-from cesar_common.db.rows import job_record
 from cesar_common.db.tables import jobs, live_sessions
-from cesar_common.db.transactions import Transactions, database_error
+from cesar_common.db.transactions import Transactions
 
 __all__ = ["append", "end_audio", "open_session", "open_sessions", "read_state", "report"]
 
@@ -43,38 +40,21 @@ def open_session(
     fingerprint = None
     if key is not None:
         fingerprint = idempotency.request_fingerprint(new, f"live:{audio_format}:{sample_rate}")
-    job_id = submissions.new_job_id()
-    values = {
-        **submissions.job_values(job_id, new, JobStatus.QUEUED.value),
-        "idempotency_key": key,
-        "request_fingerprint": fingerprint,
-    }
-    with tx.write() as conn:
-        if key is not None:
-            idempotency.release_stale_key(conn, key)
-        try:
-            with conn.begin_nested():
-                row = state.insert_job(conn, values)
-                conn.execute(
-                    insert(live_sessions).values(
-                        job_id=job_id,
-                        audio_format=audio_format.value,
-                        sample_rate=sample_rate,
-                        audio_bytes=0,
-                        chunks=0,
-                        audio_at=db_now(),
-                        tentative="",
-                    )
-                )
-        except IntegrityError as exc:
-            holder = idempotency.job_holding_key(conn, key) if key else None
-            if holder is None:
-                raise database_error(exc) from exc
-            existing = record_with_webhook(conn, holder)
-        else:
-            return job_record(row), True
-    assert key is not None and fingerprint is not None
-    return idempotency.same_request(existing, fingerprint, key), False
+
+    def stream(conn: Connection, job_id: str) -> None:
+        conn.execute(
+            insert(live_sessions).values(
+                job_id=job_id,
+                audio_format=audio_format.value,
+                sample_rate=sample_rate,
+                audio_bytes=0,
+                chunks=0,
+                audio_at=db_now(),
+                tentative="",
+            )
+        )
+
+    return submissions.insert_queued(tx, new, key, fingerprint, with_job=stream)
 
 
 def append(conn: Connection, job_id: str, data: bytes) -> int | None:

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
@@ -31,7 +32,7 @@ from cesar_common.db.transactions import Transactions, database_error
 from cesar_common.errors import DatabaseError, InvalidInputError
 from cesar_common.job_options import options_dict
 
-__all__ = ["create_job", "job_values", "new_job_id", "purge_stale_uploads"]
+__all__ = ["create_job", "insert_queued", "new_job_id", "purge_stale_uploads"]
 
 PENDING = JobStatus.PENDING.value
 QUEUED = JobStatus.QUEUED.value
@@ -54,7 +55,7 @@ def create_job(
         if new.source is JobSource.UPLOAD:
             raise InvalidInputError("an upload job needs its audio")
         fingerprint = None if key is None else idempotency.request_fingerprint(new, None)
-        return _insert_queued(tx, new, key, fingerprint)
+        return insert_queued(tx, new, key, fingerprint)
 
     if key is not None:
         with tx.read() as conn:
@@ -68,7 +69,7 @@ def create_job(
 
     job_id = new_job_id()
     with tx.write() as conn:
-        state.insert_job(conn, job_values(job_id, new, PENDING))
+        state.insert_job(conn, _job_values(job_id, new, PENDING))
     try:
         size, sha256 = _store_audio(tx, job_id, audio_source, max_bytes, hashing=key is not None)
         if key is None:
@@ -96,7 +97,7 @@ _stamp_lock = threading.Lock()
 _last_stamp = 0
 
 
-def job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
+def _job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
     return {
         "id": job_id,
         "status": status,
@@ -115,11 +116,19 @@ def job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
     }
 
 
-def _insert_queued(
-    tx: Transactions, new: NewJob, key: str | None, fingerprint: str | None
+def insert_queued(
+    tx: Transactions,
+    new: NewJob,
+    key: str | None,
+    fingerprint: str | None,
+    *,
+    with_job: Callable[[Connection, str], None] | None = None,
 ) -> tuple[JobRecord, bool]:
+    """A queued job with no audio to store first (a URL job, a live session), under ``key`` when given:
+    ``(job, created)``, or the job the key already names. ``with_job`` writes what belongs to the new job
+    (a live session's stream) in the same transaction."""
     values = {
-        **job_values(new_job_id(), new, QUEUED),
+        **_job_values(new_job_id(), new, QUEUED),
         "idempotency_key": key,
         "request_fingerprint": fingerprint,
     }
@@ -129,6 +138,8 @@ def _insert_queued(
         try:
             with conn.begin_nested():
                 row = state.insert_job(conn, values)
+                if with_job is not None:
+                    with_job(conn, row.id)
         except IntegrityError as exc:
             found = _holder(conn, key, exc)
         else:
