@@ -27,11 +27,24 @@ from cesar_common.db.records import AudioFormat, JobRecord, JobStatus, LiveEnd, 
 from cesar_common.db.tables import jobs, live_sessions
 from cesar_common.db.transactions import Transactions
 
-__all__ = ["append", "end_audio", "open_session", "open_sessions", "read_state", "report"]
+__all__ = [
+    "add_mark",
+    "append",
+    "end_audio",
+    "open_session",
+    "open_sessions",
+    "read_state",
+    "report",
+    "set_turn_detection",
+]
 
 
 def open_session(
-    tx: Transactions, new: NewJob, audio_format: AudioFormat, sample_rate: int | None
+    tx: Transactions,
+    new: NewJob,
+    audio_format: AudioFormat,
+    sample_rate: int | None,
+    turn_detection: dict[str, Any] | None = None,
 ) -> tuple[JobRecord, bool]:
     """A new session: its job (queued, announced to idle workers) and its empty stream, in one
     transaction; ``(job, created)``. With ``new.idempotency_key``, the session the key already names
@@ -51,6 +64,7 @@ def open_session(
                 chunks=0,
                 audio_at=db_now(),
                 tentative="",
+                turn_detection=turn_detection,
             )
         )
 
@@ -86,6 +100,25 @@ def end_audio(conn: Connection, job_id: str, reason: LiveEnd) -> bool:
     return bool(changed.rowcount == 1)
 
 
+def set_turn_detection(conn: Connection, job_id: str, turn_detection: dict[str, Any]) -> None:
+    """How the worker cuts the session's audio into turns from now on (a realtime connection's
+    ``session.update``)."""
+    conn.execute(
+        update(live_sessions).where(live_sessions.c.job_id == job_id).values(turn_detection=turn_detection)
+    )
+
+
+def add_mark(conn: Connection, job_id: str, action: str) -> int:
+    """The client's ``commit`` or ``clear`` of the audio it sent so far: it applies after the chunks stored
+    now (their count is returned). Only the session's one connection writes its marks."""
+    row = conn.execute(
+        select(live_sessions.c.chunks, live_sessions.c.marks).where(live_sessions.c.job_id == job_id)
+    ).one()
+    marks = [*(row.marks or ()), {"chunks": int(row.chunks), "action": action}]
+    conn.execute(update(live_sessions).where(live_sessions.c.job_id == job_id).values(marks=marks))
+    return int(row.chunks)
+
+
 def read_state(conn: Connection, job_id: str) -> LiveState | None:
     """The session's stream, with the seconds since audio last arrived by the database's clock."""
     row = conn.execute(select(live_sessions, db_now()).where(live_sessions.c.job_id == job_id)).one_or_none()
@@ -102,6 +135,7 @@ def report(
     tentative_start: float | None,
     behind_seconds: float,
     lease_seconds: float,
+    turns: Sequence[dict[str, Any]] | None = None,
 ) -> bool:
     """What the worker holding the session heard since its last report: the ``segments`` it confirmed
     (appended to the job's live segments) and the words it has not confirmed yet, with its lease extended,
@@ -110,11 +144,14 @@ def report(
     cancel = leases.report_progress(
         conn, job_id, worker_id, 0.0, segments=segments, lease_seconds=lease_seconds
     )
-    conn.execute(
-        update(live_sessions)
-        .where(live_sessions.c.job_id == job_id)
-        .values(tentative=tentative, tentative_start=tentative_start, behind_seconds=behind_seconds)
-    )
+    values: dict[str, Any] = {
+        "tentative": tentative,
+        "tentative_start": tentative_start,
+        "behind_seconds": behind_seconds,
+    }
+    if turns is not None:
+        values["turns"] = list(turns)
+    conn.execute(update(live_sessions).where(live_sessions.c.job_id == job_id).values(**values))
     return cancel
 
 
@@ -141,4 +178,8 @@ def _state(row: Row[Any]) -> LiveState:
         ended=None if row.ended is None else LiveEnd(row.ended),
         tentative=row.tentative,
         tentative_start=row.tentative_start,
+        turn_detection=row.turn_detection,
+        marks=tuple(row.marks or ()),
+        turns=tuple(row.turns or ()),
+        gaps=tuple(row.gaps or ()),
     )

@@ -98,6 +98,7 @@ class LiveEnd(StrEnum):
     STOP = "stop"  # the client said so
     IDLE = "idle"  # no audio came for CESAR_LIVE_IDLE_SECONDS
     MAX_LENGTH = "max_length"  # CESAR_LIVE_MAX_SECONDS of audio arrived
+    STREAM_END = "stream_end"  # a followed stream URL ended (an HLS playlist's #EXT-X-ENDLIST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,15 @@ class LiveState:
     ended: LiveEnd | None
     tentative: str
     tentative_start: float | None
+    #: a realtime connection's turn detection (``{"type": "server_vad", ...}`` or ``{"type": "none"}``);
+    #: None for a session without turns
+    turn_detection: dict[str, Any] | None = None
+    #: the client's commits and clears: ``{"chunks": n, "action": "commit" | "clear"}``, in order
+    marks: tuple[dict[str, Any], ...] = ()
+    #: the worker's last turns: ``{"index", "start", "end", "complete"}``, oldest first
+    turns: tuple[dict[str, Any], ...] = ()
+    #: a followed stream URL's drops: ``{"at", "seconds", "reason"}``
+    gaps: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

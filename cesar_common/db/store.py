@@ -325,11 +325,27 @@ class JobStore:
 
     # --- live sessions ----------------------------------------------------------------------------
     def open_live_session(
-        self, new: NewJob, audio_format: AudioFormat, sample_rate: int | None
+        self,
+        new: NewJob,
+        audio_format: AudioFormat,
+        sample_rate: int | None,
+        turn_detection: dict[str, Any] | None = None,
     ) -> tuple[JobRecord, bool]:
-        """A new live session (a queued job with ``source`` live); ``(job, created)``: with a known
+        """A new live session (a queued job with ``source`` live), cut into turns as ``turn_detection``
+        says (a realtime connection; None: no turns); ``(job, created)``: with a known
         ``new.idempotency_key``, the session it names (see :func:`live_sessions.open_session`)."""
-        return live_sessions.open_session(self._tx, new, audio_format, sample_rate)
+        return live_sessions.open_session(self._tx, new, audio_format, sample_rate, turn_detection)
+
+    def set_live_turn_detection(self, job_id: str, turn_detection: dict[str, Any]) -> None:
+        """How a session's audio is cut into turns from now on."""
+        with self._tx.write() as conn:
+            live_sessions.set_turn_detection(conn, job_id, turn_detection)
+
+    def mark_live_audio(self, job_id: str, action: str) -> int:
+        """The client's ``commit`` or ``clear`` of the audio stored so far (after the chunks counted now,
+        returned)."""
+        with self._tx.write() as conn:
+            return live_sessions.add_mark(conn, job_id, action)
 
     def append_live_audio(self, job_id: str, data: bytes) -> int | None:
         """Store a piece of a session's audio (one short transaction); the bytes stored in all, or None
@@ -375,9 +391,10 @@ class JobStore:
         tentative_start: float | None,
         behind_seconds: float,
         lease_seconds: float,
+        turns: Sequence[dict[str, Any]] | None = None,
     ) -> bool:
-        """The segments a session's worker confirmed and the text it has not, with its lease; fenced
-        (LeaseLostError). Returns whether a cancel was requested."""
+        """The segments a session's worker confirmed and the text it has not (and its last ``turns``),
+        with its lease; fenced (LeaseLostError). Returns whether a cancel was requested."""
         with self._tx.write() as conn:
             return live_sessions.report(
                 conn,
@@ -388,6 +405,7 @@ class JobStore:
                 tentative_start=tentative_start,
                 behind_seconds=behind_seconds,
                 lease_seconds=lease_seconds,
+                turns=turns,
             )
 
     # --- long jobs cut into parts ----------------------------------------------------------------

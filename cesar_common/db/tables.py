@@ -264,6 +264,15 @@ class LiveSession(Base):
     tentative_start: Mapped[float | None] = mapped_column(Float)
     # how far the confirmed text is behind the audio that arrived, at the worker's last report (metrics)
     behind_seconds: Mapped[float | None] = mapped_column(Float)
+    # migration 0008. A realtime connection's turn detection (null for GET /live: no turns) and the
+    # client's commits and clears, [{"chunks": n, "action": "commit" | "clear"}]: each applies once the
+    # worker has read n chunks
+    turn_detection: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    marks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # the worker's last turns, [{"index", "start", "end", "complete"}], oldest first
+    turns: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # a followed stream URL's drops, [{"at": session seconds, "seconds": how long, "reason"}]
+    gaps: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class Worker(Base):
