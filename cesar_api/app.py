@@ -29,6 +29,7 @@ from cesar_api.routes.health import ReadinessCache, health, liveness
 from cesar_api.routes.job_routes import (
     cancel_job,
     delete_job,
+    get_audio,
     get_job,
     get_transcript,
     list_jobs,
@@ -51,6 +52,7 @@ PROTECTED_ROUTES = [
     list_jobs,
     get_job,
     get_transcript,
+    get_audio,
     cancel_job,
     delete_job,
     redeliver_webhook,

@@ -1,8 +1,9 @@
-"""Following jobs: list, get, transcript, cancel, delete, webhook redelivery."""
+"""Following jobs: list, get, transcript, audio, cancel, delete, webhook redelivery."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -11,23 +12,26 @@ from litestar import MediaType, Request, Response, delete, get, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, Schema
+from litestar.openapi.spec import Example, OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, Schema
 from litestar.params import PathParameter, QueryParameter
+from litestar.response import Stream
 
 from cesar_api.exception_mapper import error_responses
 from cesar_api.reads import run_read
 from cesar_api.transcripts import completed_transcript, partial_transcript
 from cesar_common.choices import TranscriptFormat
-from cesar_common.db.records import JobRecord, JobStatus, PublicStatus
+from cesar_common.db.records import AudioFormat, JobRecord, JobSource, JobStatus, PublicStatus
 from cesar_common.db.store import JobStore
-from cesar_common.errors import ConflictError
+from cesar_common.errors import ConflictError, NotFoundError
 from cesar_common.job_json import JobOut, job_json, job_to_schema
+from cesar_common.transcription.audio import wav_header
 from cesar_common.transcription.writers import FORMATS, render
 
 __all__ = [
     "JOB_ID",
     "cancel_job",
     "delete_job",
+    "get_audio",
     "get_job",
     "get_transcript",
     "list_jobs",
@@ -209,6 +213,81 @@ def get_transcript(
         media_type=output.media_type,
         headers={"Content-Disposition": f'attachment; filename="{_download_name(record, output.extension)}"'},
     )
+
+
+@dataclass
+class AudioOperation(Operation):
+    """The audio is a WAV file or the bytes a client sent: document both as binary."""
+
+    def __post_init__(self) -> None:
+        if self.responses and "200" in self.responses:
+            binary = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY))
+            self.responses["200"].content = {  # type: ignore[union-attr]
+                "audio/wav": binary,
+                "application/octet-stream": binary,
+            }
+
+
+#: an upload's own media type is given back only when it names audio or video: the client chose it
+_MEDIA_TYPE = re.compile(r"(audio|video)/[A-Za-z0-9.+-]{1,100}")
+
+
+@get(
+    "/jobs/{job_id:str}/audio",
+    operation_id="getJobAudio",
+    tags=["Jobs"],
+    summary="Download a job's audio",
+    description="The audio the job was given, while the server stores it: until the job ends, and after "
+    "that only with `CESAR_KEEP_AUDIO`. A live session sent as `pcm_s16le` comes as a WAV file (16-bit mono "
+    "at the session's sample rate), with the audio received so far while it runs; any other job's audio "
+    "comes as it was received. No range requests. `404` for an unknown job and for audio not stored (a URL "
+    "job's, a finished job's).",
+    sync_to_thread=True,
+    operation_class=AudioOperation,
+    response_description="The audio.",
+    responses=error_responses(400, 404, 503, s404="No job with this id, or its audio is not stored"),
+)
+def get_audio(job_id: Annotated[str, JOB_ID], store: NamedDependency[JobStore]) -> Stream:
+    record = store.get_job(job_id)
+    live = store.live_state(job_id) if record.source is JobSource.LIVE else None
+    size, chunks = store.audio_snapshot(job_id)
+    if size == 0:
+        raise NotFoundError(_no_audio(record), extra={"job_id": record.id})
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+    if live is not None and live.audio_format is AudioFormat.PCM_S16LE and live.sample_rate:
+        samples = size - size % 2  # a client may have sent half a sample last: a WAV holds whole ones
+        header = wav_header(samples, rate=live.sample_rate)
+        headers["Content-Length"] = str(len(header) + samples)
+        headers["Content-Disposition"] = f'attachment; filename="live-{record.id}.wav"'
+        return Stream(_wav_body(header, chunks, samples), media_type="audio/wav", headers=headers)
+    media_type = record.content_type or ""
+    name = _UNSAFE_FILENAME.sub("_", record.filename or "").strip("._")[:100] or f"audio-{record.id}"
+    headers["Content-Length"] = str(size)
+    headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    if not _MEDIA_TYPE.fullmatch(media_type):
+        media_type = "application/octet-stream"
+    return Stream(chunks, media_type=media_type, headers=headers)
+
+
+def _no_audio(record: JobRecord) -> str:
+    if record.source is JobSource.URL:
+        return f"job {record.id} is a URL job: its worker fetches the audio, the server does not store it"
+    if record.is_final:
+        return (
+            f"the audio of job {record.id} is no longer stored: a finished job's audio is deleted unless "
+            "the server keeps it (CESAR_KEEP_AUDIO)"
+        )
+    return f"no audio of job {record.id} has arrived yet"
+
+
+def _wav_body(header: bytes, chunks: Iterator[bytes], samples: int) -> Iterator[bytes]:
+    yield header
+    left = samples
+    for chunk in chunks:
+        piece = chunk[:left]
+        left -= len(piece)
+        if piece:
+            yield piece
 
 
 @post(

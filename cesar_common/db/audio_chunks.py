@@ -28,6 +28,7 @@ __all__ = [
     "read_chunks",
     "rechunk",
     "stored_bytes",
+    "stored_extent",
 ]
 
 #: bytes per job_audio row
@@ -68,6 +69,16 @@ def stored_bytes(conn: Connection, job_id: str) -> int:
         select(func.coalesce(func.sum(func.length(job_audio.c.data)), 0)).where(job_audio.c.job_id == job_id)
     ).scalar_one()
     return int(total)
+
+
+def stored_extent(conn: Connection, job_id: str) -> tuple[int, int]:
+    """``(chunks, bytes)`` of the job's audio, read together: a live session's audio grows meanwhile."""
+    row = conn.execute(
+        select(func.count(), func.coalesce(func.sum(func.length(job_audio.c.data)), 0)).where(
+            job_audio.c.job_id == job_id
+        )
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 # --- byte streams ------------------------------------------------------------------------------------

@@ -561,12 +561,29 @@ class JobStore:
             raise NotFoundError(f"the audio of job {job_id} is no longer stored")
         return self._audio_chunks(job_id, size)
 
-    def _audio_chunks(self, job_id: str, expected: int | None) -> Iterator[bytes]:
+    def audio_snapshot(self, job_id: str) -> tuple[int, Iterator[bytes]]:
+        """The job's audio stored now: its size in bytes, and its chunks read a few per short read
+        transaction (what a live session receives meanwhile is not in them; ConflictError as they are
+        read when the audio goes, the job ended or deleted). NotFoundError for an unknown job."""
+        with self._tx.read() as conn:
+            if job_reads.status_of(conn, job_id) in (None, JobStatus.PENDING.value):
+                raise job_reads.not_found(job_id)
+            chunks, size = audio_chunks.stored_extent(conn, job_id)
+        return size, self._audio_chunks(job_id, size, chunks=chunks)
+
+    def _audio_chunks(
+        self, job_id: str, expected: int | None, *, chunks: int | None = None
+    ) -> Iterator[bytes]:
+        """The job's chunks in order (the first ``chunks`` of them, or all); ConflictError when they are not
+        ``expected`` bytes in all."""
         next_seq = 0
         total = 0
-        while True:
+        while chunks is None or next_seq < chunks:
+            batch = (
+                audio_chunks.READ_BATCH if chunks is None else min(audio_chunks.READ_BATCH, chunks - next_seq)
+            )
             with self._tx.read() as conn:
-                rows = audio_chunks.read_chunks(conn, job_id, from_seq=next_seq)
+                rows = audio_chunks.read_chunks(conn, job_id, from_seq=next_seq, limit=batch)
             if not rows:
                 break
             for row in rows:

@@ -131,6 +131,7 @@ OPERATIONS = {
     ("get", "/jobs"): "listJobs",
     ("get", "/jobs/{job_id}"): "getJob",
     ("get", "/jobs/{job_id}/transcript"): "getTranscript",
+    ("get", "/jobs/{job_id}/audio"): "getJobAudio",
     ("post", "/jobs/{job_id}/cancel"): "cancelJob",
     ("delete", "/jobs/{job_id}"): "deleteJob",
     ("post", "/jobs/{job_id}/webhook/redeliver"): "redeliverWebhook",
