@@ -63,7 +63,9 @@ def check_callback(url: str | None, settings: Settings) -> str | None:
     from cesar_common.urlpolicy import validate_url
 
     try:
-        return validate_url(url, allow_private=settings.allow_private_urls, resolve=True)
+        return validate_url(
+            url, allow_private=settings.allow_private_urls, allowed=settings.allow_private_networks
+        )
     except URLRefusedError as exc:
         raise URLRefusedError(str(exc).replace("URL refused", "callback_url refused", 1)) from exc
 
@@ -75,7 +77,9 @@ def submit_url_job(
     from cesar_common.urlpolicy import validate_url
 
     options = job_options(request, settings)
-    url = validate_url(request.url, allow_private=settings.allow_private_urls, resolve=True)
+    url = validate_url(
+        request.url, allow_private=settings.allow_private_urls, allowed=settings.allow_private_networks
+    )
     new = NewJob(
         source=JobSource.URL,
         options=options,

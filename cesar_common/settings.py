@@ -8,6 +8,7 @@ options builds its settings with :func:`get_settings` ``(**overrides)``.
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -225,6 +226,14 @@ class Settings(BaseSettings):
         description="Allow URL jobs (and callbacks) to loopback and private addresses. "
         "Link-local and cloud metadata addresses are always refused.",
     )
+    allow_private_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        json_schema_extra={"shown_default": "empty"},
+        description="Private or loopback networks that URL jobs, live stream URLs and callbacks may reach "
+        "while `CESAR_ALLOW_PRIVATE_URLS` is off, comma-separated (`10.8.0.0/16,192.168.1.20/32`): one "
+        "internal server without opening every private address. Checked against the address each "
+        "connection reaches; link-local and cloud metadata addresses are refused even here.",
+    )
 
     # --- workers -------------------------------------------------------------------------------
     workers: str = Field(
@@ -281,6 +290,17 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_models(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("allow_private_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        networks = []
+        for item in _split_csv(value):
+            try:  # not strict: 10.1.2.3/16 means its network, 10.1.0.0/16
+                networks.append(ip_network(item, strict=False) if isinstance(item, str) else item)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not a network such as 10.8.0.0/16 or 192.168.1.20/32") from exc
+        return networks
 
     @field_validator("model_aliases", mode="before")
     @classmethod

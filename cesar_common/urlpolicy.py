@@ -5,21 +5,26 @@ address it actually connected to (a name can resolve differently the second time
 
 Always refused: link-local addresses (which include the cloud metadata services), known metadata names and
 addresses, unspecified, multicast and reserved addresses. Loopback and private ranges (RFC 1918, CGNAT
-100.64/10, IPv6 unique-local fc00::/7, ...) are refused unless ``CESAR_ALLOW_PRIVATE_URLS=true``.
+100.64/10, IPv6 unique-local fc00::/7, ...) are refused unless ``CESAR_ALLOW_PRIVATE_URLS=true``, or unless the
+address lies in one of the networks of ``CESAR_ALLOW_PRIVATE_NETWORKS`` (``allowed``): one internal server
+reachable without opening every private address.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from cesar_common.errors import URLRefusedError
 from cesar_common.text import control_character
 
-__all__ = ["check_address", "is_loopback", "resolve_host", "validate_url"]
+__all__ = ["Networks", "check_address", "is_loopback", "resolve_host", "validate_url"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: private networks a URL may reach even without ``allow_private`` (``CESAR_ALLOW_PRIVATE_NETWORKS``)
+Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 
@@ -41,14 +46,18 @@ METADATA_ADDRESSES = frozenset(
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host" on Linux: reaches local services
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
-PRIVATE_HINT = "set CESAR_ALLOW_PRIVATE_URLS=true to allow loopback and private addresses"
+PRIVATE_HINT = (
+    "set CESAR_ALLOW_PRIVATE_URLS=true to allow loopback and private addresses, or list the network in "
+    "CESAR_ALLOW_PRIVATE_NETWORKS"
+)
 
 
-def validate_url(url: str, *, allow_private: bool, resolve: bool = True) -> str:
+def validate_url(url: str, *, allow_private: bool, resolve: bool = True, allowed: Networks = ()) -> str:
     """Return ``url`` (stripped) if Cesar may fetch it, else raise :class:`URLRefusedError`.
 
     With ``resolve`` the host name is looked up and every address it resolves to must pass; without it only
-    the URL's form, a literal address and the metadata names are checked.
+    the URL's form, a literal address and the metadata names are checked. ``allowed``: private networks
+    that pass without ``allow_private``.
     """
     url = url.strip()
     try:
@@ -68,14 +77,15 @@ def validate_url(url: str, *, allow_private: bool, resolve: bool = True) -> str:
     if host in METADATA_HOSTS:
         raise URLRefusedError(f"URL refused: {host} is a cloud metadata service (never allowed)")
 
-    if (host == "localhost" or host.endswith(".localhost")) and not allow_private:
+    # with networks allowed, the addresses the name resolves to decide (here or when connecting)
+    if (host == "localhost" or host.endswith(".localhost")) and not (allow_private or allowed):
         raise URLRefusedError(f"URL refused: {host} is a loopback address ({PRIVATE_HINT})")
     literal = _parse_address(host)
     if literal is not None:
-        check_address(literal, allow_private=allow_private, host=host)
+        check_address(literal, allow_private=allow_private, host=host, allowed=allowed)
     elif resolve:
         for address in resolve_host(host, port or (443 if scheme == "https" else 80)):
-            check_address(address, allow_private=allow_private, host=host)
+            check_address(address, allow_private=allow_private, host=host, allowed=allowed)
     return url
 
 
@@ -95,24 +105,26 @@ def resolve_host(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-def check_address(address: IPAddress | str, *, allow_private: bool, host: str | None = None) -> None:
+def check_address(
+    address: IPAddress | str, *, allow_private: bool, host: str | None = None, allowed: Networks = ()
+) -> None:
     """Raise :class:`URLRefusedError` unless the policy lets Cesar connect to ``address``."""
     if isinstance(address, str):
         parsed = _parse_address(address)
         if parsed is None:
             raise URLRefusedError(f"URL refused: {address!r} is not an IP address")
         address = parsed
-    problem = address_problem(address, allow_private=allow_private)
+    problem = address_problem(address, allow_private=allow_private, allowed=allowed)
     if problem is None:
         return
     where = f"{host} resolves to {address}" if host and host != str(address) else str(address)
     raise URLRefusedError(f"URL refused: {where}, {problem}")
 
 
-def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
+def address_problem(address: IPAddress, *, allow_private: bool, allowed: Networks = ()) -> str | None:
     """Why the policy refuses ``address``, or None when it is fine."""
     for candidate in _embedded_ipv4(address):
-        problem = address_problem(candidate, allow_private=allow_private)
+        problem = address_problem(candidate, allow_private=allow_private, allowed=allowed)
         if problem is not None:
             return problem
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -124,7 +136,7 @@ def address_problem(address: IPAddress, *, allow_private: bool) -> str | None:
     if always is not None:
         return f"{always} (never allowed)"
     private = _private_kind(address)
-    if private is not None and not allow_private:
+    if private is not None and not allow_private and not any(address in network for network in allowed):
         return f"{private} ({PRIVATE_HINT})"
     return None
 

@@ -19,7 +19,7 @@ import httpx
 
 from cesar_common.errors import DownloadError, PayloadTooLargeError, URLRefusedError
 from cesar_common.text import plain_number
-from cesar_common.urlpolicy import validate_url
+from cesar_common.urlpolicy import Networks, validate_url
 from cesar_worker import egress
 
 __all__ = ["DownloadStopped", "download"]
@@ -50,6 +50,7 @@ def download(
     *,
     max_bytes: int,
     allow_private: bool,
+    allowed: Networks = (),
     deadline_seconds: float | None = None,
     max_redirects: int = MAX_REDIRECTS,
     connect_timeout: float = CONNECT_TIMEOUT,
@@ -63,7 +64,9 @@ def download(
     :class:`DownloadStopped` is raised.
     """
     deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
-    guard = egress.Guard(allow_private=allow_private, deadline=deadline, should_stop=should_stop)
+    guard = egress.Guard(
+        allow_private=allow_private, allowed=allowed, deadline=deadline, should_stop=should_stop
+    )
     timeout = httpx.Timeout(
         connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
     )
@@ -74,12 +77,12 @@ def download(
         raise DownloadError(f"download failed: not a URL that can be fetched ({exc})") from exc
     try:
         with egress.client(guard, timeout=timeout) as client:
-            current = validate_url(url, allow_private=allow_private, resolve=False)
+            current = validate_url(url, allow_private=allow_private, resolve=False, allowed=allowed)
             for _hop in range(max_redirects + 1):
                 host = _host(current)
                 with client.stream("GET", current) as response:
                     if response.status_code in REDIRECT_STATUSES and "location" in response.headers:
-                        current = _next_hop(current, response.headers["location"], allow_private)
+                        current = _next_hop(current, response.headers["location"], guard)
                         continue
                     if response.status_code >= 400:
                         raise DownloadError(
@@ -101,12 +104,12 @@ def download(
         raise DownloadError(f"download failed: {host} redirected to an unusable URL: {exc}") from exc
 
 
-def _next_hop(current: str, location: str, allow_private: bool) -> str:
+def _next_hop(current: str, location: str, guard: egress.Guard) -> str:
     """The redirect's target, if it is a URL Cesar may fetch (checked before any connection)."""
     target = urljoin(current, location.strip())
     try:
         httpx.URL(target)  # what the client would refuse to send
-        return validate_url(target, allow_private=allow_private, resolve=False)
+        return validate_url(target, allow_private=guard.allow_private, resolve=False, allowed=guard.allowed)
     except (URLRefusedError, httpx.InvalidURL) as exc:
         reason = str(exc).removeprefix("URL refused: ")
         raise DownloadError(

@@ -33,7 +33,7 @@ import httpx
 
 from cesar_common import __version__
 from cesar_common.errors import URLRefusedError
-from cesar_common.urlpolicy import check_address, resolve_host
+from cesar_common.urlpolicy import Networks, check_address, resolve_host
 
 __all__ = ["DeadlineExceeded", "Guard", "Stopped", "client"]
 
@@ -52,11 +52,12 @@ class DeadlineExceeded(Exception):  # the exchange took longer than its deadline
 
 @dataclass
 class Guard:
-    """What an exchange may do: connect where ``allow_private`` allows, until ``deadline`` (a
-    ``time.monotonic()`` value), as long as ``should_stop()`` says no. ``on_tick`` runs between waits
-    (a webhook sender keeps its delivery's lease with it)."""
+    """What an exchange may do: connect where ``allow_private`` and ``allowed`` (private networks) allow,
+    until ``deadline`` (a ``time.monotonic()`` value), as long as ``should_stop()`` says no. ``on_tick``
+    runs between waits (a webhook sender keeps its delivery's lease with it)."""
 
     allow_private: bool
+    allowed: Networks = ()
     deadline: float | None = None
     should_stop: Callable[[], bool] | None = None
     on_tick: Callable[[], None] | None = None
@@ -116,7 +117,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         self.guard.check()
-        addresses = _vetted_addresses(host, port, allow_private=self.guard.allow_private)
+        addresses = _vetted_addresses(host, port, self.guard)
         until = None if timeout is None else time.monotonic() + timeout
         failure: Exception | None = None
         for address in addresses:
@@ -131,14 +132,14 @@ class _GuardedBackend(httpcore.NetworkBackend):
         raise httpcore.ConnectError(str(failure) if failure else f"cannot connect to {host}")
 
 
-def _vetted_addresses(host: str, port: int, *, allow_private: bool) -> list[Any]:
+def _vetted_addresses(host: str, port: int, guard: Guard) -> list[Any]:
     """Every address ``host`` resolves to, all of them allowed (URLRefusedError otherwise)."""
     try:
         addresses = resolve_host(host, port)
     except URLRefusedError as exc:
         raise httpcore.ConnectError(f"cannot resolve host {host}") from exc
     for address in addresses:
-        check_address(address, allow_private=allow_private, host=host)
+        check_address(address, allow_private=guard.allow_private, host=host, allowed=guard.allowed)
     return addresses
 
 

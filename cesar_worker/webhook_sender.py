@@ -98,7 +98,12 @@ class WebhookSender:
         except NotFoundError:
             return refused("the job was deleted")
         try:
-            validate_url(delivery.url, allow_private=self.settings.allow_private_urls, resolve=False)
+            validate_url(
+                delivery.url,
+                allow_private=self.settings.allow_private_urls,
+                resolve=False,
+                allowed=self.settings.allow_private_networks,
+            )
             answer = self.post(delivery, body)
         except URLRefusedError as exc:  # refused by the policy, before any connection
             return refused(str(exc))
@@ -132,6 +137,7 @@ class WebhookSender:
         host = urlsplit(delivery.url).hostname or delivery.url
         guard = egress.Guard(
             allow_private=self.settings.allow_private_urls,
+            allowed=self.settings.allow_private_networks,
             deadline=time.monotonic() + TOTAL_TIMEOUT_S,
             on_tick=self._lease_keeper(delivery),
         )

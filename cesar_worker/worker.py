@@ -413,6 +413,7 @@ class Worker:
                     out,
                     max_bytes=self.settings.max_upload_bytes,
                     allow_private=self.settings.allow_private_urls,
+                    allowed=self.settings.allow_private_networks,
                     deadline_seconds=self.settings.download_timeout_seconds,
                     should_stop=run.should_stop,
                 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any
 
@@ -138,3 +139,24 @@ def test_odd_spellings_of_loopback_are_caught_by_resolving() -> None:
     # 2130706433 == 0x7f000001: the C resolver reads it as 127.0.0.1 (no DNS involved)
     with pytest.raises(URLRefusedError, match=r"127.0.0.1, a loopback address"):
         validate_url("http://2130706433/", allow_private=False)
+
+
+def test_an_allowed_network_opens_its_addresses_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = [ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("10.8.0.0/16")]
+    assert validate_url("http://127.0.0.1:8000/live.m3u8", allow_private=False, allowed=allowed)
+    assert validate_url("http://10.8.3.4/radio", allow_private=False, allowed=allowed)
+    assert validate_url("http://[::ffff:10.8.0.1]/", allow_private=False, allowed=allowed)  # IPv4-mapped
+    for outside in ("http://127.0.0.2/", "http://10.9.0.1/", "http://[::1]/", "http://192.168.1.1/"):
+        with pytest.raises(URLRefusedError, match="CESAR_ALLOW_PRIVATE_NETWORKS"):
+            validate_url(outside, allow_private=False, allowed=allowed)
+    # a name is judged by what it resolves to, not by its spelling
+    monkeypatch.setattr(socket, "getaddrinfo", fake_resolver({"localhost": ["127.0.0.1", "127.0.0.2"]}))
+    with pytest.raises(URLRefusedError, match=r"localhost resolves to 127.0.0.2"):
+        validate_url("http://localhost/", allow_private=False, allowed=allowed)
+
+
+def test_an_allowed_network_never_opens_link_local_or_metadata_addresses() -> None:
+    allowed = [ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("100.64.0.0/10")]
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://100.100.100.200/"):
+        with pytest.raises(URLRefusedError, match="never allowed"):
+            validate_url(url, allow_private=False, allowed=allowed)
