@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, create_model, field_vali
 
 from cesar_common.db.records import AudioFormat
 from cesar_common.job_json import Schema, option_fields
+from cesar_common.job_options import MAX_SPEAKERS
 from cesar_common.text import TEXT_WHITESPACE, control_character
 
 __all__ = [
@@ -145,6 +146,11 @@ class LiveStartIn(SubmitFields):
     prompt: Annotated[str | None, Field(default=None, max_length=2000)]
     word_timestamps: bool = True
     vad: bool = True
+    #: speakers come from the final pass, which decodes the session's whole audio as a file
+    diarize: bool = False
+    num_speakers: Annotated[int | None, Field(default=None, ge=1, le=MAX_SPEAKERS)]
+    min_speakers: Annotated[int | None, Field(default=None, ge=1, le=MAX_SPEAKERS)]
+    max_speakers: Annotated[int | None, Field(default=None, ge=1, le=MAX_SPEAKERS)]
     audio: LiveAudioIn = Field(default_factory=LiveAudioIn)
     idempotency_key: Annotated[str | None, Field(default=None, min_length=1, max_length=255)]
 
@@ -156,6 +162,10 @@ class LiveStartIn(SubmitFields):
             "initial_prompt": self.prompt or None,
             "word_timestamps": self.word_timestamps,
             "vad": self.vad,
+            "diarize": self.diarize,
+            "num_speakers": self.num_speakers,
+            "min_speakers": self.min_speakers,
+            "max_speakers": self.max_speakers,
         }
 
 

@@ -13,11 +13,11 @@ from litestar.exceptions import ValidationException
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from cesar_api.schemas import SubmitFields, UrlJobIn
+from cesar_api.schemas import LiveStartIn, SubmitFields, UrlJobIn
 from cesar_common.choices import WHISPER_LANGUAGES
 from cesar_common.db.records import JobRecord, JobSource, NewJob
 from cesar_common.db.store import JobStore
-from cesar_common.errors import LanguageError, ModelNotAllowedError, URLRefusedError
+from cesar_common.errors import InvalidInputError, LanguageError, ModelNotAllowedError, URLRefusedError
 from cesar_common.job_options import TranscribeOptions, check_speakers, options_from
 from cesar_common.settings import Settings
 
@@ -40,8 +40,8 @@ class Submitted:
 
 
 def job_options(request: SubmitFields, settings: Settings) -> TranscribeOptions:
-    """The engine options a request asks for, refusing models outside the allowlist and speaker counts that
-    contradict each other (422)."""
+    """The engine options a request asks for, refusing models outside the allowlist, speaker counts that
+    contradict each other, and speakers for a live session where no final pass would find them (422)."""
     asked = request.options()
     model = asked["model"] or settings.model
     if model not in settings.allowed_models:
@@ -53,7 +53,13 @@ def job_options(request: SubmitFields, settings: Settings) -> TranscribeOptions:
     language = asked["language"]
     if language is not None and language not in WHISPER_LANGUAGES:
         raise LanguageError(f"unknown language {language!r}: use an ISO 639 code such as en, de, fr")
-    return check_speakers(options_from(asked, model=model))
+    options = check_speakers(options_from(asked, model=model))
+    if options.diarize and isinstance(request, LiveStartIn) and not settings.live_final_pass:
+        raise InvalidInputError(
+            "a live session's speakers are found by its final pass, which this server does not run "
+            "(CESAR_LIVE_FINAL_PASS=false): start the session without diarize"
+        )
+    return options
 
 
 def check_callback(url: str | None, settings: Settings) -> str | None:

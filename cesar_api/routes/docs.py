@@ -42,7 +42,8 @@ manual's page "Live transcription" has it in full). All server messages are JSON
 
 1. **Client, first message (text)**: `{"type": "start", "model": "tiny.en", "language": "en", "task":
    "transcribe", "prompt": null, "word_timestamps": true, "vad": true, "audio": {"format": "pcm_s16le",
-   "sample_rate": 16000}, "callback_url": null, "idempotency_key": null}` (every field optional;
+   "sample_rate": 16000}, "diarize": false, "callback_url": null, "idempotency_key": null}` (every field
+   optional; `diarize` takes `num_speakers`, `min_speakers`, `max_speakers` as a job does;
    `audio.format` `pcm_s16le` is raw 16-bit mono PCM at `sample_rate`, `container` any file FFmpeg reads, as
    produced), or,
    after a lost connection, `{"type": "resume", "session_id": "<job id>", "last_segment": 11}`.
