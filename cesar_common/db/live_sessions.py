@@ -12,6 +12,10 @@ lease (:func:`report`), and decides when the audio is over (:func:`end_audio`): 
 nothing came for the idle time, or the session reached its maximum length. A session whose worker is lost
 goes back to the queue with its confirmed segments (:func:`cesar_common.db.state.requeue_jobs`): the next
 worker goes on from there.
+
+A session opened with a stream URL (the job's ``source_url``) has no client: the worker that holds it
+fetches the stream and appends its audio the same way, starts the idle time again when it begins
+(:func:`restart_idle`), and records where the stream dropped (:func:`set_gaps`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ __all__ = [
     "open_sessions",
     "read_state",
     "report",
+    "restart_idle",
+    "set_gaps",
     "set_turn_detection",
 ]
 
@@ -45,14 +51,19 @@ def open_session(
     audio_format: AudioFormat,
     sample_rate: int | None,
     turn_detection: dict[str, Any] | None = None,
+    max_seconds: float | None = None,
 ) -> tuple[JobRecord, bool]:
     """A new session: its job (queued, announced to idle workers) and its empty stream, in one
     transaction; ``(job, created)``. With ``new.idempotency_key``, the session the key already names
-    when it was opened with the same options (``created`` False), IdempotencyKeyReusedError if not."""
+    when it was opened with the same options (``created`` False), IdempotencyKeyReusedError if not.
+    ``max_seconds``: the session's own maximum length (None: the server's)."""
     key = None if new.idempotency_key is None else idempotency.check_key(new.idempotency_key)
     fingerprint = None
     if key is not None:
-        fingerprint = idempotency.request_fingerprint(new, f"live:{audio_format}:{sample_rate}")
+        stream_of = f"live:{audio_format}:{sample_rate}"
+        if max_seconds is not None:  # only then: the fingerprints of sessions without one stay as they were
+            stream_of += f":{max_seconds!r}"
+        fingerprint = idempotency.request_fingerprint(new, stream_of)
 
     def stream(conn: Connection, job_id: str) -> None:
         conn.execute(
@@ -65,6 +76,7 @@ def open_session(
                 audio_at=db_now(),
                 tentative="",
                 turn_detection=turn_detection,
+                max_seconds=max_seconds,
             )
         )
 
@@ -117,6 +129,23 @@ def add_mark(conn: Connection, job_id: str, action: str) -> int:
     marks = [*(row.marks or ()), {"chunks": int(row.chunks), "action": action}]
     conn.execute(update(live_sessions).where(live_sessions.c.job_id == job_id).values(marks=marks))
     return int(row.chunks)
+
+
+def restart_idle(conn: Connection, job_id: str) -> float:
+    """A worker starts following the session's stream URL: the seconds since audio last arrived (by the
+    database's clock), and the idle time counted from now. The time no worker followed the stream (the
+    session queued, or its worker lost) is no silence of the stream's: it is not held against it."""
+    row = conn.execute(
+        select(live_sessions.c.audio_at, db_now()).where(live_sessions.c.job_id == job_id)
+    ).one()
+    conn.execute(update(live_sessions).where(live_sessions.c.job_id == job_id).values(audio_at=db_now()))
+    return max((row[1] - row.audio_at).total_seconds(), 0.0)
+
+
+def set_gaps(conn: Connection, job_id: str, gaps: Sequence[dict[str, Any]]) -> None:
+    """The followed stream URL's drops so far, ``{"at", "seconds", "reason"}`` each: all of them, written
+    by the one worker that follows the stream (a drop still going on grows with each write)."""
+    conn.execute(update(live_sessions).where(live_sessions.c.job_id == job_id).values(gaps=list(gaps)))
 
 
 def read_state(conn: Connection, job_id: str) -> LiveState | None:
@@ -182,4 +211,5 @@ def _state(row: Row[Any]) -> LiveState:
         marks=tuple(row.marks or ()),
         turns=tuple(row.turns or ()),
         gaps=tuple(row.gaps or ()),
+        max_seconds=row.max_seconds,
     )

@@ -123,6 +123,8 @@ class LiveState:
     turns: tuple[dict[str, Any], ...] = ()
     #: a followed stream URL's drops: ``{"at", "seconds", "reason"}``
     gaps: tuple[dict[str, Any], ...] = ()
+    #: the session's own maximum length (seconds of audio), below the server's; None: the server's
+    max_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

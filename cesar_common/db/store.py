@@ -330,11 +330,16 @@ class JobStore:
         audio_format: AudioFormat,
         sample_rate: int | None,
         turn_detection: dict[str, Any] | None = None,
+        *,
+        max_seconds: float | None = None,
     ) -> tuple[JobRecord, bool]:
         """A new live session (a queued job with ``source`` live), cut into turns as ``turn_detection``
-        says (a realtime connection; None: no turns); ``(job, created)``: with a known
-        ``new.idempotency_key``, the session it names (see :func:`live_sessions.open_session`)."""
-        return live_sessions.open_session(self._tx, new, audio_format, sample_rate, turn_detection)
+        says (a realtime connection; None: no turns), at most ``max_seconds`` long (None: the server's
+        maximum); ``(job, created)``: with a known ``new.idempotency_key``, the session it names (see
+        :func:`live_sessions.open_session`)."""
+        return live_sessions.open_session(
+            self._tx, new, audio_format, sample_rate, turn_detection, max_seconds=max_seconds
+        )
 
     def set_live_turn_detection(self, job_id: str, turn_detection: dict[str, Any]) -> None:
         """How a session's audio is cut into turns from now on."""
@@ -357,6 +362,17 @@ class JobStore:
         """No more audio will come to the session; False when it had ended already."""
         with self._tx.write() as conn:
             return live_sessions.end_audio(conn, job_id, reason)
+
+    def restart_live_idle(self, job_id: str) -> float:
+        """A worker starts following a session's stream URL: the seconds since its audio last arrived, and
+        its idle time counted from now."""
+        with self._tx.write() as conn:
+            return live_sessions.restart_idle(conn, job_id)
+
+    def set_live_gaps(self, job_id: str, gaps: Sequence[dict[str, Any]]) -> None:
+        """Where a session's followed stream URL dropped, and for how long (all its drops so far)."""
+        with self._tx.write() as conn:
+            live_sessions.set_gaps(conn, job_id, gaps)
 
     def live_state(self, job_id: str) -> LiveState | None:
         """A session's audio stream (None for a job that is no live session)."""

@@ -259,7 +259,7 @@ class LiveSession(Base):
     chunks: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     # when audio last arrived (or the session opened), by the database's clock: the idle limit's start
     audio_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    ended: Mapped[str | None] = mapped_column(String(16))  # stop | idle | max_length
+    ended: Mapped[str | None] = mapped_column(String(16))  # stop | idle | max_length | stream_end
     tentative: Mapped[str] = mapped_column(Text, nullable=False, default="")
     tentative_start: Mapped[float | None] = mapped_column(Float)
     # how far the confirmed text is behind the audio that arrived, at the worker's last report (metrics)
@@ -273,6 +273,8 @@ class LiveSession(Base):
     turns: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     # a followed stream URL's drops, [{"at": session seconds, "seconds": how long, "reason"}]
     gaps: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    # the session's own maximum length in seconds of audio (a stream URL's max_seconds); null: the server's
+    max_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class Worker(Base):
