@@ -2,8 +2,10 @@
 
 The page is plain HTML, CSS and JavaScript from the package (:mod:`cesar_api.webpage`): nothing from a
 CDN, no build step. It talks to the public API like any client. Its Content-Security-Policy allows scripts
-and styles from Cesar only (no inline script), connections to Cesar only, and media from ``blob:`` (the
-page plays the file the person just uploaded from the browser's memory: the server keeps no audio for it).
+and styles from Cesar only (no inline script; the live mode's AudioWorklet is one of those scripts),
+connections to Cesar only (the live mode's WebSocket too), and media from ``blob:``: the page plays from the
+browser's memory the file the person just uploaded or the live session just recorded, or, where the server
+keeps audio, what it fetched of it.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def page() -> Response[bytes]:
 
 @get("/config", include_in_schema=False, sync_to_thread=False)
 def page_config(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    """What the page's forms offer: the allowed models (the default first), languages, tasks, formats."""
+    """What the page's forms offer: the allowed models (the default first), languages, tasks, formats; and
+    whether a finished job's audio is kept, to play."""
     settings: Settings = request.app.state.settings
     models = [settings.model, *sorted(settings.allowed_models - {settings.model})]
     return Response(
@@ -59,6 +62,7 @@ def page_config(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
             "formats": list(TRANSCRIPT_FORMATS),
             "max_upload_mb": settings.max_upload_mb,
             "api_key": settings.api_key is not None,
+            "keep_audio": settings.keep_audio,
         },
         headers={"Cache-Control": "no-store"},
     )

@@ -14,7 +14,7 @@ import os
 import re
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,9 +43,9 @@ PAGE_WEIGHT_LIMIT = 150 * 1024
 class Browser:
     """One chromium for the module; each page records what would mean a broken or unsafe page."""
 
-    def __init__(self, playwright: Any, executable: str) -> None:
+    def __init__(self, playwright: Any, executable: str, args: Sequence[str] = ()) -> None:
         self.browser = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=["--no-sandbox", "--disable-gpu"]
+            executable_path=executable, headless=True, args=["--no-sandbox", "--disable-gpu", *args]
         )
         self.problems: list[str] = []
         self.urls: list[str] = []
@@ -166,9 +166,11 @@ def test_the_page_is_small_safe_and_quick(browser: Browser, serve: CesarProcess)
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "default-src 'none'" in policy
     assets = re.findall(r'(?:href|src)="(/ui/[^"]+)"', root.text)
     assert {"/ui/cesar.css", "/ui/cesar.js"} <= set(assets)
+    script = httpx.get(f"{serve.url}/ui/cesar.js").text
+    assets += re.findall(r'"(/ui/[^"]+\.js)"', script)  # the live mode's AudioWorklet
+    assert "/ui/live-worklet.js" in assets
     weight = len(root.content) + sum(len(httpx.get(f"{serve.url}{path}").content) for path in assets)
     assert weight < PAGE_WEIGHT_LIMIT, f"{weight} bytes"
-    script = httpx.get(f"{serve.url}/ui/cesar.js").text
     assert not re.search(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|document\.write", script)
 
     page = open_page(browser, serve.url)

@@ -1,4 +1,4 @@
-// Cesar's web page: submit audio, follow jobs live, read and download transcripts.
+// Cesar's web page: submit audio or speak live, follow jobs, read, play and download transcripts.
 // Everything from the server or the person (file names, transcripts, errors) goes in as text, never as
 // HTML: this file never assigns innerHTML. The API key lives in sessionStorage (this tab only) and goes
 // out in an Authorization header, never in a URL; EventSource, which cannot send headers, uses the
@@ -12,6 +12,10 @@
   const MAX_STREAMS = 4;
   const REFRESH_MS = 5000; // the first page, for jobs submitted elsewhere and those without a stream
   const KEY_STORE = "cesar-api-key";
+  const LIVE_RATE = 16000; // what the page sends a live session: 16-bit mono PCM at this rate
+  // the most audio the page fetches from the server to play (it plays from memory: the CSP lets media come
+  // only from blob: URLs, and an audio element could not send the API key)
+  const MAX_FETCHED_AUDIO = 256 * 1024 * 1024;
   const LEADS = {
     400: "Not accepted", 401: "Not allowed", 404: "Not found", 409: "Not possible now",
     413: "Too large", 415: "Not an audio file", 422: "Not accepted", 503: "The server cannot reach its database",
@@ -25,7 +29,7 @@
   const jobs = new Map(); // id -> the job's JSON
   const rows = new Map(); // id -> its <li>
   const streams = new Map(); // id -> EventSource
-  const localFiles = new Map(); // id -> the File this page uploaded (played from memory)
+  const localFiles = new Map(); // id -> the File this page uploaded, or the Blob it recorded (played from memory)
   let view = null; // the job shown: {id, segments: Map, url}
 
   // --- helpers ---------------------------------------------------------------------------------------
@@ -245,6 +249,10 @@
   }
 
   // --- the job list ----------------------------------------------------------------------------------
+  function jobName(job) {
+    return job.audio_path || (job.source === "live" ? "Live session" : job.id);
+  }
+
   function describe(job) {
     const parts = [job.model];
     if (job.duration) parts.push(clock(job.duration));
@@ -270,7 +278,7 @@
     }
     // updated in place: a person using the keyboard keeps the focus on a row while it changes
     const button = row.firstElementChild;
-    button.querySelector(".name").textContent = job.audio_path || job.id;
+    button.querySelector(".name").textContent = jobName(job);
     const status = button.querySelector(".status");
     status.textContent = job.status;
     status.className = `status ${job.status}`;
@@ -380,10 +388,8 @@
     const file = localFiles.get(id);
     player.hidden = !file;
     player.removeAttribute("src");
-    if (file) {
-      view.url = URL.createObjectURL(file);
-      player.src = view.url;
-    }
+    if (file) play(file);
+    else if (config.keep_audio && job.status === "completed" && job.source !== "url") fetchAudio(id);
     show(job);
     if (job.status === "completed") loadTranscript(id);
     else if (!FINAL.has(job.status)) {
@@ -393,6 +399,29 @@
     }
     $("job").scrollIntoView({ block: "nearest" });
     $("job-title").focus();
+  }
+
+  function play(blob) {
+    view.url = URL.createObjectURL(blob);
+    const player = $("player");
+    player.src = view.url;
+    player.hidden = false;
+  }
+
+  async function fetchAudio(id) {
+    // the server keeps a finished job's audio (CESAR_KEEP_AUDIO) and this page holds no copy of it
+    try {
+      const response = await api(`/jobs/${encodeURIComponent(id)}/audio`);
+      if (Number(response.headers.get("Content-Length")) > MAX_FETCHED_AUDIO) {
+        await response.body.cancel();
+        return;
+      }
+      const blob = await response.blob();
+      if (view && view.id === id && !view.url) {
+        play(blob);
+        loadTranscript(id); // again: the segments' times were shown plain, with nothing to seek in
+      }
+    } catch (_error) { /* no audio stored (a URL job, a finished job from before): nothing to play */ }
   }
 
   function closeJob() {
@@ -406,7 +435,7 @@
   }
 
   function showDetails(job) {
-    $("job-title").textContent = job.audio_path || job.id;
+    $("job-title").textContent = jobName(job);
     $("job-title").setAttribute("tabindex", "-1");
     const facts = [`Status: ${job.status}`, `model ${job.model}`];
     if (job.detected_language) facts.push(`language ${job.detected_language}`);
@@ -547,6 +576,199 @@
     }
   }
 
+  // --- live from the microphone ----------------------------------------------------------------------
+  // getUserMedia feeds an AudioWorklet (live-worklet.js, from this server: the CSP allows no other script)
+  // that makes 16 kHz PCM of it; the page sends that over the GET /live WebSocket (with an API key, the
+  // session cookie opens it) and keeps a copy, played back once the session is a job.
+  let live = null; // the session under way: its socket, audio graph, the PCM recorded and what was sent
+
+  function liveUnsupported() {
+    if (!window.isSecureContext || !navigator.mediaDevices) {
+      return "Live transcription needs the microphone, which a browser gives only to a secure page: open "
+        + "Cesar over https, or at localhost on the computer it runs on.";
+    }
+    if (!window.AudioWorkletNode || !window.WebSocket) {
+      return "This browser cannot send live audio (it lacks AudioWorklet): upload a recording instead.";
+    }
+    return "";
+  }
+
+  function liveMessage(text) {
+    $("live-error").textContent = text;
+    $("live-error").hidden = !text;
+  }
+
+  function liveState(button, status) {
+    const start = $("live-start");
+    start.textContent = button;
+    start.disabled = button !== "Start live" && button !== "Stop";
+    start.classList.toggle("recording", button === "Stop");
+    $("live-status").textContent = status;
+  }
+
+  function microphoneRefused(error) {
+    if (error.name === "NotAllowedError" || error.name === "SecurityError") {
+      return "The browser refused the microphone: allow it for this page (in the address bar, or the "
+        + "browser's site settings) and press Start live again.";
+    }
+    if (error.name === "NotFoundError" || error.name === "OverconstrainedError") {
+      return "No microphone was found: connect one and press Start live again.";
+    }
+    if (error.name === "NotReadableError") {
+      return "The microphone cannot be read: another program may be using it.";
+    }
+    return `The microphone could not be opened (${error.name}: ${error.message}).`;
+  }
+
+  async function startLive() {
+    if (live) {
+      stopLive();
+      return;
+    }
+    liveMessage("");
+    liveState("Starting…", "Asking for the microphone…");
+    let stream;
+    try {
+      // the browser's echo cancelling, noise suppression and gain control reshape speech: Whisper hears
+      // the raw signal better
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+      });
+    } catch (error) {
+      liveState("Start live", "");
+      liveMessage(microphoneRefused(error));
+      return;
+    }
+    const context = new AudioContext();
+    try {
+      await context.audioWorklet.addModule("/ui/live-worklet.js");
+    } catch (error) {
+      stream.getTracks().forEach((track) => track.stop());
+      context.close();
+      liveState("Start live", "");
+      liveMessage(`The page could not process the microphone's audio (${error.message}).`);
+      return;
+    }
+    const node = new AudioWorkletNode(context, "cesar-pcm", { numberOfOutputs: 0, processorOptions: { rate: LIVE_RATE } });
+    context.createMediaStreamSource(stream).connect(node);
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}/live`);
+    socket.binaryType = "arraybuffer";
+    live = { socket, context, stream, node, pcm: [], sent: 0, flushed: false, stopSent: false, id: null, over: false };
+    const session = live;
+    $("live-confirmed").replaceChildren();
+    $("live-tentative").textContent = "";
+    $("live-level").hidden = false;
+    liveState("Stop", "Connecting…");
+    node.port.onmessage = (event) => {
+      if (event.data.flushed) {
+        session.flushed = true;
+        releaseMicrophone(session);
+      } else {
+        session.pcm.push(event.data.pcm);
+        // it falls back slowly: a meter that drops to nothing between two words looks broken
+        $("live-level").value = Math.max(event.data.peak, $("live-level").value * 0.7);
+      }
+      sendLive(session);
+    };
+    socket.addEventListener("open", () => {
+      socket.send(JSON.stringify(liveStart()));
+      sendLive(session);
+    });
+    socket.addEventListener("message", (event) => liveEvent(session, JSON.parse(event.data)));
+    socket.addEventListener("close", (event) => liveClosed(session, event));
+  }
+
+  function liveStart() {
+    const fields = options();
+    const start = { type: "start", model: fields.model, task: fields.task, audio: { format: "pcm_s16le", sample_rate: LIVE_RATE } };
+    if (fields.language) start.language = fields.language;
+    start.word_timestamps = fields.word_timestamps === "true";
+    if (fields.diarize) start.diarize = true;
+    return start;
+  }
+
+  function sendLive(session) {
+    // what the socket can take now, in order: the audio recorded so far, then stop once it is all flushed
+    const { socket } = session;
+    if (socket.readyState !== WebSocket.OPEN) return;
+    while (session.sent < session.pcm.length) socket.send(session.pcm[session.sent++]);
+    if (session.flushed && !session.stopSent) {
+      socket.send(JSON.stringify({ type: "stop" }));
+      session.stopSent = true;
+    }
+  }
+
+  function stopLive() {
+    liveState("Finishing…", "Transcribing the last words…");
+    live.node.port.postMessage("flush");
+  }
+
+  function releaseMicrophone(session) {
+    session.stream.getTracks().forEach((track) => track.stop());
+    if (session.context.state !== "closed") session.context.close();
+    $("live-level").value = 0;
+    $("live-level").hidden = true;
+  }
+
+  function liveEvent(session, event) {
+    if (event.type === "session") {
+      session.id = event.session_id;
+      if (!session.flushed) liveState("Stop", "Listening: speak now.");
+      show(event.job);
+    } else if (event.type === "segment") {
+      $("live-confirmed").append(el("span", { class: "confirmed", "data-segment": String(event.id), text: `${event.text.trim()} ` }));
+    } else if (event.type === "tentative") {
+      $("live-tentative").textContent = event.text.trim();
+    } else if (event.type === "job") {
+      show(event.job);
+    } else if (event.type === "error") {
+      liveMessage(`Live transcription stopped: ${event.message}`);
+    } else if (event.type === "final") {
+      session.over = true;
+      $("live-tentative").textContent = "";
+      localFiles.set(event.job.id, recording(session.pcm));
+      show(event.job);
+      openJob(event.job.id);
+    }
+  }
+
+  function liveClosed(session, event) {
+    releaseMicrophone(session);
+    if (!session.over && !$("live-error").textContent) {
+      liveMessage(`The connection to the server closed (${event.code}${event.reason ? `: ${event.reason}` : ""}).`);
+    }
+    if (live === session) live = null;
+    liveState("Start live", session.over ? "Done: the session is now a job." : "");
+  }
+
+  function recording(chunks) {
+    // a WAV file of what was sent: the browser plays it, and the session's job plays from it
+    const bytes = chunks.reduce((total, chunk) => total + chunk.byteLength, 0);
+    const header = new DataView(new ArrayBuffer(44));
+    const text = (offset, value) => [...value].forEach((char, index) => header.setUint8(offset + index, char.charCodeAt(0)));
+    text(0, "RIFF");
+    header.setUint32(4, 36 + bytes, true);
+    text(8, "WAVEfmt ");
+    header.setUint32(16, 16, true);
+    header.setUint16(20, 1, true); // PCM
+    header.setUint16(22, 1, true); // mono
+    header.setUint32(24, LIVE_RATE, true);
+    header.setUint32(28, LIVE_RATE * 2, true);
+    header.setUint16(32, 2, true);
+    header.setUint16(34, 16, true);
+    text(36, "data");
+    header.setUint32(40, bytes, true);
+    return new Blob([header, ...chunks], { type: "audio/wav" });
+  }
+
+  function setUpLive() {
+    $("live").hidden = false;
+    const unsupported = liveUnsupported();
+    $("live-start").disabled = Boolean(unsupported);
+    liveMessage(unsupported);
+  }
+
   // --- start -----------------------------------------------------------------------------------------
   async function start(loaded) {
     started = true;
@@ -554,6 +776,7 @@
     $("forget-key").hidden = !config.api_key;
     fillForm();
     $("submit").disabled = false;
+    setUpLive();
     await loadJobs(null).catch((error) => {
       $("jobs-loading").textContent = "The jobs could not be loaded: trying again every few seconds.";
       alertText(readable(error));
@@ -573,6 +796,7 @@
     $("cancel").addEventListener("click", cancel);
     $("delete").addEventListener("click", remove);
     $("copy").addEventListener("click", copy);
+    $("live-start").addEventListener("click", () => startLive().catch((error) => liveMessage(`Live transcription failed: ${error.message}`)));
     $("player").addEventListener("timeupdate", highlight);
     document.addEventListener("keydown", (event) => { if (event.key === "Escape" && view) closeJob(); });
     dropZone();
