@@ -109,6 +109,8 @@ docs-settings: install
 clean:
 	rm -rf $(VENV) $(NEWEST) .pytest_cache build dist *.egg-info $(SITE)
 
-# the screenshot of the page the README and docs/web-page.md show, taken by the browser test (docs/web-page.png)
+# the screenshots of the page the README and docs/web-page.md show, taken by the browser tests
+# (docs/web-page.png; docs/web-page-live.png, the live mode with a fake microphone)
 screenshot: install system-tools
-	CESAR_SCREENSHOT_README=1 $(BIN)/python -m pytest -q tests/e2e/test_web_page.py -k upload_shows
+	CESAR_SCREENSHOT_README=1 $(BIN)/python -m pytest -q tests/e2e/test_web_page.py tests/e2e/test_web_page_live.py \
+		-k "upload_shows or words_appear"
