@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from cesar_common.transcription.live_audio import AudioStream
     from cesar_common.transcription.streaming import LocalAgreement, StreamUpdate
+    from cesar_worker.live_stream_url import StreamFollower
     from cesar_worker.transcriber import LiveDecoder, Transcriber
 
 __all__ = ["LiveRun", "LiveSlots"]
@@ -136,6 +137,8 @@ class LiveRun:
         self._confirmed_end = 0.0  # session time up to which the text is confirmed
         self._recording: BinaryIO | None = None  # the session's audio as 16 kHz PCM (a WAV file)
         self._recording_path: Path | None = None
+        self._max_seconds = self.settings.live_max_seconds  # or less: the session's own (a stream URL's)
+        self._follower: StreamFollower | None = None  # fetches the audio of a session with a stream URL
         self._ended = threading.Event()
         self._lease_lost = False
 
@@ -165,6 +168,8 @@ class LiveRun:
         except Exception as exc:
             log.exception("%s: unexpected error", self.name)
             outcome = self._fail("internal_error", f"internal error: {type(exc).__name__}: {exc}")
+        if self._follower is not None:
+            self._follower.stop()
         self._ended.set()
         keeper.join()
         wall = time.monotonic() - self.started
@@ -186,6 +191,14 @@ class LiveRun:
         self._skip = round(offset * SAMPLE_RATE)
         self._confirmed_end = offset
         confirmed_text = " ".join(str(segment["text"]).strip() for segment in confirmed)
+        self._max_seconds = min(self._max_seconds, live.max_seconds or self._max_seconds)
+        if self.job.source_url is not None:
+            from cesar_worker.live_stream_url import StreamFollower
+
+            self._follower = StreamFollower(
+                self.store, self.settings, self.job, heard=lambda: (self._next_seq, self._audio_seconds)
+            )
+            self._follower.start()
         stream = open_stream(live.audio_format.value, live.sample_rate)
         decoder: LiveDecoder | None = None
         policy: LocalAgreement | None = None
@@ -246,7 +259,7 @@ class LiveRun:
         if live.ended is not None and self._next_seq >= live.chunks:
             stream.close()
         samples = self._samples(stream.take())
-        if self._audio_seconds >= self.settings.live_max_seconds:
+        if self._audio_seconds >= self._max_seconds:
             if live.ended is None:
                 self.store.end_live_audio(self.job.id, LiveEnd.MAX_LENGTH)
                 live = self._state()
@@ -258,7 +271,7 @@ class LiveRun:
         takeover has already confirmed."""
 
         start = round(self._audio_seconds * SAMPLE_RATE)
-        samples = samples[: max(int(self.settings.live_max_seconds * SAMPLE_RATE) - start, 0)]
+        samples = samples[: max(int(self._max_seconds * SAMPLE_RATE) - start, 0)]
         self._audio_seconds += samples.size / SAMPLE_RATE
         if self._recording is not None:  # the whole session, for the final pass
             self._recording.write((samples * 32768).clip(-32768, 32767).astype("<i2").tobytes())
@@ -314,6 +327,8 @@ class LiveRun:
             raise JobStopped(StopReason.LEASE_LOST)
         if self.slots.stop_event.is_set():
             raise JobStopped(StopReason.SHUTDOWN)
+        if self._follower is not None:
+            self._follower.check()  # a refused URL, a stream that cannot be followed
 
     def _keep_lease(self) -> None:
         """Extend the lease every third of its length, whatever the decoding is doing: a pass over a long
