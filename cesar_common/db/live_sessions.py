@@ -139,7 +139,7 @@ def restart_idle(conn: Connection, job_id: str) -> float:
         select(live_sessions.c.audio_at, db_now()).where(live_sessions.c.job_id == job_id)
     ).one()
     conn.execute(update(live_sessions).where(live_sessions.c.job_id == job_id).values(audio_at=db_now()))
-    return max((row[1] - row.audio_at).total_seconds(), 0.0)
+    return max(float((row[1] - row.audio_at).total_seconds()), 0.0)
 
 
 def set_gaps(conn: Connection, job_id: str, gaps: Sequence[dict[str, Any]]) -> None:
