@@ -627,6 +627,8 @@
     }
     liveMessage("");
     liveState("Starting…", "Asking for the microphone…");
+    // made during the click: some browsers keep an audio context made later suspended
+    const context = new AudioContext();
     let stream;
     try {
       // the browser's echo cancelling, noise suppression and gain control reshape speech: Whisper hears
@@ -635,13 +637,16 @@
         audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
       });
     } catch (error) {
+      context.close();
       liveState("Start live", "");
       liveMessage(microphoneRefused(error));
       return;
     }
-    const context = new AudioContext();
+    let node;
     try {
       await context.audioWorklet.addModule("/ui/live-worklet.js");
+      node = new AudioWorkletNode(context, "cesar-pcm", { numberOfOutputs: 0, processorOptions: { rate: LIVE_RATE } });
+      context.createMediaStreamSource(stream).connect(node);
     } catch (error) {
       stream.getTracks().forEach((track) => track.stop());
       context.close();
@@ -649,12 +654,10 @@
       liveMessage(`The page could not process the microphone's audio (${error.message}).`);
       return;
     }
-    const node = new AudioWorkletNode(context, "cesar-pcm", { numberOfOutputs: 0, processorOptions: { rate: LIVE_RATE } });
-    context.createMediaStreamSource(stream).connect(node);
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(`${scheme}//${location.host}/live`);
     socket.binaryType = "arraybuffer";
-    live = { socket, context, stream, node, pcm: [], sent: 0, flushed: false, stopSent: false, id: null, over: false };
+    live = { socket, context, stream, node, pcm: [], sent: 0, flushed: false, stopSent: false, over: false };
     const session = live;
     $("live-confirmed").replaceChildren();
     $("live-tentative").textContent = "";
@@ -713,7 +716,6 @@
 
   function liveEvent(session, event) {
     if (event.type === "session") {
-      session.id = event.session_id;
       if (!session.flushed) liveState("Stop", "Listening: speak now.");
       show(event.job);
     } else if (event.type === "segment") {
