@@ -95,8 +95,25 @@ class _UrlFields(SubmitFields):
             min_length=1,
             max_length=2048,
             description="An `http` or `https` URL of the audio. Private and loopback addresses are refused "
-            "unless the server allows them (`CESAR_ALLOW_PRIVATE_URLS`).",
+            "unless the server allows them (`CESAR_ALLOW_PRIVATE_URLS`, `CESAR_ALLOW_PRIVATE_NETWORKS`).",
             examples=["https://example.com/interview.mp3"],
+        ),
+    ]
+    live: bool = Field(
+        default=False,
+        description="The URL is a live stream (Icecast or Shoutcast MP3/AAC, or an HLS `.m3u8` playlist): "
+        "transcribed while it plays, as a live session (`source` `live`; its segments at "
+        "`/jobs/{id}/events`) that ends when the stream does, after `max_seconds` of audio, or once it "
+        "has been silent or away for `CESAR_LIVE_IDLE_SECONDS`.",
+    )
+    max_seconds: Annotated[
+        float | None,
+        Field(
+            default=None,
+            gt=0,
+            description="With `live`: the most audio (seconds) to transcribe; at most, and by default, "
+            "`CESAR_LIVE_MAX_SECONDS`.",
+            examples=[3600],
         ),
     ]
 

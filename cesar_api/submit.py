@@ -15,7 +15,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from cesar_api.schemas import LiveStartIn, SubmitFields, UrlJobIn
 from cesar_common.choices import WHISPER_LANGUAGES
-from cesar_common.db.records import JobRecord, JobSource, NewJob
+from cesar_common.db.records import AudioFormat, JobRecord, JobSource, NewJob
 from cesar_common.db.store import JobStore
 from cesar_common.errors import InvalidInputError, LanguageError, ModelNotAllowedError, URLRefusedError
 from cesar_common.job_options import TranscribeOptions, check_speakers, options_from
@@ -54,7 +54,8 @@ def job_options(request: SubmitFields, settings: Settings) -> TranscribeOptions:
     if language is not None and language not in WHISPER_LANGUAGES:
         raise LanguageError(f"unknown language {language!r}: use an ISO 639 code such as en, de, fr")
     options = check_speakers(options_from(asked, model=model))
-    if options.diarize and isinstance(request, LiveStartIn) and not settings.live_final_pass:
+    live = isinstance(request, LiveStartIn) or (isinstance(request, UrlJobIn) and request.live)
+    if options.diarize and live and not settings.live_final_pass:
         raise InvalidInputError(
             "a live session's speakers are found by its final pass, which this server does not run "
             "(CESAR_LIVE_FINAL_PASS=false): start the session without diarize"
@@ -79,23 +80,43 @@ def check_callback(url: str | None, settings: Settings) -> str | None:
 def submit_url_job(
     store: JobStore, settings: Settings, request: UrlJobIn, *, idempotency_key: str | None = None
 ) -> Submitted:
-    """Queue a URL job after the address policy accepts the URL (it resolves the host: blocking)."""
+    """Queue a URL job after the address policy accepts the URL (it resolves the host: blocking): a file
+    its worker downloads, or with ``live`` a live session whose worker follows the stream."""
     from cesar_common.urlpolicy import validate_url
 
     options = job_options(request, settings)
+    max_seconds = _live_length(request, settings)
     url = validate_url(
         request.url, allow_private=settings.allow_private_urls, allowed=settings.allow_private_networks
     )
     new = NewJob(
-        source=JobSource.URL,
+        source=JobSource.LIVE if request.live else JobSource.URL,
         options=options,
         source_url=url,
         max_attempts=settings.max_attempts,
         callback_url=check_callback(request.callback_url, settings),
         idempotency_key=idempotency_key,
     )
-    record, created = store.create_job_idempotent(new, None)
+    if request.live:
+        record, created = store.open_live_session(new, AudioFormat.CONTAINER, None, max_seconds=max_seconds)
+    else:
+        record, created = store.create_job_idempotent(new, None)
     return Submitted(record, store.queue_position(record), created)
+
+
+def _live_length(request: UrlJobIn, settings: Settings) -> float | None:
+    """A live stream's own maximum length (None: the server's), refused when it is no live stream's or is
+    more than the server allows (422)."""
+    if request.max_seconds is None:
+        return None
+    if not request.live:
+        raise InvalidInputError("max_seconds is the length of a live stream: send it with live: true")
+    if request.max_seconds > settings.live_max_seconds:
+        raise InvalidInputError(
+            f"max_seconds is at most {settings.live_max_seconds:g} on this server (CESAR_LIVE_MAX_SECONDS)",
+            extra={"max_seconds": settings.live_max_seconds},
+        )
+    return request.max_seconds
 
 
 def probe_upload(file: IO[bytes], settings: Settings) -> None:

@@ -16,7 +16,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from cesar_common.choices import TRANSCRIPT_FORMATS
-from cesar_common.db.records import JobRecord, JobSource, JobStatus, PublicStatus, WebhookState
+from cesar_common.db.records import JobRecord, JobStatus, PublicStatus, WebhookState
 from cesar_common.job_options import option_specs, options_dict
 
 __all__ = [
@@ -155,7 +155,8 @@ class JobOut(Schema):
         description="`queued`, `processing`, then `completed`, `error` or `cancelled`.", examples=["queued"]
     )
     audio_path: str | None = Field(
-        description="The uploaded file's name, or the URL of a URL job (never a path on the server).",
+        description="The uploaded file's name, or the URL of a URL job or a live stream (never a path on "
+        "the server).",
         examples=["interview.mp3"],
     )
     model_size: str = Field(description="The model (same as `model`; the first API's name).")
@@ -220,7 +221,7 @@ def job_document(
     return {
         "id": record.id,
         "status": record.status.value,
-        "audio_path": record.source_url if record.source is JobSource.URL else record.filename,
+        "audio_path": record.source_url or record.filename,  # a URL job's or a live stream's URL
         "model_size": options.model,
         "created_at": record.created_at,
         "started_at": record.started_at,

@@ -45,6 +45,11 @@ Queue a transcription and answer `202 Accepted` at once with the job and a `Loca
 **URL** (`application/json`): `{"url": "https://...", "model": "tiny.en"}`; a worker downloads the audio.
 `http`/`https` only; private and loopback addresses are refused unless the server allows them.
 
+**A live stream** (`application/json` with `"live": true`): an Icecast or Shoutcast stream, or an HLS
+`.m3u8` playlist, transcribed while it plays: a live session (`source` `live`) whose worker follows the URL,
+with its segments at `/jobs/{id}/events`, until the stream ends, `max_seconds` of audio, a cancel, or
+`CESAR_LIVE_IDLE_SECONDS` without audio. Where the stream dropped is in the transcript's JSON (`gaps`).
+
 Both forms take `callback_url`: once the job ends, Cesar POSTs its JSON there (a webhook, signed with
 `Cesar-Signature` when the server has `CESAR_WEBHOOK_SECRET`); the address policy applies to it too.
 
@@ -88,6 +93,12 @@ def _submit_responses() -> dict[int, ResponseSpec]:
 
 _MULTIPART_EXAMPLE = {"file": "(binary audio)", "model": "tiny.en", "language": "en", "vad": "true"}
 _JSON_EXAMPLE = {"url": "https://example.com/interview.mp3", "model": "tiny.en"}
+_LIVE_EXAMPLE = {
+    "url": "https://radio.example/live.m3u8",
+    "live": True,
+    "max_seconds": 3600,
+    "language": "en",
+}
 
 
 def _multipart_schema() -> dict[str, Any]:
@@ -117,7 +128,10 @@ def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
 def _json_body() -> OpenAPIMediaType:
     return OpenAPIMediaType(
         schema={"$ref": "#/components/schemas/UrlJobIn"},  # type: ignore[arg-type]
-        examples={"url": Example(summary="Transcribe a URL", value=_JSON_EXAMPLE)},
+        examples={
+            "url": Example(summary="Transcribe a URL", value=_JSON_EXAMPLE),
+            "live": Example(summary="Transcribe a live stream while it plays", value=_LIVE_EXAMPLE),
+        },
     )
 
 
