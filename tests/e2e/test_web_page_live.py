@@ -21,7 +21,7 @@ import httpx
 import pytest
 from serve_helpers import AUDIO_DIR, CesarProcess, running_serve
 from test_docs_browser import chromium_or_skip
-from test_web_page import ARTIFACTS, Browser, job_row, open_page, wait_status
+from test_web_page import ARTIFACTS, KEY, Browser, job_row, open_page, wait_status
 
 from cesar_common.transcription import audio as audio_io
 
@@ -184,3 +184,26 @@ def test_a_page_that_is_not_secure_says_why_it_has_no_live_mode(
     expect(page.get_by_role("button", name="Start live")).to_be_disabled()
     assert page.locator("#jobs li").count() > 0 or page.locator("#no-jobs").is_visible()
     page.context.close()
+
+
+def test_with_an_api_key_the_session_cookie_opens_the_live_socket(browser: Browser, tmp_path: Path) -> None:
+    """The page never puts the key in the socket's URL: the cookie it traded the key for opens /live (here
+    to be told that no worker runs, which only a client past the key hears)."""
+    from playwright.sync_api import expect
+
+    with running_serve(
+        f"sqlite:///{tmp_path / 'cesar.db'}",
+        log_path=tmp_path / "serve.log",
+        workers="0",
+        env={"CESAR_API_KEY": KEY, "CESAR_LIVE_START_SECONDS": "0.5"},
+    ) as keyed:
+        page = browser.page(keyed.url)
+        page.context.grant_permissions(["microphone"], origin=keyed.url)
+        page.goto(keyed.url)
+        page.get_by_label("Key").fill(KEY)
+        page.get_by_role("button", name="Open").click()
+        page.wait_for_selector("html[data-ready=true]")
+        page.get_by_role("button", name="Start live").click()
+        expect(page.locator("#live-error")).to_contain_text("no worker took the live session")
+        expect(page.get_by_role("button", name="Start live")).to_be_enabled()
+        page.context.close()
