@@ -18,6 +18,7 @@ from litestar.types import Guard
 from cesar_api.auth import close_session, open_session, require_api_key
 from cesar_api.compat.asr import asr_router
 from cesar_api.compat.openai import openai_router
+from cesar_api.compat.realtime import realtime_session
 from cesar_api.event_hub import EventHub
 from cesar_api.exception_mapper import handle_exception
 from cesar_api.load_shedding import LoadGate, LoadShedder
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         route_handlers=[
             protected,
             openai_router(guards),
+            realtime_session,  # checks the key itself: a refusal is an OpenAI error event
             asr_router(guards),
             health,
             liveness,

@@ -33,12 +33,13 @@ from cesar_common.errors import CesarError, DatabaseError, ModelNotAllowedError
 from cesar_common.settings import Settings
 from cesar_common.transcription.audio import SAMPLE_RATE, wav_header
 from cesar_worker.jobrun import TEMP_PREFIX, JobStopped, StopReason
+from cesar_worker.live_turns import Turns
 
 if TYPE_CHECKING:
     import numpy as np
 
     from cesar_common.transcription.live_audio import AudioStream
-    from cesar_common.transcription.streaming import LocalAgreement, StreamUpdate
+    from cesar_common.transcription.streaming import DecodeWords, LocalAgreement, StreamUpdate
     from cesar_worker.live_stream_url import StreamFollower
     from cesar_worker.transcriber import LiveDecoder, Transcriber
 
@@ -141,6 +142,8 @@ class LiveRun:
         self._follower: StreamFollower | None = None  # fetches the audio of a session with a stream URL
         self._ended = threading.Event()
         self._lease_lost = False
+        self._turns: Turns | None = None  # a realtime connection's session is cut into turns
+        self._decode_turn: DecodeWords | None = None
 
     @property
     def name(self) -> str:
@@ -187,6 +190,8 @@ class LiveRun:
             )
         live = self._state()
         confirmed = self.store.live_segments(self.job.id)
+        if live.turn_detection is not None:
+            self._turns = Turns(live, resumed=bool(confirmed or live.turns))
         offset = float(confirmed[-1]["end"]) if confirmed else 0.0
         self._skip = round(offset * SAMPLE_RATE)
         self._confirmed_end = offset
@@ -217,10 +222,15 @@ class LiveRun:
                 arrived = self._concat(self._early)
                 self._early = []
             assert policy is not None
+            start = policy.audio_end
             policy.add_audio(arrived)
+            if self._turns is not None:
+                self._follow_turns(live, policy, arrived, start)
             if live.ended is not None and live.chunks == self._next_seq:
                 stream.close()
                 policy.add_audio(self._samples(stream.take()))
+                if self._turns is not None and self._turns.has_content:
+                    self._close_turn(policy, policy.audio_end)
                 self._take(policy.finish())
                 self._report(force=True)
                 return self._complete(decoder)
@@ -234,6 +244,7 @@ class LiveRun:
         from cesar_common.transcription.streaming import LocalAgreement, StreamingOptions
 
         decoder = self.slots.transcriber.live_decoder(self.job, self._concat(self._early))
+        self._decode_turn = decoder.decode
         policy = LocalAgreement(
             decoder.decode,
             StreamingOptions(step_seconds=self.settings.live_step_seconds),
@@ -241,6 +252,34 @@ class LiveRun:
             confirmed_text=confirmed_text,
         )
         return decoder, policy
+
+    def _follow_turns(
+        self, live: LiveState, policy: LocalAgreement, arrived: np.ndarray, start: float
+    ) -> None:
+        """Close the turn where the speaker stopped or the client committed; drop what the client cleared."""
+        turns = self._turns
+        assert turns is not None
+        turns.configure(live.turn_detection, start)
+        turns.add_audio(arrived)
+        for event in turns.hear(arrived):
+            if event.kind == "start":
+                turns.started(event.time)
+                self._pending.changed = True
+            else:
+                self._close_turn(policy, event.time)
+        for action in turns.pending_marks(live, self._next_seq):
+            if action == "commit":
+                self._close_turn(policy, policy.audio_end)
+            else:
+                self._take(policy.clear())
+
+    def _close_turn(self, policy: LocalAgreement, time: float) -> None:
+        """Every word of the open turn confirmed, and the turn complete, in one report."""
+        assert self._turns is not None and self._decode_turn is not None
+        self._take(policy.flush())
+        self._turns.complete(time, self._next_seq, self._decode_turn)
+        self._pending.changed = True
+        self._report(force=True)
 
     def _read_audio(self, stream: AudioStream, live: LiveState) -> tuple[LiveState, np.ndarray]:
         """The samples that arrived since the last look; the stream's state (the audio over once it
@@ -287,6 +326,8 @@ class LiveRun:
 
     def _take(self, update: StreamUpdate) -> None:
         pending = self._pending
+        if self._turns is not None:
+            self._turns.tag(update.segments)
         if update.segments:
             pending.segments.extend(update.segments)
             self._confirmed_end = float(update.segments[-1]["end"])
@@ -315,6 +356,7 @@ class LiveRun:
             tentative_start=pending.tentative_start,
             behind_seconds=round(max(self._audio_seconds - self._confirmed_end, 0.0), 3),
             lease_seconds=self.settings.lease_seconds,
+            turns=None if self._turns is None else self._turns.recent,
         )
         pending.segments = []
         pending.changed = False

@@ -32,7 +32,7 @@ from cesar_common.errors import CesarError, ClientError, NotFoundError
 from cesar_common.job_json import job_json
 from cesar_common.settings import Settings
 
-__all__ = ["live_session"]
+__all__ = ["LiveSocket", "Refused", "live_session"]
 
 log = logging.getLogger("cesar.api.live")
 
@@ -53,7 +53,7 @@ CLOSE_SERVER_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """The session cannot go on: an ``error`` event with ``code`` and ``message``, then close ``close``."""
 
     def __init__(self, code: str, message: str, close: int) -> None:
@@ -68,24 +68,24 @@ async def live_session(socket: WebSocket[Any, Any, Any]) -> None:
     """A live session: audio in, confirmed segments, tentative text and the final job out."""
     await socket.accept()
     app = socket.app
-    session = _LiveSocket(socket, app.state.settings, app.state.store, app.state.feed)
+    session = LiveSocket(socket, app.state.settings, app.state.store, app.state.feed)
     try:
         await session.run()
-    except _Refused as exc:
+    except Refused as exc:
         await session.refuse(exc)
     except WebSocketDisconnect:
         pass
     except CesarError as exc:
         close = CLOSE_POLICY if isinstance(exc, ClientError) else CLOSE_SERVER_ERROR
-        await session.refuse(_Refused(exc.code, str(exc), close))
+        await session.refuse(Refused(exc.code, str(exc), close))
     except Exception:
         log.exception("live session failed")
-        await session.refuse(_Refused("internal_error", "the server failed", CLOSE_SERVER_ERROR))
+        await session.refuse(Refused("internal_error", "the server failed", CLOSE_SERVER_ERROR))
     finally:
         await session.flush_audio()
 
 
-class _LiveSocket:
+class LiveSocket:
     def __init__(
         self, socket: WebSocket[Any, Any, Any], settings: Settings, store: JobStore, feed: ChangeFeed
     ):
@@ -143,17 +143,17 @@ class _LiveSocket:
                 self.socket.receive_data(mode="text"), self.settings.live_idle_seconds
             )
         except TimeoutError as exc:
-            raise _Refused("idle", "no first message came: send the session's options", CLOSE_POLICY) from exc
+            raise Refused("idle", "no first message came: send the session's options", CLOSE_POLICY) from exc
         except (UnicodeDecodeError, KeyError) as exc:
-            raise _Refused(
+            raise Refused(
                 "invalid_message", "the first message must be JSON text (start or resume)", CLOSE_POLICY
             ) from exc
         try:
             value = json.loads(message)
         except (TypeError, ValueError) as exc:
-            raise _Refused("invalid_message", "the first message is not JSON", CLOSE_POLICY) from exc
+            raise Refused("invalid_message", "the first message is not JSON", CLOSE_POLICY) from exc
         if not isinstance(value, dict) or value.get("type") not in ("start", "resume"):
-            raise _Refused(
+            raise Refused(
                 "invalid_message",
                 'the first message must be {"type": "start", ...} or {"type": "resume", ...}',
                 CLOSE_POLICY,
@@ -164,7 +164,7 @@ class _LiveSocket:
         try:
             request = LiveStartIn.model_validate(message)
         except ValidationError as exc:
-            raise _Refused("invalid_message", _first_error(exc), CLOSE_POLICY) from exc
+            raise Refused("invalid_message", _first_error(exc), CLOSE_POLICY) from exc
         options = job_options(request, self.settings)
         callback = await asyncio.to_thread(check_callback, request.callback_url, self.settings)
         new = NewJob(
@@ -190,7 +190,7 @@ class _LiveSocket:
             left = deadline - time.monotonic()
             if left <= 0:
                 await asyncio.to_thread(self.store.request_cancel, job.id)
-                raise _Refused(
+                raise Refused(
                     "no_worker",
                     f"no worker took the live session within {self.settings.live_start_seconds:g} s: "
                     "every live slot is busy or no worker runs; try again later",
@@ -206,13 +206,13 @@ class _LiveSocket:
         try:
             request = LiveResumeIn.model_validate(message)
         except ValidationError as exc:
-            raise _Refused("invalid_message", _first_error(exc), CLOSE_POLICY) from exc
+            raise Refused("invalid_message", _first_error(exc), CLOSE_POLICY) from exc
         try:
             job = await run_read(self.store, self.store.get_job, request.session_id)
         except NotFoundError as exc:
-            raise _Refused("not_found", f"no live session {request.session_id!r}", CLOSE_POLICY) from exc
+            raise Refused("not_found", f"no live session {request.session_id!r}", CLOSE_POLICY) from exc
         if job.source is not JobSource.LIVE:
-            raise _Refused("not_found", f"job {job.id} is not a live session", CLOSE_POLICY)
+            raise Refused("not_found", f"job {job.id} is not a live session", CLOSE_POLICY)
         self._sent_segments = request.last_segment + 1
         return job
 
@@ -233,7 +233,7 @@ class _LiveSocket:
             text = cast("str | None", message.get("text"))
             if data is not None:
                 if len(data) > MAX_MESSAGE_BYTES:
-                    raise _Refused(
+                    raise Refused(
                         "too_big", "an audio message is over 1 MiB: send smaller ones", CLOSE_TOO_BIG
                     )
                 if self._accepting:
@@ -249,7 +249,7 @@ class _LiveSocket:
                 await asyncio.to_thread(self.store.end_live_audio, job.id, LiveEnd.STOP)
                 self._accepting = False
                 return
-            raise _Refused(
+            raise Refused(
                 "invalid_message",
                 'after the first message send audio (binary) or {"type": "stop"}',
                 CLOSE_POLICY,
@@ -307,7 +307,7 @@ class _LiveSocket:
         await self._send({"type": "final", "job": self._job_document(job)})
         await self.socket.close(code=CLOSE_NORMAL, reason=f"the session is {job.status.value}")
 
-    async def refuse(self, refused: _Refused) -> None:
+    async def refuse(self, refused: Refused) -> None:
         with contextlib.suppress(Exception):
             await self._send({"type": "error", "code": refused.code, "message": refused.message})
             await self.socket.close(code=refused.close, reason=refused.message[:120])

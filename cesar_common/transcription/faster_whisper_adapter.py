@@ -23,7 +23,7 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 from faster_whisper.utils import available_models as _available_models
 from faster_whisper.utils import download_model as _download_model
-from faster_whisper.vad import VadOptions, get_speech_timestamps
+from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
 
 from cesar_common.transcription.audio import SAMPLE_RATE
 
@@ -34,6 +34,7 @@ __all__ = [
     "LOG_PROB_THRESHOLD",
     "NO_SPEECH_THRESHOLD",
     "STARTED",
+    "VAD_WINDOW",
     "BatchProgress",
     "Decoding",
     "DetectedLanguage",
@@ -47,6 +48,7 @@ __all__ = [
     "download_model",
     "is_multilingual",
     "open_model",
+    "speech_probabilities",
     "speech_timestamps",
     "supported_languages",
     "transcribe_batched",
@@ -55,6 +57,9 @@ __all__ = [
 
 #: the language codes Whisper knows (en, fr, zh, ...)
 LANGUAGE_CODES: frozenset[str] = frozenset(_LANGUAGE_CODES)
+
+#: the samples of 16 kHz audio Silero VAD gives one probability for (32 ms)
+VAD_WINDOW = 512
 
 #: the steps of a batch that :func:`transcribe_batched` reports (:attr:`BatchProgress.step`)
 STARTED, ENCODED, DECODED = "started", "encoded", "decoded"
@@ -173,6 +178,12 @@ def speech_timestamps(samples: np.ndarray, *, min_silence_ms: int, pad_ms: int) 
     options = VadOptions(min_silence_duration_ms=min_silence_ms, speech_pad_ms=pad_ms)
     found = get_speech_timestamps(samples, options, sampling_rate=SAMPLE_RATE)
     return [(int(item["start"]), int(item["end"])) for item in found if item["end"] > item["start"]]
+
+
+def speech_probabilities(samples: np.ndarray) -> np.ndarray:
+    """Silero VAD's probability that each window of :data:`VAD_WINDOW` samples of 16 kHz mono ``samples``
+    (a whole number of windows) holds speech."""
+    return np.asarray(get_vad_model()(samples), dtype=np.float32).reshape(-1)
 
 
 def detect_language(model: WhisperModel, samples: np.ndarray) -> DetectedLanguage:

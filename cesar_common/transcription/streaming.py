@@ -224,6 +224,30 @@ class LocalAgreement:
         self._hypothesis = []
         return self._update(self._confirm(words), decoded=decoded)
 
+    def flush(self) -> StreamUpdate:
+        """A turn ended (its speaker stopped, or the client committed it): decode what is left once,
+        confirm all of it, and empty the buffer; the next turn's audio starts a new one, with this turn's
+        text as its prompt."""
+        if self._finished:
+            return self._update([], decoded=False)
+        decoded = False
+        if self._total > self._decoded_at and self.buffer_seconds > 0:
+            _, words = self._pass()
+            decoded = True
+        else:
+            words = self._hypothesis
+        self._hypothesis = []
+        confirmed = self._confirm(words)
+        self._cut(self.audio_end)
+        return self._update(confirmed, decoded=decoded)
+
+    def clear(self) -> StreamUpdate:
+        """The client dropped the audio it sent since the last turn: none of it is confirmed."""
+        self._hypothesis = []
+        self._decoded_at = self._total
+        self._cut(self.audio_end)
+        return self._update([], decoded=False)
+
     # -- internals ---------------------------------------------------------------------------------
 
     def _pass(self) -> tuple[bool, list[Word]]:

@@ -557,3 +557,33 @@ def test_the_module_does_not_import_faster_whisper() -> None:
         "sentence_segments",
         "whisper_decoder",
     ]
+
+
+# -- turns ---------------------------------------------------------------------------------------------
+
+
+def test_flush_confirms_the_turn_and_the_next_turn_starts_on_an_empty_buffer() -> None:
+    script = [w(0.2, 0.6, " The"), w(0.7, 1.3, " quick"), w(3.2, 3.6, " Next")]
+    decoder = ScriptDecoder(script)
+    stream = LocalAgreement(decoder)
+    feed(stream, 0, 1.5)
+    flushed = stream.flush()
+    assert flushed.decoded and decoder.calls[-1][:2] == (0.0, 1.5)
+    assert [x["word"] for x in confirmed_words([flushed])] == ["The", "quick"]
+    assert (flushed.tentative, stream.buffer_seconds) == ("", 0.0)
+    assert not stream.ready(), "nothing new to decode"
+    updates = feed(stream, 1.5, 4.0)
+    assert decoder.calls[-1][0] == 1.5, "the next pass starts where the turn ended"
+    assert decoder.calls[-1][2] == "The quick", "prompted with the turn before"
+    assert "Next" in [x["word"] for x in confirmed_words([*updates, stream.finish()])]
+
+
+def test_clear_drops_what_is_not_confirmed() -> None:
+    decoder = ScriptDecoder([w(0.2, 0.6, " Dropped"), w(2.2, 2.6, " Kept.")])
+    stream = LocalAgreement(decoder)
+    feed(stream, 0, 1.0)
+    cleared = stream.clear()
+    assert (cleared.segments, cleared.tentative, stream.buffer_seconds) == ([], "", 0.0)
+    updates = feed(stream, 1.0, 3.0)
+    words = [x["word"] for x in confirmed_words([*updates, stream.finish()])]
+    assert words == ["Kept."]
