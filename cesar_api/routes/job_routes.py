@@ -197,10 +197,12 @@ def get_transcript(
             "it again with diarize=true",
             extra={"diarize": False},
         )
+    live = store.live_state(record.id) if record.source is JobSource.LIVE else None
+    gaps = () if live is None else live.gaps  # where a live stream URL dropped
     if partial and record.status is JobStatus.PROCESSING:
-        result = partial_transcript(store.live_segments(record.id))
+        result = partial_transcript(store.live_segments(record.id), gaps)
     elif record.status is JobStatus.COMPLETED:
-        result = completed_transcript(record)
+        result = completed_transcript(record, gaps)
     else:
         status = record.status.value
         will = "it has no transcript" if record.is_final else "its transcript exists once it is completed"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +156,8 @@ class TranscriptionResult:
     voices: dict[str, list[float]] | None = None
     parts: int = 1  # a long file cut into parts (CESAR_SPLIT_SECONDS) ...
     workers: int = 1  # ... transcribed by this many workers
+    #: where a live stream URL dropped: ``{"at": seconds into the audio, "seconds": how long, "reason"}``
+    gaps: tuple[dict[str, Any], ...] = ()
 
     @property
     def diarized(self) -> bool:
@@ -194,6 +196,8 @@ class TranscriptionResult:
             )
             if self.parts > 1:
                 data.update(parts=self.parts, workers=self.workers)
+        if self.gaps:  # the audio has holes its segments do not show: said, not hidden
+            data["gaps"] = [dict(gap) for gap in self.gaps]
         return data
 
     @classmethod
@@ -212,9 +216,11 @@ class TranscriptionResult:
         batch_size: int = 1,
         parts: int = 1,
         workers: int = 1,
+        gaps: Sequence[dict[str, Any]] = (),
     ) -> TranscriptionResult:
         """Rebuild a result from the columns a finished job keeps in the database."""
         return cls(
+            gaps=tuple(gaps),
             model=model,
             device=device,
             compute_type=compute_type,
