@@ -65,6 +65,19 @@ def server_options(func: F) -> F:
     "there are several inputs]",
 )
 @option("--parallel", type=click.IntRange(1, 64), default=4, show_default=True, help="Inputs sent at once.")
+@option(
+    "--live",
+    is_flag=True,
+    help="The URLs are live streams (Icecast, Shoutcast, HLS .m3u8): each is transcribed while it plays, "
+    "until it ends, --max-seconds of it, or `cesar remote cancel`.",
+)
+@option(
+    "--max-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="With --live: the most audio of each stream to transcribe. [default: the server's "
+    "CESAR_LIVE_MAX_SECONDS]",
+)
 @server_options
 def submit(
     sources: tuple[str, ...],
@@ -74,6 +87,8 @@ def submit(
     formats: tuple[str, ...],
     output_dir: Path | None,
     parallel: int,
+    live: bool,
+    max_seconds: float | None,
     server: str | None,
     api_key: str | None,
     as_json: bool,
@@ -85,6 +100,9 @@ def submit(
     With --wait, follow the jobs with a live progress bar, write their transcripts and print a summary.
     Running the same command again is safe: it finds the jobs it made before (an Idempotency-Key from
     each file's name and bytes and the options) instead of making new ones, and writes what they made.
+
+    With --live, the URLs are live streams, transcribed as they play (`cesar submit --live
+    https://radio.example/live.m3u8 --max-seconds 600 --wait -o radio.srt`).
     """
     from cesar.remote.commands import run_submit
 
@@ -97,6 +115,8 @@ def submit(
         formats=tuple(fmt.lower() for fmt in formats),
         output_dir=output_dir,
         parallel=parallel,
+        live=live,
+        max_seconds=max_seconds,
         server=server,
         api_key=api_key,
         as_json=as_json,

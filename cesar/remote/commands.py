@@ -56,6 +56,8 @@ def run_submit(
     api_key: str | None,
     as_json: bool,
     verbose: bool,
+    live: bool,
+    max_seconds: float | None,
 ) -> None:
     options = {name: job[name] for name in OPTION_NAMES if job.get(name) is not None}
     if model:
@@ -64,7 +66,9 @@ def run_submit(
     with connected(server, api_key, verbose=verbose) as api:
         # refused here, as the server would refuse each file, before anything is sent
         check_speakers(options_from(job, model=model or ""), flags=True)
-        items = plan_outputs(expand(sources), outputs, output_dir, formats)
+        found = expand(sources)
+        options.update(_stream_options(found, live, max_seconds))
+        items = plan_outputs(found, outputs, output_dir, formats)
         asked = {*formats, *(fmt for item in items for _path, fmt in item.outputs)}
         if wait and "rttm" in asked and not job.get("diarize"):
             raise InvalidInputError("rttm is the speaker turns: it needs --diarize")
@@ -88,6 +92,20 @@ def run_submit(
         )
         batch.run()
     _report(items, wait=wait, as_json=as_json, stderr=stderr)
+
+
+def _stream_options(sources: list[tuple[str, bool]], live: bool, max_seconds: float | None) -> dict[str, Any]:
+    """The fields that make URLs live streams (``--live``): URLs only."""
+    if max_seconds is not None and not live:
+        raise InvalidInputError("--max-seconds is the length of a live stream: give it with --live")
+    if not live:
+        return {}
+    files = [source for source, is_url in sources if not is_url]
+    if files:
+        raise InvalidInputError(
+            f"--live takes URLs of live streams: {files[0]} is a file (send it without --live)"
+        )
+    return {"live": True} if max_seconds is None else {"live": True, "max_seconds": max_seconds}
 
 
 def _report(items: list[Item], *, wait: bool, as_json: bool, stderr: Console) -> None:
