@@ -561,6 +561,98 @@ class Results:
     sweep: list[dict[str, Any]] = field(default_factory=list)
     writes: list[tuple[str, Writes]] = field(default_factory=list)
     pass_costs: dict[float, float] = field(default_factory=dict)
+    door: list[float] = field(default_factory=list)  # /v1/realtime delta - /live segment, per segment
+    realtime_wer: float = math.nan  # the realtime connection's completed turns
+
+
+# --- /v1/realtime against /live, one session -------------------------------------------------------
+def door_overhead(serve_url: str, story_seconds: float) -> tuple[list[float], float, int]:
+    """The story at speaking pace through ``/v1/realtime`` (the `openai` client, server VAD), its session
+    also followed by a native ``/live`` connection (``resume`` with the job's id, sending nothing): for each
+    confirmed segment, its ``delta`` event's arrival minus the ``segment`` event's, both clocked here.
+    Returns those differences, the WER of the completed turns, and how many turns there were."""
+    import base64
+
+    import av
+    import openai
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=24000)
+    with av.open(str(STORY)) as container:
+        pcm = b"".join(
+            bytes(out.planes[0])[: out.samples * 2]
+            for frame in [*container.decode(audio=0), None]
+            for out in resampler.resample(frame)
+        )
+    client = openai.OpenAI(api_key="unused", base_url=f"{serve_url}/v1", max_retries=0)
+    deltas: list[tuple[float, str]] = []
+    segments: list[tuple[float, str]] = []
+    completed: list[str] = []
+    started: list[float] = []
+    job: dict[str, str] = {}
+
+    with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+
+        def read_realtime() -> None:
+            with contextlib.suppress(Exception):  # the connection closed
+                for event in connection:
+                    now = time.monotonic()
+                    if event.type == "conversation.item.input_audio_transcription.delta":
+                        deltas.append((now, str(event.delta).strip()))
+                    elif event.type == "input_audio_buffer.speech_started":
+                        started.append(now)
+                    elif event.type == "conversation.item.input_audio_transcription.completed":
+                        completed.append(event.transcript)
+                    elif event.type == "session.updated" and getattr(event.session, "job_id", None):
+                        job["id"] = str(getattr(event.session, "job_id", ""))
+
+        def follow_native() -> None:
+            ws = connect(serve_url.replace("http://", "ws://") + "/live", max_size=None, legacy=True)
+            ws.send(json.dumps({"type": "resume", "session_id": job["id"], "last_segment": -1}))
+            with contextlib.suppress(ConnectionClosed):
+                for message in ws:
+                    event = json.loads(message)
+                    if event["type"] == "segment" and str(event["text"]).strip():
+                        segments.append((time.monotonic(), str(event["text"]).strip()))
+
+        threading.Thread(target=read_realtime, daemon=True).start()
+        vad = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
+        update: Any = {
+            "type": "session.update",
+            "session": {
+                "type": "transcription",
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcm", "rate": 24000},
+                        "transcription": {"model": "whisper-1", "language": "en"},
+                        "turn_detection": vad,
+                    }
+                },
+            },
+        }
+        connection.send(update)
+        frame = int(48000 * FRAME_SECONDS)
+        t0 = time.monotonic()
+        follower: threading.Thread | None = None
+        for k, offset in enumerate(range(0, len(pcm), frame)):
+            time.sleep(max(0.0, t0 + k * FRAME_SECONDS - time.monotonic()))
+            connection.input_audio_buffer.append(
+                audio=base64.b64encode(pcm[offset : offset + frame]).decode()
+            )
+            if follower is None and k == 2:
+                connection.send(update)  # answered with the job's id, now that audio opened it
+            if follower is None and "id" in job:
+                follower = threading.Thread(target=follow_native, daemon=True)
+                follower.start()
+        connection.input_audio_buffer.append(audio=base64.b64encode(bytes(48000)).decode())
+        deadline = time.monotonic() + 120
+        # every turn heard has completed (the second of silence sent last ends the last one)
+        while time.monotonic() < deadline and (
+            len(deltas) < len(segments) or not started or len(completed) < len(started)
+        ):
+            time.sleep(0.2)
+    pairs = [(d[0] - s[0]) for d, s in zip(deltas, segments, strict=False) if d[1] == s[1]]
+    text = " ".join(completed)
+    return pairs, word_error_rate(REFERENCE, text), len(completed)
 
 
 def main() -> int:
@@ -706,6 +798,15 @@ def run_all(
     writes = measured_writes(counters, [log], before, baseline)
     results.writes.append(("1 session, story", writes))
 
+    # 2b. the same story through /v1/realtime, its segments also followed through /live
+    results.door, results.realtime_wer, turns = door_overhead(serve.url, story_seconds)
+    print(
+        f"\n/v1/realtime against /live (one session of the story, {turns} turns, {len(results.door)} "
+        f"segments paired): delta - segment arrival median {pct(results.door, 50) * 1000:.0f} ms, p95 "
+        f"{pct(results.door, 95) * 1000:.0f} ms, max {max(results.door, default=math.nan) * 1000:.0f} ms; "
+        f"WER of the completed turns {results.realtime_wer:.3f}"
+    )
+
     # 3. concurrency
     for count in sessions:
         before = counters.snapshot()
@@ -814,6 +915,14 @@ def report(results: Results) -> int:
     row("WER live", f"{results.live_wer:.3f}", "<= 0.20", results.live_wer <= TARGET_WER)
     row("WER of the segments confirmed live", f"{results.confirmed_wer:.3f}")
     row("WER file", f"{results.file_wer:.3f}")
+    door = pct(results.door, 50)
+    row("/v1/realtime delta - /live segment, median", f"{door * 1000:.0f} ms", "<= 100 ms", door <= 0.1)
+    row(
+        "WER of /v1/realtime's completed turns",
+        f"{results.realtime_wer:.3f}",
+        "<= 0.20",
+        results.realtime_wer <= TARGET_WER,
+    )
     margin = results.live_wer - results.file_wer
     row("WER live - file", f"{margin:+.3f}", "<= +0.05", margin <= TARGET_WER_MARGIN)
     for entry in results.sweep:

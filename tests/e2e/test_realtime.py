@@ -76,7 +76,7 @@ class Realtime:
             for event in self.connection:
                 with self._lock:
                     self.events.append(Received(event, self.sent / self.bytes_per_second))
-        except Exception:  # noqa: BLE001 - the connection closed
+        except Exception:  # the connection closed: nothing more to read
             pass
 
     def of_type(self, kind: str) -> list[Received]:
