@@ -260,7 +260,7 @@ class LiveRun:
         turns = self._turns
         assert turns is not None
         turns.configure(live.turn_detection, start)
-        turns.add_audio(arrived)
+        turns.add_audio(arrived, start)
         for event in turns.hear(arrived):
             if event.kind == "start":
                 turns.started(event.time)

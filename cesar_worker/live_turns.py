@@ -55,6 +55,7 @@ class Turns:
         self.has_content = bool(last is not None and not last["complete"])
         self._audio: list[np.ndarray] = []  # the open turn's samples since the last turn ended
         self._audio_samples = 0
+        self._audio_start = 0.0  # the session time of its first sample
         self._whole = not resumed  # whether the open turn's audio is all here
         self._confirmed_words = 0  # in the open turn's segments
         self._context = " ".join(str(turn.get("transcript", "")) for turn in recent if turn["complete"])
@@ -74,7 +75,10 @@ class Turns:
             faster_whisper_adapter.speech_probabilities, TurnOptions.from_config(config), start=start
         )
 
-    def add_audio(self, samples: np.ndarray) -> None:
+    def add_audio(self, samples: np.ndarray, start: float) -> None:
+        """The session's samples from session time ``start`` on."""
+        if not self._audio:
+            self._audio_start = start
         if self._audio_samples <= TURN_AUDIO_SECONDS * SAMPLE_RATE:
             self._audio.append(samples)
             self._audio_samples += samples.size
@@ -116,25 +120,39 @@ class Turns:
             turn = {"index": self.index, "start": previous, "end": None, "complete": False}
             self._keep(turn)
         turn.update(end=round(max(time, float(turn["start"] or 0.0)), 3), complete=True, chunks=chunks)
-        transcript = self._transcript(decode)
+        # The samples past ``time`` arrived with those before it (a worker behind reads seconds at once):
+        # they are the next turn's start
+        audio = self._take_audio(time)
+        transcript = self._transcript(audio, decode)
         if transcript is not None:
             turn["transcript"] = transcript
             self._context = f"{self._context} {transcript}".strip()[-PROMPT_CHARS:]
-        self._audio, self._audio_samples = [], 0
         self.index += 1
         self.has_content = False
         if self.detector is not None:
             self.detector.ended(time)
 
-    def _transcript(self, decode: DecodeWords) -> str | None:
-        """The open turn's audio decoded whole; None when it is too long (or a takeover left it partial)."""
-        whole, self._whole = self._whole, True
-        confirmed, self._confirmed_words = self._confirmed_words, 0
-        if not whole or not self._audio or self._audio_samples > TURN_AUDIO_SECONDS * SAMPLE_RATE:
-            return None
+    def _take_audio(self, time: float) -> np.ndarray | None:
+        """The open turn's samples before session time ``time`` (None: too long to keep); those after it
+        stay, for the next turn."""
         import numpy as np
 
-        words = decode(np.concatenate(self._audio), self._context or None)
+        if not self._audio:
+            return None
+        audio = np.concatenate(self._audio)
+        too_long = self._audio_samples > TURN_AUDIO_SECONDS * SAMPLE_RATE
+        cut = min(max(round((time - self._audio_start) * SAMPLE_RATE), 0), audio.size)
+        rest = audio[cut:]
+        self._audio, self._audio_samples, self._audio_start = ([rest] if rest.size else []), rest.size, time
+        return None if too_long else audio[:cut]
+
+    def _transcript(self, audio: np.ndarray | None, decode: DecodeWords) -> str | None:
+        """The turn's audio decoded whole; None when it was too long (or a takeover left it partial)."""
+        whole, self._whole = self._whole, True
+        confirmed, self._confirmed_words = self._confirmed_words, 0
+        if not whole or audio is None or not audio.size:
+            return None
+        words = decode(audio, self._context or None)
         if len(words) < confirmed / 2:
             # Whisper now and then stops early in a window (a hallucinated end); the segments heard the
             # whole turn

@@ -88,7 +88,7 @@ def decoder(text: str) -> Any:
 
 def test_a_turn_is_its_audio_decoded_whole_prompted_with_the_turns_before() -> None:
     turns = Turns(live(turn_detection={"type": "none"}), resumed=False)
-    turns.add_audio(np.zeros(SR, dtype=np.float32))
+    turns.add_audio(np.zeros(SR, dtype=np.float32), 0.0)
     segments = [{"text": "hello word"}]
     turns.tag(segments)
     assert segments[0]["turn"] == 0
@@ -102,7 +102,7 @@ def test_a_turn_is_its_audio_decoded_whole_prompted_with_the_turns_before() -> N
         "chunks": 3,
         "transcript": "Hello world.",
     }
-    turns.add_audio(np.zeros(SR, dtype=np.float32))
+    turns.add_audio(np.zeros(SR, dtype=np.float32), 1.0)
     second = decoder("Again.")
     turns.complete(2.0, 5, second)
     assert turns.index == 2 and turns.recent[-1]["start"] == 1.0
@@ -111,7 +111,7 @@ def test_a_turn_is_its_audio_decoded_whole_prompted_with_the_turns_before() -> N
 
 def test_a_decoding_that_lost_the_turn_leaves_the_confirmed_segments_as_its_transcript() -> None:
     turns = Turns(live(turn_detection={"type": "none"}), resumed=False)
-    turns.add_audio(np.zeros(SR, dtype=np.float32))
+    turns.add_audio(np.zeros(SR, dtype=np.float32), 0.0)
     turns.tag([{"text": "one two three four five six"}])
     turns.complete(1.0, 1, decoder("Six."))
     assert "transcript" not in turns.recent[-1]
@@ -138,3 +138,18 @@ def test_g711_decodes_as_the_standard_tables_say() -> None:
     assert pcm.tolist() == [0, -32124, 32124]
     pcm = np.frombuffer(decode(bytes([0xD5, 0x2A, 0xAA]), alaw=True), dtype="<i2")
     assert pcm.tolist() == [8, -32256, 32256]
+
+
+def test_audio_past_the_turn_end_that_came_with_it_starts_the_next_turn() -> None:
+    heard: list[float] = []
+
+    def decode(samples: np.ndarray, prompt: str | None) -> list[Word]:
+        heard.append(samples.size / SR)
+        return [Word(0.0, 0.5, " Yes.", 0.9)]
+
+    turns = Turns(live(turn_detection={"type": "none"}), resumed=False)
+    turns.add_audio(np.zeros(3 * SR, dtype=np.float32), 10.0)  # 10 to 13 s, the turn ended at 12 s
+    turns.complete(12.0, 1, decode)
+    turns.add_audio(np.zeros(SR, dtype=np.float32), 13.0)
+    turns.complete(14.0, 2, decode)
+    assert heard == [2.0, 2.0]
