@@ -58,6 +58,16 @@ manual's page "Live transcription" has it in full). All server messages are JSON
 5. **Close codes**: 1000 over; 1008 a bad message, unknown model or session; 1009 a message over 1 MiB; 1011
    a server failure; 1013 no worker free. A session without audio for `CESAR_LIVE_IDLE_SECONDS` ends with
    what was said; one longer than `CESAR_LIVE_MAX_SECONDS` ends there.
+
+## OpenAI's Realtime API, transcription mode: the WebSocket `/v1/realtime`
+
+OpenAI's current event shapes (`session.update` with `session.type` `transcription`,
+`input_audio_buffer.append` / `commit` / `clear`; `session.created` / `updated`,
+`input_audio_buffer.speech_started` / `speech_stopped` / `committed`,
+`conversation.item.input_audio_transcription.delta` / `completed`, `error`), as the `openai` SDKs speak
+them: `client.realtime.connect(extra_query={"intent": "transcription"})` with this server's `/v1` as the
+base URL. Each connection is one live session, listed as a job (`audio_path` `realtime sess_...`). The
+manual's page "OpenAI and whisper-asr-webservice" has it in full.
 """
 
 TAGS = [
