@@ -155,17 +155,21 @@ class ContainerStream:
             with av.open(_Reader(self._read_bytes), mode="r", metadata_errors="ignore") as container:
                 if not container.streams.audio:
                     raise AudioDecodeError("the live audio has no audio stream: send sound")
-                stream = container.streams.audio[0]
-                frames = container.decode(stream)
+                packets = container.demux(container.streams.audio[0])
                 while True:
                     try:
-                        frame = next(frames)
-                    except StopIteration:
-                        break
+                        packet = next(packets)
+                    except (StopIteration, av.error.InvalidDataError):
+                        break  # the end, or bytes the demuxer cannot go on with (an MP4's)
+                    try:
+                        frames = packet.decode()
                     except av.error.InvalidDataError:
+                        # a damaged packet (a stream URL that dropped mid-frame and went on from
+                        # elsewhere) is skipped: decoding packet by packet, the next one decodes
                         continue
-                    frame.pts = None
-                    self._add([_frame_samples(out) for out in resampler.resample(frame)])
+                    for frame in frames:
+                        frame.pts = None
+                        self._add([_frame_samples(out) for out in resampler.resample(frame)])
                 self._add([_frame_samples(out) for out in resampler.resample(None)])
             if self._decoded == 0:
                 raise AudioDecodeError(

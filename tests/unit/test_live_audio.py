@@ -143,3 +143,12 @@ def test_a_failed_stream_keeps_failing() -> None:
     for _ in range(2):
         with pytest.raises(AudioDecodeError):
             stream.take()
+
+
+def test_a_stream_cut_mid_frame_and_sent_on_from_elsewhere_decodes_past_the_cut() -> None:
+    # a stream URL that dropped: the last piece ends inside an MP3 frame, the next connection starts
+    # inside another one; the damaged frame is skipped, what follows decodes
+    data = (AUDIO / "speech_en.mp3").read_bytes()
+    cut, resumed = len(data) // 3, len(data) // 3 + 1000
+    samples = run(ContainerStream(), odd_pieces(data[:cut] + data[resumed:], (1000, 17, 4096)))
+    assert samples.size / 16000 == pytest.approx(SPEECH_SECONDS * (len(data) - 1000) / len(data), abs=0.5)
