@@ -298,7 +298,8 @@ class LiveRun:
         if live.ended is not None and self._next_seq >= live.chunks:
             stream.close()
         samples = self._samples(stream.take())
-        if self._audio_seconds >= self._max_seconds:
+        # counted in samples, as _samples cuts: a sum of fractions of seconds may fall a hair short
+        if round(self._audio_seconds * SAMPLE_RATE) >= int(self._max_seconds * SAMPLE_RATE):
             if live.ended is None:
                 self.store.end_live_audio(self.job.id, LiveEnd.MAX_LENGTH)
                 live = self._state()
