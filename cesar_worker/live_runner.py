@@ -272,6 +272,7 @@ class LiveRun:
                 self._close_turn(policy, policy.audio_end)
             else:
                 self._take(policy.clear())
+                turns.clear(policy.audio_end)
 
     def _close_turn(self, policy: LocalAgreement, time: float) -> None:
         """Every word of the open turn confirmed, and the turn complete, in one report."""
@@ -288,8 +289,11 @@ class LiveRun:
         if live.ended is None and live.idle_seconds >= self.settings.live_idle_seconds:
             self.store.end_live_audio(self.job.id, LiveEnd.IDLE)
             live = self._state()
-        while self._next_seq < live.chunks:
-            chunks = self.store.live_audio(self.job.id, from_seq=self._next_seq)
+        # a client's commit or clear applies where it was made: no audio after it is read before it is
+        stop_at = None if self._turns is None else self._turns.next_mark(live)
+        available = live.chunks if stop_at is None else min(live.chunks, max(stop_at, self._next_seq))
+        while self._next_seq < available:
+            chunks = self.store.live_audio(self.job.id, from_seq=self._next_seq)[: available - self._next_seq]
             if not chunks:
                 break
             for chunk in chunks:

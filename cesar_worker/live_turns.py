@@ -86,6 +86,11 @@ class Turns:
     def hear(self, samples: np.ndarray) -> list[TurnEvent]:
         return [] if self.detector is None else self.detector.feed(samples)
 
+    def next_mark(self, live: LiveState) -> int | None:
+        """After how many chunks the next mark not applied yet applies (reading stops there until it is)."""
+        marks = live.marks[self.marks_done :]
+        return int(marks[0]["chunks"]) if marks else None
+
     def pending_marks(self, live: LiveState, chunks_read: int) -> list[str]:
         """The actions of the client's marks whose audio has all been read, not applied yet (now they are)."""
         actions = []
@@ -131,6 +136,11 @@ class Turns:
         self.has_content = False
         if self.detector is not None:
             self.detector.ended(time)
+
+    def clear(self, time: float) -> None:
+        """The client dropped what it sent before session time ``time``: the open turn starts there."""
+        self._take_audio(time)
+        self._confirmed_words = 0
 
     def _take_audio(self, time: float) -> np.ndarray | None:
         """The open turn's samples before session time ``time`` (None: too long to keep); those after it

@@ -44,6 +44,7 @@ from cesar_api.routes.live_socket import (
     LiveSocket,
     Refused,
 )
+from cesar_api.submit import check_callback
 from cesar_common.choices import WHISPER_LANGUAGES
 from cesar_common.db.records import AudioFormat, JobRecord, JobSource, JobStatus, LiveEnd, NewJob
 from cesar_common.errors import CesarError
@@ -90,9 +91,11 @@ async def realtime_session(socket: WebSocket[Any, Any, Any]) -> None:
         )
         return
     try:
+        await connection.check_query()
         await connection.run()
     except Refused as exc:
-        await connection.refuse_event("server_error", exc.code, exc.message, close=exc.close)
+        kind = "invalid_request_error" if exc.close == CLOSE_POLICY else "server_error"
+        await connection.refuse_event(kind, exc.code, exc.message, close=exc.close)
     except WebSocketDisconnect:
         pass
     finally:
@@ -117,6 +120,7 @@ class RealtimeSocket(LiveSocket):
             "turn_detection": dict(SERVER_VAD),
         }
         self._relay_task: asyncio.Task[None] | None = None
+        self.callback_url: str | None = None
         self._uncommitted_ms = 0.0
 
     def authorized(self, offered: list[str]) -> bool:
@@ -128,6 +132,15 @@ class RealtimeSocket(LiveSocket):
         prefix = "openai-insecure-api-key."
         keys += [value[len(prefix) :] for value in offered if value.startswith(prefix)]
         return any(hmac.compare_digest(candidate.encode(), key) for candidate in keys)
+
+    async def check_query(self) -> None:
+        """The connection URL's own parameters: ``callback_url`` (Cesar's: where the job's final state is
+        POSTed, as for any job; OpenAI's clients pass it with ``extra_query``)."""
+        url = self.socket.query_params.get("callback_url")
+        try:
+            self.callback_url = await asyncio.to_thread(check_callback, url or None, self.settings)
+        except CesarError as exc:
+            raise Refused("invalid_value", str(exc), CLOSE_POLICY) from exc
 
     # --- the connection ---------------------------------------------------------------------------
     async def run(self) -> None:
@@ -337,6 +350,7 @@ class RealtimeSocket(LiveSocket):
             source=JobSource.LIVE,
             options=options,
             max_attempts=self.settings.max_attempts,
+            callback_url=self.callback_url,
             filename=f"realtime {self.session_id}",  # lists as the connection's session
         )
         job, _ = await asyncio.to_thread(

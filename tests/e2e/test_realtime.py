@@ -98,9 +98,9 @@ class Realtime:
             self.sent += len(chunk)
 
 
-def connect(url: str, key: str = KEY) -> Any:
+def connect(url: str, key: str = KEY, query: dict[str, str] | None = None) -> Any:
     client = openai.OpenAI(api_key=key, base_url=f"{url}/v1", max_retries=0)
-    return client.realtime.connect(extra_query={"intent": "transcription"})
+    return client.realtime.connect(extra_query={"intent": "transcription", **(query or {})})
 
 
 def session(fmt: dict[str, Any], turn_detection: Any, **transcription: Any) -> dict[str, Any]:

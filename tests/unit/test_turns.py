@@ -153,3 +153,18 @@ def test_audio_past_the_turn_end_that_came_with_it_starts_the_next_turn() -> Non
     turns.add_audio(np.zeros(SR, dtype=np.float32), 13.0)
     turns.complete(14.0, 2, decode)
     assert heard == [2.0, 2.0]
+
+
+def test_a_clear_drops_the_open_turns_audio() -> None:
+    heard: list[float] = []
+
+    def decode(samples: np.ndarray, prompt: str | None) -> list[Word]:
+        heard.append(samples.size / SR)
+        return []
+
+    turns = Turns(live(turn_detection={"type": "none"}), resumed=False)
+    turns.add_audio(np.zeros(2 * SR, dtype=np.float32), 0.0)
+    turns.clear(2.0)
+    turns.add_audio(np.zeros(SR, dtype=np.float32), 2.0)
+    turns.complete(3.0, 1, decode)
+    assert heard == [1.0]
