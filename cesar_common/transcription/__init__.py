@@ -20,6 +20,7 @@ __all__ = [
     "result",
     "sentences",
     "streaming",
+    "turns",
     "whisper",
     "writers",
 ]
