@@ -56,8 +56,10 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: the waits between reconnection tries: the first, doubled after each failed try up to the last
 FIRST_WAIT_SECONDS = 0.5
 MAX_WAIT_SECONDS = 4.0
-#: how long a gap's place in the session waits for the session to have decoded the audio before it
-SETTLE_SECONDS = 1.0
+#: a gap's place is settled once the session has read this many chunks after it (about a second)
+SETTLE_CHUNKS = 4
+#: how long stop() waits for the thread: a guard's tick to notice, and the last write of the gaps
+STOP_WAIT_SECONDS = 5 * egress.TICK
 
 
 class Backoff:
@@ -70,11 +72,6 @@ class Backoff:
         self._clock = clock
         self._since: float | None = None
         self._wait = FIRST_WAIT_SECONDS
-
-    @property
-    def running(self) -> bool:
-        """Whether a drop is being reconnected."""
-        return self._since is not None
 
     def next_wait(self) -> float | None:
         """How long to wait before the next try (the first call starts the count); None: give up."""
@@ -112,11 +109,55 @@ class _Outage:
     """A drop not yet over: the gap it will be."""
 
     index: int  # its place in the gaps
-    chunks: int  # the session's chunks when it began: its place in the session is after them
     started: float  # time.monotonic()
     before: float  # seconds it had already lasted when this worker began (a takeover)
     reason: str
     missed: int = 0  # HLS segments gone from the playlist before they could be fetched
+
+
+class _Places:
+    """Where in the session's audio a gap falls: after so many of its bytes, in seconds as the session
+    decodes them (its seconds decoded per byte it fed its decoder: exact for a constant bitrate, about right
+    for any). The session decodes on threads of its own and a decoder holds some bytes back, so a place is
+    settled once the session has read a few chunks past it; until then it is an estimate."""
+
+    def __init__(self, heard: Callable[[], tuple[int, float]], chunks: int, audio_bytes: int) -> None:
+        self._heard = heard
+        self._stored = {chunks: audio_bytes}  # the bytes stored in the first n chunks, n from here on
+        self._chunks = chunks
+        self._pending: dict[int, tuple[int, int]] = {}  # gap index -> (chunks, bytes) before it
+
+    def stored(self, chunks: int, audio_bytes: int) -> None:
+        self._stored[chunks] = audio_bytes
+        self._chunks = chunks
+
+    def add(self, index: int) -> float:
+        """A gap after everything stored so far: its place, estimated for now."""
+        offset = self._stored[self._chunks]
+        self._pending[index] = (self._chunks, offset)
+        return self._seconds(offset)[0]
+
+    def settle(self, gaps: list[dict[str, object]], *, final: bool = False) -> bool:
+        """Place the gaps the session has heard far enough past (``final``: all of them); whether any
+        moved."""
+        read = self._heard()[0]
+        moved = False
+        for index, (chunks, offset) in list(self._pending.items()):
+            at, known = self._seconds(offset)
+            if known and (final or read >= chunks + SETTLE_CHUNKS):
+                gaps[index]["at"] = at
+                del self._pending[index]
+                moved = True
+        return moved
+
+    def _seconds(self, offset: int) -> tuple[float, bool]:
+        read, seconds = self._heard()
+        for passed in [count for count in self._stored if count < min(read, self._chunks)]:
+            del self._stored[passed]  # the session only reads on
+        fed = self._stored.get(read)
+        if not fed or seconds <= 0:
+            return round(seconds, 3), False
+        return round(seconds * offset / fed, 3), True
 
 
 class StreamFollower:
@@ -129,7 +170,6 @@ class StreamFollower:
         job: JobRecord,
         *,
         heard: Callable[[], tuple[int, float]],
-        backoff: Backoff | None = None,
     ) -> None:
         """``heard()``: the session's chunks read and seconds of audio decoded so far (a gap's place)."""
         assert job.source_url is not None
@@ -138,7 +178,7 @@ class StreamFollower:
         self.url = job.source_url
         self._heard = heard
         budget = settings.live_idle_seconds
-        self._backoff = backoff or Backoff(budget)
+        self._backoff = Backoff(budget)
         self._stop = threading.Event()
         self._guard = egress.Guard(
             allow_private=settings.allow_private_urls,
@@ -152,6 +192,7 @@ class StreamFollower:
         self._buffer = bytearray()
         self._gathered_since = time.monotonic()
         self._chunks = 0
+        self._places: _Places | None = None
         self._gaps: list[dict[str, object]] = []
         self._outage: _Outage | None = None
         self._next_segment: int | None = None  # an HLS stream's next media sequence number
@@ -164,6 +205,7 @@ class StreamFollower:
         state = self.store.live_state(self.job_id)
         assert state is not None
         self._chunks = state.chunks
+        self._places = _Places(self._heard, state.chunks, state.audio_bytes)
         self._gaps = [dict(gap) for gap in state.gaps]
         if state.chunks:
             reason = "the worker following the stream was lost or stopped; another one reconnected"
@@ -181,7 +223,7 @@ class StreamFollower:
         self._stop.set()
         if self._thread is None:
             return True
-        self._thread.join(5 * egress.TICK + SETTLE_SECONDS)
+        self._thread.join(STOP_WAIT_SECONDS)
         return not self._thread.is_alive()
 
     # --- the thread -------------------------------------------------------------------------------
@@ -191,7 +233,6 @@ class StreamFollower:
                 while True:
                     try:
                         self._follow(client)
-                        return
                     except _Drop as drop:
                         self._dropped(drop)
                     except httpx.RequestError as exc:
@@ -204,24 +245,19 @@ class StreamFollower:
             log.exception("live session %s: following %s failed", self.job_id, self.url)
             self._error = CesarError(f"internal error following the stream: {type(exc).__name__}: {exc}")
         finally:
-            if self._outage is not None:  # the session ended during a drop: the gap is as long as it got
-                try:
-                    self._end_outage(settle=False)
-                except CesarError as exc:
-                    log.warning("live session %s: could not record its last gap: %s", self.job_id, exc)
+            self._last_gaps()
 
-    def _follow(self, client: httpx.Client) -> None:
+    def _follow(self, client: httpx.Client) -> NoReturn:
         """The stream until it ends (_Over) or drops (_Drop, httpx.RequestError)."""
         with self._get(client, self.url, "the stream URL") as (response, url):
             pieces = response.iter_bytes()
             first = next(pieces, b"")
             if not hls.looks_like_playlist(response.headers.get("content-type"), first):
                 self._endless(response, first, pieces)
-                return
             text = self._playlist_text(first, pieces, url)
         self._follow_hls(client, hls.parse_playlist(text, url), url)
 
-    def _endless(self, response: httpx.Response, first: bytes, pieces: Iterator[bytes]) -> None:
+    def _endless(self, response: httpx.Response, first: bytes, pieces: Iterator[bytes]) -> NoReturn:
         """An Icecast-like stream: its bytes as they come. Only a response that declared its length and
         sent all of it ends the session (a file); any other end is a drop."""
         received = len(first)
@@ -240,7 +276,7 @@ class StreamFollower:
     # --- HLS --------------------------------------------------------------------------------------
     def _follow_hls(
         self, client: httpx.Client, playlist: hls.MediaPlaylist | hls.MasterPlaylist, url: str
-    ) -> None:
+    ) -> NoReturn:
         if isinstance(playlist, hls.MasterPlaylist):
             url = hls.pick_variant(playlist)
             playlist = self._media_playlist(client, url)
@@ -262,8 +298,8 @@ class StreamFollower:
             log.info("live session %s: the playlist numbers its segments anew", self.job_id)
             self._next_segment = playlist.live_start()
         if segments and segments[0].sequence > self._next_segment:
-            self._missed(playlist.segments[0].sequence - self._next_segment, playlist.target_duration)
-            self._next_segment = playlist.segments[0].sequence
+            self._missed(segments[0].sequence - self._next_segment, playlist.target_duration)
+            self._next_segment = segments[0].sequence
         fresh = [segment for segment in segments if segment.sequence >= self._next_segment]
         for segment in fresh:
             # stored whole: a segment that breaks off is fetched again, not stored twice in part
@@ -305,15 +341,10 @@ class StreamFollower:
         if self._outage is not None:
             self._outage.missed += segments
             return
-        at = self._position(self._chunks)
-        seconds = round(segments * target, 3)
-        self._gaps.append(
-            {
-                "at": at,
-                "seconds": seconds,
-                "reason": f"{segments} segments left the playlist before they could be fetched",
-            }
-        )
+        assert self._places is not None
+        reason = f"{segments} segments left the playlist before they could be fetched"
+        at = self._places.add(len(self._gaps))
+        self._gaps.append({"at": at, "seconds": round(segments * target, 3), "reason": reason})
         self.store.set_live_gaps(self.job_id, self._gaps)
 
     # --- requests ---------------------------------------------------------------------------------
@@ -369,13 +400,18 @@ class StreamFollower:
         if not self._buffer:
             return
         if self._outage is not None:
-            self._end_outage(settle=True)
+            self._end_outage()
         data, self._buffer = bytes(self._buffer), bytearray()
         self._gathered_since = time.monotonic()
-        if self.store.append_live_audio(self.job_id, data) is None:
+        stored = self.store.append_live_audio(self.job_id, data)
+        if stored is None:
             raise _Over
         self._chunks += 1
         self._backoff.reset()
+        assert self._places is not None
+        self._places.stored(self._chunks, stored)
+        if self._places.settle(self._gaps):
+            self.store.set_live_gaps(self.job_id, self._gaps)
 
     def _end(self, reason: LiveEnd) -> NoReturn:
         self.store.end_live_audio(self.job_id, reason)
@@ -403,44 +439,42 @@ class StreamFollower:
                     f"could not follow the stream at {self._host(self.url)}: {drop.reason} (tried for "
                     f"{self._backoff.budget:g} s, CESAR_LIVE_IDLE_SECONDS)"
                 )
-            self._end_outage(settle=True)
+            self._end_outage()
             self._end(LiveEnd.IDLE)
         log.info("live session %s: %s; trying again in %.1f s", self.job_id, drop.reason, wait)
         self._wait(wait)
 
     def _begin_outage(self, reason: str, *, before: float = 0.0) -> None:
-        self._outage = _Outage(len(self._gaps), self._chunks, time.monotonic(), before, reason)
-        self._gaps.append({})
+        assert self._places is not None
+        self._outage = _Outage(len(self._gaps), time.monotonic(), before, reason)
+        self._gaps.append({"at": self._places.add(self._outage.index)})
         self._write_outage()
 
-    def _write_outage(self, *, at: float | None = None) -> None:
+    def _write_outage(self) -> None:
+        """The drop's gap as long as it lasted so far."""
         outage = self._outage
         assert outage is not None
         reason = outage.reason
         if outage.missed:
             reason += f" ({outage.missed} segments left the playlist meanwhile)"
-        self._gaps[outage.index] = {
-            "at": self._heard()[1] if at is None else at,
-            "seconds": round(outage.before + time.monotonic() - outage.started, 3),
-            "reason": reason,
-        }
+        gap = self._gaps[outage.index]
+        gap.update(seconds=round(outage.before + time.monotonic() - outage.started, 3), reason=reason)
         self.store.set_live_gaps(self.job_id, self._gaps)
 
-    def _end_outage(self, *, settle: bool) -> None:
-        """The gap as long as the drop lasted, at its place in the session (``settle``: once the session
-        has decoded the audio before it, a second at most: nothing new is stored meanwhile)."""
-        assert self._outage is not None
-        at = self._position(self._outage.chunks) if settle else None
-        self._write_outage(at=at)
+    def _end_outage(self) -> None:
+        self._write_outage()
         self._outage = None
 
-    def _position(self, chunks: int) -> float:
-        """Seconds into the session after its first ``chunks`` chunks, as far as the session has decoded."""
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while True:
-            read, seconds = self._heard()
-            if read >= chunks or time.monotonic() >= deadline or self._stop.wait(0.02):
-                return round(seconds, 3)
+    def _last_gaps(self) -> None:
+        """The following ends: a drop still going on is a gap as long as it got, and every gap's place is
+        settled as well as the session can tell now."""
+        try:
+            if self._outage is not None:
+                self._end_outage()
+            if self._places is not None and self._places.settle(self._gaps, final=True):
+                self.store.set_live_gaps(self.job_id, self._gaps)
+        except CesarError as exc:
+            log.warning("live session %s: could not record its gaps: %s", self.job_id, exc)
 
 
 def _refused(what: str, url: str, exc: URLRefusedError) -> URLRefusedError:
