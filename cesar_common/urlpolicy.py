@@ -5,9 +5,9 @@ address it actually connected to (a name can resolve differently the second time
 
 Always refused: link-local addresses (which include the cloud metadata services), known metadata names and
 addresses, unspecified, multicast and reserved addresses. Loopback and private ranges (RFC 1918, CGNAT
-100.64/10, IPv6 unique-local fc00::/7, ...) are refused unless ``CESAR_ALLOW_PRIVATE_URLS=true``, or unless the
-address lies in one of the networks of ``CESAR_ALLOW_PRIVATE_NETWORKS`` (``allowed``): one internal server
-reachable without opening every private address.
+100.64/10, IPv6 unique-local fc00::/7, ...) are refused unless ``CESAR_ALLOW_PRIVATE_URLS=true``, or unless
+the address lies in one of the networks of ``CESAR_ALLOW_PRIVATE_NETWORKS`` (``allowed``): one internal
+server reachable without opening every private address.
 """
 
 from __future__ import annotations
