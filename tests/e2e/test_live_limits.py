@@ -61,7 +61,7 @@ def refused(serve: CesarProcess, first: Any, *, binary: bool = False) -> tuple[d
         ("{not json", False, "not JSON"),
         ({"type": "hello"}, False, '"start"'),
         ({"type": "start", "model": "no-such-model"}, False, "no-such-model"),
-        ({"type": "start", "diarize": True}, False, "diarize"),
+        ({"type": "start", "diarize": True, "num_speakers": 0}, False, "num_speakers"),
         ({"type": "start", "audio": {"format": "pcm_s16le", "sample_rate": 100}}, False, "sample_rate"),
         ({"type": "resume", "session_id": "0193aaaa-0000-7000-8000-000000000000"}, False, "no live session"),
     ],
