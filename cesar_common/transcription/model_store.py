@@ -31,7 +31,7 @@ from pathlib import Path
 
 from cesar_common.choices import BUNDLED_MODEL
 from cesar_common.errors import InvalidInputError, ModelNotFoundError, ServerError
-from cesar_common.transcription.bundled import bundled_model_dir
+from cesar_common.transcription.bundled import PACKAGED, installed_packages, packaged_model_dir
 
 __all__ = [
     "PARTIAL",
@@ -242,8 +242,11 @@ def remove_model(name: str, models_dir: Path) -> Path:
     check_name(name)
     target = models_dir / name
     if not target.is_dir():
-        if name == BUNDLED_MODEL:
-            raise ModelNotFoundError(f"{name} is the bundled model, part of the installed package: it stays")
+        if name in PACKAGED:
+            raise ModelNotFoundError(
+                f"{name} comes from an installed package ({PACKAGED[name].install_hint}): it stays; "
+                "uninstall that package to remove it"
+            )
         raise ModelNotFoundError(f"no model named {name!r} in {models_dir} (`cesar models list` shows them)")
     shutil.rmtree(target)
     return target
@@ -266,10 +269,9 @@ def _locate(name: str, models_dir: Path) -> tuple[Path, str] | None:
     path = Path(name).expanduser()
     if path.is_dir():
         return path, "path"
-    if name == BUNDLED_MODEL:
-        bundled = bundled_model_dir()
-        if bundled is not None:
-            return bundled, "bundled"
+    packaged = packaged_model_dir(name)
+    if packaged is not None:
+        return packaged, "bundled" if name == BUNDLED_MODEL else "package"
     cached = _hub_cache(name)
     if cached is not None:
         return cached, "hub cache"
@@ -329,13 +331,15 @@ class PresenceCache:
 
 
 def list_models(allowed: frozenset[str], models_dir: Path) -> list[ModelEntry]:
-    """The allowed models and every model in the models directory, by name."""
+    """The allowed models, every model in the models directory and every installed packaged model, by
+    name."""
     added = (
         sorted(p.name for p in models_dir.iterdir() if stored_model(p.name, models_dir))
         if models_dir.is_dir()
         else []
     )
-    return [describe(name, models_dir) for name in sorted({*allowed, *added})]
+    installed = [name for name, model in PACKAGED.items() if installed_packages(model)]
+    return [describe(name, models_dir) for name in sorted({*allowed, *added, *installed})]
 
 
 def _hub_cache(name: str) -> Path | None:
