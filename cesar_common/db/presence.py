@@ -48,15 +48,23 @@ def new_values(worker_id: str, *, host: str, pid: int) -> dict[str, Any]:
         "last_seen_at": db_now(),
         "current_job_id": None,
         "models": [],
+        "memory": None,
     }
 
 
-def refresh(conn: Connection, worker_id: str, *, current_job_id: str | None, models: list[str]) -> bool:
+def refresh(
+    conn: Connection,
+    worker_id: str,
+    *,
+    current_job_id: str | None,
+    models: list[str],
+    memory: dict[str, Any] | None = None,
+) -> bool:
     """Mark the worker seen; False when its row is gone (then :func:`upsert` recreates it)."""
     changed = conn.execute(
         update(workers)
         .where(workers.c.id == worker_id)
-        .values(last_seen_at=db_now(), current_job_id=current_job_id, models=list(models))
+        .values(last_seen_at=db_now(), current_job_id=current_job_id, models=list(models), memory=memory)
     )
     return bool(changed.rowcount == 1)
 

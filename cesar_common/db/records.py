@@ -284,6 +284,8 @@ class WorkerRecord:
     last_seen_at: datetime
     current_job_id: str | None
     models: list[str]
+    #: what its models take in memory, as the worker reports it (None: a worker that does not say)
+    memory: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,3 +345,5 @@ class MetricsSnapshot:
     totals: dict[str, dict[str, float]]
     #: live sessions not ended: (job id, status, seconds behind the audio at their worker's last report)
     live_sessions: list[tuple[str, str, float | None]] = field(default_factory=list)
+    #: the workers seen recently, with their loaded models and memory
+    workers: list[WorkerRecord] = field(default_factory=list)

@@ -117,6 +117,7 @@ def worker_record(row: Row[Any]) -> WorkerRecord:
         last_seen_at=row.last_seen_at,
         current_job_id=row.current_job_id,
         models=list(row.models or []),
+        memory=row.memory if isinstance(row.memory, dict) else None,
     )
 
 

@@ -633,13 +633,27 @@ class JobStore:
         with self._tx.write() as conn:
             presence.upsert(conn, presence.new_values(worker_id, host=host, pid=pid))
 
-    def heartbeat_worker(self, worker_id: str, *, current_job_id: str | None, models: list[str]) -> None:
-        """Refresh presence. A row removed meanwhile (the worker was paused too long) is recreated,
-        with this process's host and pid: the heartbeat comes from the worker itself."""
+    def heartbeat_worker(
+        self,
+        worker_id: str,
+        *,
+        current_job_id: str | None,
+        models: list[str],
+        memory: dict[str, Any] | None = None,
+    ) -> None:
+        """Refresh presence (``memory``: what its models take, JSON). A row removed meanwhile (the worker
+        was paused too long) is recreated, with this process's host and pid: the heartbeat comes from the
+        worker itself."""
         with self._tx.write() as conn:
-            if not presence.refresh(conn, worker_id, current_job_id=current_job_id, models=models):
+            seen = presence.refresh(
+                conn, worker_id, current_job_id=current_job_id, models=models, memory=memory
+            )
+            if not seen:
                 values = presence.new_values(worker_id, host=socket.gethostname(), pid=os.getpid())
-                presence.upsert(conn, {**values, "current_job_id": current_job_id, "models": list(models)})
+                presence.upsert(
+                    conn,
+                    {**values, "current_job_id": current_job_id, "models": list(models), "memory": memory},
+                )
 
     def unregister_worker(self, worker_id: str) -> None:
         with self._tx.write() as conn:
@@ -714,15 +728,16 @@ class JobStore:
         with self._tx.read() as conn:
             by_status = job_reads.counts_by_status(conn)
             age = queue.oldest_queued_age(conn)
-            alive = presence.count_seen_within(conn, alive_within_seconds)
+            alive = presence.seen_within(conn, alive_within_seconds)
             deliveries = outbox.count_by_state(conn)
             stored = totals.read(conn)
             sessions = live_sessions.open_sessions(conn)
         return MetricsSnapshot(
             jobs_by_status=by_status,
             oldest_queued_seconds=age,
-            workers_alive=alive,
+            workers_alive=len(alive),
             deliveries_by_state=deliveries,
             totals=stored,
             live_sessions=sessions,
+            workers=alive,
         )

@@ -289,6 +289,9 @@ class Worker(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
     current_job_id: Mapped[str | None] = mapped_column(String(36))
     models: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    # migration 0009. What its models take: the worker's memory budget, its resident memory, its loads and
+    # unloads, and each loaded model with its estimated and measured size (bytes); null from older workers
+    memory: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class WebhookDelivery(Base):
