@@ -27,6 +27,7 @@ __all__ = [
     "ModelIntegrityError",
     "ModelNotAllowedError",
     "ModelNotFoundError",
+    "ModelTooLargeError",
     "NotFoundError",
     "OutOfMemoryError",
     "OverloadedError",
@@ -196,6 +197,12 @@ class ModelIntegrityError(ServerError):
 class OutOfMemoryError(ServerError):
     status_code = 507
     code = "out_of_memory"
+
+
+class ModelTooLargeError(OutOfMemoryError):
+    """A model that would not fit in a worker's memory budget even alone (CESAR_WORKER_MODEL_MEMORY_MB)."""
+
+    code = "model_too_large"
 
 
 class OverloadedError(ServerError):

@@ -18,6 +18,7 @@ __all__ = [
     "live_stream_url",
     "live_turns",
     "model_cache",
+    "model_memory",
     "part_results",
     "transcriber",
     "webhook_sender",
