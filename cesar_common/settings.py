@@ -241,7 +241,20 @@ class Settings(BaseSettings):
         description="Worker processes `cesar serve` starts: a number, or `auto` to fit the machine.",
     )
     worker_models: int = Field(
-        default=1, ge=1, description="Loaded models a worker keeps in memory (least recently used evicted)."
+        default=0,
+        ge=0,
+        description="Most models a worker keeps loaded at once, least recently used unloaded first (0: no "
+        "count, only `CESAR_WORKER_MODEL_MEMORY_MB` limits them; `1`: one, the old default).",
+    )
+    worker_model_memory_mb: int = Field(
+        default=0,
+        ge=0,
+        json_schema_extra={"shown_default": "`0`: half the machine's memory, shared by its workers"},
+        description="Memory the models a worker keeps loaded may take together, in MiB (each model's "
+        "estimate from its files, corrected by the worker's resident memory measured after loading it): "
+        "the least recently used are unloaded to make room, and a job for a model that would not fit alone "
+        "fails (`model_too_large`). 0: half the machine's memory (or its container's limit), divided among "
+        "the workers `cesar serve` starts on it; a worker started alone takes the whole half.",
     )
     lease_seconds: float = Field(
         default=60.0, gt=0, description="How long a claimed job stays owned without a heartbeat."

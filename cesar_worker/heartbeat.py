@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from cesar_common.db.store import JobStore
 from cesar_common.errors import CesarError, ConflictError
@@ -95,12 +96,16 @@ class Housekeeping(_Thread):
         *,
         current: Callable[[], str | None],
         models: Callable[[], list[str]],
+        memory: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        """``models``: the names of the loaded models; ``memory``: what they take (JSON), when the
+        transcriber says."""
         super().__init__()
         self.store = store
         self.worker_id = worker_id
         self.current = current
         self.models = models
+        self.memory = memory
         self.sweep_interval = min(SWEEP_INTERVAL, settings.lease_seconds)
         self.retention_seconds = settings.retention_days * 86400.0
         self._next_presence = 0.0
@@ -119,7 +124,12 @@ class Housekeeping(_Thread):
     def tick(self) -> float:
         now = time.monotonic()
         if self._presence_due(now):
-            self.store.heartbeat_worker(self.worker_id, current_job_id=self.current(), models=self.models())
+            self.store.heartbeat_worker(
+                self.worker_id,
+                current_job_id=self.current(),
+                models=self.models(),
+                memory=None if self.memory is None else self.memory(),
+            )
         self.run_due(now)
         with self._lock:
             next_presence = self._next_presence

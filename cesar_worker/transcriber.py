@@ -7,15 +7,17 @@ processes with a fake one (``run_worker(transcriber_factory=...)``).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cesar_common.db.records import Decoding, JobRecord, JobResult
-from cesar_common.errors import OutOfMemoryError
+from cesar_common.errors import ModelTooLargeError, OutOfMemoryError
 from cesar_common.settings import Settings
+from cesar_worker import model_memory
 from cesar_worker.jobrun import JobStopped, StopReason
 from cesar_worker.model_cache import ModelCache, ModelKey
 
@@ -26,7 +28,14 @@ if TYPE_CHECKING:
     from cesar_common.transcription.loading import LoadedModel
     from cesar_common.transcription.streaming import DecodeWords
 
-__all__ = ["LiveDecoder", "Transcriber", "TranscriberFactory", "WhisperTranscriber"]
+__all__ = [
+    "LiveDecoder",
+    "ReportsMemory",
+    "Transcriber",
+    "TranscriberFactory",
+    "WhisperTranscriber",
+    "model_budget_bytes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,15 @@ class Transcriber(Protocol):
         """Free what the transcriber holds."""
 
 
+@runtime_checkable
+class ReportsMemory(Protocol):
+    """A transcriber that says what its models take in memory (shown in the worker's presence row)."""
+
+    def memory_report(self) -> dict[str, Any]:
+        """The memory budget, the process's resident memory, the loads and unloads so far, and each loaded
+        model (least recently used first) with its estimated and measured size: JSON, in bytes."""
+
+
 @dataclass(frozen=True, slots=True)
 class LiveDecoder:
     """A live session's decoder and what the job records of it."""
@@ -91,23 +109,46 @@ class LiveDecoder:
 TranscriberFactory = Callable[[Settings], Transcriber]
 
 
+def model_budget_bytes(settings: Settings) -> int:
+    """The memory the worker's models may take together: CESAR_WORKER_MODEL_MEMORY_MB, or (0) half the
+    machine's memory (``cesar serve`` hands each of its workers its share of it)."""
+    if settings.worker_model_memory_mb > 0:
+        return settings.worker_model_memory_mb * model_memory.MIB
+    return model_memory.auto_budget_bytes()
+
+
 class WhisperTranscriber:
-    """faster-whisper through ``cesar_common.transcription``, with loaded models kept in an LRU cache."""
+    """faster-whisper through ``cesar_common.transcription``, with loaded models kept in an LRU cache within
+    the worker's memory budget (:mod:`cesar_worker.model_cache`)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cache: ModelCache[LoadedModel] = ModelCache(
-            self._load, capacity=settings.worker_models, prepare=self._find
+            self._load,
+            capacity=settings.worker_models,
+            budget_bytes=model_budget_bytes(settings),
+            prepare=self._find,
+            measure=model_memory.process_rss,
+            in_use=_whisper_in_use,
         )
+        self._device: tuple[str, str] | None = None
 
     def _key(self, name: str) -> ModelKey:
-        return ModelKey(name, self.settings.device, self.settings.compute_type)
+        """The model on this machine's concrete device and compute type (``auto`` resolved once)."""
+        if self._device is None:
+            from cesar_common.transcription import loading
 
-    def _find(self, key: ModelKey) -> None:
-        """Find (or download) the model's files before the cache makes room for it."""
+            self._device = loading.resolve_device(self.settings.device, self.settings.compute_type)
+        return ModelKey(name, *self._device)
+
+    def _find(self, key: ModelKey) -> int:
+        """Find (or download) the model's files before the cache makes room for it; its estimated size."""
         from cesar_common.transcription import loading
 
-        loading.resolve_model(key.name, offline=self.settings.offline, models_dir=self.settings.models_dir)
+        path = loading.resolve_model(
+            key.name, offline=self.settings.offline, models_dir=self.settings.models_dir
+        )
+        return model_memory.estimate_model_bytes(path, key.compute_type)
 
     def _load(self, key: ModelKey) -> LoadedModel:
         from cesar_common.transcription import loading
@@ -131,10 +172,32 @@ class WhisperTranscriber:
         return loaded
 
     def preload(self, model: str) -> None:
-        self.cache.get(self._key(model))
+        try:
+            self.cache.get(self._key(model))
+        except ModelTooLargeError as exc:  # each job for it fails with this; the worker serves the others
+            log.error("cannot preload: %s", exc)
 
     def loaded_models(self) -> list[str]:
         return self.cache.names()
+
+    def memory_report(self) -> dict[str, Any]:
+        return {
+            "budget_bytes": self.cache.budget_bytes,
+            "max_models": self.cache.capacity or None,
+            "rss_bytes": model_memory.process_rss(),
+            "loads": self.cache.loads,
+            "unloads": self.cache.unloads,
+            "models": [
+                {
+                    "name": info.key.name,
+                    "device": info.key.device,
+                    "compute_type": info.key.compute_type,
+                    "estimated_bytes": info.estimated_bytes,
+                    "measured_bytes": info.measured_bytes,
+                }
+                for info in self.cache.loaded()
+            ],
+        }
 
     def transcribe(
         self,
@@ -226,6 +289,13 @@ class WhisperTranscriber:
 
     def close(self) -> None:
         self.cache.clear()
+
+
+def _whisper_in_use(loaded: LoadedModel) -> bool:
+    """Whether a loaded model's faster-whisper model is held beside it (the model itself, by a live
+    decoder's closure say, the cache checks): two references when only ``loaded`` holds it, its own and
+    getrefcount's argument."""
+    return sys.getrefcount(loaded.whisper) > 2
 
 
 def job_result(result: Any) -> JobResult:

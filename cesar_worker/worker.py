@@ -44,7 +44,7 @@ from cesar_worker.download import DownloadStopped, download
 from cesar_worker.heartbeat import Heartbeat, Housekeeping
 from cesar_worker.jobrun import TEMP_PREFIX, JobRun, JobStopped, StopReason
 from cesar_worker.live_runner import LiveSlots
-from cesar_worker.transcriber import Transcriber, TranscriberFactory, WhisperTranscriber
+from cesar_worker.transcriber import ReportsMemory, Transcriber, TranscriberFactory, WhisperTranscriber
 from cesar_worker.webhook_sender import DeliveryLoop
 
 if TYPE_CHECKING:
@@ -177,6 +177,7 @@ class Worker:
             worker_id,
             current=lambda: self.heartbeat.current_job_id,
             models=transcriber.loaded_models,
+            memory=transcriber.memory_report if isinstance(transcriber, ReportsMemory) else None,
         )
         # webhooks go out from a thread of their own: a receiver that hangs never holds up a job
         self.deliveries = DeliveryLoop(store, settings, worker_id)

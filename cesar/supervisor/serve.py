@@ -33,6 +33,7 @@ from cesar_common.exits import EXIT_INTERRUPTED, EXIT_OK
 from cesar_common.parentwatch import SUPERVISOR_PID_ENV
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
+from cesar_worker.model_memory import auto_budget_bytes
 
 __all__ = ["child_specs", "largest_allowed_model_bytes", "plan_serve_layout", "run_serve", "settings_env"]
 
@@ -171,9 +172,13 @@ def child_specs(
     specs = [ChildSpec("api", (sys.executable, "-m", "cesar_api"), env, role="api")]
     # by module name, never by import; a worker started so loads its model before the first job
     worker_argv = (sys.executable, "-m", "cesar_worker")
+    budget = settings.worker_model_memory_mb
+    if budget == 0 and layout.workers:  # auto: the workers share the machine's half for models
+        budget = max(1, auto_budget_bytes(layout.workers) // (1024 * 1024))
     for index in range(layout.workers):
         worker_env = {
             **env,
+            "CESAR_WORKER_MODEL_MEMORY_MB": str(budget),
             "CESAR_THREADS": str(layout.threads),
             "CESAR_DEVICE": layout.device,
             "CESAR_COMPUTE_TYPE": layout.compute_type,

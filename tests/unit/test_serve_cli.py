@@ -192,6 +192,19 @@ def test_child_specs_carry_the_layout() -> None:
     )
 
 
+def test_the_workers_share_the_automatic_model_memory_budget() -> None:
+    from cesar_worker.model_memory import auto_budget_bytes
+
+    layout = Layout(workers=3, threads=1, device="cpu", compute_type="int8", worker_env=({}, {}, {}))
+    shared = [
+        spec.env.get("CESAR_WORKER_MODEL_MEMORY_MB") for spec in serve_module.child_specs(Settings(), layout)
+    ]
+    assert shared[1:] == [str(auto_budget_bytes(3) // 2**20)] * 3  # each worker its third of the half
+    assert Settings(worker_model_memory_mb=int(shared[1] or 0)).worker_model_memory_mb > 0
+    chosen = serve_module.child_specs(Settings(worker_model_memory_mb=900), layout)
+    assert {spec.env["CESAR_WORKER_MODEL_MEMORY_MB"] for spec in chosen} == {"900"}
+
+
 def test_workers_zero_plans_the_api_alone_without_looking_for_a_model() -> None:
     layout = serve_module.plan_serve_layout(Settings(workers="0", model="no-such-model"))
     assert layout.workers == 0
