@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 from cesar_common.db import totals
 from cesar_common.db.job_reads import FINAL
 from cesar_common.db.outbox import OUTCOME_LABELS
-from cesar_common.db.records import JobStatus, MetricsSnapshot, WebhookState
+from cesar_common.db.records import JobStatus, MetricsSnapshot, WebhookState, WorkerRecord
 from cesar_common.db.store import JobStore
 from cesar_common.errors import DatabaseError
 
@@ -118,6 +118,8 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> Iterator[Metric]:
             behind.add_metric([job_id], seconds)
     yield behind
 
+    yield from worker_memory_metrics(snapshot.workers)
+
     deliveries = GaugeMetricFamily(
         f"{PREFIX}_webhook_deliveries", "Webhook deliveries in the database by state.", labels=["state"]
     )
@@ -132,6 +134,60 @@ def snapshot_metrics(snapshot: MetricsSnapshot) -> Iterator[Metric]:
     for outcome in OUTCOME_LABELS.values():
         attempts.add_metric([outcome], stored.get(totals.DELIVERY_ATTEMPTS, {}).get(outcome, 0.0))
     yield attempts
+
+
+def worker_memory_metrics(workers: Iterable[WorkerRecord]) -> Iterator[Metric]:
+    """Each live worker's loaded models and what they take, its memory budget and resident memory, and the
+    models it loaded and unloaded (from its presence row)."""
+    models = GaugeMetricFamily(
+        f"{PREFIX}_worker_model_memory_bytes",
+        "Memory each model a worker holds takes, by worker and model: measured as it loaded (the growth "
+        "of the worker's resident memory), else estimated from its files.",
+        labels=["worker", "model", "device", "compute_type"],
+    )
+    budget = GaugeMetricFamily(
+        f"{PREFIX}_worker_model_memory_budget_bytes",
+        "What a worker's loaded models may take together (CESAR_WORKER_MODEL_MEMORY_MB).",
+        labels=["worker"],
+    )
+    resident = GaugeMetricFamily(
+        f"{PREFIX}_worker_resident_memory_bytes", "A worker process's resident memory.", labels=["worker"]
+    )
+    loads = CounterMetricFamily(
+        f"{PREFIX}_worker_model_loads", "Models a worker loaded since it started.", labels=["worker"]
+    )
+    unloads = CounterMetricFamily(
+        f"{PREFIX}_worker_model_unloads", "Models a worker unloaded since it started.", labels=["worker"]
+    )
+    for worker in workers:
+        memory = worker.memory or {}
+        for model in memory.get("models") or []:
+            if not isinstance(model, dict):
+                continue
+            size = model.get("measured_bytes")
+            size = size if isinstance(size, int) else model.get("estimated_bytes")
+            if isinstance(size, int):
+                labels = [
+                    worker.id,
+                    str(model.get("name")),
+                    str(model.get("device")),
+                    str(model.get("compute_type")),
+                ]
+                models.add_metric(labels, size)
+        for family, field in (
+            (budget, "budget_bytes"),
+            (resident, "rss_bytes"),
+            (loads, "loads"),
+            (unloads, "unloads"),
+        ):
+            value = memory.get(field)
+            if isinstance(value, int):
+                family.add_metric([worker.id], value)
+    yield models
+    yield budget
+    yield resident
+    yield loads
+    yield unloads
 
 
 def store_registry(

@@ -22,10 +22,12 @@ __all__ = [
     "LiveResumeIn",
     "LiveStartIn",
     "LoadHealth",
+    "LoadedModelHealth",
     "QueueHealth",
     "SubmitFields",
     "TranscribeForm",
     "UrlJobIn",
+    "WorkerHealth",
     "WorkersHealth",
 ]
 
@@ -217,9 +219,51 @@ class DatabaseHealth(Schema):
     )
 
 
+class LoadedModelHealth(Schema):
+    name: str = Field(examples=["tiny.en"])
+    device: str | None = Field(default=None, examples=["cpu"])
+    compute_type: str | None = Field(default=None, examples=["int8"])
+    estimated_mb: int | None = Field(
+        default=None, description="What the model was expected to take, from its files (MiB).", examples=[72]
+    )
+    measured_mb: int | None = Field(
+        default=None,
+        description="What the worker's resident memory grew by as it loaded the model (MiB; on a GPU the "
+        "weights are in the GPU's memory, and this is the host's share).",
+        examples=[69],
+    )
+
+
+class WorkerHealth(Schema):
+    id: str = Field(description="The worker's id (`host:pid` unless set).", examples=["box:4242"])
+    last_seen_at: datetime
+    current_job_id: str | None = None
+    models: list[LoadedModelHealth] = Field(
+        description="The models it holds in memory, least recently used first (unloaded first)."
+    )
+    memory_budget_mb: int | None = Field(
+        default=None,
+        description="What its models may take together (MiB, `CESAR_WORKER_MODEL_MEMORY_MB`).",
+        examples=[11900],
+    )
+    max_models: int | None = Field(
+        default=None, description="Most models it keeps (`CESAR_WORKER_MODELS`; null: no count)."
+    )
+    rss_mb: int | None = Field(
+        default=None, description="Its process's resident memory (MiB).", examples=[402]
+    )
+    model_loads: int | None = Field(default=None, description="Models it loaded since it started.")
+    model_unloads: int | None = Field(default=None, description="Models it unloaded since it started.")
+
+
 class WorkersHealth(Schema):
     count: int = Field(description="Workers whose heartbeat is recent.", examples=[2])
     last_seen_at: datetime | None = Field(description="Most recent heartbeat of any worker.")
+    workers: list[WorkerHealth] = Field(
+        default_factory=list,
+        description="Each of them, oldest first: the models it holds and what they take in memory (the "
+        "figures are null for a worker that does not report them).",
+    )
 
 
 class QueueHealth(Schema):

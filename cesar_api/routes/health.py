@@ -20,8 +20,18 @@ import anyio.to_thread
 from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
-from cesar_api.schemas import DatabaseHealth, HealthOut, LiveOut, LoadHealth, QueueHealth, WorkersHealth
+from cesar_api.schemas import (
+    DatabaseHealth,
+    HealthOut,
+    LiveOut,
+    LoadedModelHealth,
+    LoadHealth,
+    QueueHealth,
+    WorkerHealth,
+    WorkersHealth,
+)
 from cesar_common import __version__
+from cesar_common.db.records import WorkerRecord
 from cesar_common.db.store import JobStore
 from cesar_common.errors import DatabaseError
 from cesar_common.settings import Settings
@@ -95,10 +105,50 @@ def _look(store: JobStore, settings: Settings) -> tuple[HealthOut, int]:
         status="ok" if workers else "degraded",
         version=__version__,
         database=DatabaseHealth(reachable=True, backend=backend),
-        workers=WorkersHealth(count=len(workers), last_seen_at=last_seen),
+        workers=WorkersHealth(
+            count=len(workers), last_seen_at=last_seen, workers=[worker_health(w) for w in workers]
+        ),
         queue=QueueHealth(queued=counts.queued, processing=counts.processing),
     )
     return body, 200
+
+
+def worker_health(worker: WorkerRecord) -> WorkerHealth:
+    """A worker's presence row as ``/health`` shows it: its models with what they take in memory."""
+    memory = worker.memory or {}
+    reported = [model for model in memory.get("models") or [] if isinstance(model, dict)]
+    if reported:
+        models = [
+            LoadedModelHealth(
+                name=str(model.get("name")),
+                device=model.get("device"),
+                compute_type=model.get("compute_type"),
+                estimated_mb=_mib(model.get("estimated_bytes")),
+                measured_mb=_mib(model.get("measured_bytes")),
+            )
+            for model in reported
+        ]
+    else:  # a worker that reports only its models' names
+        models = [LoadedModelHealth(name=name) for name in worker.models]
+    return WorkerHealth(
+        id=worker.id,
+        last_seen_at=worker.last_seen_at,
+        current_job_id=worker.current_job_id,
+        models=models,
+        memory_budget_mb=_mib(memory.get("budget_bytes")),
+        max_models=_count(memory.get("max_models")),
+        rss_mb=_mib(memory.get("rss_bytes")),
+        model_loads=_count(memory.get("loads")),
+        model_unloads=_count(memory.get("unloads")),
+    )
+
+
+def _mib(value: object) -> int | None:
+    return round(value / 2**20) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @get(
@@ -107,7 +157,8 @@ def _look(store: JobStore, settings: Settings) -> tuple[HealthOut, int]:
     tags=["Service"],
     summary="Readiness: the service and its database",
     description="`200` while the job database answers, with the number of live workers (heartbeat within "
-    "`CESAR_LEASE_SECONDS`), the queue, and this API's load (`load`: uploads in flight, connections, and "
+    "`CESAR_LEASE_SECONDS`) and each one's loaded models with what they take in memory, the queue, and "
+    "this API's load (`load`: uploads in flight, connections, and "
     "whether it is shedding load); `status` is `degraded` when no worker is alive or the API sheds load. "
     "`503` when the database cannot be reached, or cannot write (a full disk: submits fail until space "
     f"returns). The database figures are at most {REUSE_SECONDS:g} s old: one look at the database answers "
