@@ -411,3 +411,55 @@ def test_names_and_transcripts_are_shown_as_text(
     assert injected == 0
     screenshot(page, "hostile-text.png")
     page.context.close()
+
+
+SCRIPTS = [
+    "Сегодня мы будем говорить о погоде.",  # Cyrillic  # noqa: RUF001 - the letters are the point
+    "Καλημέρα σας, ο καιρός είναι ωραίος.",  # Greek  # noqa: RUF001
+    "صباح الخير، الطقس جميل اليوم.",  # Arabic, right to left
+    "今天天气很好，我们去公园散步。",  # Chinese  # noqa: RUF001
+    "今日はいい天気ですね。",  # Japanese
+]
+
+
+def test_other_scripts_are_shown_intact(browser: Browser, keyed: tuple[CesarProcess, str]) -> None:
+    """A transcript in Cyrillic, Greek, Arabic, Chinese and Japanese (what the multilingual model writes) is
+    shown as it was stored, each segment whole, and its downloads keep it."""
+    serve, database = keyed
+    store = JobStore.from_url(database)
+    job = store.create_job(
+        NewJob(JobSource.URL, TranscribeOptions(model="tiny.en"), source_url="https://example.com/мир.mp3"),
+        None,
+    )
+    others = []
+    while (claimed := store.claim_work("page-test", lease_seconds=60)) is not None and claimed.id != job.id:
+        others.append(claimed.id)
+    segments = [
+        {"id": index, "start": 2.0 * index, "end": 2.0 * index + 1.5, "text": f" {text}"}
+        for index, text in enumerate(SCRIPTS)
+    ]
+    result = JobResult(
+        text=" ".join(SCRIPTS), language="ru", language_probability=0.9, duration=10.0, segments=segments,
+        decoding=Decoding(device="cpu", compute_type="int8", mode="sequential", batch_size=1),
+    )  # fmt: skip
+    assert store.complete_job(job.id, "page-test", result)
+    for other in others:
+        store.release_job(other, "page-test")
+    store.close()
+
+    page = browser.page(serve.url)
+    page.goto(serve.url)
+    page.get_by_label("Key").fill(KEY)
+    page.get_by_role("button", name="Open").click()
+    page.wait_for_selector("html[data-ready=true]")
+    job_row(page, "https://example.com/мир.mp3").click()
+    page.locator("#segments li", has_text=SCRIPTS[-1]).wait_for()
+    shown = [text.strip() for text in page.locator("#segments .text").all_inner_texts()]
+    assert shown == SCRIPTS
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download srt").click()
+    srt = Path(download.value.path()).read_text(encoding="utf-8")
+    for text in SCRIPTS:
+        assert text in srt
+    screenshot(page, "other-scripts.png")
+    page.context.close()
