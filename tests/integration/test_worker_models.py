@@ -25,7 +25,12 @@ from cesar_worker.transcriber import WhisperTranscriber
 from cesar_worker.worker import Worker
 
 MODELS = ["base"]  # beside the default, tiny.en
-SETTINGS: dict[str, Any] = {"lease_seconds": 30.0, "poll_max_seconds": 0.2, "live_sessions": 0, "offline": True}
+SETTINGS: dict[str, Any] = {
+    "lease_seconds": 30.0,
+    "poll_max_seconds": 0.2,
+    "live_sessions": 0,
+    "offline": True,
+}
 
 
 @contextmanager
