@@ -95,6 +95,8 @@ lock: install
 		-o requirements-dev.lock
 	UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile requirements-gpu.in --universal \
 		--python-version 3.11 --generate-hashes --annotation-style line --quiet --upgrade -o requirements-gpu.lock
+	UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile requirements-multilingual.in --universal \
+		--python-version 3.11 --generate-hashes --annotation-style line --quiet -o requirements-multilingual.lock
 
 # the manual (mkdocs.yml, docs/): built into site/, or served with live reload on http://127.0.0.1:8000
 docs: install
