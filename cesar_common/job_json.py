@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
 from cesar_common.choices import TRANSCRIPT_FORMATS
 from cesar_common.db.records import JobRecord, JobStatus, PublicStatus, WebhookState
-from cesar_common.job_options import option_specs, options_dict
+from cesar_common.job_options import OptionSpec, option_specs, options_dict, parse_option
 
 __all__ = [
     "DecodingOut",
@@ -44,19 +46,26 @@ class Schema(BaseModel):
 
 def option_fields(*, for_input: bool) -> dict[str, Any]:
     """Pydantic fields for the job options (:mod:`cesar_common.job_options`). In a request every option is
-    optional (the model then is the server's default) and checked; a response shows them all but the
-    model, which the job shows at its top."""
+    optional (the model then is the server's default; a decoding option left out or null, its default) and
+    checked, a decoding option by :func:`~cesar_common.job_options.parse_option` (it also reads text: a
+    form field says ``0,0.2``); a response shows them all but the model, which the job shows at its top."""
     fields: dict[str, Any] = {}
     for spec in option_specs():
         doc = spec.doc
         annotation, default = spec.annotation, spec.default
         checks: dict[str, Any] = {}
         if for_input:
+            if spec.decoding:
+                default = None
             if default is None:
                 annotation = annotation | None
             if annotation == str | None:
                 checks["min_length"] = 1 if spec.name == "model" else None
-            checks.update(max_length=doc.max_length, pattern=doc.pattern, ge=doc.ge, le=doc.le)
+            checks.update(max_length=doc.max_length, pattern=doc.pattern)
+            if not _is_list(spec):
+                checks.update(ge=doc.ge, le=doc.le)
+            if spec.decoding:
+                annotation = Annotated[annotation, BeforeValidator(partial(_parsed, spec.name))]
         elif spec.name == "model":
             continue
         examples = None if doc.example is None else [doc.example]
@@ -66,6 +75,18 @@ def option_fields(*, for_input: bool) -> dict[str, Any]:
             Field(default=default, description=doc.description, examples=examples, **checks),
         )
     return fields
+
+
+def _is_list(spec: OptionSpec) -> bool:
+    return getattr(spec.annotation, "__origin__", None) is tuple
+
+
+def _parsed(name: str, value: Any) -> Any:
+    """A decoding option's value read by the one check of every door, its refusal as pydantic's."""
+    try:
+        return parse_option(name, value, label="")  # the problem's key names the option
+    except ValueError as exc:
+        raise PydanticCustomError("invalid_option", str(exc)) from None
 
 
 # The option fields are generated, so the type checker sees the class without them.

@@ -296,7 +296,8 @@ class Worker:
                 audio_path = Path(tmp) / _local_name(job)
                 self._fetch_audio(run, audio_path)
                 run.raise_if_stopped()
-                if self.settings.split_seconds > 0:
+                # spans to transcribe are seconds into the whole file: such a job is transcribed whole
+                if self.settings.split_seconds > 0 and not job.options.decoding_options.clip_timestamps:
                     plan = self.transcriber.plan_parts(
                         job,
                         audio_path,

@@ -18,10 +18,12 @@ from cesar_common.choices import COMPUTE_TYPES, DEVICES, LOG_LEVELS
 from cesar_common.job_options import (
     OptionSpec,
     TranscribeOptions,
-    check_speakers,
+    check_options,
     cli_flag,
+    default_text,
     option_specs,
     options_from,
+    parse_options,
 )
 
 __all__ = [
@@ -114,8 +116,9 @@ def job_options(func: F) -> F:
 
 def job_options_from(params: Mapping[str, Any], *, model: str) -> TranscribeOptions:
     """The job options a command's parameters (from :func:`job_options`) ask for; an InvalidInputError
-    naming both flags for speaker counts that contradict each other."""
-    return check_speakers(options_from(params, model=model), flags=True)
+    naming the flag of a decoding option that is refused, or the flags of options that contradict each
+    other (:func:`~cesar_common.job_options.check_options`)."""
+    return check_options(options_from(parse_options(params, flags=True), model=model), flags=True)
 
 
 def _job_option(spec: OptionSpec) -> Callable[[F], F]:
@@ -127,6 +130,14 @@ def _job_option(spec: OptionSpec) -> Callable[[F], F]:
                 f"{flag}/--no-{spec.name.replace('_', '-')}", spec.name, default=True, help=help_text
             )
         return option(*spec.doc.flags, flag, spec.name, is_flag=True, default=False, help=help_text)
+    if spec.decoding:  # read as text, then by the one check of every door (job_options_from)
+        return option(
+            flag,
+            spec.name,
+            metavar=_metavar(spec),
+            default=None,
+            help=f"{help_text} [default: {default_text(spec)}]",
+        )
     if typing.get_origin(spec.annotation) is Literal:
         choices = click.Choice(typing.get_args(spec.annotation), case_sensitive=False)
         return option(
@@ -139,6 +150,15 @@ def _job_option(spec: OptionSpec) -> Callable[[F], F]:
             help=help_text,
         )
     if spec.annotation == int | None:
-        numbers = click.IntRange(spec.doc.ge, spec.doc.le)
+        low, high = spec.doc.ge, spec.doc.le
+        numbers = click.IntRange(None if low is None else int(low), None if high is None else int(high))
         return option(*spec.doc.flags, flag, spec.name, type=numbers, metavar="N", help=help_text)
     return option(*spec.doc.flags, flag, spec.name, metavar="TEXT", default=spec.default, help=help_text)
+
+
+def _metavar(spec: OptionSpec) -> str:
+    if typing.get_origin(spec.annotation) is tuple:
+        return "N,N,..."
+    if spec.annotation in (int, int | None):
+        return "N"
+    return "TEXT" if spec.annotation in (str, str | None) else "NUMBER"

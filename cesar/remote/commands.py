@@ -18,7 +18,7 @@ from cesar.remote.client import EXIT_JOB_FAILED, EXIT_SERVER, RemoteAPI
 from cesar_common.db.records import JobStatus
 from cesar_common.errors import InvalidInputError
 from cesar_common.exits import fail, one_line_errors
-from cesar_common.job_options import OPTION_NAMES, check_speakers, options_from
+from cesar_common.job_options import OPTION_NAMES, check_options, options_from, parse_options
 from cesar_common.settings import get_settings
 
 __all__ = ["run_action", "run_health", "run_list", "run_show", "run_submit", "run_transcript"]
@@ -64,8 +64,9 @@ def run_submit(
         options["model"] = model
     stderr = Console(stderr=True)
     with connected(server, api_key, verbose=verbose) as api:
-        # refused here, as the server would refuse each file, before anything is sent
-        check_speakers(options_from(job, model=model or ""), flags=True)
+        # refused here, as the server would refuse each file, before anything is sent (the server reads
+        # the decoding options' text again, as it reads every client's)
+        check_options(options_from(parse_options(job, flags=True), model=model or ""), flags=True)
         found = expand(sources)
         options.update(_stream_options(found, live, max_seconds))
         items = plan_outputs(found, outputs, output_dir, formats)

@@ -1,10 +1,11 @@
 """Idempotent submits: what makes two requests "the same", and how long a key is held.
 
 A job created with an ``Idempotency-Key`` stores the key (under a UNIQUE index) and the sha256 of its
-canonical request: the source, the URL or the file's name and the sha256 of its bytes, the engine options and
-the callback URL. A second create with the key gets the first job back when the fingerprints match and
-:class:`IdempotencyKeyReusedError` (422) when they differ. After :data:`KEY_WINDOW` the key is released (set
-to NULL in the transaction that would reuse it), so the same key then makes a new job.
+canonical request: the source, the URL or the file's name and the sha256 of its bytes, the engine options
+(the decoding options among them) and the callback URL. A second create with the key gets the first job
+back when the fingerprints match and :class:`IdempotencyKeyReusedError` (422) when they differ. After
+:data:`KEY_WINDOW` the key is released (set to NULL in the transaction that would reuse it), so the same key
+then makes a new job.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from cesar_common.db.clock import db_now
 from cesar_common.db.records import JobRecord, JobSource, NewJob
 from cesar_common.db.tables import jobs
 from cesar_common.errors import InvalidInputError
+from cesar_common.job_options import decoding_json
 
 __all__ = [
     "KEY_WINDOW",
@@ -76,6 +78,9 @@ def request_fingerprint(new: NewJob, audio_sha256: str | None) -> str:
             min_speakers=options.min_speakers,
             max_speakers=options.max_speakers,
         )
+    decoding = decoding_json(options.decoding_options)
+    if decoding is not None:  # only then, so that requests stored before them keep their fingerprint
+        canonical["decoding_options"] = decoding
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -22,7 +22,7 @@ from cesar_common.db.records import (
 )
 from cesar_common.db.tables import jobs
 from cesar_common.errors import InvalidInputError
-from cesar_common.job_options import OPTION_NAMES, TranscribeOptions
+from cesar_common.job_options import options_from_columns
 from cesar_common.text import is_plain_token
 
 __all__ = [
@@ -56,7 +56,7 @@ def job_record(row: Sequence[Any], webhook: WebhookDeliveryRecord | None = None)
         filename=job["filename"],
         content_type=job["content_type"],
         size_bytes=job["size_bytes"],
-        options=TranscribeOptions(**{name: job[name] for name in OPTION_NAMES}),
+        options=options_from_columns(job),
         created_at=job["created_at"],
         started_at=job["started_at"],
         completed_at=job["completed_at"],

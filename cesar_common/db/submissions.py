@@ -30,7 +30,7 @@ from cesar_common.db.rows import job_record
 from cesar_common.db.tables import jobs
 from cesar_common.db.transactions import Transactions, database_error
 from cesar_common.errors import DatabaseError, InvalidInputError
-from cesar_common.job_options import options_dict
+from cesar_common.job_options import option_columns
 
 __all__ = ["create_job", "insert_queued", "new_job_id", "purge_stale_uploads"]
 
@@ -106,7 +106,7 @@ def _job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
         "filename": new.filename,
         "content_type": new.content_type,
         "size_bytes": None,
-        **options_dict(new.options),
+        **option_columns(new.options),
         "created_at": db_now(),
         "progress": 0.0,
         "attempts": 0,

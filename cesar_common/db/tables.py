@@ -111,6 +111,9 @@ class Job(Base):
     num_speakers: Mapped[int | None] = mapped_column(Integer)
     min_speakers: Mapped[int | None] = mapped_column(Integer)
     max_speakers: Mapped[int | None] = mapped_column(Integer)
+    # how Whisper decodes (migration 0009): the decoding options that differ from their defaults, by name
+    # (cesar_common.job_options.DecodingOptions); null for a job decoded with every default
+    decoding_options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,14 +25,17 @@ from faster_whisper.utils import available_models as _available_models
 from faster_whisper.utils import download_model as _download_model
 from faster_whisper.vad import VadOptions, get_speech_timestamps, get_vad_model
 
+from cesar_common.job_options import DecodingOptions
 from cesar_common.transcription.audio import SAMPLE_RATE
 
 __all__ = [
+    "BATCHED_MIN_SILENCE_MS",
     "DECODED",
     "ENCODED",
     "LANGUAGE_CODES",
     "LOG_PROB_THRESHOLD",
     "NO_SPEECH_THRESHOLD",
+    "SEQUENTIAL_MIN_SILENCE_MS",
     "STARTED",
     "VAD_WINDOW",
     "BatchProgress",
@@ -71,11 +74,15 @@ _SHARES = {STARTED: 0.0, ENCODED: 0.4, DECODED: 0.85}
 _POLL_SECONDS = 0.05
 #: Whisper's rule for a window with no speech in it: the model finds speech unlikely (its no-speech
 #: probability above this) ...
-NO_SPEECH_THRESHOLD = 0.6
+NO_SPEECH_THRESHOLD = DecodingOptions().no_speech_threshold
 #: ... and is unsure of the text it decoded (its average log probability per token below this). OpenAI's
-#: and faster-whisper's defaults; faster-whisper applies the rule to sequential decoding only, the adapter
-#: to batched windows too.
-LOG_PROB_THRESHOLD = -1.0
+#: and faster-whisper's defaults, a job's own when it gives them (:class:`DecodingOptions`); faster-whisper
+#: applies the rule to sequential decoding only, the adapter to batched windows too.
+LOG_PROB_THRESHOLD = DecodingOptions().log_prob_threshold
+#: the shortest pause that ends a stretch of speech when a job does not say (``vad_min_silence_ms``):
+#: faster-whisper's default for sequential decoding (VadOptions') and the batched pipeline's own
+SEQUENTIAL_MIN_SILENCE_MS = VadOptions().min_silence_duration_ms
+BATCHED_MIN_SILENCE_MS = 160
 
 
 class TranscriptionStopped(Exception):
@@ -135,6 +142,8 @@ class Decoding:
     initial_prompt: str | None = None
     vad: bool = True
     word_timestamps: bool = False
+    #: the job's decoding options (hotwords, temperature, thresholds, VAD's, spans)
+    options: DecodingOptions = field(default_factory=DecodingOptions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,24 +211,60 @@ def transcribe_sequential(
 
     The language is detected (or checked) before this returns; closing the iterator stops the decoding.
     """
+    options = decoding.options
+    temperatures = list(options.temperature)
     raw, info = model.transcribe(
         samples,
-        language=decoding.language,
-        task=decoding.task,
-        beam_size=decoding.beam_size,
-        initial_prompt=decoding.initial_prompt,
         vad_filter=decoding.vad,
-        word_timestamps=decoding.word_timestamps,
-        no_speech_threshold=NO_SPEECH_THRESHOLD,
-        log_prob_threshold=LOG_PROB_THRESHOLD,
+        **_shared(decoding, batched=False),
         # Each window prompted with the previous one's text, some CPU kernel sets made tiny.en read a
         # story's earlier chapter again in place of the audio, or decode a call's last line twice.
         # Without it, and without the temperature fallback's unseeded sampling (CTranslate2 seeds its
-        # generator once per thread), the text is the same under every kernel set and on every run.
-        condition_on_previous_text=False,
-        temperature=0.0,
+        # generator once per thread), the text is the same under every kernel set and on every run: so
+        # both are off unless a job asks for them.
+        condition_on_previous_text=options.condition_on_previous_text,
+        temperature=temperatures if len(temperatures) > 1 else temperatures[0],
+        compression_ratio_threshold=options.compression_ratio_threshold,
+        # start,end pairs in seconds (VAD is then skipped); "0": the whole audio
+        clip_timestamps=list(options.clip_timestamps) or "0",
     )
     return _plain_segments(raw), _info(info)
+
+
+def _shared(decoding: Decoding, *, batched: bool) -> dict[str, Any]:
+    """faster-whisper's arguments for ``decoding`` that both modes take alike."""
+    options = decoding.options
+    return {
+        "language": decoding.language,
+        "task": decoding.task,
+        "beam_size": decoding.beam_size,
+        "initial_prompt": decoding.initial_prompt,
+        "word_timestamps": decoding.word_timestamps,
+        "hotwords": options.hotwords,
+        "repetition_penalty": options.repetition_penalty,
+        "no_repeat_ngram_size": options.no_repeat_ngram_size,
+        "suppress_tokens": list(options.suppress_tokens),
+        "no_speech_threshold": options.no_speech_threshold,
+        "log_prob_threshold": options.log_prob_threshold,
+        "vad_parameters": _vad_parameters(options, batched=batched),
+    }
+
+
+def _vad_parameters(options: DecodingOptions, *, batched: bool) -> dict[str, Any] | None:
+    """Silero VAD's options for the job; None (faster-whisper's own, which differ by mode) unless it sets
+    one."""
+    defaults = DecodingOptions()
+    tuned = (options.vad_threshold, options.vad_min_silence_ms, options.vad_speech_pad_ms)
+    if tuned == (defaults.vad_threshold, defaults.vad_min_silence_ms, defaults.vad_speech_pad_ms):
+        return None
+    default_silence = BATCHED_MIN_SILENCE_MS if batched else SEQUENTIAL_MIN_SILENCE_MS
+    return {
+        "threshold": options.vad_threshold,
+        "min_silence_duration_ms": (
+            default_silence if options.vad_min_silence_ms is None else options.vad_min_silence_ms
+        ),
+        "speech_pad_ms": options.vad_speech_pad_ms,
+    }
 
 
 def transcribe_batched(
@@ -233,8 +278,10 @@ def transcribe_batched(
 ) -> tuple[Iterator[WhisperSegment], TranscriptionInfo]:
     """faster-whisper's batched pipeline: the audio cut at pauses into windows of up to 30 s, ``batch_size``
     windows decoded in one pass. VAD is always on here (the pipeline needs it to cut). A window Whisper's
-    rule finds silent (:data:`NO_SPEECH_THRESHOLD`, :data:`LOG_PROB_THRESHOLD`) gives no segments, as in
-    sequential decoding (the pipeline itself keeps them).
+    rule finds silent (the job's ``no_speech_threshold`` and ``log_prob_threshold``) gives no segments, as
+    in sequential decoding (the pipeline itself keeps them). The pipeline decodes each window once, at the
+    first temperature, unprompted by the window before, and ignores spans: a job that asks otherwise
+    (:func:`whisper.plan_batch_size`) is decoded sequentially.
 
     A batch's segments come out only once the whole batch is decoded, so each batch reports its span of the
     audio as it goes (``on_progress``, in the audio's time): at its start, once encoded and once its text is
@@ -251,15 +298,12 @@ def transcribe_batched(
     pipeline = _SpanPipeline(_WatchedModel(model, watch), watch)
     raw, info = pipeline.transcribe(
         samples,
-        language=decoding.language,
-        task=decoding.task,
-        beam_size=decoding.beam_size,
-        initial_prompt=decoding.initial_prompt,
         vad_filter=True,
-        word_timestamps=decoding.word_timestamps,
         batch_size=batch_size,
+        temperature=decoding.options.temperature[0],
+        **_shared(decoding, batched=True),
     )
-    return _plain_segments(raw, drop_silent=True), _info(info)
+    return _plain_segments(raw, silent_by=decoding.options), _info(info)
 
 
 class _Watch:
@@ -367,14 +411,16 @@ def _info(info: Any) -> TranscriptionInfo:
     )
 
 
-def _plain_segments(raw: Iterable[Any], *, drop_silent: bool = False) -> Iterator[WhisperSegment]:
-    """faster-whisper's lazy segments as ours, without those of silent windows when ``drop_silent``;
-    closing this closes faster-whisper's generator."""
+def _plain_segments(
+    raw: Iterable[Any], *, silent_by: DecodingOptions | None = None
+) -> Iterator[WhisperSegment]:
+    """faster-whisper's lazy segments as ours, without those of windows silent by the thresholds of
+    ``silent_by`` when given; closing this closes faster-whisper's generator."""
     iterator = iter(raw)
     try:
         for segment in iterator:
             plain = _segment(segment)
-            if not (drop_silent and _silent(plain)):
+            if silent_by is None or not _silent(plain, silent_by):
                 yield plain
     finally:
         close = getattr(iterator, "close", None)
@@ -382,10 +428,13 @@ def _plain_segments(raw: Iterable[Any], *, drop_silent: bool = False) -> Iterato
             close()
 
 
-def _silent(segment: WhisperSegment) -> bool:
-    """Whether Whisper's rule finds the window ``segment`` came from silent (faster-whisper's test, from
-    ``generate_segments``)."""
-    return segment.no_speech_prob > NO_SPEECH_THRESHOLD and segment.avg_logprob < LOG_PROB_THRESHOLD
+def _silent(segment: WhisperSegment, options: DecodingOptions) -> bool:
+    """Whether Whisper's rule, with the job's thresholds, finds the window ``segment`` came from silent
+    (faster-whisper's test, from ``generate_segments``)."""
+    return (
+        segment.no_speech_prob > options.no_speech_threshold
+        and segment.avg_logprob < options.log_prob_threshold
+    )
 
 
 def _segment(raw: Any) -> WhisperSegment:

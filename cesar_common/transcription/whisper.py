@@ -24,7 +24,7 @@ from cesar_common.errors import (
     OutOfMemoryError,
     TranscriptionError,
 )
-from cesar_common.job_options import TranscribeOptions, options_dict
+from cesar_common.job_options import DecodingOptions, TranscribeOptions
 from cesar_common.transcription import batching, sentences
 from cesar_common.transcription.audio import SAMPLE_RATE, DecodeStopped, decode_samples
 from cesar_common.transcription.loading import LoadedModel
@@ -49,6 +49,7 @@ __all__ = [
     "decode",
     "model_language",
     "plan_batch_size",
+    "sequential_only",
     "transcribe",
     "validate_options",
 ]
@@ -83,12 +84,14 @@ class DecodeOptions:
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
+    # hotwords, temperature, thresholds, VAD's options, spans
+    decoding_options: DecodingOptions = dataclasses.field(default_factory=DecodingOptions)
 
     @classmethod
     def for_job(cls, options: TranscribeOptions, **decoding: Any) -> DecodeOptions:
         """How to decode for a job's options (every option but the model, which is loaded apart), with
         ``decoding`` (beam size, times, batch size) on top."""
-        wanted = options_dict(options)
+        wanted = {item.name: getattr(options, item.name) for item in dataclasses.fields(options)}
         del wanted["model"]
         return cls(**wanted, **decoding)
 
@@ -149,7 +152,7 @@ def transcribe(
                 model, clip, options, language, batch_size, _batch_progress(on_progress, total), should_stop
             )
             if options.vad and info.vad_seconds < SHORT_AUDIO_SECONDS:
-                raw_segments = _unless_unsure(raw_segments)
+                raw_segments = _unless_unsure(raw_segments, options.decoding_options.log_prob_threshold)
             segments = _collect(
                 raw_segments,
                 offset,
@@ -265,6 +268,11 @@ def validate_options(options: DecodeOptions) -> None:
         raise InvalidInputError(
             f"start time ({start:g} s) must be before end time ({end:g} s): swap or fix them"
         )
+    if options.decoding_options.clip_timestamps and (start is not None or end is not None):
+        raise InvalidInputError(
+            "clip timestamps and a start or end time both say what to transcribe: give one of them "
+            "(clip timestamps are seconds into the file)"
+        )
     normalise_language(options.language)
 
 
@@ -324,7 +332,10 @@ def _clip(samples: np.ndarray, options: DecodeOptions) -> tuple[np.ndarray, floa
 
 
 def plan_batch_size(model: LoadedModel, options: DecodeOptions) -> int:
-    """The batch size ``options`` get on ``model``: 1 is sequential."""
+    """The batch size ``options`` get on ``model``: 1 is sequential, as it is for options that only
+    sequential decoding applies (:func:`sequential_only`)."""
+    if sequential_only(options.decoding_options):
+        return 1
     requested, vad = options.batch_size, options.vad
     return batching.choose_batch_size(
         requested,
@@ -333,6 +344,17 @@ def plan_batch_size(model: LoadedModel, options: DecodeOptions) -> int:
         model_bytes=model.model_bytes,
         # read only for the auto rule: nvidia-smi takes tens of milliseconds
         free_bytes=batching.free_memory(model) if vad and requested == 0 else None,
+    )
+
+
+def sequential_only(options: DecodingOptions) -> bool:
+    """Whether ``options`` need sequential decoding: faster-whisper's batched pipeline decodes each window
+    once at the first temperature (no sampling, no fallback), never prompts a window with the text before it,
+    and cuts the audio by VAD alone (no spans)."""
+    return (
+        options.temperature != DecodingOptions().temperature
+        or options.condition_on_previous_text
+        or bool(options.clip_timestamps)
     )
 
 
@@ -359,6 +381,7 @@ def _start(
         initial_prompt=options.initial_prompt or None,
         vad=options.vad,
         word_timestamps=options.word_timestamps,
+        options=options.decoding_options,
     )
     if batch_size > 1:
         return adapter.transcribe_batched(
@@ -372,14 +395,13 @@ def _start(
     return adapter.transcribe_sequential(model.whisper, clip, decoding)
 
 
-def _unless_unsure(raw_segments: Iterator[WhisperSegment]) -> Iterator[WhisperSegment]:
+def _unless_unsure(raw_segments: Iterator[WhisperSegment], threshold: float) -> Iterator[WhisperSegment]:
     """``raw_segments`` of short audio (see :data:`SHORT_AUDIO_SECONDS`), or none when Whisper is unsure of
-    every one (Whisper's own mark of a failed decode, which it would retry by sampling; Cesar does not
-    sample). Decoded before any is handed out, so a job's live segments never show text it then drops."""
-    from cesar_common.transcription.faster_whisper_adapter import LOG_PROB_THRESHOLD
-
+    every one (an average log probability under ``threshold``, the job's ``log_prob_threshold``: Whisper's
+    own mark of a failed decode, which it would retry by sampling; Cesar samples only when asked). Decoded
+    before any is handed out, so a job's live segments never show text it then drops."""
     decoded = list(raw_segments)
-    if all(segment.avg_logprob < LOG_PROB_THRESHOLD for segment in decoded):
+    if all(segment.avg_logprob < threshold for segment in decoded):
         return iter(())
     return iter(decoded)
 
