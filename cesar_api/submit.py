@@ -18,7 +18,7 @@ from cesar_common.choices import WHISPER_LANGUAGES
 from cesar_common.db.records import AudioFormat, JobRecord, JobSource, NewJob
 from cesar_common.db.store import JobStore
 from cesar_common.errors import InvalidInputError, LanguageError, ModelNotAllowedError, URLRefusedError
-from cesar_common.job_options import TranscribeOptions, check_speakers, options_from
+from cesar_common.job_options import TranscribeOptions, check_options, decoding_json, options_from
 from cesar_common.settings import Settings
 
 __all__ = [
@@ -40,8 +40,10 @@ class Submitted:
 
 
 def job_options(request: SubmitFields, settings: Settings) -> TranscribeOptions:
-    """The engine options a request asks for, refusing models outside the allowlist, speaker counts that
-    contradict each other, and speakers for a live session where no final pass would find them (422)."""
+    """The engine options a request asks for, refusing models outside the allowlist, options that
+    contradict each other (:func:`~cesar_common.job_options.check_options`), speakers for a live session
+    where no final pass would find them, and decoding options for a live session, which decodes as it
+    hears (422)."""
     asked = request.options()
     model = asked["model"] or settings.model
     if model not in settings.allowed_models:
@@ -53,8 +55,15 @@ def job_options(request: SubmitFields, settings: Settings) -> TranscribeOptions:
     language = asked["language"]
     if language is not None and language not in WHISPER_LANGUAGES:
         raise LanguageError(f"unknown language {language!r}: use an ISO 639 code such as en, de, fr")
-    options = check_speakers(options_from(asked, model=model))
+    options = check_options(options_from(asked, model=model))
     live = isinstance(request, LiveStartIn) or (isinstance(request, UrlJobIn) and request.live)
+    decoding = decoding_json(options.decoding_options)
+    if live and decoding is not None:
+        raise InvalidInputError(
+            f"a live stream is decoded as it plays, with Cesar's own decoding: {', '.join(decoding)} "
+            "applies to files only (send it without live)",
+            extra={"field": next(iter(decoding))},
+        )
     if options.diarize and live and not settings.live_final_pass:
         raise InvalidInputError(
             "a live session's speakers are found by its final pass, which this server does not run "
@@ -155,8 +164,9 @@ def submit_upload_job(
     return Submitted(record, store.queue_position(record), created)
 
 
-def validated(model: type[BaseModel], data: Any, method: str, path: str) -> Any:
-    """``model`` from ``data``, or a 400 listing the problems (the same shape Litestar gives)."""
+def validated(model: type[BaseModel], data: Any, method: str, path: str, *, source: str = "body") -> Any:
+    """``model`` from ``data``, or a 400 listing the problems (the same shape Litestar gives); ``source``:
+    where the request sent them (``query`` for ``/asr``'s options)."""
     if not isinstance(data, dict):
         raise ValidationException(
             f"Validation failed for {method} {path}", extra=[{"message": "expected a JSON object"}]
@@ -165,7 +175,7 @@ def validated(model: type[BaseModel], data: Any, method: str, path: str) -> Any:
         return model.model_validate(data)
     except PydanticValidationError as exc:
         problems = [
-            {"message": error["msg"], "key": ".".join(str(part) for part in error["loc"]), "source": "body"}
+            {"message": error["msg"], "key": ".".join(str(part) for part in error["loc"]), "source": source}
             for error in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
         raise ValidationException(f"Validation failed for {method} {path}", extra=problems) from None

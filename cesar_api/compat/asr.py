@@ -27,7 +27,7 @@ from litestar.params import QueryParameter
 from litestar.types import Guard
 
 from cesar_api.compat.job_wait import ClientGone, queue_upload, wait_for_end
-from cesar_api.compat.openapi_specs import AsrOperation, asr_errors
+from cesar_api.compat.openapi_specs import AsrOperation, AsrTranscribeOperation, asr_errors
 from cesar_api.exception_mapper import problem_of
 from cesar_api.schemas import TranscribeForm
 from cesar_api.submit import job_options, validated
@@ -36,7 +36,7 @@ from cesar_api.uploads import receive_upload
 from cesar_common.choices import WHISPER_LANGUAGE_NAMES, Task, TranscriptFormat
 from cesar_common.db.records import JobRecord, JobStatus
 from cesar_common.errors import ClientError
-from cesar_common.job_options import MAX_SPEAKERS
+from cesar_common.job_options import DECODING_NAMES, MAX_SPEAKERS
 from cesar_common.settings import Settings
 from cesar_common.transcription.audio import SAMPLE_RATE, head_as_wav, wav_header
 from cesar_common.transcription.result import TranscriptionResult
@@ -121,7 +121,8 @@ async def _run(
 ) -> tuple[JobRecord, str]:
     """Queue the uploaded audio as a job with the options in ``form``; its completed record and the
     client's file name once it ends (an :class:`_Answer` when it ended otherwise)."""
-    options = job_options(validated(TranscribeForm, form, request.method, request.url.path), settings)
+    fields = validated(TranscribeForm, form, request.method, request.url.path, source="query")
+    options = job_options(fields, settings)
     async with _received(request, settings, encode, head=head) as (audio, name):
         job = await queue_upload(
             request.app.state.store, settings, options, audio, filename=name, content_type=None
@@ -212,13 +213,14 @@ _ERRORS = asr_errors(
 @post(
     "/asr",
     operation_id="asrTranscribe",
-    operation_class=AsrOperation,
+    operation_class=AsrTranscribeOperation,
     summary="Transcribe (whisper-asr-webservice-compatible)",
     description="As whisper-asr-webservice's `POST /asr`: the audio in the multipart part `audio_file`, "
     "options in the query. Answers the transcript in `output` as `text/plain` (whatever the format) with "
     "`Asr-Engine` and `Content-Disposition` headers, once the job it makes has ended. Voice activity "
     "detection stays on unless `vad_filter=false`; `diarize=true` labels the speakers (with "
-    "`min_speakers`, `max_speakers`).",
+    "`min_speakers`, `max_speakers`). Cesar's decoding options (`hotwords`, `temperature`, ...) are query "
+    "parameters of their own names.",
     status_code=200,
     media_type=MediaType.TEXT,
     responses={
@@ -256,6 +258,9 @@ async def asr(
         form["language"] = language
     if initial_prompt:
         form["initial_prompt"] = initial_prompt
+    for name in DECODING_NAMES:  # not declared above: the one check of every door reads them as text
+        if value := request.query_params.get(name):
+            form[name] = value
     diarized = _bool(diarize, "diarize", False)
     if output == "rttm" and not diarized:  # refused before the job runs, not answered with an empty file
         raise ClientError("output=rttm is the speaker turns: it needs diarize=true")

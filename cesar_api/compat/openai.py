@@ -47,6 +47,7 @@ from cesar_common.choices import (
 )
 from cesar_common.db.records import JobRecord, JobStatus
 from cesar_common.errors import ClientError
+from cesar_common.job_options import DECODING_NAMES, parse_option
 from cesar_common.settings import Settings
 from cesar_common.transcription import model_store
 from cesar_common.transcription.result import TranscriptionResult
@@ -58,7 +59,8 @@ TAG = "OpenAI-compatible"
 #: the model name every OpenAI client knows: the server's default model
 WHISPER_1 = "whisper-1"
 _STREAMABLE = ("json", "text")
-#: the form fields each route takes beside ``file`` (OpenAI refuses others, as does Cesar)
+#: the form fields each route takes beside ``file`` (OpenAI refuses others, as does Cesar): OpenAI's, and
+#: Cesar's decoding options by their own names (``temperature`` is OpenAI's too)
 _FIELDS: dict[Task, frozenset[str]] = {
     "transcribe": frozenset(
         {
@@ -66,13 +68,13 @@ _FIELDS: dict[Task, frozenset[str]] = {
             "language",
             "prompt",
             "response_format",
-            "temperature",
             OPENAI_GRANULARITY_FIELD,
             "stream",
             "chunking_strategy",
+            *DECODING_NAMES,
         }
     ),
-    "translate": frozenset({"model", "prompt", "response_format", "temperature"}),
+    "translate": frozenset({"model", "prompt", "response_format", *DECODING_NAMES}),
 }
 #: the job error codes a new request with the same audio and fields would meet again
 _DETERMINISTIC = frozenset(
@@ -96,6 +98,8 @@ class AudioRequest:
     words: bool
     segments: bool
     stream: bool
+    #: the decoding options sent (``temperature``, ``hotwords``, ...), as sent: the job's form reads them
+    decoding: dict[str, str]
 
 
 def resolve_model(name: str, settings: Settings) -> str:
@@ -129,15 +133,12 @@ def parse_request(
             + ", ".join(OPENAI_RESPONSE_FORMATS),
             param="response_format",
         )
-    temperature = fields.get("temperature", "0").strip() or "0"
-    try:
-        valid = 0.0 <= float(temperature) <= 1.0
-    except ValueError:
-        valid = False
-    if not valid:
-        raise OpenAIError(
-            f"temperature must be a number from 0 to 1, not {temperature!r}", param="temperature"
-        )
+    decoding = {name: fields[name] for name in DECODING_NAMES if fields.get(name, "").strip()}
+    for name, value in decoding.items():  # the check of every door, refused in OpenAI's terms
+        try:
+            parse_option(name, value)
+        except ValueError as exc:
+            raise OpenAIError(str(exc), param=name) from None
     granularities = [value.strip() for value in lists.get(OPENAI_GRANULARITY_FIELD, [])]
     for value in granularities:
         if value not in OPENAI_GRANULARITIES:
@@ -169,6 +170,7 @@ def parse_request(
         words="word" in granularities,
         segments="segment" in granularities or not granularities,
         stream=stream,
+        decoding=decoding,
     )
 
 
@@ -351,8 +353,10 @@ _TRANSCRIPTION_ERRORS = {status: _ERRORS[status] for status in (400, 401, 413, 5
 _DESCRIPTION = """\
 As OpenAI's `POST /v1/audio/{path}`: multipart with `file` and `model` (`whisper-1` is the server's default
 model; an allowed model's name, or an alias from `CESAR_MODEL_ALIASES`, works too){more}, `prompt`,
-`response_format` (`json`, `text`, `srt`, `vtt`, `verbose_json`) and `temperature` (accepted: Cesar decodes
-deterministically, see Guarantees in its manual).{extra}
+`response_format` (`json`, `text`, `srt`, `vtt`, `verbose_json`) and `temperature` (`0`, the default, decodes
+deterministically, with no fallback: send a list such as `0,0.2,0.4,0.6,0.8,1.0` for Whisper's fallback).
+Cesar's other decoding options (`hotwords`, `no_speech_threshold`, ...) are form fields of their own names
+(the manual's Decoding options).{extra}
 
 The request is an ordinary job (`X-Cesar-Job-Id` names it; it shows in `GET /jobs`), answered when it ends.
 A client that disconnects first cancels it. Errors come as `{{"error": {{"message", "type", "param",
@@ -374,6 +378,7 @@ async def _transcribe(request: Request[Any, Any, Any], task: Task) -> Response[A
             form["language"] = asked.language
         if asked.prompt:
             form["initial_prompt"] = asked.prompt
+        form.update(asked.decoding)
         options = job_options(_validated_as_openai(form, request), settings)
         try:
             job = await queue_upload(

@@ -6,16 +6,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
+from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 from pydantic import BaseModel, ConfigDict, Field
 
 from cesar_common.choices import OPENAI_GRANULARITIES, OPENAI_GRANULARITY_FIELD, OPENAI_RESPONSE_FORMATS
+from cesar_common.job_options import option_specs
 
 __all__ = [
     "AsrOperation",
+    "AsrTranscribeOperation",
     "OpenAITranscriptionOperation",
     "OpenAITranslationOperation",
     "asr_errors",
+    "decoding_fields",
     "openai_errors",
 ]
 
@@ -93,13 +97,7 @@ def openai_form(*, transcription: bool) -> dict[str, Any]:
         },
         "prompt": {"type": "string", "description": "Text that sets the vocabulary and style."},
         "response_format": {"type": "string", "enum": list(OPENAI_RESPONSE_FORMATS), "default": "json"},
-        "temperature": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "default": 0,
-            "description": "Accepted; Cesar decodes deterministically.",
-        },
+        **decoding_fields(),
     }
     if transcription:
         properties["language"] = {"type": "string", "description": "ISO-639-1 code, e.g. `en`."}
@@ -112,6 +110,15 @@ def openai_form(*, transcription: bool) -> dict[str, Any]:
                                 "description": "Server-sent events as segments are decoded."}  # fmt: skip
     return {"type": "object", "properties": properties, "required": ["file", "model"],
             "additionalProperties": False}  # fmt: skip
+
+
+def decoding_fields() -> dict[str, Any]:
+    """Cesar's decoding options as form fields or query parameters (text: ``0,0.2`` for a list)."""
+    return {
+        spec.name: {"type": "string", "description": spec.doc.description}
+        for spec in option_specs()
+        if spec.decoding
+    }
 
 
 def _multipart(schema: dict[str, Any], description: str) -> RequestBody:
@@ -140,3 +147,25 @@ class AsrOperation(Operation):
         schema = {"type": "object", "properties": {"audio_file": _binary("The audio or video file.")},
                   "required": ["audio_file"], "additionalProperties": False}  # fmt: skip
         self.request_body = _multipart(schema, "The audio (options go in the query).")
+
+
+@dataclass
+class AsrTranscribeOperation(AsrOperation):
+    """``/asr``: its query parameters, and Cesar's decoding options as more of them (read from the query
+    by name: the handler does not declare each)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.parameters = [
+            *(self.parameters or []),
+            *(
+                Parameter(
+                    name=name,
+                    param_in="query",
+                    required=False,
+                    schema=Schema(type=OpenAPIType.STRING),
+                    description=field["description"],
+                )
+                for name, field in decoding_fields().items()
+            ),
+        ]

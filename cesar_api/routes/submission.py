@@ -39,8 +39,9 @@ Queue a transcription and answer `202 Accepted` at once with the job and a `Loca
 `GET /jobs/{id}` until it is `completed` (or `error`, `cancelled`), then fetch the transcript.
 
 **Upload** (`multipart/form-data`): the audio in the `file` part, plus optional fields `model`, `language`,
-`task`, `word_timestamps`, `vad`, `initial_prompt`. The upload streams into the job database; one larger than
-`CESAR_MAX_UPLOAD_MB` gives `413`, one with no decodable audio `415` (no job is created).
+`task`, `word_timestamps`, `vad`, `initial_prompt`, the speaker options and the decoding options (`hotwords`,
+`temperature`, `no_speech_threshold`, ...: a list as `0,0.2,0.4`). The upload streams into the job database;
+one larger than `CESAR_MAX_UPLOAD_MB` gives `413`, one with no decodable audio `415` (no job is created).
 
 **URL** (`application/json`): `{"url": "https://...", "model": "tiny.en"}`; a worker downloads the audio.
 `http`/`https` only; private and loopback addresses are refused unless the server allows them.
@@ -48,7 +49,8 @@ Queue a transcription and answer `202 Accepted` at once with the job and a `Loca
 **A live stream** (`application/json` with `"live": true`): an Icecast or Shoutcast stream, or an HLS
 `.m3u8` playlist, transcribed while it plays: a live session (`source` `live`) whose worker follows the URL,
 with its segments at `/jobs/{id}/events`, until the stream ends, `max_seconds` of audio, a cancel, or
-`CESAR_LIVE_IDLE_SECONDS` without audio. Where the stream dropped is in the transcript's JSON (`gaps`).
+`CESAR_LIVE_IDLE_SECONDS` without audio. It takes no decoding options (`422`). Where the stream dropped is in
+the transcript's JSON (`gaps`).
 
 Both forms take `callback_url`: once the job ends, Cesar POSTs its JSON there (a webhook, signed with
 `Cesar-Signature` when the server has `CESAR_WEBHOOK_SECRET`); the address policy applies to it too.
