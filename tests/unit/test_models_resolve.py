@@ -80,7 +80,7 @@ def test_unknown_names_list_the_valid_ones(downloads: list[tuple[str, bool]]) ->
 def test_offline_missing_model_names_the_offline_options(empty_hub_cache: Path) -> None:
     # the real download function, kept to the (empty) local cache
     with pytest.raises(ModelNotFoundError) as caught:
-        resolve_model("base", offline=True)
+        resolve_model("small", offline=True)
     message = str(caught.value)
     assert "offline" in message
     assert "tiny.en" in message and "CESAR_OFFLINE" in message and "HF_HUB_OFFLINE" in message
@@ -101,7 +101,14 @@ def test_failed_download_says_what_to_do(downloads: list[tuple[str, bool]]) -> N
 
 def test_a_successful_download_returns_its_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(faster_whisper_adapter, "download_model", lambda name, **_: f"/cache/{name}")
-    assert resolve_model("base", offline=False) == "/cache/base"
+    assert resolve_model("small", offline=False) == "/cache/small"
+
+
+def test_base_comes_from_its_packages_offline(downloads: list[tuple[str, bool]]) -> None:
+    """The multilingual-model extra (a test dependency) makes base a packaged model: no hub is asked."""
+    directory = Path(resolve_model("base", offline=True))
+    assert (directory / "model.bin").is_file() and directory.parent.name == "packaged-models"
+    assert downloads == []
 
 
 def test_tiny_en_without_the_bundle_falls_back_to_download(
