@@ -140,3 +140,31 @@ def test_two_real_models_in_one_worker_within_its_memory_budget(sqlite_url: str,
             assert run(store, speech, "tiny.en").status is JobStatus.COMPLETED
             entry = shown(api, "small", lambda e: models_of(e) == ["tiny.en"])
             assert (entry["model_loads"], entry["model_unloads"]) == (1, 0)
+
+
+def test_the_presence_row_carries_what_the_models_take(store: JobStore) -> None:
+    memory = {
+        "budget_bytes": 160 * 2**20,
+        "rss_bytes": 400 * 2**20,
+        "loads": 2,
+        "unloads": 1,
+        "models": [
+            {
+                "name": "base",
+                "device": "cpu",
+                "compute_type": "int8",
+                "estimated_bytes": 1,
+                "measured_bytes": None,
+            }
+        ],
+    }
+    store.register_worker("w1", host="h", pid=1)
+    store.heartbeat_worker("w1", current_job_id=None, models=["base"], memory=memory)
+    [row] = store.list_workers(alive_within_seconds=60)
+    assert (row.models, row.memory) == (["base"], memory)
+    assert [worker.memory for worker in store.metrics_snapshot(alive_within_seconds=60).workers] == [memory]
+    store.heartbeat_worker("w1", current_job_id=None, models=[])  # a worker that does not say
+    assert store.list_workers(alive_within_seconds=60)[0].memory is None
+    store.unregister_worker("w1")
+    store.heartbeat_worker("w1", current_job_id=None, models=["base"], memory=memory)  # its row recreated
+    assert store.list_workers(alive_within_seconds=60)[0].memory == memory
