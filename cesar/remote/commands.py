@@ -211,6 +211,20 @@ def run_transcript(
             write_atomically(output, text)
 
 
+def _worker_line(worker: dict[str, Any]) -> str:
+    """A worker of ``/health`` in one line: its id, the models it holds (MiB) and its memory."""
+    models = ", ".join(
+        f"{model.get('name')} ({size} MiB)"
+        if (size := model.get("measured_mb") or model.get("estimated_mb"))
+        else str(model.get("name"))
+        for model in worker.get("models") or []
+    )
+    line = f"{worker.get('id')}: {models or 'no model loaded'}"
+    if worker.get("memory_budget_mb") is not None:
+        line += f"; budget {worker['memory_budget_mb']} MiB, resident {worker.get('rss_mb')} MiB"
+    return line
+
+
 def run_health(*, server: str | None, api_key: str | None, as_json: bool, verbose: bool) -> None:
     with connected(server, api_key, verbose=verbose) as api:
         response = api.request("GET", "/health", answers=frozenset({503}))  # its body says what is wrong
@@ -223,6 +237,8 @@ def run_health(*, server: str | None, api_key: str | None, as_json: bool, verbos
         reachable = "reachable" if database.get("reachable") else "unreachable"
         click.echo(f"database   {database.get('backend')}, {reachable}")
         click.echo(f"workers    {workers.get('count', 0)} alive")
+        for worker in workers.get("workers") or []:
+            click.echo(f"  {_worker_line(worker)}")
         queue = health.get("queue") or {}
         if queue:
             click.echo("queue      " + ", ".join(f"{name} {count}" for name, count in queue.items()))

@@ -12,7 +12,9 @@ MB = 2**20
 
 
 def row(memory: object, models: list[str] | None = None) -> WorkerRecord:
-    return WorkerRecord("box:42", "box", 42, NOW, NOW, None, models or ["tiny.en"], memory)  # type: ignore[arg-type]
+    return WorkerRecord(
+        "box:42", "box", 42, NOW, NOW, None, ["tiny.en"] if models is None else models, memory
+    )  # type: ignore[arg-type]
 
 
 def test_a_worker_that_reports_its_memory() -> None:
@@ -61,3 +63,17 @@ def test_a_worker_that_reports_only_names_or_nonsense() -> None:
             }
         ]
         assert shown["memory_budget_mb"] is shown["rss_mb"] is shown["model_loads"] is None
+
+
+def test_cesar_remote_health_prints_a_line_a_worker() -> None:
+    from cesar.remote.commands import _worker_line
+
+    memory = {
+        "budget_bytes": 160 * MB,
+        "rss_bytes": 384 * MB,
+        "models": [{"name": "base", "estimated_bytes": 138 * MB, "measured_bytes": 113 * MB}],
+    }
+    shown = worker_health(row(memory, ["base"])).model_dump()
+    assert _worker_line(shown) == "box:42: base (113 MiB); budget 160 MiB, resident 384 MiB"
+    assert _worker_line(worker_health(row(None, ["tiny.en"])).model_dump()) == "box:42: tiny.en"
+    assert _worker_line(worker_health(row(None, [])).model_dump()) == "box:42: no model loaded"
