@@ -26,7 +26,7 @@ SENTENCES = {
     "it": ("it", "Buongiorno a tutti. Oggi parliamo della cucina italiana e del buon vino."),
     "pl": ("pl", "Dzień dobry. Dzisiaj pogoda jest bardzo ładna i idziemy do parku."),
     "ro": ("ro", "Bună dimineața. Astăzi vremea este foarte frumoasă și mergem în parc."),
-    "ru": ("ru", "Доброе утро. Сегодня мы будем говорить о погоде и о музыке."),
+    "ru": ("ru", "Доброе утро. Сегодня мы будем говорить о погоде и о музыке."),  # noqa: RUF001 - Cyrillic
 }
 RATE = 16000
 
