@@ -29,7 +29,7 @@ from cesar_common.errors import AuthError
 from cesar_common.settings import Settings
 from cesar_common.text import plain_number
 
-__all__ = ["COOKIE_OPENS", "close_session", "open_session", "require_api_key"]
+__all__ = ["COOKIE_OPENS", "bearer_key_given", "close_session", "open_session", "require_api_key"]
 
 SESSION_COOKIE = "cesar_session"
 SESSION_SECONDS = 12 * 3600
@@ -39,17 +39,24 @@ COOKIE_OPENS = "session_cookie"
 _NO_CONTENT = ResponseSpec(data_container=None, description="Done (no body).")
 
 
-async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    # async on purpose: Litestar runs a sync guard in a worker thread, a costly hop for a string compare
+def bearer_key_given(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Whether the request carries the API key (always, on a server without one)."""
     settings: Settings = connection.app.state.settings
     if settings.api_key is None:
-        return
+        return True
     key = settings.api_key.get_secret_value()
     scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
     # compare_digest even for a wrong scheme, so the answer takes the same time either way
     matches = hmac.compare_digest(token.strip().encode(), key.encode())
-    if scheme.lower() == "bearer" and matches:
+    return scheme.lower() == "bearer" and matches
+
+
+async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    # async on purpose: Litestar runs a sync guard in a worker thread, a costly hop for a string compare
+    settings: Settings = connection.app.state.settings
+    if settings.api_key is None or bearer_key_given(connection):
         return
+    key = settings.api_key.get_secret_value()
     cookie = connection.cookies.get(SESSION_COOKIE)
     if handler.opt.get(COOKIE_OPENS) and cookie and valid_session(key, cookie):
         return

@@ -20,6 +20,7 @@ import anyio.to_thread
 from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
+from cesar_api.auth import bearer_key_given
 from cesar_api.schemas import (
     DatabaseHealth,
     HealthOut,
@@ -163,7 +164,8 @@ def _count(value: object) -> int | None:
     "`503` when the database cannot be reached, or cannot write (a full disk: submits fail until space "
     f"returns). The database figures are at most {REUSE_SECONDS:g} s old: one look at the database answers "
     "every probe in that time. For a liveness probe that touches no database, `GET /health/live`. Never "
-    "needs the API key.",
+    "needs the API key; with `CESAR_API_KEY` set, the workers' list (`workers.workers`) is only given to a "
+    "request that sends the key.",
     security=[{}],
     responses={
         503: ResponseSpec(
@@ -179,7 +181,11 @@ async def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
     load = state.load.state()  # this moment's, never reused
     body = readiness.body
     status = "degraded" if load.shedding and body.status == "ok" else body.status
-    body = body.model_copy(update={"status": status, "load": LoadHealth(**dataclasses.asdict(load))})
+    update: dict[str, Any] = {"status": status, "load": LoadHealth(**dataclasses.asdict(load))}
+    if body.workers is not None and body.workers.workers and not bearer_key_given(request):
+        # which hosts run which models and jobs is not for anyone who can reach the port
+        update["workers"] = body.workers.model_copy(update={"workers": []})
+    body = body.model_copy(update=update)
     return Response(content=body, status_code=readiness.status_code)
 
 

@@ -74,3 +74,15 @@ def test_readiness_reuses_one_look_a_second(db_url: str, store: JobStore, statem
     answer = asyncio.run(cache.get(store, settings))
     assert len(statements) == before + one_look
     assert answer.body.workers is not None and answer.body.workers.count == 1
+
+
+def test_with_a_key_only_a_request_that_sends_it_sees_which_workers_hold_what(
+    db_url: str, store: JobStore
+) -> None:
+    store.register_worker("w-probe:7", host="test-host", pid=7)
+    app = create_app(Settings(database_url=db_url, api_key="probe-key"), store)
+    with TestClient(app) as client:
+        anonymous = client.get("/health").json()["workers"]
+        assert anonymous["count"] == 1 and anonymous["workers"] == []
+        keyed = client.get("/health", headers={"Authorization": "Bearer probe-key"}).json()["workers"]
+        assert [worker["id"] for worker in keyed["workers"]] == ["w-probe:7"]
