@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 from faster_whisper import BatchedInferencePipeline
+from faster_whisper.vad import VadOptions
 
 from cesar.supervisor.layout import FAMILY_BYTES, model_family
 from cesar_common.choices import WHISPER_LANGUAGES
+from cesar_common.job_options import DecodingOptions
 from cesar_common.transcription import faster_whisper_adapter as adapter
 from cesar_common.transcription.audio import SAMPLE_RATE, decode_samples
 from cesar_common.transcription.faster_whisper_adapter import DECODED, ENCODED, STARTED
@@ -193,6 +195,27 @@ def test_a_window_whisper_finds_silent_gives_nothing_in_either_mode(model: Any, 
     assert list(segments) == [], f"{RELEASE}: sequential decoding kept a silent window"
     segments, _ = adapter.transcribe_batched(model, clip, GREEDY, batch_size=4)
     assert list(segments) == []
+
+
+def test_the_decoding_options_default_to_what_faster_whisper_does_without_them() -> None:
+    """A job without decoding options decodes as before they existed: where Cesar keeps faster-whisper's
+    default, the two agree (temperature and conditioning are Cesar's own: 0 and off)."""
+    takes = inspect.signature(adapter.WhisperModel.transcribe).parameters
+    ours = DecodingOptions()
+    for name in ("no_speech_threshold", "log_prob_threshold", "compression_ratio_threshold",
+                 "repetition_penalty", "no_repeat_ngram_size", "hotwords"):  # fmt: skip
+        assert takes[name].default == getattr(ours, name), (
+            f"{RELEASE}: {name} defaults to {takes[name].default}"
+        )
+    assert takes["suppress_tokens"].default == list(ours.suppress_tokens), f"{RELEASE}: suppress_tokens"
+    vad = VadOptions()
+    assert (vad.threshold, vad.speech_pad_ms, vad.min_silence_duration_ms) == (
+        ours.vad_threshold, ours.vad_speech_pad_ms, adapter.SEQUENTIAL_MIN_SILENCE_MS
+    ), f"{RELEASE}: VAD's defaults are {vad}"  # fmt: skip
+    batched = inspect.getsource(BatchedInferencePipeline.transcribe).replace(" ", "")
+    assert f"min_silence_duration_ms={adapter.BATCHED_MIN_SILENCE_MS}" in batched, (
+        f"{RELEASE}: the batched pipeline's shortest pause is not {adapter.BATCHED_MIN_SILENCE_MS} ms"
+    )
 
 
 def test_an_english_only_model_says_so(model: Any) -> None:
