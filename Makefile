@@ -16,7 +16,7 @@ SITE := site
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
 .PHONY: install install-runtime system-tools serve test contract-newest lint format lock docs docs-serve \
-	docs-settings screenshot clean
+	docs-settings docs-decoding screenshot clean
 
 install-runtime: $(RUNTIME_STAMP)
 
@@ -108,6 +108,11 @@ docs-serve: install
 # the settings table of docs/settings.md, written from cesar_common.settings (a test fails while it is stale)
 docs-settings: install
 	$(BIN)/python scripts/update_settings_doc.py
+
+# the decoding options' table of docs/decoding.md, written from cesar_common.job_options (a test fails while it
+# is stale)
+docs-decoding: install
+	$(BIN)/python scripts/update_decoding_doc.py
 
 clean:
 	rm -rf $(VENV) $(NEWEST) .pytest_cache build dist *.egg-info $(SITE)
