@@ -459,7 +459,9 @@ def parse_option(name: str, value: Any, *, label: str | None = None) -> Any:
     if annotation is bool:
         return value  # read by the door (pydantic, Click) as every other flag
     if annotation in (str, str | None):
-        text = str(value).strip() or None
+        if not isinstance(value, str):
+            raise ValueError(_said(label, f"must be text, not {value!r}"))
+        text = value.strip() or None
         if text is not None and spec.doc.max_length is not None and len(text) > spec.doc.max_length:
             too_long = f"is at most {spec.doc.max_length} characters long, not {len(text)}"
             raise ValueError(_said(label, too_long))

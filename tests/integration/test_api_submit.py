@@ -19,6 +19,7 @@ from api_helpers import (
 )
 
 from cesar_common.db.records import JobStatus
+from cesar_common.job_options import DECODING_NAMES, DecodingOptions
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,9 @@ def test_upload_queues_a_job(api: Api, name: str) -> None:
     queued = api.store.list_jobs(status=JobStatus.QUEUED, limit=1000).jobs
     assert job["queue_position"] == len(queued)  # the newest job is last in line
     assert job["size_bytes"] == (AUDIO_DIR / name).stat().st_size
+    decoding = {name: job["options"].pop(name) for name in DECODING_NAMES}  # docs/decoding.md
+    defaults = {name: getattr(DecodingOptions(), name) for name in DECODING_NAMES}
+    assert decoding == {name: list(v) if isinstance(v, tuple) else v for name, v in defaults.items()}
     assert job["options"] == {
         "language": "en",
         "task": "transcribe",
