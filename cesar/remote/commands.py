@@ -18,7 +18,7 @@ from cesar.remote.client import EXIT_JOB_FAILED, EXIT_SERVER, RemoteAPI
 from cesar_common.db.records import JobStatus
 from cesar_common.errors import InvalidInputError
 from cesar_common.exits import fail, one_line_errors
-from cesar_common.job_options import OPTION_NAMES, check_options, options_from, parse_options
+from cesar_common.job_options import DECODING_NAMES, OPTION_NAMES, check_options, options_from, parse_options
 from cesar_common.settings import get_settings
 
 __all__ = ["run_action", "run_health", "run_list", "run_show", "run_submit", "run_transcript"]
@@ -59,7 +59,12 @@ def run_submit(
     live: bool,
     max_seconds: float | None,
 ) -> None:
-    options = {name: job[name] for name in OPTION_NAMES if job.get(name) is not None}
+    # a decoding flag left off is not sent (a server from before them takes the request as it did)
+    options = {
+        name: job[name]
+        for name in OPTION_NAMES
+        if job.get(name) is not None and not (name in DECODING_NAMES and job[name] is False)
+    }
     if model:
         options["model"] = model
     stderr = Console(stderr=True)
