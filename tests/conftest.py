@@ -30,10 +30,11 @@ POSTGRES_FIXTURES = frozenset({"postgres_server_url", "postgres_url"})
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto`` (pyproject's addopts): a worker per core, and one more. Many tests wait (for a body
-    timeout, a subprocess, a retry's backoff) while others need the CPU; the extra worker keeps the cores
-    busy meanwhile (2 cores: 5.5 minutes with three workers against 6.1 with two)."""
-    return len(os.sched_getaffinity(0)) + 1
+    """``-n auto`` (pyproject's addopts): a worker per core, and two more. Many tests wait (for a body
+    timeout, a subprocess, a retry's backoff, audio sent at speaking pace for a minute and a half) while
+    others need the CPU; the extra workers keep the cores busy meanwhile (2 cores: 5.5 minutes with three
+    workers against 6.1 with two; with four live stories at speaking pace, see BENCHMARKS.md)."""
+    return len(os.sched_getaffinity(0)) + 2
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

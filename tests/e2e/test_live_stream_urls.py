@@ -141,7 +141,9 @@ def test_a_dropped_stream_is_reconnected_and_its_gap_is_in_the_transcript(
     assert transcript["duration"] == pytest.approx(8.0, abs=0.05)  # --max-seconds
     [gap] = transcript["gaps"]
     assert gap["reason"] == "127.0.0.1 closed the stream"
-    assert gap["at"] == pytest.approx(3.0, abs=0.5)
+    # where in the audio: estimated from the bytes stored before the drop and the seconds they decoded to
+    # (an MP3's frames and a decoder's look-ahead make it approximate), never after the drop
+    assert 1.5 <= gap["at"] <= 3.5
     assert gap["seconds"] >= 1.5  # a wait of 0.5 s, a refused try, a wait of 1 s
     text = transcript["text"].lower()
     assert "reliable" in text, "the words after the drop"
