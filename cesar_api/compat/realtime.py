@@ -24,6 +24,7 @@ import binascii
 import contextlib
 import hmac
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -39,6 +40,7 @@ from cesar_api.routes.live_socket import (
     APPEND_SECONDS,
     CLOSE_NORMAL,
     CLOSE_POLICY,
+    CLOSE_SERVER_ERROR,
     LOOK_SECONDS,
     REFRESH_SECONDS,
     LiveSocket,
@@ -47,10 +49,12 @@ from cesar_api.routes.live_socket import (
 from cesar_api.submit import check_callback
 from cesar_common.choices import WHISPER_LANGUAGES
 from cesar_common.db.records import AudioFormat, JobRecord, JobSource, JobStatus, LiveEnd, NewJob
-from cesar_common.errors import CesarError
+from cesar_common.errors import CesarError, DatabaseError
 from cesar_common.job_options import options_from
 
 __all__ = ["realtime_session"]
+
+log = logging.getLogger("cesar.api.realtime")
 
 #: OpenAI's input formats and the PCM16 rate each is stored at
 RATES = {"audio/pcm": 24000, "audio/pcmu": 8000, "audio/pcma": 8000}
@@ -93,16 +97,27 @@ async def realtime_session(socket: WebSocket[Any, Any, Any]) -> None:
     try:
         await connection.check_query()
         await connection.run()
+    except _Ended:
+        pass
     except Refused as exc:
         kind = "invalid_request_error" if exc.close == CLOSE_POLICY else "server_error"
         await connection.refuse_event(kind, exc.code, exc.message, close=exc.close)
     except WebSocketDisconnect:
         pass
+    except Exception:
+        log.exception("realtime session failed")
+        await connection.refuse_event(
+            "server_error", "server_error", "the server failed", close=CLOSE_SERVER_ERROR
+        )
     finally:
         await connection.flush_audio()
         if connection.job is not None:
             with contextlib.suppress(CesarError):
                 await asyncio.to_thread(connection.store.end_live_audio, connection.job.id, LiveEnd.STOP)
+
+
+class _Ended(Exception):  # control flow: the session is over, the socket closed by the relay
+    pass
 
 
 class RealtimeSocket(LiveSocket):
@@ -149,7 +164,7 @@ class RealtimeSocket(LiveSocket):
             await self._event("session.created", session=self._session())
             while True:
                 try:
-                    message = await asyncio.wait_for(self.socket.receive(), self._wait_seconds())
+                    message = await self._next_message()
                 except TimeoutError:
                     if self._audio:
                         await self.flush_audio()
@@ -169,15 +184,27 @@ class RealtimeSocket(LiveSocket):
                     )
                     continue
                 await self._handle(text)
-                if self._relay_task is not None and self._relay_task.done():
-                    self._relay_task.result()  # the session ended (or the relay failed)
-                    return
         finally:
             subscription.close()
             if self._relay_task is not None:
                 self._relay_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
                     await self._relay_task
+
+    async def _next_message(self) -> Any:
+        """The client's next message (TimeoutError after :meth:`_wait_seconds`); returns from :meth:`run`
+        by :class:`_Ended` once the relay ends the session (or fails) meanwhile, whatever the client does."""
+        receive = asyncio.ensure_future(asyncio.wait_for(self.socket.receive(), self._wait_seconds()))
+        if self._relay_task is None:
+            return await receive
+        await asyncio.wait({receive, self._relay_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not receive.done():
+            receive.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await receive
+            self._relay_task.result()  # the relay's error, if it failed
+            raise _Ended
+        return receive.result()
 
     def _wait_seconds(self) -> float:
         return APPEND_SECONDS if self._audio else self.settings.live_idle_seconds
@@ -371,9 +398,16 @@ class RealtimeSocket(LiveSocket):
         done = -1  # the last turn completed
         texts: dict[int, list[str]] = {}
         while True:
-            live = await run_read(self.store, self.store.live_state, job.id)  # before the segments: see
-            job = await run_read(self.store, self.store.get_job, job.id)  # cesar_worker.live_turns
-            segments = await run_read(self.store, self.store.live_segments, job.id, first=self._sent_segments)
+            try:
+                live = await run_read(self.store, self.store.live_state, job.id)  # before the segments: see
+                job = await run_read(self.store, self.store.get_job, job.id)  # cesar_worker.live_turns
+                segments = await run_read(
+                    self.store, self.store.live_segments, job.id, first=self._sent_segments
+                )
+            except DatabaseError as exc:  # the next look may do: the worker goes on meanwhile
+                log.warning("realtime session %s: could not read it: %s", job.id, exc)
+                await asyncio.sleep(LOOK_SECONDS)
+                continue
             turns = [] if live is None else [turn for turn in live.turns if int(turn["index"]) > done]
             vad = self.config["turn_detection"] is not None
             for turn in turns:
