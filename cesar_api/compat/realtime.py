@@ -206,8 +206,13 @@ class RealtimeSocket(LiveSocket):
             raise _Ended
         return receive.result()
 
-    def _wait_seconds(self) -> float:
-        return APPEND_SECONDS if self._audio else self.settings.live_idle_seconds
+    def _wait_seconds(self) -> float | None:
+        """How long to wait for the client: a moment while audio waits to be stored; the idle time before
+        the first audio; then as long as the session runs (its worker ends it when no audio comes, and the
+        relay then closes the connection: a client waiting for a turn's transcript is not cut off)."""
+        if self._audio:
+            return APPEND_SECONDS
+        return self.settings.live_idle_seconds if self.job is None else None
 
     async def _handle(self, text: str) -> None:
         try:
