@@ -25,18 +25,17 @@ import contextlib
 import hmac
 import json
 import logging
-import time
 import uuid
 from typing import Any
 
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
+from cesar_api.auth import bearer_key_given
 from cesar_api.compat.g711 import decode as decode_g711
 from cesar_api.compat.openai import OpenAIError, resolve_model
 from cesar_api.reads import run_read
 from cesar_api.routes.live_socket import (
-    APPEND_BYTES,
     APPEND_SECONDS,
     CLOSE_NORMAL,
     CLOSE_POLICY,
@@ -139,13 +138,12 @@ class RealtimeSocket(LiveSocket):
         self._uncommitted_ms = 0.0
 
     def authorized(self, offered: list[str]) -> bool:
-        if self.settings.api_key is None:
+        """The key as every route takes it, or in the subprotocol of OpenAI's browser clients."""
+        if self.settings.api_key is None or bearer_key_given(self.socket):
             return True
         key = self.settings.api_key.get_secret_value().encode()
-        scheme, _sep, token = self.socket.headers.get("authorization", "").partition(" ")
-        keys = [token.strip()] if scheme.lower() == "bearer" else []
         prefix = "openai-insecure-api-key."
-        keys += [value[len(prefix) :] for value in offered if value.startswith(prefix)]
+        keys = [value[len(prefix) :] for value in offered if value.startswith(prefix)]
         return any(hmac.compare_digest(candidate.encode(), key) for candidate in keys)
 
     async def check_query(self) -> None:
@@ -338,13 +336,8 @@ class RealtimeSocket(LiveSocket):
             await self._open()
         if not self._accepting:
             raise OpenAIError("the session's audio is over", param="audio", code="session_expired")
-        self._audio += data
         self._uncommitted_ms += len(data) / 2 / self.config["format"]["rate"] * 1000
-        await self._maybe_flush()
-
-    async def _maybe_flush(self) -> None:
-        if len(self._audio) >= APPEND_BYTES or time.monotonic() - self._audio_since >= APPEND_SECONDS:
-            await self.flush_audio()
+        await self.gather_audio(data)
 
     async def _commit(self) -> None:
         if self._uncommitted_ms < MIN_COMMIT_MS or self.job is None:

@@ -237,12 +237,7 @@ class LiveSocket:
                         "too_big", "an audio message is over 1 MiB: send smaller ones", CLOSE_TOO_BIG
                     )
                 if self._accepting:
-                    self._audio += data
-                    if (
-                        len(self._audio) >= APPEND_BYTES
-                        or time.monotonic() - self._audio_since >= APPEND_SECONDS
-                    ):
-                        await self.flush_audio()
+                    await self.gather_audio(data)
                 continue
             if text is not None and _is_stop(text):
                 await self.flush_audio()
@@ -254,6 +249,12 @@ class LiveSocket:
                 'after the first message send audio (binary) or {"type": "stop"}',
                 CLOSE_POLICY,
             )
+
+    async def gather_audio(self, data: bytes) -> None:
+        """Add ``data`` to the audio not stored yet; store it all once there is enough or it waited enough."""
+        self._audio += data
+        if len(self._audio) >= APPEND_BYTES or time.monotonic() - self._audio_since >= APPEND_SECONDS:
+            await self.flush_audio()
 
     async def flush_audio(self) -> None:
         """Store the audio gathered so far (one short transaction)."""
