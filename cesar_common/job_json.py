@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from cesar_common.choices import TRANSCRIPT_FORMATS
 from cesar_common.db.records import JobRecord, JobStatus, PublicStatus, WebhookState
-from cesar_common.job_options import OptionSpec, option_specs, options_dict, parse_option
+from cesar_common.job_options import OptionSpec, option_specs, options_dict, parse_names, parse_option
 
 __all__ = [
     "DecodingOut",
@@ -66,6 +66,8 @@ def option_fields(*, for_input: bool) -> dict[str, Any]:
                 checks.update(ge=doc.ge, le=doc.le)
             if spec.decoding:
                 annotation = Annotated[annotation, BeforeValidator(partial(_parsed, spec.name))]
+            elif spec.name == "known_speakers":  # a form field says `Diane, Sheila`
+                annotation = Annotated[annotation, BeforeValidator(_names)]
         elif spec.name == "model":
             continue
         examples = None if doc.example is None else [doc.example]
@@ -79,6 +81,13 @@ def option_fields(*, for_input: bool) -> dict[str, Any]:
 
 def _is_list(spec: OptionSpec) -> bool:
     return getattr(spec.annotation, "__origin__", None) is tuple
+
+
+def _names(value: Any) -> Any:
+    try:
+        return parse_names(value, label="")
+    except ValueError as exc:
+        raise PydanticCustomError("invalid_option", str(exc)) from None
 
 
 def _parsed(name: str, value: Any) -> Any:
@@ -139,8 +148,28 @@ class WebhookOut(Schema):
 class SpeakerOut(Schema):
     """One speaker of a diarized transcript."""
 
-    speaker: str = Field(description="`SPEAKER_00`, `SPEAKER_01`, ... in order of appearance.")
+    speaker: str = Field(
+        description="The name the transcript gives the speaker: a person of the voice library the voice "
+        "matched, a name given by an edit, else the diarizer's label (`SPEAKER_00`, ... in order of "
+        "appearance).",
+        examples=["Diane"],
+    )
     duration: float = Field(description="Seconds this speaker talks in the transcript.", examples=[42.5])
+    label: str | None = Field(
+        default=None,
+        description="The diarizer's label of this voice (`SPEAKER_01`): what `POST /speakers` takes with "
+        "the job to remember it; null for a speaker an edit made up.",
+        examples=["SPEAKER_01"],
+    )
+    speaker_id: str | None = Field(
+        default=None, description="The person of the voice library the voice matched; null for none."
+    )
+    distance: float | None = Field(
+        default=None,
+        description="How far the voice is from that person's nearest voice print (cosine distance: 0 is "
+        "the same; a match is at most the server's threshold); null for no match.",
+        examples=[0.04],
+    )
 
 
 class DecodingOut(Schema):
@@ -201,7 +230,10 @@ class JobOut(Schema):
         description="Machine-readable reason of an error: `decode_failed`, `download_failed`, "
         "`worker_lost`, `cancelled`, ...",
     )
-    source: Literal["upload", "url", "live"]
+    source: Literal["upload", "url", "live", "sample"] = Field(
+        description="`upload`, `url`, `live`, or `sample`: a voice sample for the voice library "
+        "(`POST /speakers`), whose worker reads a voice print and writes no transcript."
+    )
     cancel_requested: bool = Field(description="A cancel was asked for while the job was running.")
     size_bytes: int | None = Field(description="Size of the uploaded audio.")
     options: JobOptionsOut

@@ -46,6 +46,7 @@ __all__ = [
     "options_dict",
     "options_from",
     "options_from_columns",
+    "parse_names",
     "parse_option",
     "parse_options",
 ]
@@ -291,6 +292,22 @@ class TranscribeOptions:
         default=None,
         metadata=_doc("With `diarize`: at most this many speakers.", example=4, ge=1, le=MAX_SPEAKERS),
     )
+    name_speakers: bool = field(
+        default=True,
+        metadata=_doc(
+            "With `diarize`: give each voice the voice library knows its person's name instead of its "
+            "`SPEAKER_nn` label (off: labels only)."
+        ),
+    )
+    known_speakers: tuple[str, ...] | None = field(
+        default=None,
+        metadata=_doc(
+            "With `diarize`: name only these people of the voice library, separated by commas (default: "
+            "anyone in it).",
+            example=["Diane", "Sheila"],
+            max_items=MAX_SPEAKERS,
+        ),
+    )
     #: how Whisper decodes (each is an option of its own at every door, by its name)
     decoding_options: DecodingOptions = field(default=DecodingOptions(), metadata={"group": True})
 
@@ -425,6 +442,8 @@ def decoding_json(decoding: DecodingOptions) -> dict[str, Any] | None:
 def option_columns(options: TranscribeOptions) -> dict[str, Any]:
     """The values of a job's option columns: one per option, and the decoding options in one JSON column."""
     values = {name: getattr(options, name) for name in _COLUMN_NAMES}
+    if values["known_speakers"] is not None:
+        values["known_speakers"] = list(values["known_speakers"])
     return values | {"decoding_options": decoding_json(options.decoding_options)}
 
 
@@ -437,9 +456,10 @@ def options_from_columns(row: Mapping[str, Any]) -> TranscribeOptions:
         for name, value in stored.items()
         if name in DECODING_NAMES
     }
-    return TranscribeOptions(
-        **{name: row[name] for name in _COLUMN_NAMES}, decoding_options=DecodingOptions(**decoding)
-    )
+    columns = {name: row[name] for name in _COLUMN_NAMES}
+    if columns["known_speakers"] is not None:
+        columns["known_speakers"] = tuple(columns["known_speakers"])
+    return TranscribeOptions(**columns, decoding_options=DecodingOptions(**decoding))
 
 
 # --- reading a decoding option ---------------------------------------------------------------------------
@@ -474,6 +494,12 @@ def parse_options(values: Mapping[str, Any], *, flags: bool = False) -> dict[str
     """``values`` with each decoding option among them read by :func:`parse_option`; a refused one is an
     InvalidInputError naming it as a field, or as its command-line flag with ``flags``."""
     read = dict(values)
+    try:
+        read["known_speakers"] = parse_names(
+            read.get("known_speakers"), label=cli_flag("known_speakers") if flags else "known_speakers"
+        )
+    except ValueError as exc:
+        raise InvalidInputError(str(exc), extra={"field": "known_speakers"}) from None
     for name in DECODING_NAMES:
         if read.get(name) is not None:
             try:
@@ -481,6 +507,23 @@ def parse_options(values: Mapping[str, Any], *, flags: bool = False) -> dict[str
             except ValueError as exc:
                 raise InvalidInputError(str(exc), extra={"field": name}) from None
     return read
+
+
+def parse_names(value: Any, *, label: str = "known_speakers") -> tuple[str, ...] | None:
+    """People's names from text separated by commas, or a JSON list (None: none given); each trimmed,
+    empty ones dropped, repeats once. A ValueError says what is wrong."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise ValueError(_said(label, "takes names separated by commas, or a list of names"))
+    names = tuple(dict.fromkeys(" ".join(item.split()) for item in items if item.strip()))
+    most = _specs_by_name()["known_speakers"].doc.max_items
+    if most is not None and len(names) > most:
+        raise ValueError(_said(label, f"takes at most {most} names, not {len(names)}"))
+    if not names:
+        return None
+    return names
 
 
 def _said(label: str, text: str) -> str:

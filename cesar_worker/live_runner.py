@@ -32,6 +32,7 @@ from cesar_common.db.store import JobStore, LeaseLostError
 from cesar_common.errors import CesarError, DatabaseError, ModelNotAllowedError
 from cesar_common.settings import Settings
 from cesar_common.transcription.audio import SAMPLE_RATE, wav_header
+from cesar_worker import speaker_names
 from cesar_worker.jobrun import TEMP_PREFIX, JobStopped, StopReason
 from cesar_worker.live_turns import Turns
 
@@ -394,7 +395,7 @@ class LiveRun:
     # --- ends -------------------------------------------------------------------------------------
     def _complete(self, decoder: LiveDecoder) -> str:
         result = self._final_pass(decoder) if self.settings.live_final_pass else None
-        result = result or self._confirmed_result(decoder)
+        result = speaker_names.named(self.store, self.job, result or self._confirmed_result(decoder))
         if self.store.complete_job(self.job.id, self.worker_id, result):
             return "completed"
         return "abandoned (no longer ours when it finished)"

@@ -9,11 +9,14 @@ and (when diarized) names the speakers across parts. Where the file is cut is th
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cesar_common.db.records import Decoding, FinishedPart, JobResult
+from cesar_common.diarization.naming import name_speakers, relabel
 from cesar_common.job_options import TranscribeOptions
-from cesar_common.transcription.result import speaking_time
+
+if TYPE_CHECKING:
+    from cesar_common.diarization.library import Library
 
 __all__ = ["merge_parts", "part_options", "part_result"]
 
@@ -58,18 +61,17 @@ def merge_parts(
     num_speakers: int | None = None,
     min_speakers: int | None = None,
     max_speakers: int | None = None,
+    library: Library | None = None,
 ) -> JobResult:
     """The job's transcript from its parts' (in order): segments joined and renumbered, speakers named
-    across parts (the same voice gets the same name in every part), how it was decoded."""
+    across parts (the same voice gets the same label in every part, then the person's name where the voice
+    ``library`` knows it), how it was decoded."""
     segments = [segment for part in parts for segment in part.result["segments"]]
     diarized = any("speaker" in segment for segment in segments)
-    speakers = None
+    speakers = voices = None
     if diarized:
-        segments = _name_speakers(parts, num_speakers, min_speakers, max_speakers)
-        speakers = speaking_time(
-            (segment.get("speaker"), max(float(segment["end"]) - float(segment["start"]), 0.0))
-            for segment in segments
-        )
+        segments, voices = _name_speakers(parts, num_speakers, min_speakers, max_speakers)
+        segments, speakers = name_speakers(segments, voices, library)
     segments = [{**segment, "id": index} for index, segment in enumerate(segments)]
     first = parts[0].result
     return JobResult(
@@ -80,6 +82,7 @@ def merge_parts(
         segments=segments,
         decoding=_decoding(parts),
         speakers=speakers,
+        voices=voices or None,
     )
 
 
@@ -101,9 +104,12 @@ def _decoding(parts: list[FinishedPart]) -> Decoding | None:
 
 def _name_speakers(
     parts: list[FinishedPart], exact: int | None, minimum: int | None, maximum: int | None
-) -> list[dict[str, Any]]:
-    """Every part's segments with one set of speaker names: the parts' voices clustered together, then
-    named ``SPEAKER_00``, ... by first appearance in the file."""
+) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+    """Every part's segments with one set of speaker labels: the parts' voices clustered together, then
+    labelled ``SPEAKER_00``, ... by first appearance in the file; and each label's voice print (the mean
+    of its parts', unit length)."""
+    import numpy as np
+
     from cesar_common.diarization.backend import SpeakerCount, speaker_name
     from cesar_common.diarization.linking import link_voices
 
@@ -116,12 +122,22 @@ def _name_speakers(
     relabelled: list[dict[str, Any]] = []
     for part, link in zip(parts, links, strict=True):
         for segment in part.result["segments"]:
-            relabelled.append(_relabel(segment, link))
+            relabelled.append(relabel(segment, link))
     names: dict[str, str] = {}
     for segment in relabelled:
         if segment.get("speaker") is not None:
             names.setdefault(segment["speaker"], speaker_name(len(names)))
-    return [_relabel(segment, names) for segment in relabelled]
+    prints: dict[str, list[np.ndarray]] = {}
+    for part_voices, link in zip(voices, links, strict=True):
+        for local, vector in part_voices.items():
+            if local in link and link[local] in names:
+                prints.setdefault(names[link[local]], []).append(np.asarray(vector, dtype=np.float64))
+    merged = {}
+    for label, found in prints.items():
+        mean = np.mean(found, axis=0)
+        mean /= max(float(np.linalg.norm(mean)), 1e-12)
+        merged[label] = [round(float(value), 5) for value in mean]
+    return [relabel(segment, names) for segment in relabelled], merged
 
 
 def _local_speakers(part: FinishedPart) -> set[str]:
@@ -131,15 +147,3 @@ def _local_speakers(part: FinishedPart) -> set[str]:
             found.add(segment["speaker"])
         found.update(word["speaker"] for word in segment.get("words") or () if word.get("speaker"))
     return found
-
-
-def _relabel(segment: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
-    moved = dict(segment)
-    if segment.get("speaker") is not None:
-        moved["speaker"] = names.get(segment["speaker"], segment["speaker"])
-    if segment.get("words") is not None:
-        moved["words"] = [
-            {**word, "speaker": names.get(word["speaker"], word["speaker"])} if word.get("speaker") else word
-            for word in segment["words"]
-        ]
-    return moved

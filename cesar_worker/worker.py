@@ -39,7 +39,7 @@ from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
 from cesar_common.text import is_plain_token, plain_number
 from cesar_common.transcription.audio import wav_header
-from cesar_worker import part_results
+from cesar_worker import part_results, speaker_names
 from cesar_worker.download import DownloadStopped, download
 from cesar_worker.heartbeat import Heartbeat, Housekeeping
 from cesar_worker.jobrun import TEMP_PREFIX, JobRun, JobStopped, StopReason
@@ -292,6 +292,8 @@ class Worker:
                 )
             if run.part is not None:
                 return self._execute_part(run, run.part)
+            if job.source is JobSource.SAMPLE:
+                return self._read_sample(run)
             with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
                 audio_path = Path(tmp) / _local_name(job)
                 self._fetch_audio(run, audio_path)
@@ -313,6 +315,7 @@ class Worker:
                     on_segment=run.on_segment,
                     should_stop=run.should_stop,
                 )
+            result = speaker_names.named(self.store, job, result)
             run.finish()
             if self.store.complete_job(job.id, self.worker_id, result):
                 return Outcome("completed", result.duration)
@@ -331,6 +334,22 @@ class Worker:
         except Exception as exc:
             log.exception("%s: unexpected error", run.name)
             return self._fail(run, "internal_error", f"internal error: {type(exc).__name__}: {exc}")
+
+    def _read_sample(self, run: JobRun) -> Outcome:
+        """A voice sample for the library: its voice print, no transcript."""
+        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as tmp:
+            audio_path = Path(tmp) / _local_name(run.job)
+            self._fetch_audio(run, audio_path)
+            run.raise_if_stopped()
+            voice = speaker_names.read_sample(
+                audio_path,
+                max_seconds=min(self.settings.max_audio_seconds, speaker_names.MAX_SAMPLE_SECONDS),
+                should_stop=run.should_stop,
+            )
+        run.finish()
+        if self.store.complete_sample(run.job_id, self.worker_id, voice.vector, voice.seconds):
+            return Outcome("completed", voice.seconds, "a voice sample")
+        return Outcome("abandoned", voice.seconds, "the job was no longer ours when it finished")
 
     # --- long jobs: cut into parts, and one part ------------------------------------------------
     def _split(self, run: JobRun, plan: SplitPlan) -> Outcome:
@@ -379,6 +398,7 @@ class Worker:
             num_speakers=job.options.num_speakers,
             min_speakers=job.options.min_speakers,
             max_speakers=job.options.max_speakers,
+            library=speaker_names.library_for(self.store, job.options),
         )
         done = self.store.complete_part(work, self.worker_id, stored, merge)
         if done is None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, insert, select
 
-from cesar_common.db import state
+from cesar_common.db import state, voice_library
 from cesar_common.db.clock import db_now
 from cesar_common.db.job_reads import for_update
 from cesar_common.db.leases import LeaseLostError, completed_values, held
@@ -198,7 +198,10 @@ def complete(
         finished = [
             FinishedPart(row.seq, row.start, row.end, row.worker_id or "", row.result) for row in rows
         ]
-        _end_job(conn, job_id, completed_values(merge(finished)), keep_audio)
+        merged = merge(finished)
+        _end_job(conn, job_id, completed_values(merged), keep_audio)
+        if merged.voices:
+            voice_library.store_job_voices(conn, job_id, voice_library.encode_voices(merged.voices))
         return "job"
     _update_job_progress(conn, job_id, _publish_in_order(conn, rows))
     return "part"

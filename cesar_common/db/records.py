@@ -33,8 +33,10 @@ __all__ = [
     "PartWork",
     "PublicStatus",
     "QueueCounts",
+    "SpeakerRecord",
     "SweepResult",
     "TranscribeOptions",
+    "VoiceSampleRecord",
     "WebhookDeliveryRecord",
     "WebhookState",
     "WorkerRecord",
@@ -83,6 +85,7 @@ class JobSource(StrEnum):
     UPLOAD = "upload"
     URL = "url"
     LIVE = "live"  # a live session: the audio arrives while the job runs (live_sessions)
+    SAMPLE = "sample"  # a voice sample for the voice library: its worker reads a voice print, no text
 
 
 class AudioFormat(StrEnum):
@@ -347,3 +350,30 @@ class MetricsSnapshot:
     live_sessions: list[tuple[str, str, float | None]] = field(default_factory=list)
     #: the workers seen recently, with their loaded models and memory
     workers: list[WorkerRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSampleRecord:
+    """One voice print of a person: from an audio ``sample`` (read by the job ``job_id``) or a diarized
+    ``job``'s speaker ``label``; ``pending`` until read, ``error`` (with why) if it could not be."""
+
+    id: str
+    source: Literal["sample", "job"]
+    status: Literal["pending", "ready", "error"]
+    seconds: float | None
+    job_id: str | None
+    label: str | None
+    filename: str | None
+    error: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerRecord:
+    """A person of the voice library and their voice prints."""
+
+    id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    samples: tuple[VoiceSampleRecord, ...] = ()

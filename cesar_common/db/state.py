@@ -27,7 +27,16 @@ from cesar_common.db import audio_chunks, live, outbox, totals
 from cesar_common.db.clock import db_now
 from cesar_common.db.feed import Change, ChangeKind, announce
 from cesar_common.db.records import JobSource, JobStatus, PartStatus
-from cesar_common.db.tables import job_part_audio, job_parts, jobs, live_sessions, webhook_deliveries
+from cesar_common.db.tables import (
+    job_part_audio,
+    job_parts,
+    job_voices,
+    jobs,
+    live_sessions,
+    transcript_revisions,
+    voice_prints,
+    webhook_deliveries,
+)
 
 __all__ = [
     "REQUEUED",
@@ -186,6 +195,10 @@ def delete_jobs(conn: Connection, ids: Sequence[str]) -> None:
     _drop_parts(conn, ids)
     conn.execute(delete(live_sessions).where(live_sessions.c.job_id.in_(ids)))
     conn.execute(delete(webhook_deliveries).where(webhook_deliveries.c.job_id.in_(ids)))
+    # the voices of a diarized job, and the voice prints of the library taken from it, go with it
+    conn.execute(delete(job_voices).where(job_voices.c.job_id.in_(ids)))
+    conn.execute(delete(voice_prints).where(voice_prints.c.job_id.in_(ids)))
+    conn.execute(delete(transcript_revisions).where(transcript_revisions.c.job_id.in_(ids)))
     conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
     for job_id in ids:
         announce(conn, Change(ChangeKind.JOB, job_id))

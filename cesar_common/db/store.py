@@ -33,6 +33,7 @@ from cesar_common.db import (
     retention,
     submissions,
     totals,
+    voice_library,
 )
 from cesar_common.db.audio_chunks import AudioSource
 from cesar_common.db.connect import open_engine, sqlite_file
@@ -53,6 +54,7 @@ from cesar_common.db.records import (
     PartPlan,
     PartWork,
     QueueCounts,
+    SpeakerRecord,
     SweepResult,
     WebhookDeliveryRecord,
     WorkerRecord,
@@ -290,8 +292,29 @@ class JobStore:
             )
 
     def complete_job(self, job_id: str, worker_id: str, result: JobResult) -> bool:
-        """Fenced (processing and held by ``worker_id``): False when the job is not ours any more."""
-        return self._finish(job_id, worker_id, leases.completed_values(result))
+        """Fenced (processing and held by ``worker_id``): False when the job is not ours any more. A
+        diarized result's voice prints are kept with the job (``job_voices``)."""
+        with self._tx.write() as conn:
+            done = leases.finish(
+                conn, job_id, worker_id, leases.completed_values(result), keep_audio=self._keep_audio
+            )
+            if done and result.voices:
+                voice_library.store_job_voices(conn, job_id, voice_library.encode_voices(result.voices))
+            return done
+
+    def complete_sample(self, job_id: str, worker_id: str, vector: Sequence[float], seconds: float) -> bool:
+        """A voice sample's job done: its print is its person's (the job completes with no transcript).
+        Fenced as :meth:`complete_job`."""
+        text = f"voice print from {seconds:.1f} s of speech"
+        values = leases.completed_values(
+            JobResult(text=text, language=None, language_probability=None, duration=None)
+        )
+        with self._tx.write() as conn:
+            done = leases.finish(conn, job_id, worker_id, values, keep_audio=self._keep_audio)
+            if done:
+                (data,) = voice_library.encode_voices({"": vector}).values()
+                voice_library.complete_sample(conn, job_id, data, seconds)
+            return done
 
     def fail_job(self, job_id: str, worker_id: str, *, code: str, message: str) -> bool:
         values = final_values(JobStatus.ERROR, error_code=code[:64], error_message=message)
@@ -628,6 +651,87 @@ class JobStore:
             return audio_chunks.stored_bytes(conn, job_id)
 
     # --- worker presence -----------------------------------------------------------------------
+    # --- the voice library ---------------------------------------------------------------------
+    def list_speakers(self) -> list[SpeakerRecord]:
+        with self._tx.read() as conn:
+            return voice_library.list_people(conn)
+
+    def get_speaker(self, speaker_id: str) -> SpeakerRecord:
+        with self._tx.read() as conn:
+            return voice_library.get(conn, speaker_id)
+
+    def create_speaker(
+        self, name: str, *, job_id: str | None = None, label: str | None = None
+    ) -> SpeakerRecord:
+        """A new person (ConflictError when the name is taken), with the voice ``label`` of the finished
+        diarized job ``job_id`` when given."""
+        with self._tx.write() as conn:
+            person = voice_library.create(conn, name)
+            if job_id is not None and label is not None:
+                voice_library.add_job_print(conn, person, job_id, label)
+            return voice_library.get(conn, person)
+
+    def add_job_voice(self, speaker_id: str, job_id: str, label: str) -> SpeakerRecord:
+        with self._tx.write() as conn:
+            voice_library.add_job_print(conn, speaker_id, job_id, label)
+            return voice_library.get(conn, speaker_id)
+
+    def add_voice_sample(
+        self,
+        speaker_id: str | None,
+        name: str | None,
+        new: NewJob,
+        audio_source: AudioSource,
+        *,
+        max_bytes: int | None = None,
+    ) -> tuple[SpeakerRecord, JobRecord]:
+        """Queue the job that reads an audio sample of ``speaker_id`` (or of a new person ``name``); its
+        print is pending until the job completes. A new person who ends up with no sample (the upload
+        failed) is removed again."""
+        made = None
+        if speaker_id is None:
+            assert name is not None
+            with self._tx.write() as conn:
+                speaker_id = made = voice_library.create(conn, name)
+        else:
+            self.get_speaker(speaker_id)  # 404 before the upload is stored
+        person = speaker_id
+        try:
+            job, _created = submissions.create_job(
+                self._tx,
+                new,
+                audio_source,
+                max_bytes=max_bytes,
+                with_job=lambda conn, job_id: voice_library.add_sample(conn, person, job_id, new.filename),
+            )
+        except BaseException:
+            if made is not None:
+                with self._tx.write() as conn:
+                    voice_library.delete_person(conn, made)
+            raise
+        return self.get_speaker(person), job
+
+    def rename_speaker(self, speaker_id: str, name: str) -> SpeakerRecord:
+        with self._tx.write() as conn:
+            voice_library.rename(conn, speaker_id, name)
+            return voice_library.get(conn, speaker_id)
+
+    def delete_speaker(self, speaker_id: str) -> None:
+        """The person with every voice print of theirs (and the jobs that read their samples)."""
+        with self._tx.write() as conn:
+            voice_library.delete_person(conn, speaker_id)
+
+    def delete_voice_print(self, speaker_id: str, print_id: str) -> SpeakerRecord:
+        with self._tx.write() as conn:
+            voice_library.delete_print(conn, speaker_id, print_id)
+            return voice_library.get(conn, speaker_id)
+
+    def voice_library_rows(self, names: Sequence[str] | None = None) -> list[tuple[str, str, bytes]]:
+        """The ready voice prints a diarized job is matched against, ``(person id, name, print)``, of the
+        people ``names`` only when given (one query however large the library)."""
+        with self._tx.read() as conn:
+            return voice_library.library_rows(conn, names)
+
     def register_worker(self, worker_id: str, *, host: str, pid: int) -> None:
         """Upsert the worker's presence row."""
         with self._tx.write() as conn:

@@ -39,9 +39,15 @@ QUEUED = JobStatus.QUEUED.value
 
 
 def create_job(
-    tx: Transactions, new: NewJob, audio_source: AudioSource | None, *, max_bytes: int | None = None
+    tx: Transactions,
+    new: NewJob,
+    audio_source: AudioSource | None,
+    *,
+    max_bytes: int | None = None,
+    with_job: Callable[[Connection, str], None] | None = None,
 ) -> tuple[JobRecord, bool]:
-    """Create a job; ``(job, created)``.
+    """Create a job; ``(job, created)``. ``with_job`` writes what belongs to the new upload (a voice
+    sample's pending print) in the transaction that queues it.
 
     With ``new.idempotency_key``: when a job made within 24 hours holds the key, that job comes back
     with ``created=False`` if this request has the same fingerprint, and IdempotencyKeyReusedError
@@ -73,7 +79,7 @@ def create_job(
     try:
         size, sha256 = _store_audio(tx, job_id, audio_source, max_bytes, hashing=key is not None)
         if key is None:
-            return _queue_upload(tx, job_id, {"size_bytes": size}), True
+            return _queue_upload(tx, job_id, {"size_bytes": size}, with_job), True
         return _queue_upload_once(tx, job_id, size, key, idempotency.request_fingerprint(new, sha256))
     except BaseException:
         _discard_upload(tx, job_id)
@@ -193,9 +199,16 @@ def _publish(conn: Connection, job_id: str, values: dict[str, Any]) -> Row[Any] 
     )
 
 
-def _queue_upload(tx: Transactions, job_id: str, values: dict[str, Any]) -> JobRecord:
+def _queue_upload(
+    tx: Transactions,
+    job_id: str,
+    values: dict[str, Any],
+    with_job: Callable[[Connection, str], None] | None = None,
+) -> JobRecord:
     with tx.write() as conn:
         row = _publish(conn, job_id, values)
+        if row is not None and with_job is not None:
+            with_job(conn, job_id)
     if row is None:
         raise _upload_vanished(job_id)
     return job_record(row)

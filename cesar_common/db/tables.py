@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -34,16 +35,24 @@ __all__ = [
     "JobAudio",
     "JobPart",
     "JobPartAudio",
+    "JobVoice",
     "LiveSession",
+    "Speaker",
+    "TranscriptRevision",
     "UTCDateTime",
+    "VoicePrint",
     "WebhookDelivery",
     "job_audio",
     "job_part_audio",
     "job_parts",
     "job_segments",
+    "job_voices",
     "jobs",
     "live_sessions",
     "metric_totals",
+    "speakers",
+    "transcript_revisions",
+    "voice_prints",
     "webhook_deliveries",
     "workers",
 ]
@@ -154,6 +163,12 @@ class Job(Base):
     # on how many workers they ran
     parts: Mapped[int | None] = mapped_column(Integer)
     decode_workers: Mapped[int | None] = mapped_column(Integer)
+    # migration 0011. Name the voices the library knows (a diarized job's option), and only these people
+    # (null: anyone in the library)
+    name_speakers: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
+    known_speakers: Mapped[list[str] | None] = mapped_column(JSON)
+    # the transcript's revision: 0 as the machine wrote it, then one more per edit (transcript_revisions)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
     __table_args__ = (
         # the claim (oldest queued first) and listing with a status filter
@@ -322,6 +337,8 @@ class WebhookDelivery(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # migration 0011: what it tells: null for the job's final state, ``transcript.revised`` for an edit
+    event: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
         # claiming due deliveries (pending by next_attempt_at; delivering by an expired lease)
@@ -341,6 +358,80 @@ class MetricTotal(Base):
     value: Mapped[float] = mapped_column(Float, nullable=False)
 
 
+class Speaker(Base):
+    """A person of the voice library (migration 0011): diarized jobs name the voices they know."""
+
+    __tablename__ = "speakers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    # the name folded for comparison: two people may not differ only by case
+    name_key: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (Index("ux_speakers_name_key", "name_key", unique=True),)
+
+
+class VoicePrint(Base):
+    """One voice print of a person (biometric data: deleted with the person, or with the job it was taken
+    from). ``embedding`` is 256 little-endian float32 numbers of unit length, null until a worker has read
+    a sample (``status`` ``pending``)."""
+
+    __tablename__ = "voice_prints"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    speaker_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("speakers.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # pending | ready | error
+    source: Mapped[str] = mapped_column(String(8), nullable=False)  # sample | job
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    seconds: Mapped[float | None] = mapped_column(Float)  # of speech it was taken from
+    # a diarized job's speaker (source job): the print goes with the job
+    job_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str | None] = mapped_column(String(64))
+    # an audio sample (source sample): the job that read it (no foreign key: the print outlives it)
+    sample_job_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    filename: Mapped[str | None] = mapped_column(String(512))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class JobVoice(Base):
+    """A diarized job's speaker's voice print, by the diarizer's label (migration 0011): what "remember
+    this voice" takes. Deleted with the job."""
+
+    __tablename__ = "job_voices"
+
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class TranscriptRevision(Base):
+    """A transcript a job had (migration 0011): revision 0 is the machine's (written with the first
+    edit), then one per edit. The job's own columns hold the latest."""
+
+    __tablename__ = "transcript_revisions"
+
+    job_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str | None] = mapped_column(Text)
+    segments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    speakers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    author: Mapped[str | None] = mapped_column(String(255))
+    # what the edit did, as the client asked it (null for revision 0)
+    edits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 # The tables as the store's SQL uses them (Core, not the ORM).
 jobs = cast(Table, Job.__table__)
 job_audio = cast(Table, JobAudio.__table__)
@@ -351,3 +442,7 @@ live_sessions = cast(Table, LiveSession.__table__)
 workers = cast(Table, Worker.__table__)
 webhook_deliveries = cast(Table, WebhookDelivery.__table__)
 metric_totals = cast(Table, MetricTotal.__table__)
+speakers = cast(Table, Speaker.__table__)
+voice_prints = cast(Table, VoicePrint.__table__)
+job_voices = cast(Table, JobVoice.__table__)
+transcript_revisions = cast(Table, TranscriptRevision.__table__)

@@ -5,4 +5,4 @@ given to their speakers (:mod:`.speakers`), and speakers linked across a long fi
 
 from __future__ import annotations
 
-__all__ = ["backend", "encoder", "linking", "local", "speakers"]
+__all__ = ["backend", "encoder", "library", "linking", "local", "speakers"]
