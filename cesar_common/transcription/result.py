@@ -63,6 +63,9 @@ class Segment:
     words: tuple[Word, ...] | None = None
     decoded: Decoded | None = None
     speaker: str | None = None  # when the transcript was diarized
+    #: its text was corrected by hand (cesar_common.transcript_edits): ``words`` holds only the words still
+    #: as heard, with their times (a word typed in has none, and is not there)
+    edited: bool = False
 
     @property
     def duration(self) -> float:
@@ -79,6 +82,8 @@ class Segment:
         }
         if self.speaker is not None:
             data["speaker"] = self.speaker
+        if self.edited:
+            data["edited"] = True
         if self.words is not None:
             data["words"] = [word.to_dict() for word in self.words]
         if decoded and self.decoded is not None:
@@ -107,6 +112,7 @@ class Segment:
             ),
             decoded=_decoded(data.get("decoded")),
             speaker=_speaker(data.get("speaker")),
+            edited=bool(data.get("edited", False)),
         )
 
 
