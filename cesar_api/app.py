@@ -39,6 +39,15 @@ from cesar_api.routes.job_routes import (
 from cesar_api.routes.live_socket import live_session
 from cesar_api.routes.page import page, page_routers
 from cesar_api.routes.submission import create_transcription, create_url_transcription
+from cesar_api.routes.voice_library import (
+    add_voice_sample,
+    create_speaker,
+    delete_speaker,
+    delete_voice_sample,
+    get_speaker,
+    list_speakers,
+    update_speaker,
+)
 from cesar_api.uploads import MULTIPART_OVERHEAD
 from cesar_common.db.feed import ChangeFeed
 from cesar_common.db.store import JobStore
@@ -61,6 +70,13 @@ PROTECTED_ROUTES = [
     live_session,
     metrics,
     open_session,
+    list_speakers,
+    create_speaker,
+    get_speaker,
+    update_speaker,
+    delete_speaker,
+    add_voice_sample,
+    delete_voice_sample,
 ]
 
 

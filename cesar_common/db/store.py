@@ -671,11 +671,6 @@ class JobStore:
                 voice_library.add_job_print(conn, person, job_id, label)
             return voice_library.get(conn, person)
 
-    def add_job_voice(self, speaker_id: str, job_id: str, label: str) -> SpeakerRecord:
-        with self._tx.write() as conn:
-            voice_library.add_job_print(conn, speaker_id, job_id, label)
-            return voice_library.get(conn, speaker_id)
-
     def add_voice_sample(
         self,
         speaker_id: str | None,
@@ -711,20 +706,29 @@ class JobStore:
             raise
         return self.get_speaker(person), job
 
-    def rename_speaker(self, speaker_id: str, name: str) -> SpeakerRecord:
+    def update_speaker(
+        self,
+        speaker_id: str,
+        *,
+        name: str | None = None,
+        add: Sequence[tuple[str, str]] = (),
+        remove: Sequence[str] = (),
+    ) -> SpeakerRecord:
+        """Rename a person, add the voices ``(job id, label)`` of diarized jobs, remove voice prints by
+        id: all in one transaction, or nothing."""
         with self._tx.write() as conn:
-            voice_library.rename(conn, speaker_id, name)
+            if name is not None:
+                voice_library.rename(conn, speaker_id, name)
+            for job_id, label in add:
+                voice_library.add_job_print(conn, speaker_id, job_id, label)
+            for print_id in remove:
+                voice_library.delete_print(conn, speaker_id, print_id)
             return voice_library.get(conn, speaker_id)
 
     def delete_speaker(self, speaker_id: str) -> None:
         """The person with every voice print of theirs (and the jobs that read their samples)."""
         with self._tx.write() as conn:
             voice_library.delete_person(conn, speaker_id)
-
-    def delete_voice_print(self, speaker_id: str, print_id: str) -> SpeakerRecord:
-        with self._tx.write() as conn:
-            voice_library.delete_print(conn, speaker_id, print_id)
-            return voice_library.get(conn, speaker_id)
 
     def voice_library_rows(self, names: Sequence[str] | None = None) -> list[tuple[str, str, bytes]]:
         """The ready voice prints a diarized job is matched against, ``(person id, name, print)``, of the

@@ -81,7 +81,7 @@ def create(conn: Connection, name: str) -> str:
     name = check_name(name)
     existing = id_of_name(conn, name)
     if existing is not None:
-        raise _taken(name, existing)
+        raise _taken(conn, name, existing)
     person = str(uuid.uuid4())
     now = db_now()
     try:
@@ -92,13 +92,15 @@ def create(conn: Connection, name: str) -> str:
                 )
             )
     except IntegrityError:  # made meanwhile by another request
-        raise _taken(name, id_of_name(conn, name)) from None
+        raise _taken(conn, name, id_of_name(conn, name)) from None
     return person
 
 
-def _taken(name: str, person: str | None) -> ConflictError:
+def _taken(conn: Connection, name: str, person: str | None) -> ConflictError:
+    held = conn.execute(select(speakers.c.name).where(speakers.c.id == person)).scalar_one_or_none()
     return ConflictError(
-        f"the voice library has a person named {name!r} already", extra={"speaker_id": person}
+        f"the voice library has a person named {held or name!r} already (names differ by more than case)",
+        extra={"speaker_id": person},
     )
 
 
@@ -107,7 +109,7 @@ def rename(conn: Connection, person: str, name: str) -> None:
     _lock(conn, person)
     existing = id_of_name(conn, name)
     if existing is not None and existing != person:
-        raise _taken(name, existing)
+        raise _taken(conn, name, existing)
     conn.execute(
         update(speakers)
         .where(speakers.c.id == person)

@@ -89,11 +89,16 @@ class DecodeOptions:
 
     @classmethod
     def for_job(cls, options: TranscribeOptions, **decoding: Any) -> DecodeOptions:
-        """How to decode for a job's options (every option but the model, which is loaded apart), with
-        ``decoding`` (beam size, times, batch size) on top."""
+        """How to decode for a job's options (every option but the model, which is loaded apart, and the
+        naming of speakers, which the worker does from the voice library), with ``decoding`` (beam size,
+        times, batch size) on top."""
         wanted = {item.name: getattr(options, item.name) for item in dataclasses.fields(options)}
-        del wanted["model"]
+        for name in _NOT_DECODING:
+            del wanted[name]
         return cls(**wanted, **decoding)
+
+
+_NOT_DECODING = ("model", "name_speakers", "known_speakers")
 
 
 class TranscriptionCancelled(CesarError):

@@ -151,9 +151,15 @@ def _rttm(result: TranscriptionResult) -> str:
             turns.append([segment.start, segment.end, segment.speaker])
     return "".join(
         f"SPEAKER {_RTTM_FILE} 1 {float(start):.3f} {max(float(end) - float(start), 0.0):.3f} "
-        f"<NA> <NA> {speaker} <NA> <NA>\n"
+        f"<NA> <NA> {_rttm_name(str(speaker))} <NA> <NA>\n"
         for start, end, speaker in turns
     )
+
+
+def _rttm_name(speaker: str) -> str:
+    """A speaker's name as one RTTM field: fields are separated by spaces (``Diane Smith``:
+    ``Diane_Smith``)."""
+    return "_".join(speaker.split()) or "<NA>"
 
 
 # RTTM names the recording on each line; a transcript does not know its file's name

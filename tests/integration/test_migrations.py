@@ -35,6 +35,10 @@ TABLES = {
     "webhook_deliveries",
     "metric_totals",
     "live_sessions",
+    "speakers",
+    "voice_prints",
+    "job_voices",
+    "transcript_revisions",
 }
 
 
