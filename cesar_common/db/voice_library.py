@@ -27,6 +27,7 @@ from cesar_common.errors import ConflictError, InvalidInputError, NotFoundError
 __all__ = [
     "MAX_NAME_LENGTH",
     "add_job_print",
+    "add_read_sample",
     "add_sample",
     "check_name",
     "complete_sample",
@@ -168,6 +169,26 @@ def add_sample(conn: Connection, person: str, job_id: str, filename: str | None)
             status=PENDING,
             source="sample",
             sample_job_id=job_id,
+            filename=filename,
+            created_at=db_now(),
+        )
+    )
+    _touch(conn, person)
+
+
+def add_read_sample(
+    conn: Connection, person: str, embedding: bytes, seconds: float, filename: str | None
+) -> None:
+    """A print read from an audio sample on this machine (``cesar speakers add`` on a local database)."""
+    _lock(conn, person)
+    conn.execute(
+        insert(voice_prints).values(
+            id=str(uuid.uuid4()),
+            speaker_id=person,
+            status=READY,
+            source="sample",
+            embedding=embedding,
+            seconds=seconds,
             filename=filename,
             created_at=db_now(),
         )
