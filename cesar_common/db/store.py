@@ -706,6 +706,18 @@ class JobStore:
             raise
         return self.get_speaker(person), job
 
+    def add_read_sample(
+        self, name: str, vector: Sequence[float], seconds: float, filename: str | None
+    ) -> SpeakerRecord:
+        """A voice print read on this machine from an audio sample, for the person ``name`` (made if
+        new)."""
+        (data,) = voice_library.encode_voices({"": vector}).values()
+        with self._tx.write() as conn:
+            person = voice_library.id_of_name(conn, voice_library.check_name(name))
+            person = person or voice_library.create(conn, name)
+            voice_library.add_read_sample(conn, person, data, seconds, filename)
+            return voice_library.get(conn, person)
+
     def update_speaker(
         self,
         speaker_id: str,
