@@ -494,12 +494,12 @@ def parse_options(values: Mapping[str, Any], *, flags: bool = False) -> dict[str
     """``values`` with each decoding option among them read by :func:`parse_option`; a refused one is an
     InvalidInputError naming it as a field, or as its command-line flag with ``flags``."""
     read = dict(values)
-    try:
-        read["known_speakers"] = parse_names(
-            read.get("known_speakers"), label=cli_flag("known_speakers") if flags else "known_speakers"
-        )
-    except ValueError as exc:
-        raise InvalidInputError(str(exc), extra={"field": "known_speakers"}) from None
+    if read.get("known_speakers") is not None:
+        label = cli_flag("known_speakers") if flags else "known_speakers"
+        try:
+            read["known_speakers"] = parse_names(read["known_speakers"], label=label)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc), extra={"field": "known_speakers"}) from None
     for name in DECODING_NAMES:
         if read.get(name) is not None:
             try:

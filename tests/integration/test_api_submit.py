@@ -67,6 +67,8 @@ def test_upload_queues_a_job(api: Api, name: str) -> None:
         "num_speakers": None,
         "min_speakers": None,
         "max_speakers": None,
+        "name_speakers": True,
+        "known_speakers": None,
     }
     assert job["speakers"] is None
     stored = api.store.get_job(job["id"])

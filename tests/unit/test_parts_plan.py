@@ -142,9 +142,10 @@ def test_the_same_voice_gets_one_name_in_every_part() -> None:
         ("no", "SPEAKER_00"),
     ]
     assert merged.segments[2]["words"][0]["speaker"] == "SPEAKER_01"
+    unnamed = {"speaker_id": None, "distance": None}
     assert merged.speakers == [
-        {"speaker": "SPEAKER_00", "duration": 2.0},
-        {"speaker": "SPEAKER_01", "duration": 2.0},
+        {"speaker": "SPEAKER_00", "duration": 2.0, "label": "SPEAKER_00", **unnamed},
+        {"speaker": "SPEAKER_01", "duration": 2.0, "label": "SPEAKER_01", **unnamed},
     ]
 
 
