@@ -1,4 +1,4 @@
-// Cesar's web page: submit audio or speak live, follow jobs, read, play and download transcripts.
+// Cesar's web page: submit audio or speak live, follow jobs, read, play, correct and download transcripts.
 // Everything from the server or the person (file names, transcripts, errors) goes in as text, never as
 // HTML: this file never assigns innerHTML. The API key lives in sessionStorage (this tab only) and goes
 // out in an Authorization header, never in a URL; EventSource, which cannot send headers, uses the
@@ -30,7 +30,10 @@
   const rows = new Map(); // id -> its <li>
   const streams = new Map(); // id -> EventSource
   const localFiles = new Map(); // id -> the File this page uploaded, or the Blob it recorded (played from memory)
-  let view = null; // the job shown: {id, segments: Map, url}
+  let view = null; // the job shown: {id, segments: Map, url, editable, revision, speakers (as last shown), busy}
+  // this page's corrections of each job, newest last: the revision each was made on and the one it made
+  const undos = new Map();
+  let renaming = null; // the speaker the rename dialog is for: {name, segment (one line) or null, focus}
 
   // --- helpers ---------------------------------------------------------------------------------------
   function el(tag, props = {}, ...children) {
@@ -57,10 +60,11 @@
   }
 
   class ApiError extends Error {
-    constructor(status, detail, code) {
+    constructor(status, detail, code, extra) {
       super(detail);
       this.status = status;
       this.code = code;
+      this.extra = extra || {};
     }
   }
 
@@ -83,13 +87,14 @@
   }
 
   async function errorOf(response) {
-    let detail = response.statusText || "request failed", code = "";
+    let detail = response.statusText || "request failed", code = "", extra = null;
     try {
       const body = await response.json();
       detail = body.detail || detail;
       code = body.code || "";
+      extra = body.extra;
     } catch (_ignored) { /* not JSON: keep the status text */ }
-    return new ApiError(response.status, detail, code);
+    return new ApiError(response.status, detail, code, extra);
   }
 
   async function api(path, options = {}) {
@@ -263,6 +268,8 @@
   }
 
   function show(job) {
+    const known = jobs.get(job.id);
+    if (known && job.revision < known.revision) return; // a list asked for before a correction
     jobs.set(job.id, job);
     let row = rows.get(job.id);
     if (!row) {
@@ -380,10 +387,11 @@
     if (!job) return;
     const previous = view;
     if (previous && previous.url) URL.revokeObjectURL(previous.url);
-    view = { id, segments: new Map(), url: null };
+    view = { id, segments: new Map(), url: null, editable: false, revision: undefined, speakers: "", busy: false };
     if (previous && rows.get(previous.id)) show(jobs.get(previous.id));
     $("job").hidden = false;
     $("segments").replaceChildren();
+    $("segments").removeAttribute("aria-busy");
     const player = $("player");
     const file = localFiles.get(id);
     player.hidden = !file;
@@ -431,6 +439,9 @@
     $("player").removeAttribute("src");
     view = null;
     $("job").hidden = true;
+    $("speaker-list").hidden = true;
+    $("speakers").replaceChildren();
+    $("edit-hint").hidden = true;
     if (jobs.has(id)) show(jobs.get(id));
   }
 
@@ -463,6 +474,11 @@
     } else if (job.status !== "completed") {
       downloads.replaceChildren();
     }
+    showSpeakers(job);
+    if (job.status === "completed" && job.revision > view.revision && !view.busy && !$("segments").querySelector(".editor")) {
+      loadTranscript(job.id); // corrected elsewhere meanwhile
+    }
+    showUndo();
   }
 
   function addSegment(segment) {
@@ -474,8 +490,27 @@
         onclick: () => seek(segment.start) })
       : el("span", { class: "ts", text: clock(segment.start) });
     const text = el("span", { class: "text", text: segment.text.trim() });
-    if (segment.speaker) text.prepend(el("span", { class: "speaker", text: `${segment.speaker}: ` }));
-    const item = el("li", { "data-start": String(segment.start), "data-end": String(segment.end) }, stamp, text);
+    const line = el("span", { class: "line" }, text);
+    if (view.editable) {
+      // a line is a button to the keyboard (Tab, then Enter or Space); a click that selects words does not edit
+      Object.assign(text, { tabIndex: 0, title: "Correct this line" });
+      text.setAttribute("role", "button");
+      text.addEventListener("click", () => { if (!getSelection().toString()) editText(segment, text); });
+      text.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") {
+          event.preventDefault();
+          editText(segment, text);
+        }
+      });
+    }
+    if (segment.speaker) {
+      line.prepend(view.editable
+        ? el("button", { type: "button", class: "speaker", text: segment.speaker, "aria-label": `Speaker ${segment.speaker}: rename`,
+          onclick: () => openRename(segment.speaker, segment, () => document.querySelector(`[data-segment="${segment.id}"] .speaker`)) })
+        : el("span", { class: "speaker", text: segment.speaker }), " ");
+    }
+    const item = el("li", { "data-start": String(segment.start), "data-end": String(segment.end), "data-segment": String(segment.id) },
+      stamp, line);
     const list = $("segments");
     const after = [...list.children].find((other) => Number(other.dataset.start) > segment.start);
     list.insertBefore(item, after || null);
@@ -485,15 +520,164 @@
   async function loadTranscript(id) {
     try {
       const response = await api(`/jobs/${encodeURIComponent(id)}/transcript?format=json`);
-      const transcript = await response.json();
-      if (!view || view.id !== id) return;
-      // the transcript replaces what came live: diarized segments are split where the speaker changes
-      view.segments.clear();
-      $("segments").replaceChildren();
-      for (const segment of transcript.segments) addSegment(segment);
+      const revision = response.headers.get("X-Transcript-Revision");
+      render(id, { ...await response.json(), revision: revision === null ? undefined : Number(revision) });
     } catch (error) {
       alertText(readable(error));
     }
+  }
+
+  function render(id, transcript) {
+    if (!view || view.id !== id) return;
+    // the transcript replaces what came live: diarized segments are split where the speaker changes
+    view.segments.clear();
+    view.editable = jobs.get(id).status === "completed";
+    view.revision = transcript.revision; // what a correction is made on
+    $("edit-hint").hidden = !view.editable;
+    $("segments").replaceChildren();
+    for (const segment of transcript.segments) addSegment(segment);
+    showUndo();
+  }
+
+  // --- corrections -----------------------------------------------------------------------------------
+  // Each correction is a PATCH of the revision shown; a 409 means someone else's came first: the page says
+  // so and shows theirs. Undo restores the revision this page's last correction was made on (the server's
+  // `restore`, word times and all) as a new revision, so the history keeps both; it is offered while the
+  // transcript is still the one that correction (or the undo before) made, so it never undoes someone
+  // else's, and only for this page's corrections since it was opened. A voice remembered stays in the
+  // library after an undo (remove it there).
+  function editText(segment, node) {
+    if (node.hidden || view.busy) return; // one correction at a time
+    const editor = el("textarea", { class: "editor", rows: "2", "aria-label": `Text at ${clock(segment.start)}`,
+      "aria-describedby": "edit-hint" });
+    editor.value = segment.text.trim();
+    node.hidden = true;
+    node.after(editor);
+    editor.focus();
+    let open = true;
+    const finish = (save, refocus) => {
+      if (!open) return;
+      open = false;
+      const text = editor.value.replace(/\s+/g, " ").trim(); // one line, as the server keeps it
+      editor.remove();
+      node.hidden = false;
+      const again = () => document.querySelector(`[data-segment="${segment.id}"] .text`);
+      if (save && text !== segment.text.trim()) correct([{ op: "text", segment: segment.id, text }], refocus && again);
+      else if (refocus) node.focus();
+    };
+    editor.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") { // Shift+Enter does nothing: a segment has no line breaks
+        event.preventDefault();
+        if (!event.shiftKey) finish(true, true);
+      } else if (event.key === "Escape") {
+        event.stopPropagation(); // the job stays open
+        finish(false, true);
+      }
+    });
+    editor.addEventListener("blur", () => finish(true, false)); // a click elsewhere keeps the correction
+  }
+
+  async function correct(edits, focus, undoing = false) {
+    const id = view.id, base = view.revision;
+    const stack = undos.get(id) || [];
+    undos.set(id, stack);
+    view.busy = true;
+    $("segments").setAttribute("aria-busy", "true");
+    let transcript = null; // the new revision
+    try {
+      const response = await api(`/jobs/${encodeURIComponent(id)}/transcript`, {
+        method: "PATCH",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ revision: base, edits }),
+      });
+      transcript = await response.json();
+      if (!undoing) stack.push({ base, revision: transcript.revision });
+      else if (stack.pop() && stack.length) stack[stack.length - 1].revision = transcript.revision; // as it was then
+    } catch (error) {
+      alertText(error.status === 409 && error.extra.revision !== undefined
+        ? "Someone else corrected this transcript first: yours was not saved. Theirs is shown now; correct it again if still needed."
+        : readable(error));
+    }
+    // the job's speakers (with what the library matched) and revision, then its transcript
+    await api(`/jobs/${encodeURIComponent(id)}`).then((response) => response.json()).then(show).catch(() => {});
+    if (transcript) render(id, transcript);
+    else await loadTranscript(id);
+    if (!view || view.id !== id) return;
+    view.busy = false;
+    $("segments").removeAttribute("aria-busy");
+    if (focus) { // where the person was, else the job's title (the undo button goes once nothing is left to undo)
+      const target = focus();
+      (target && !target.hidden ? target : $("job-title")).focus();
+    }
+  }
+
+  function showUndo() {
+    const stack = (view && undos.get(view.id)) || [];
+    $("undo").hidden = !stack.length || stack[stack.length - 1].revision !== view.revision;
+  }
+
+  function undo() {
+    const stack = undos.get(view.id) || [];
+    if (!view.busy && stack.length) correct([{ op: "restore", revision: stack[stack.length - 1].base }], () => $("undo"), true);
+  }
+
+  function speakerButton(name) {
+    return [...$("speakers").querySelectorAll(".speaker")].find((button) => button.textContent === name);
+  }
+
+  function showSpeakers(job) {
+    const speakers = (job.status === "completed" && job.speakers) || [];
+    const shown = JSON.stringify(speakers);
+    if (view.speakers === shown) return; // unchanged: a name that has the focus keeps it
+    view.speakers = shown;
+    $("speakers").replaceChildren(...speakers.map((speaker) => {
+      const item = el("li", {},
+        el("button", { type: "button", class: "speaker", text: speaker.speaker, "aria-label": `Rename ${speaker.speaker}`,
+          onclick: () => openRename(speaker.speaker, null, speakerButton) }),
+        el("span", { class: "meta", text: ` ${clock(speaker.duration)} talking` }));
+      if (speaker.speaker_id != null) { // named by the voice library: how close the voice was
+        const close = speaker.distance == null ? "" : ` at distance ${Number(speaker.distance).toFixed(3)}`;
+        item.append(" ", el("span", { class: "badge", title: `Recognised from the voice library${close}`, text: "known voice" }));
+      }
+      return item;
+    }));
+    $("speaker-list").hidden = !speakers.length;
+  }
+
+  function openRename(name, segment, focus) {
+    const job = jobs.get(view.id);
+    renaming = { name, segment, focus };
+    $("speaker-title").textContent = `Rename ${name}`;
+    $("speaker-name").value = name;
+    $("one-line").checked = false;
+    $("one-line-field").hidden = !segment;
+    $("remember").checked = false;
+    $("remember").disabled = false;
+    // a voice to remember: the diarizer's (a name an edit made up has none)
+    $("remember-field").hidden = !(job.speakers || []).some((speaker) => speaker.speaker === name && speaker.label);
+    // the names offered: this job's speakers, then the library's people
+    const names = new Set((job.speakers || []).map((speaker) => speaker.speaker));
+    const list = $("known-speakers");
+    const fill = () => list.replaceChildren(...[...names].map((known) => el("option", { value: known })));
+    fill();
+    $("speaker-dialog").showModal();
+    $("speaker-name").select();
+    api("/speakers").then((response) => response.json()).then((library) => {
+      for (const person of library.speakers) names.add(person.name);
+      fill();
+    }).catch(() => {}); // no library: free text only
+  }
+
+  function rename(event) {
+    event.preventDefault();
+    $("speaker-dialog").close();
+    const to = $("speaker-name").value.replace(/\s+/g, " ").trim();
+    const { name, segment, focus } = renaming;
+    const remember = $("remember").checked && !$("remember-field").hidden;
+    if (!to || (to === name && !remember)) return;
+    const again = () => focus(to);
+    if (segment && $("one-line").checked) correct([{ op: "speaker", segment: segment.id, speaker: to }], again);
+    else correct([{ op: "rename", speaker: name, to, remember }], again);
   }
 
   function seek(seconds) {
@@ -798,9 +982,19 @@
     $("cancel").addEventListener("click", cancel);
     $("delete").addEventListener("click", remove);
     $("copy").addEventListener("click", copy);
+    $("undo").addEventListener("click", undo);
+    $("speaker-form").addEventListener("submit", rename);
+    $("speaker-cancel").addEventListener("click", () => $("speaker-dialog").close());
+    $("speaker-dialog").addEventListener("close", () => {
+      const opener = renaming && renaming.focus(renaming.name);
+      if (opener) opener.focus();
+    });
+    $("one-line").addEventListener("change", () => { $("remember").disabled = $("one-line").checked; });
     $("live-start").addEventListener("click", () => startLive().catch((error) => liveMessage(`Live transcription failed: ${error.message}`)));
     $("player").addEventListener("timeupdate", highlight);
-    document.addEventListener("keydown", (event) => { if (event.key === "Escape" && view) closeJob(); });
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && view && !$("speaker-dialog").open) closeJob();
+    });
     dropZone();
   }
 
