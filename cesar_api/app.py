@@ -39,6 +39,7 @@ from cesar_api.routes.job_routes import (
 from cesar_api.routes.live_socket import live_session
 from cesar_api.routes.page import page, page_routers
 from cesar_api.routes.submission import create_transcription, create_url_transcription
+from cesar_api.routes.transcript_edits import edit_transcript, list_revisions
 from cesar_api.routes.voice_library import (
     add_voice_sample,
     create_speaker,
@@ -62,6 +63,8 @@ PROTECTED_ROUTES = [
     list_jobs,
     get_job,
     get_transcript,
+    edit_transcript,
+    list_revisions,
     get_audio,
     cancel_job,
     delete_job,

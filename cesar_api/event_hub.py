@@ -12,7 +12,10 @@ Events, each with an ``id:`` of the form ``<attempt>.<segments delivered>``:
 - ``job``: the job's JSON (as ``GET /jobs/{id}``) when the stream opens and whenever its status, queue
   position, progress or segment count changes;
 - ``segment``: each segment, in order, exactly once (``{"id", "start", "end", "text", "words"?}``);
-- ``end``: the final job JSON, after the last segment; then the stream closes.
+- ``end``: the final job JSON, after the last segment; then the stream closes, unless it follows
+  revisions (``revisions``): then it stays open and sends
+- ``revision``: the job's JSON after each edit of its transcript (its ``revision`` the new one), until the
+  client leaves or the job is deleted.
 
 A client that reconnects with ``Last-Event-ID`` continues after the last segment it got. If a worker is
 lost and the job starts again, a ``job`` event shows a new ``attempts`` and segments start over from 0 (not
@@ -71,6 +74,8 @@ class Position:
     attempt: int
     delivered: int
     ended: bool = False
+    gone: bool = False  # the job was deleted
+    revision: int = 0  # of the transcript the client was last sent
 
     @property
     def event_id(self) -> str:
@@ -113,6 +118,7 @@ class _Topic:
     published: int = 0  # segments of this attempt published so far
     state: tuple[Any, ...] | None = None
     ended: bool = False
+    revision: int = 0  # of the transcript, once ended
 
     def publish(self, kind: str, seq: int, payload: bytes, data: Any) -> None:
         """``payload`` is the encoded event less its id line (each subscriber's id differs)."""
@@ -145,9 +151,11 @@ class EventHub:
         return self._feed.statements
 
     # --- subscribers -----------------------------------------------------------------------------
-    async def stream(self, job: JobRecord, resume: Position | None) -> AsyncIterator[bytes]:
+    async def stream(
+        self, job: JobRecord, resume: Position | None, *, revisions: bool = False
+    ) -> AsyncIterator[bytes]:
         """The events of ``job`` after ``resume`` (both checked already: a 404 or a 400 happens before the
-        stream starts)."""
+        stream starts); ``revisions``: after its end, its transcript's edits."""
         with self._subscribed(job) as subscriber:
             # subscribed first, then read: anything published meanwhile is in the queue, and duplicates
             # are skipped by segment number
@@ -156,9 +164,9 @@ class EventHub:
                 position = Position(_epoch(job), 0)
             async for chunk in self._catch_up(job, position):
                 yield chunk
-            if position.ended:
+            if position.ended and (position.gone or not revisions):
                 return
-            async for chunk in self._follow(subscriber, position):
+            async for chunk in self._follow(subscriber, position, revisions):
                 yield chunk
 
     async def follow(self, job: JobRecord) -> AsyncGenerator[tuple[str, Any]]:
@@ -215,7 +223,13 @@ class EventHub:
         self.open_streams += 1
         topic = self._topics.get(job.id)
         if topic is None:  # it publishes what comes after what this subscriber reads now
-            topic = self._topics[job.id] = _Topic(job.id, attempt=_epoch(job), published=job.segment_count)
+            topic = self._topics[job.id] = _Topic(
+                job.id,
+                attempt=_epoch(job),
+                published=job.segment_count,
+                ended=job.is_final,  # a final job's end comes from the catch-up
+                revision=job.revision,
+            )
         topic.subscribers.add(subscriber)
         self._ensure_running()
         try:
@@ -229,9 +243,10 @@ class EventHub:
     async def _catch_up(self, job: JobRecord, position: Position) -> AsyncIterator[bytes]:
         fresh = await self._read(self._job_event_data, job.id)
         if fresh is None:  # deleted meanwhile
-            position.ended = True
+            position.ended = position.gone = True
             return
         record, data, queue_position = fresh
+        position.revision = record.revision
         topic = self._topics.get(record.id)
         if topic is not None and topic.state is None and topic.attempt == _epoch(record):
             topic.state = _state(record, queue_position)  # what this first job event already said
@@ -245,10 +260,12 @@ class EventHub:
             position.ended = True
             yield encode("end", position.event_id, data)
 
-    async def _follow(self, subscriber: _Subscriber, position: Position) -> AsyncIterator[bytes]:
+    async def _follow(
+        self, subscriber: _Subscriber, position: Position, revisions: bool = False
+    ) -> AsyncIterator[bytes]:
         while True:
             try:
-                kind, attempt, seq, payload, _data = await asyncio.wait_for(
+                kind, attempt, seq, payload, data = await asyncio.wait_for(
                     subscriber.queue.get(), KEEPALIVE_SECONDS
                 )
             except TimeoutError:
@@ -256,14 +273,20 @@ class EventHub:
                     return
                 yield KEEPALIVE
                 continue
-            if kind == "segment":
+            if kind == _CLOSED:
+                return
+            if kind == "revision":
+                if not revisions or data.revision <= position.revision:
+                    continue  # not followed, or the client has it (the catch-up read it)
+                position.revision = data.revision
+            elif kind == "segment":
                 if attempt != position.attempt or seq != position.delivered:
                     continue  # sent already (the catch-up read it), or of an attempt being replaced
                 position.delivered += 1
             elif attempt != position.attempt:
                 position.attempt, position.delivered = attempt, 0  # a new attempt: segments start over
             yield f"id: {position.event_id}\n".encode() + payload
-            if kind == "end":
+            if kind == "end" and not revisions:
                 return
             if subscriber.cut_off and subscriber.queue.empty():
                 return
@@ -327,7 +350,10 @@ class EventHub:
         for job_id in ids:
             topic = self._topics.get(job_id)
             record = records.get(job_id)
-            if topic is None or record is None or topic.ended:
+            if topic is not None and topic.ended:
+                _publish_revision(topic, record)
+                continue
+            if topic is None or record is None:
                 continue
             if _epoch(record) != topic.attempt:
                 topic.attempt, topic.published, topic.state = _epoch(record), 0, None
@@ -361,7 +387,7 @@ class EventHub:
             data = _job_json(final, None)
             topic.publish("job", topic.published, _payload("job", data), final)
             topic.publish("end", topic.published, _payload("end", data), final)
-            topic.ended = True
+            topic.ended, topic.revision = True, final.revision
         elif state != topic.state:
             topic.state = state
             topic.publish("job", topic.published, _payload("job", _job_json(record, position)), record)
@@ -383,6 +409,19 @@ class EventHub:
         if record.status is JobStatus.PROCESSING:
             return self.store.live_segments(record.id, first=first)
         return []
+
+
+#: what an ended topic sends when its job is deleted: the streams that follow its revisions close
+_CLOSED = "closed"
+
+
+def _publish_revision(topic: _Topic, record: JobRecord | None) -> None:
+    """An ended job's transcript edited since the topic last said (or the job deleted)."""
+    if record is None:
+        topic.publish(_CLOSED, topic.published, b"", None)
+    elif record.revision != topic.revision:
+        topic.revision = record.revision
+        topic.publish("revision", topic.published, _payload("revision", _job_json(record, None)), record)
 
 
 def _epoch(record: JobRecord) -> int:

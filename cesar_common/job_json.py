@@ -130,6 +130,12 @@ class WebhookOut(Schema):
     """The latest delivery of a job's webhook to its ``callback_url``."""
 
     url: str = Field(examples=["https://example.com/cesar-webhook"])
+    event: Literal["job.finished", "transcript.revised"] = Field(
+        default="job.finished",
+        description="What the delivery tells (its `Cesar-Event`): `job.finished`, the job ended; "
+        "`transcript.revised`, its transcript was edited (`PATCH /jobs/{id}/transcript`).",
+        examples=["job.finished"],
+    )
     state: Literal["waiting", "pending", "delivering", "delivered", "failed"] = Field(
         description="`waiting` until the job ends; then `pending` (a try is due at `next_attempt_at`), "
         "`delivering`, and `delivered` or `failed` (given up).",
@@ -254,6 +260,12 @@ class JobOut(Schema):
         description="Who spoke, once a job with `diarize` is completed: each speaker's name (as its "
         "segments carry it) and total speaking time; null otherwise.",
     )
+    revision: int = Field(
+        default=0,
+        description="The transcript's revision: 0 as transcribed, one more per edit "
+        "(`PATCH /jobs/{id}/transcript`); every format serves the latest.",
+        examples=[0],
+    )
 
 
 # --- mapping -----------------------------------------------------------------------------------------
@@ -304,6 +316,7 @@ def job_document(
         "decoding": None if record.decoding is None else asdict(record.decoding),
         "segment_count": record.segment_count,
         "speakers": record.speakers,
+        "revision": record.revision,
     }
 
 
@@ -330,6 +343,7 @@ def _webhook(record: JobRecord) -> dict[str, Any] | None:
     if delivery is None:  # every field, as WebhookOut would fill them in
         return {
             "url": record.callback_url,
+            "event": "job.finished",
             "state": "waiting",
             "delivery_id": None,
             "attempts": 0,
@@ -341,6 +355,7 @@ def _webhook(record: JobRecord) -> dict[str, Any] | None:
     pending = delivery.state is WebhookState.PENDING
     return {
         "url": delivery.url,
+        "event": delivery.event,
         "state": delivery.state.value,
         "delivery_id": delivery.id,
         "attempts": delivery.attempts,

@@ -1,5 +1,9 @@
 """Sending webhook deliveries: claim a due one from the outbox, POST the job's JSON, record the outcome.
 
+A delivery tells its ``event`` in ``Cesar-Event``: ``job.finished`` (the job's JSON as it ended) or
+``transcript.revised`` (an edit of a completed job's transcript: the job's JSON as it is when sent, its
+``revision`` the latest, with ``"event": "transcript.revised"`` beside).
+
 Each worker process runs a :class:`DeliveryLoop` on a thread of its own, so a receiver that hangs holds up
 only other deliveries, never a transcription. A POST gets 5 s to connect and 10 s in all (a deadline on the
 whole exchange: a receiver that trickles bytes cannot stretch it); redirects are not followed. Connections
@@ -10,6 +14,7 @@ sender keeps the delivery's lease, so no other worker sends the same delivery me
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -20,6 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from cesar_common import __version__
+from cesar_common.db import outbox
 from cesar_common.db.records import DeliveryOutcome, WebhookDeliveryRecord, WebhookState
 from cesar_common.db.store import JobStore
 from cesar_common.errors import CesarError, NotFoundError, URLRefusedError
@@ -94,7 +100,7 @@ class WebhookSender:
         """One try of ``delivery`` (its ``attempts`` already counts this try). Raises LeaseLost when another
         worker took the delivery over while it ran."""
         try:
-            body = self.body(delivery.job_id)
+            body = self.body(delivery.job_id, delivery.event)
         except NotFoundError:
             return refused("the job was deleted")
         try:
@@ -116,18 +122,21 @@ class WebhookSender:
             retry_after=answer.retry_after,
         )
 
-    def body(self, job_id: str) -> bytes:
-        """The job's JSON, as ``GET /jobs/{id}`` returns it."""
+    def body(self, job_id: str, event: str = outbox.FINISHED) -> bytes:
+        """The job's JSON, as ``GET /jobs/{id}`` returns it (with the ``event`` beside for an edit)."""
         from cesar_common.job_json import job_to_schema
 
-        return job_to_schema(self.store.get_job(job_id)).model_dump_json().encode()
+        job = job_to_schema(self.store.get_job(job_id))
+        if event == outbox.FINISHED:
+            return job.model_dump_json().encode()
+        return json.dumps({"event": event, **job.model_dump(mode="json")}).encode()
 
     def headers(self, delivery: WebhookDeliveryRecord, body: bytes) -> dict[str, str]:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             DELIVERY_ID_HEADER: delivery.id,
-            EVENT_HEADER: "job.finished",
+            EVENT_HEADER: delivery.event,
         }
         if self._secret:
             headers[SIGNATURE_HEADER] = signature_header(self._secret, body)

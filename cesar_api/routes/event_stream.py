@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
 from cesar_api.auth import COOKIE_OPENS
@@ -27,7 +27,9 @@ The job as it changes, as `text/event-stream`:
 - `segment`: each segment as soon as it is decoded (`id`, `start`, `end`, `text`, `words` when asked for),
   in order, each once;
 - `end`: the final job JSON (`completed`, `error` or `cancelled`), after the last segment; the stream then
-  closes.
+  closes, unless `revisions=true`: then it stays open and sends
+- `revision`: the job's JSON each time its transcript is edited (`PATCH /jobs/{id}/transcript`; the JSON's
+  `revision` is the new one: fetch the transcript again), until you leave or the job is deleted.
 
 Each event has an `id:`; reconnect with `Last-Event-ID` (browsers' `EventSource` do it by themselves) to
 continue with no gap and no duplicate. A `Last-Event-ID` that is not such an id gets `400` before the stream
@@ -49,7 +51,7 @@ With `CESAR_API_KEY`, send the key as everywhere, or, from a browser's `EventSou
     description=_DESCRIPTION,
     opt={COOKIE_OPENS: True},
     media_type="text/event-stream",
-    response_description="A stream of `job`, `segment` and `end` events.",
+    response_description="A stream of `job`, `segment` and `end` events (and `revision` events).",
     responses={
         200: ResponseSpec(data_container=str, generate_examples=False, media_type="text/event-stream"),
         **error_responses(
@@ -71,12 +73,19 @@ async def follow_job(
             "after it.",
         ),
     ] = None,
+    revisions: Annotated[
+        bool,
+        QueryParameter(
+            description="`true`: once the job has ended, stay open and send a `revision` event after each "
+            "edit of its transcript."
+        ),
+    ] = False,
 ) -> Stream:
     resume = Position.parse(last_event_id)  # 400 before the stream starts
     job = await run_read(store, store.get_job, job_id)  # and 404
     hub: EventHub = request.app.state.events
     return Stream(
-        hub.stream(job, resume),
+        hub.stream(job, resume, revisions=revisions),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -163,11 +163,20 @@ def _download_name(record: JobRecord, extension: str) -> str:
     summary="Download a transcript",
     description="The completed job's transcript as `txt` (default), `srt`, `vtt`, `json` (segments, and "
     "words when asked for), `tsv` or `rttm` (speaker turns: only for a job with `diarize`), as a download "
-    "(`Content-Disposition`). `409` until it is completed, and for `rttm` of a job without `diarize`.",
+    "(`Content-Disposition`): its latest revision (`PATCH /jobs/{id}/transcript` corrects it), or the one "
+    "`revision` names; `X-Transcript-Revision` says which. `409` until it is completed, and for `rttm` of "
+    "a job without `diarize`; `404` for a revision the job does not have.",
     sync_to_thread=True,
     media_type="text/plain; charset=utf-8",
     operation_class=TranscriptOperation,
     response_description="The transcript in the asked format.",
+    response_headers=[
+        ResponseHeader(
+            name="X-Transcript-Revision",
+            documentation_only=True,
+            description="The revision served (once the job is completed).",
+        )
+    ],
     responses=error_responses(
         400,
         404,
@@ -188,6 +197,15 @@ def get_transcript(
         bool,
         QueryParameter(description="While the job is processing, what is decoded so far (else `409`)."),
     ] = False,
+    revision: Annotated[
+        str | None,
+        QueryParameter(
+            pattern=r"^(original|[0-9]{1,9})$",
+            description="An earlier revision of the transcript: `original` (or 0) is the machine's, before "
+            "any edit; `GET /jobs/{id}/revisions` lists them. Left out: the latest.",
+            examples=[Example(value="original")],
+        ),
+    ] = None,
 ) -> Response[str]:
     fmt = format
     record = store.get_job(job_id, with_segments=True)
@@ -199,10 +217,13 @@ def get_transcript(
         )
     live = store.live_state(record.id) if record.source is JobSource.LIVE else None
     gaps = () if live is None else live.gaps  # where a live stream URL dropped
-    if partial and record.status is JobStatus.PROCESSING:
+    headers: dict[str, str] = {}
+    if partial and revision is None and record.status is JobStatus.PROCESSING:
         result = partial_transcript(store.live_segments(record.id), gaps)
     elif record.status is JobStatus.COMPLETED:
+        record = _at_revision(store, record, revision)
         result = completed_transcript(record, gaps)
+        headers["X-Transcript-Revision"] = str(record.revision)
     else:
         status = record.status.value
         will = "it has no transcript" if record.is_final else "its transcript exists once it is completed"
@@ -210,10 +231,18 @@ def get_transcript(
             will += " (partial=true gives what is decoded so far)"
         raise ConflictError(f"job {record.id} is {status}: {will}", extra={"status": status})
     output = FORMATS[fmt]
-    return Response(
-        content=render(result, fmt),
-        media_type=output.media_type,
-        headers={"Content-Disposition": f'attachment; filename="{_download_name(record, output.extension)}"'},
+    headers["Content-Disposition"] = f'attachment; filename="{_download_name(record, output.extension)}"'
+    return Response(content=render(result, fmt), media_type=output.media_type, headers=headers)
+
+
+def _at_revision(store: JobStore, record: JobRecord, revision: str | None) -> JobRecord:
+    """A completed job read ``with_segments``, with the transcript of ``revision`` (None: its latest)."""
+    number = record.revision if revision is None else 0 if revision == "original" else int(revision)
+    if number == record.revision:
+        return record
+    past = store.transcript_revision(record.id, number)
+    return replace(
+        record, result_text=past.text, segments=past.segments, speakers=past.speakers, revision=number
     )
 
 

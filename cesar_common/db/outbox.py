@@ -1,9 +1,11 @@
 """The webhook outbox: the SQL behind ``webhook_deliveries``, run inside the job store's transactions.
 
 A delivery row is written in the same transaction that makes its job final (:func:`enqueue`), so a job never
-ends without its delivery being recorded. Workers claim due rows with the pattern jobs use (:func:`claim`):
-one ``UPDATE ... RETURNING`` inside ``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
-with a lease: a row held by a worker that died becomes due again when its lease expires (at-least-once).
+ends without its delivery being recorded; an edit of a completed job's transcript writes one too (its
+``event`` :data:`REVISED`; null for the final state, :data:`FINISHED`). Workers claim due rows with the
+pattern jobs use (:func:`claim`): one ``UPDATE ... RETURNING`` inside ``BEGIN IMMEDIATE`` on SQLite,
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL, with a lease: a row held by a worker that died becomes due again
+when its lease expires (at-least-once).
 The workers send them: :mod:`cesar_worker.webhook_sender` (HTTP) and :mod:`cesar_worker.webhooks` (signing,
 retries).
 """
@@ -23,7 +25,9 @@ from cesar_common.db.tables import webhook_deliveries as deliveries
 
 __all__ = [
     "DELIVERING",
+    "FINISHED",
     "PENDING",
+    "REVISED",
     "anything_to_claim",
     "claim",
     "count_by_state",
@@ -40,12 +44,15 @@ PENDING = WebhookState.PENDING.value
 DELIVERING = WebhookState.DELIVERING.value
 DELIVERED = WebhookState.DELIVERED.value
 FAILED = WebhookState.FAILED.value
+#: what a delivery tells (its ``Cesar-Event``): the job's final state (stored as null), or an edit
+FINISHED = "job.finished"
+REVISED = "transcript.revised"
 #: the counter label each outcome adds to (``cesar_webhook_attempts_total{outcome=...}``)
 OUTCOME_LABELS = {DELIVERED: "delivered", PENDING: "retried", FAILED: "failed"}
 
 
-def enqueue(conn: Connection, job_id: str, url: str | None) -> str | None:
-    """Queue a delivery of job ``job_id`` to ``url`` (nothing without a URL); its id."""
+def enqueue(conn: Connection, job_id: str, url: str | None, *, event: str = FINISHED) -> str | None:
+    """Queue a delivery of job ``job_id`` to ``url`` telling ``event`` (nothing without a URL); its id."""
     if not url:
         return None
     delivery_id = str(uuid.uuid4())
@@ -58,6 +65,7 @@ def enqueue(conn: Connection, job_id: str, url: str | None) -> str | None:
             attempts=0,
             next_attempt_at=db_now(),
             created_at=db_now(),
+            event=None if event == FINISHED else event,
         )
     )
     return delivery_id
@@ -228,4 +236,5 @@ def record(row: Row[Any]) -> WebhookDeliveryRecord:
         lease_expires_at=row.lease_expires_at,
         created_at=row.created_at,
         delivered_at=row.delivered_at,
+        event=row.event or FINISHED,
     )

@@ -33,6 +33,7 @@ __all__ = [
     "PartWork",
     "PublicStatus",
     "QueueCounts",
+    "RevisionRecord",
     "SpeakerRecord",
     "SweepResult",
     "TranscribeOptions",
@@ -193,6 +194,8 @@ class JobRecord:
     #: segments decoded so far (while processing), or in the transcript (once completed)
     segment_count: int = 0
     speakers: list[dict[str, Any]] | None = None  # a diarized job's, once completed
+    #: the transcript's revision: 0 as the machine wrote it, one more per edit (transcript_revisions)
+    revision: int = 0
 
     @property
     def model(self) -> str:
@@ -309,7 +312,8 @@ class SweepResult:
 
 @dataclass(frozen=True, slots=True)
 class WebhookDeliveryRecord:
-    """One delivery of a job's final state; ``id`` is its ``Cesar-Delivery-Id``."""
+    """One delivery of a job's webhook (its final state, or an edit of its transcript); ``id`` is its
+    ``Cesar-Delivery-Id``."""
 
     id: str
     job_id: str
@@ -323,6 +327,8 @@ class WebhookDeliveryRecord:
     lease_expires_at: datetime | None
     created_at: datetime
     delivered_at: datetime | None
+    #: what it tells: ``job.finished`` (the job's final state) or ``transcript.revised`` (an edit)
+    event: str = "job.finished"
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +356,22 @@ class MetricsSnapshot:
     live_sessions: list[tuple[str, str, float | None]] = field(default_factory=list)
     #: the workers seen recently, with their loaded models and memory
     workers: list[WorkerRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionRecord:
+    """One revision of a job's transcript: 0 the machine's, then one per edit, with who made it (as the
+    client said), when and what it did (the edits, null for revision 0). The transcript itself (``text``,
+    ``segments``, ``speakers``) only when read whole."""
+
+    job_id: str
+    revision: int
+    author: str | None
+    created_at: datetime
+    edits: list[dict[str, Any]] | None
+    text: str | None = None
+    segments: list[dict[str, Any]] | None = None
+    speakers: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,7 @@ def job_record(row: Sequence[Any], webhook: WebhookDeliveryRecord | None = None)
         decoding=_decoding(job),
         segment_count=job["segment_count"],
         speakers=job["speakers"],
+        revision=job["revision"],
     )
 
 

@@ -31,6 +31,7 @@ from cesar_common.db import (
     presence,
     queue,
     retention,
+    revisions,
     submissions,
     totals,
     voice_library,
@@ -54,6 +55,7 @@ from cesar_common.db.records import (
     PartPlan,
     PartWork,
     QueueCounts,
+    RevisionRecord,
     SpeakerRecord,
     SweepResult,
     WebhookDeliveryRecord,
@@ -63,6 +65,7 @@ from cesar_common.db.rows import JOB_FIELDS, Cursor, decode_cursor, encode_curso
 from cesar_common.db.state import final_values
 from cesar_common.db.transactions import Transactions, database_error
 from cesar_common.errors import ConflictError, InvalidInputError, NotFoundError
+from cesar_common.transcript_edits import Edit, Restore, Transcript, apply_edits, edit_json
 
 __all__ = ["JobStore", "LeaseLostError"]
 
@@ -586,6 +589,70 @@ class JobStore:
             if count < batch_size:
                 break
         return removed
+
+    # --- corrections of a completed job's transcript (revisions) --------------------------------------
+    def edit_transcript(
+        self, job_id: str, base_revision: int, edits: Sequence[Edit], author: str | None = None
+    ) -> JobRecord:
+        """Apply ``edits`` (:func:`~cesar_common.transcript_edits.parse_edits`) to the transcript of a
+        completed job at revision ``base_revision``, in one transaction: the job then holds the next revision
+        (returned, with its segments), announced, with a ``transcript.revised`` webhook delivery when it has
+        a callback URL, and the voices renamed with ``remember`` added to the voice library. NotFoundError
+        for an unknown job; ConflictError for a job not completed, or whose transcript is no longer at
+        ``base_revision`` (``extra["revision"]``: the one it is at); InvalidInputError naming an edit that
+        does not fit."""
+        wanted = [edit.revision for edit in edits if isinstance(edit, Restore)]
+        with self._tx.write() as conn:
+            job = revisions.editable(conn, job_id, base_revision)
+            transcript = Transcript(job.segments or [], job.speakers)
+            revised = apply_edits(transcript, edits, revisions.transcripts(conn, job, wanted))
+            row = revisions.revise(conn, job, revised.transcript, [edit_json(edit) for edit in edits], author)
+            if row is None:  # another edit of the same revision committed first
+                current = revisions.revision_of(conn, job_id)
+                if current is None:  # deleted meanwhile
+                    raise job_reads.not_found(job_id)
+                raise revisions.stale(job_id, base_revision, current)
+            revisions.remember_voices(conn, job_id, revised.remember)
+            return job_reads.record_with_webhook(conn, row)
+
+    def transcript_revision(self, job_id: str, revision: int) -> RevisionRecord:
+        """Revision ``revision`` of a completed job's transcript, whole (0: the machine's). NotFoundError
+        for an unknown job or revision; ConflictError for a job not completed."""
+        with self._tx.read() as conn:
+            job = job_reads.get_visible(conn, job_id, with_segments=True)
+            if job is None:
+                raise job_reads.not_found(job_id)
+            if job.status != JobStatus.COMPLETED.value:
+                raise ConflictError(
+                    f"job {job_id} is {job.status}: its transcript exists once it is completed",
+                    extra={"status": job.status},
+                )
+            if job.revision == 0 and revision == 0:  # never edited: the machine's is the jobs row's
+                return RevisionRecord(
+                    job_id, 0, None, job.completed_at, None, job.result_text, job.segments, job.speakers
+                )
+            row = revisions.read(conn, job_id, revision) if revision <= job.revision else None
+        if row is None:
+            raise NotFoundError(
+                f"job {job_id} has no revision {revision}: its latest is {job.revision}",
+                extra={"revision": job.revision},
+            )
+        return revisions.record(row, whole=True)
+
+    def list_revisions(self, job_id: str) -> list[RevisionRecord]:
+        """Who edited a job's transcript, when and how: revision 0 (the machine's), then one per edit,
+        oldest first, without their transcripts; none until the job is completed. NotFoundError for an
+        unknown job."""
+        with self._tx.read() as conn:
+            job = job_reads.get_visible(conn, job_id)
+            if job is None:
+                raise job_reads.not_found(job_id)
+            rows = revisions.read_all(conn, job_id)
+        if rows:
+            return [revisions.record(row) for row in rows]
+        if job.status != JobStatus.COMPLETED.value:
+            return []
+        return [RevisionRecord(job_id, 0, None, job.completed_at, None)]
 
     # --- audio ---------------------------------------------------------------------------------
     def iter_audio(self, job_id: str) -> Iterator[bytes]:
