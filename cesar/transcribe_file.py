@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -48,6 +49,9 @@ from cesar_common.transcription.whisper import (
 )
 from cesar_common.transcription.writers import FORMATS, format_for_path, render
 
+if TYPE_CHECKING:
+    from cesar_common.diarization.library import Library
+
 __all__ = ["run_transcribe", "transcribe"]
 
 STDOUT = "-"
@@ -68,15 +72,27 @@ def run_transcribe(
     end_time: float | None = None,
     quiet: bool = False,
     verbose: bool = False,
+    database_url: str | None = None,
 ) -> TranscriptionResult:
     """Transcribe one file as ``job`` asks (default: the settings' model, every other option at its
-    default) to ``output`` (stdout when None or ``-``); progress and summary go to stderr.
+    default) to ``output`` (stdout when None or ``-``); progress and summary go to stderr. A diarized
+    transcript names the voices the voice library of the job database (``database_url``, default the
+    settings') knows, as a worker's does.
 
-    Everything that can be refused cheaply (input, options, output path) is refused before the
-    model loads. ``device``, ``compute_type``, ``threads`` and ``batch_size`` default to the settings.
+    Everything that can be refused cheaply (input, options, output path, a database that cannot be read)
+    is refused before the model loads. ``device``, ``compute_type``, ``threads`` and ``batch_size``
+    default to the settings.
     """
+    from cesar.speakers import local_library, name_voices
+
     started = time.perf_counter()
-    settings = get_settings(device=device, compute_type=compute_type, threads=threads, batch_size=batch_size)
+    settings = get_settings(
+        device=device,
+        compute_type=compute_type,
+        threads=threads,
+        batch_size=batch_size,
+        database_url=database_url,
+    )
     job = job or TranscribeOptions(model=settings.model)
     source = check_input(input_path)
     to_stdout = output is None or str(output) == STDOUT
@@ -98,6 +114,7 @@ def run_transcribe(
         chosen = choose_format(fmt, None if to_stdout else output)
         if chosen == "rttm" and not job.diarize:  # refused before the model loads, not an empty file
             raise InvalidInputError("rttm is the speaker turns: it needs --diarize")
+        library = local_library(settings.database_url, job)
         load_started = time.perf_counter()
         with console.status(f"Loading model {job.model}...", spinner="dots"):
             loaded = load_model(
@@ -115,6 +132,7 @@ def run_transcribe(
         except TranscriptionCancelled:  # the stop event, set by Ctrl-C, is all that cancels it here
             raise KeyboardInterrupt from None
         _raise_if_interrupted(stop)  # a Ctrl-C after the engine's last look at the event
+        result, speakers = name_voices(result, library)
         text = render(result, chosen)
         _raise_if_interrupted(stop)  # the last moment: once written, the transcript stands
         if target is None:
@@ -124,6 +142,8 @@ def run_transcribe(
     _summary(
         console, result, loaded, started, load_seconds, None if target is None else (target.path, chosen)
     )
+    if library is not None and result.diarized:
+        console.print(_named_line(speakers, library), highlight=False, markup=False, soft_wrap=True)
     return result
 
 
@@ -277,6 +297,17 @@ def _print_stdout(text: str) -> None:
         # the reader (`| head`) left: nothing more to say, and Python must not complain at exit
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+
+
+def _named_line(speakers: list[dict[str, Any]], library: Library) -> str:
+    """Which voices the voice library named, and how close each was."""
+    named = [entry for entry in speakers if entry["speaker_id"] is not None]
+    if not named:
+        people = f"{len(library)} {'person' if len(library) == 1 else 'people'}"
+        return f"voice library: no voice is one of its {people}"
+    return "voice library: " + ", ".join(
+        f"{entry['label']} is {entry['speaker']} (distance {entry['distance']:.3f})" for entry in named
+    )
 
 
 def _summary(

@@ -16,6 +16,7 @@ from cesar.cli.models import models
 from cesar.cli.options import COMMAND_SETTINGS
 from cesar.cli.remote import remote, submit
 from cesar.cli.serve import serve
+from cesar.cli.speakers import speakers
 from cesar.cli.transcribe import transcribe
 from cesar.cli.worker import worker
 from cesar_common import __version__
@@ -59,7 +60,7 @@ def cli() -> None:
     """
 
 
-for command in (transcribe, serve, worker, api, db, jobs, models, submit, remote, live):
+for command in (transcribe, serve, worker, api, db, jobs, models, submit, remote, live, speakers):
     cli.add_command(command)
 
 
@@ -80,6 +81,7 @@ __all__ = [
     "options",
     "remote",
     "serve",
+    "speakers",
     "submit",
     "transcribe",
     "worker",

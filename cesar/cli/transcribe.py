@@ -13,6 +13,7 @@ from cesar.cli.options import (
     COMMAND_SETTINGS,
     batch_size_option,
     compute_type_option,
+    db_option,
     device_option,
     job_options,
     job_options_from,
@@ -56,6 +57,7 @@ SECONDS = click.FloatRange(min=0)
     help="CPU threads (0: faster-whisper's default).",
 )
 @batch_size_option
+@db_option
 @option("-q", "--quiet", is_flag=True, help="Print only the transcript (or errors).")
 @option("-v", "--verbose", is_flag=True, help="Log details; show tracebacks on errors.")
 def transcribe(
@@ -70,6 +72,7 @@ def transcribe(
     end_time: float | None,
     threads: int | None,
     batch_size: int | None,
+    database_url: str | None,
     quiet: bool,
     verbose: bool,
     **job: Any,
@@ -77,7 +80,8 @@ def transcribe(
     """Transcribe INPUT (any audio or video file FFmpeg reads) with Whisper.
 
     Without -o the transcript goes to stdout and progress to stderr, so
-    `cesar transcribe talk.mp3 | grep word` works.
+    `cesar transcribe talk.mp3 | grep word` works. With --diarize, the voices the voice library of the
+    job database (--db; `cesar speakers`) knows are called by name; none is made for it.
     """
     with one_line_errors(verbose=verbose):
         from cesar.transcribe_file import run_transcribe
@@ -96,4 +100,5 @@ def transcribe(
             end_time=end_time,
             quiet=quiet,
             verbose=verbose,
+            database_url=database_url,
         )
