@@ -232,7 +232,7 @@ class LocalLibrary:
 def local_library(database_url: str, options: TranscribeOptions) -> Library | None:
     """The voice prints a local diarized transcription is named from (the worker's query): None when it is
     not to be named, nobody it may name has a print, or the database does not exist (never made for this).
-    A database that cannot be read is refused in one line that says how to go without."""
+    A database that cannot be read is said in one line on stderr, and the speakers keep their labels."""
     if not (options.diarize and options.name_speakers):
         return None
     from cesar_worker.speaker_names import library_for
@@ -246,12 +246,9 @@ def local_library(database_url: str, options: TranscribeOptions) -> Library | No
         finally:
             store.close()
     except (DatabaseError, SchemaOutdatedError) as exc:
-        raise type(exc)(
-            f"{exc.message}; diarized speakers are named from its voice library (--no-name-speakers: "
-            "keep the labels)",
-            extra=exc.extra,
-            detail=exc.detail,
-        ) from exc
+        # the transcript is what was asked for: it comes, with the labels, and this line says why
+        click.echo(f"voice library not read ({exc.message}): speakers keep their labels", err=True)
+        return None
 
 
 def name_voices(
