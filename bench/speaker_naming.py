@@ -140,6 +140,18 @@ def scored_words(segments: Sequence[Mapping[str, Any]], turns: Sequence[Turn]) -
     return scored
 
 
+def shares(scored: Sequence[tuple[str, str]], people: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Per reference speaker of :func:`scored_words`: how many of their words carry their own name (of
+    someone ``people`` does not hold: any name of ``people``), of how many."""
+    counts = {}
+    for truth in sorted({truth for truth, _ in scored}):
+        said = [speaker for who, speaker in scored if who == truth]
+        name = NAMES[truth]
+        named = sum(speaker == name for speaker in said) if name in people else sum(s in people for s in said)
+        counts[truth] = (named, len(said))
+    return counts
+
+
 # --- the bench ----------------------------------------------------------------------------------------
 
 
@@ -300,17 +312,6 @@ def _named(
     return scored_words(named, turns), result, cpu
 
 
-def _shares(scored: Sequence[tuple[str, str]], people: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """Per reference speaker: words with their own name (unenrolled: with any name), words."""
-    shares = {}
-    for truth in sorted({truth for truth, _ in scored}):
-        said = [speaker for who, speaker in scored if who == truth]
-        name = NAMES[truth]
-        named = sum(speaker == name for speaker in said) if name in people else sum(s in people for s in said)
-        shares[truth] = (named, len(said))
-    return shares
-
-
 def _write_wav(path: Path, samples: np.ndarray) -> Path:
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
@@ -336,7 +337,7 @@ def words(model: Any, prints: Mapping[str, Sequence[float]]) -> list[Job]:
                 scored, result, cpu = _named(model, audio, turns, known, batch_size)
                 said = "; ".join(
                     f"{NAMES[truth]} {named}/{count} {'right' if NAMES[truth] in people else 'named'}"
-                    for truth, (named, count) in _shares(scored, people).items()
+                    for truth, (named, count) in shares(scored, people).items()
                 )
                 print(f"{title:32} {result.mode:10} {said}")
                 if batch_size == 0:
@@ -346,7 +347,7 @@ def words(model: Any, prints: Mapping[str, Sequence[float]]) -> list[Job]:
             for variant, cut in _variants(samples):
                 audio = _write_wav(Path(scratch) / "audio.wav", variant)
                 scored, _, _ = _named(model, audio, _moved(turns, cut), known, 1)
-                for truth, (named, count) in _shares(scored, people).items():
+                for truth, (named, count) in shares(scored, people).items():
                     if NAMES[truth] in people:
                         least = min(least, named / count)
                     else:
