@@ -1,4 +1,4 @@
-"""Named speakers and reviewed transcripts: a voice library, the voices of diarized jobs, transcript revisions.
+"""Named speakers and reviewed transcripts: the voice library, diarized jobs' voices, transcript revisions.
 
 Revision ID: 0011
 Revises: 0010
