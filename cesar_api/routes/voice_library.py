@@ -254,8 +254,9 @@ async def _sample(
     operation_id="getSpeaker",
     tags=["Voice library"],
     summary="Get a person",
+    description="The person's name and voice prints (a sample's `pending` until a worker has read it).",
     sync_to_thread=True,
-    responses={**_PERSON, **error_responses(404, 503)},
+    responses={**_PERSON, **error_responses(400, 404, 503)},
 )
 def get_speaker(speaker_id: Annotated[str, SPEAKER_ID], store: NamedDependency[JobStore]) -> PersonOut:
     return person_out(store.get_speaker(speaker_id))
@@ -307,7 +308,7 @@ async def update_speaker(
     "Transcripts that named them keep the name.",
     status_code=204,
     sync_to_thread=True,
-    responses=error_responses(404, 503),
+    responses=error_responses(400, 404, 503),
 )
 def delete_speaker(speaker_id: Annotated[str, SPEAKER_ID], store: NamedDependency[JobStore]) -> None:
     store.delete_speaker(speaker_id)
@@ -350,9 +351,11 @@ async def add_voice_sample(
     operation_id="deleteVoiceSample",
     tags=["Voice library"],
     summary="Delete one voice print of a person",
+    description="The print goes, with the job that read it when it came from a sample; the person stays "
+    "(with no print left, they name nobody).",
     status_code=200,
     sync_to_thread=True,
-    responses={**_PERSON, **error_responses(404, 503)},
+    responses={**_PERSON, **error_responses(400, 404, 503)},
 )
 def delete_voice_sample(
     speaker_id: Annotated[str, SPEAKER_ID],

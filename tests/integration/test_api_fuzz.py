@@ -10,7 +10,9 @@ the compatible routes, which answer when their job ends, see every job they queu
 from __future__ import annotations
 
 import contextlib
+import importlib
 import ipaddress
+import pkgutil
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -103,8 +105,23 @@ def cancelling_new_jobs(store: JobStore, keep: set[str]) -> Iterator[None]:
         thread.join()
 
 
+def import_the_product() -> None:
+    """Import every module of Cesar's packages. Hypothesis draws constants from the local modules imported so
+    far; with all of them imported, what it generates no longer depends on which tests ran before in this
+    process (under xdist, on which files shared the worker)."""
+    import cesar
+    import cesar_api
+    import cesar_common
+    import cesar_worker
+
+    for package in (cesar, cesar_api, cesar_common, cesar_worker):
+        for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            importlib.import_module(module.name)
+
+
 @pytest.mark.usefixtures("no_dns")
 def test_fuzz_every_operation(fuzz_db: str) -> None:
+    import_the_product()
     backend = "sqlite" if fuzz_db.startswith("sqlite") else "postgres"
     store = JobStore.from_url(fuzz_db)
     finished = completed_job(store).id
