@@ -33,8 +33,8 @@ __all__ = [
 PRINT_SIZE = 256
 #: the largest cosine distance at which a found speaker is named after a person of the library: midway
 #: between the farthest own print and the nearest other person's measured on the fixtures and slightly
-#: changed copies (bench/speaker_naming.py): at most 0.094 (a woman of the telephone call enrolled from
-#: 5 s of its first half, found in its second), at least 0.146 (the other woman); BENCHMARKS.md
+#: changed copies (bench/speaker_naming.py): at most 0.090 (a woman of the telephone call enrolled from
+#: 5 s of its first half, found in its second), at least 0.149 (the other woman); BENCHMARKS.md
 #: ("Named speakers")
 MATCH_DISTANCE = 0.12
 #: the least speech a sample must hold to make a voice print
