@@ -11,6 +11,7 @@ __all__ = [
     "purge",
     "remote",
     "schema",
+    "speakers",
     "supervisor",
     "transcribe_file",
 ]

@@ -1,5 +1,6 @@
 """The base every Cesar process shares: settings, errors, the choices and job options said once, the job store
-(:mod:`.db`), the job's JSON (:mod:`.job_json`), and the engine (:mod:`.transcription`, :mod:`.diarization`).
+(:mod:`.db`), the job's JSON (:mod:`.job_json`), corrections of a transcript (:mod:`.transcript_edits`), and
+the engine (:mod:`.transcription`, :mod:`.diarization`).
 It imports nothing above it (the import contracts in pyproject.toml say so)."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "settings",
     "signals",
     "text",
+    "transcript_edits",
     "transcription",
     "urlpolicy",
 ]

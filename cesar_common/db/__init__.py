@@ -23,6 +23,7 @@ __all__ = [
     "queue",
     "records",
     "retention",
+    "revisions",
     "rows",
     "state",
     "store",
@@ -30,4 +31,5 @@ __all__ = [
     "tables",
     "totals",
     "transactions",
+    "voice_library",
 ]

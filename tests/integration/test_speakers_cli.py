@@ -93,7 +93,7 @@ def test_a_local_library_names_the_voices_of_cesar_transcribe(tmp_path: Path) ->
     assert sample["status"] == "ready" and 4 < sample["seconds"] <= 7.2 and sample["source"] == "sample"
 
     # what cannot make a print is one line and exit 1, and leaves the library as it was
-    line = refused(1, "speakers", "add", "Quiet", AUDIO_DIR / "silence.wav", *db, run=cesar)
+    line = refused(1, "speakers", "add", "Quiet", AUDIO_DIR / "silence.wav", *db)
     assert "silence.wav: the sample holds 0.0 s of speech" in line
     assert "not an audio or video file" in refused(
         1, "speakers", "add", "Junk", AUDIO_DIR / "not_audio.mp3", *db
@@ -114,12 +114,10 @@ def test_a_local_library_names_the_voices_of_cesar_transcribe(tmp_path: Path) ->
     assert "SPEAKER_00 is Narrator (distance " in said
     assert float(said.rsplit(" ", 1)[1].rstrip(")")) <= MATCH_DISTANCE
     others = ("--known-speakers", "Someone, Else")
-    assert speakers_of(ok("transcribe", "--diarize", STORY, "-f", "json", *others, *db, run=cesar)) == {
-        "SPEAKER_00"
-    }
+    assert speakers_of(ok("transcribe", "--diarize", STORY, "-f", "json", *others, *db)) == {"SPEAKER_00"}
     off = ok("transcribe", "--diarize", STORY, "-f", "json", "--no-name-speakers", "--db", UNREACHABLE_DB)
     assert speakers_of(off) == {"SPEAKER_00"}
-    unread = cesar("transcribe", "--diarize", STORY, "-f", "json", "--db", UNREACHABLE_DB)
+    unread = invoke("transcribe", "--diarize", STORY, "-f", "json", "--db", UNREACHABLE_DB)
     assert unread.code == 0, unread.stderr
     assert speakers_of(unread.stdout) == {"SPEAKER_00"}
     assert "voice library not read (cannot reach the job database" in unread.stderr
