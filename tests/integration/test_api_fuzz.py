@@ -53,7 +53,7 @@ TAKES_NO_INPUT = {
 #: following the transcript's revisions (then it stays open)
 FOLLOWS_JOB = "GET /jobs/{job_id}/events"
 #: examples per operation: (positive, negative); PostgreSQL gets fewer (same code, slower round trips)
-EXAMPLES = {"sqlite": (30, 20), "postgres": (12, 8)}
+EXAMPLES = {"sqlite": (20, 12), "postgres": (10, 6)}
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

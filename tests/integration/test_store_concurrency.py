@@ -12,18 +12,18 @@ from cesar_common.db.records import JobSource, JobStatus, NewJob, TranscribeOpti
 from cesar_common.db.store import JobStore
 
 PROCESSES = 3
-#: enough that one process cannot drain the queue before the others, woken by the same gun, claim too
-#: (90 were drained by one on a loaded machine)
-JOBS = 300
+#: jobs to share (each process holds one of them before any goes on)
+JOBS = 120
 
 # Each process: announce itself, wait for the starting gun, then claim, report and complete until the
-# queue is empty. It prints the ids it claimed.
+# queue is empty, having waited after its first claim until every process holds one (so the claims
+# overlap). It prints the ids it claimed.
 WORKER_SCRIPT = """
 import json, os, sys, time
 from cesar_common.db.records import JobResult
 from cesar_common.db.store import JobStore
 
-url, worker_id, rendezvous = sys.argv[1:4]
+url, worker_id, rendezvous, processes = sys.argv[1:5]
 store = JobStore.from_url(url)
 store.ping()
 open(os.path.join(rendezvous, worker_id), "w").close()
@@ -31,6 +31,13 @@ while not os.path.exists(os.path.join(rendezvous, "go")):
     time.sleep(0.002)
 claimed = []
 while (job := store.claim_work(worker_id, lease_seconds=60)) is not None:
+    if not claimed:  # every process holds a job at once before any goes on (however loaded the machine)
+        open(os.path.join(rendezvous, "holds-" + worker_id), "w").close()
+        deadline = time.monotonic() + 60
+        while sum(name.startswith("holds-") for name in os.listdir(rendezvous)) < int(processes):
+            if time.monotonic() > deadline:
+                sys.exit("the other processes claimed nothing within 60 s")
+            time.sleep(0.002)
     claimed.append(job.id)
     store.report_progress(job.id, worker_id, 0.5)
     result = JobResult(text=worker_id, language="en", language_probability=1.0, duration=1.0)
@@ -50,7 +57,7 @@ def test_concurrent_claims_never_share_a_job(db_url: str, store: JobStore, tmp_p
     }
     processes = {
         f"w{i}": subprocess.Popen(
-            [sys.executable, "-c", WORKER_SCRIPT, db_url, f"w{i}", str(tmp_path)],
+            [sys.executable, "-c", WORKER_SCRIPT, db_url, f"w{i}", str(tmp_path), str(PROCESSES)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -79,7 +86,7 @@ def test_concurrent_claims_never_share_a_job(db_url: str, store: JobStore, tmp_p
     everything = [job_id for ids in claims.values() for job_id in ids]
     assert len(everything) == len(set(everything)), "a job was claimed twice"
     assert set(everything) == created
-    assert sum(1 for ids in claims.values() if ids) >= 2, "the claims did not overlap at all"
+    assert all(claims.values()), "a process claimed nothing"
     claimer = {job_id: name for name, ids in claims.items() for job_id in ids}
     finished = store.list_jobs(status=JobStatus.COMPLETED, limit=JOBS + 1).jobs
     assert len(finished) == JOBS
