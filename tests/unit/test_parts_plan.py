@@ -10,6 +10,7 @@ import pytest
 
 from cesar_common.db.parts import live_copy
 from cesar_common.db.records import FinishedPart
+from cesar_common.diarization.library import PRINT_SIZE, Library, to_bytes
 from cesar_common.diarization.linking import link_voices
 from cesar_common.job_options import TranscribeOptions
 from cesar_common.transcription.audio import SAMPLE_RATE
@@ -175,3 +176,34 @@ def test_linking_respects_the_number_of_speakers_asked(exact: int | None, expect
 def test_live_segments_of_a_part_carry_no_speaker() -> None:
     copy = live_copy(seg(1, "hi", "SPEAKER_01"))
     assert "speaker" not in copy and "speaker" not in copy["words"][0]
+
+
+def test_a_long_files_speakers_are_named_once_linked() -> None:
+    """The merge names the voices the library knows: each label's print is the mean of its parts'."""
+    alice, bob = np.zeros(PRINT_SIZE), np.zeros(PRINT_SIZE)
+    alice[:2], bob[:2] = (1, 0.1), (0.1, 1)
+    alice, bob = alice / np.linalg.norm(alice), bob / np.linalg.norm(bob)
+    library = Library.build([("p-bob", "Bob Stone", to_bytes(bob))])
+    merged = merge_parts(
+        [
+            part(0, 0, 10, [seg(1, "hi", "SPEAKER_00"), seg(3, "hello", "SPEAKER_01")],
+                 voices={"SPEAKER_00": list(alice), "SPEAKER_01": list(bob)}),
+            part(1, 10, 20, [seg(11, "yes", "SPEAKER_00"), seg(13, "no", "SPEAKER_01")],
+                 voices={"SPEAKER_00": list(bob), "SPEAKER_01": list(alice)}),
+        ],
+        library=library,
+    )  # fmt: skip
+    speakers = [(segment["text"], segment["speaker"]) for segment in merged.segments]
+    assert speakers == [
+        ("hi", "SPEAKER_00"),
+        ("hello", "Bob Stone"),
+        ("yes", "Bob Stone"),
+        ("no", "SPEAKER_00"),
+    ]
+    assert merged.segments[2]["words"][0]["speaker"] == "Bob Stone"
+    assert merged.voices is not None and sorted(merged.voices) == ["SPEAKER_00", "SPEAKER_01"]
+    assert np.allclose(merged.voices["SPEAKER_01"], bob, atol=1e-4)
+    named = {entry["speaker"]: entry for entry in merged.speakers or []}
+    assert named["Bob Stone"]["label"] == "SPEAKER_01" and named["Bob Stone"]["speaker_id"] == "p-bob"
+    assert named["Bob Stone"]["distance"] == pytest.approx(0, abs=1e-3)
+    assert named["SPEAKER_00"]["speaker_id"] is None

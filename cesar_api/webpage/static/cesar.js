@@ -255,7 +255,9 @@
 
   // --- the job list ----------------------------------------------------------------------------------
   function jobName(job) {
-    return job.audio_path || (job.source === "live" ? "Live session" : job.id);
+    const name = job.audio_path || (job.source === "live" ? "Live session" : job.id);
+    // a voice sample for the voice library (POST /speakers): read into a voice print, no transcript
+    return job.source === "sample" ? `Voice sample: ${name}` : name;
   }
 
   function describe(job) {
