@@ -58,10 +58,15 @@ def postgres_schema(server_url: str) -> Iterator[str]:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def story_through_faults(db: str, tmp_path: Path) -> None:
-    """The story at speaking pace through a worker killed with kill -9 and an API killed the same way (also
-    run on PostgreSQL, by test_live_postgres.py: a file of its own, so that the two run at once)."""
+def story_through_faults(db: str, tmp_path: Path, *, seconds: int | None = None) -> None:
+    """The story at speaking pace through a worker killed with kill -9 and an API killed the same way, a
+    third and two thirds of the way (also run on PostgreSQL, by test_live_postgres.py: a file of its own,
+    so that the two run at once). With ``seconds``, only the story's first seconds, and no comparison with
+    the whole file's transcript."""
     pcm = pcm_of(LONG)
+    if seconds is not None:
+        pcm = pcm[: seconds * BYTES_PER_SECOND]
+    length = len(pcm) // BYTES_PER_SECOND
     with running_serve(db, log_path=tmp_path / "serve.log", workers="2") as serve:
         session = LiveSession(ws_url(serve.url))
         answer = session.start(model="tiny.en", language="en")
@@ -70,10 +75,10 @@ def story_through_faults(db: str, tmp_path: Path) -> None:
         client = Client(serve.url)
 
         # a third of the story, then the worker that holds the session dies
-        session.send_audio(pcm, until=22 * BYTES_PER_SECOND)
+        session.send_audio(pcm, until=length * 22 // 70 * BYTES_PER_SECOND)
         victim = _worker_holding(job_id, db)
         victim.kill()
-        session.send_audio(pcm, until=45 * BYTES_PER_SECOND)
+        session.send_audio(pcm, until=length * 45 // 70 * BYTES_PER_SECOND)
         # then the API dies: the supervisor starts it again, the client resumes
         api = serve.api()
         assert api is not None
@@ -108,6 +113,9 @@ def story_through_faults(db: str, tmp_path: Path) -> None:
             followed = [json.loads(sse.data) for sse in source.iter_sse() if sse.event == "segment"]
         assert [(s["id"], s["text"]) for s in followed] == [(s["id"], s["text"]) for s in segments]
 
+        if seconds is not None:
+            client.close()
+            return
         live_text = client.transcript(job_id, "txt")
         live_wer = wer.word_error_rate(REFERENCE, live_text)
         file_job = client.upload(LONG)
