@@ -12,12 +12,11 @@ multilingual fixtures, and the bundled ``tiny.en`` on English beside it, in one 
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
+from machine import machine_line
 from wer import normalise, reference_from_readme, word_error_rate
 
 from cesar_common.transcription.loading import load_model
@@ -34,18 +33,6 @@ TRANSLATION_WORDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "speech_ro": (("park",),),
 }
 LANGUAGES = {"speech_de": "de", "speech_es": "es", "speech_it": "it", "speech_pl": "pl", "speech_ro": "ro"}
-
-
-def machine_line() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return f"{cpu}, {os.cpu_count()} CPUs, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
 
 
 def main() -> int:

@@ -25,8 +25,6 @@ The test (tests/integration/test_speaker_naming_accuracy.py) imports the referen
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -36,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import machine_line
 
 from cesar_common.diarization.backend import Turn
 from cesar_common.diarization.library import MATCH_DISTANCE, Library, to_bytes
@@ -155,18 +154,6 @@ def shares(scored: Sequence[tuple[str, str]], people: Sequence[str]) -> dict[str
 
 
 # --- the bench ----------------------------------------------------------------------------------------
-
-
-def machine_line() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return f"{cpu}, {os.cpu_count()} CPUs, load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
 
 
 def found_as(found: Sequence[Turn], turns: Sequence[Turn]) -> dict[str, str | None]:

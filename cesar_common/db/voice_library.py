@@ -162,18 +162,7 @@ def add_sample(conn: Connection, person: str, job_id: str, filename: str | None)
     """A print to come from the audio sample job ``job_id`` reads (written in the transaction that
     queues that job, so its worker always finds it)."""
     _lock(conn, person)
-    conn.execute(
-        insert(voice_prints).values(
-            id=str(uuid.uuid4()),
-            speaker_id=person,
-            status=PENDING,
-            source="sample",
-            sample_job_id=job_id,
-            filename=filename,
-            created_at=db_now(),
-        )
-    )
-    _touch(conn, person)
+    _insert_print(conn, person, status=PENDING, source="sample", sample_job_id=job_id, filename=filename)
 
 
 def add_read_sample(
@@ -181,17 +170,15 @@ def add_read_sample(
 ) -> None:
     """A print read from an audio sample on this machine (``cesar speakers add`` on a local database)."""
     _lock(conn, person)
+    _insert_print(
+        conn, person, status=READY, source="sample", embedding=embedding, seconds=seconds, filename=filename
+    )
+
+
+def _insert_print(conn: Connection, person: str, **values: Any) -> None:
+    """One more voice print of ``person`` (locked by the caller), who is then updated."""
     conn.execute(
-        insert(voice_prints).values(
-            id=str(uuid.uuid4()),
-            speaker_id=person,
-            status=READY,
-            source="sample",
-            embedding=embedding,
-            seconds=seconds,
-            filename=filename,
-            created_at=db_now(),
-        )
+        insert(voice_prints).values(id=str(uuid.uuid4()), speaker_id=person, created_at=db_now(), **values)
     )
     _touch(conn, person)
 
@@ -230,20 +217,16 @@ def add_job_print(conn: Connection, person: str, job_id: str, label: str) -> Non
     ).first()
     if already is not None:
         return  # remembered once is enough
-    conn.execute(
-        insert(voice_prints).values(
-            id=str(uuid.uuid4()),
-            speaker_id=person,
-            status=READY,
-            source="job",
-            embedding=voice.embedding,
-            seconds=_seconds(voice.speakers, label),
-            job_id=job_id,
-            label=label,
-            created_at=db_now(),
-        )
+    _insert_print(
+        conn,
+        person,
+        status=READY,
+        source="job",
+        embedding=voice.embedding,
+        seconds=_seconds(voice.speakers, label),
+        job_id=job_id,
+        label=label,
     )
-    _touch(conn, person)
 
 
 def _seconds(listed: Sequence[Mapping[str, Any]] | None, label: str) -> float | None:
