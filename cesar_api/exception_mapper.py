@@ -27,6 +27,7 @@ from cesar_common.errors import (
     BodyTimeoutError,
     CesarError,
     DatabaseError,
+    LimitExceededError,
     OverloadedError,
     ServerError,
 )
@@ -85,7 +86,7 @@ def problem_of(request: Request[Any, Any, Any], exc: Exception) -> Problem:
             )
         if isinstance(exc, AuthError):
             headers["WWW-Authenticate"] = 'Bearer realm="cesar"'
-        if isinstance(exc, OverloadedError):
+        if isinstance(exc, OverloadedError | LimitExceededError) and exc.retry_after_seconds is not None:
             headers["Retry-After"] = str(exc.retry_after_seconds)
         if isinstance(exc, OverloadedError | BodyTimeoutError):
             headers["Connection"] = "close"  # the rest of the body is not read: this connection is done
@@ -170,7 +171,8 @@ def _http_detail(exc: HTTPException) -> str:
 # --- OpenAPI documentation of the error responses ---------------------------------------------------
 _DESCRIPTIONS = {
     400: ("Malformed request: bad JSON or multipart, wrong types, unknown fields", "validation_error"),
-    401: ("Missing or wrong API key (only when the server sets CESAR_API_KEY)", "unauthorized"),
+    401: ("Missing, wrong, revoked or expired API key (only on a server with keys)", "unauthorized"),
+    403: ("The key may not do this: it needs an admin key", "forbidden"),
     404: ("No job with this id", "not_found"),
     409: ("The job is not in a state that allows this", "conflict"),
     413: ("The upload is larger than CESAR_MAX_UPLOAD_MB", "too_large"),
@@ -179,6 +181,11 @@ _DESCRIPTIONS = {
         "unsupported_media",
     ),
     422: ("A value Cesar refuses: model outside the allowlist, refused URL, bad cursor", "invalid_input"),
+    429: (
+        "A limit of the key: its queued jobs, its audio hours per day or its requests per second (`limit` "
+        "names it; `Retry-After` when waiting helps)",
+        "limit_exceeded",
+    ),
     408: ("The request body stalled: less than 64 KiB in CESAR_BODY_TIMEOUT_SECONDS", "body_timeout"),
     503: (
         "The job database cannot be reached, or the API is shedding load (`overloaded`: too many uploads in "
@@ -190,6 +197,8 @@ _DESCRIPTIONS = {
 _EXAMPLE_DETAILS = {
     400: "Validation failed for GET /jobs: invalid query parameter 'limit': Expected `int`, got `str`",
     401: "missing or invalid API key: send `Authorization: Bearer <key>`",
+    403: "this needs an admin key",
+    429: "key 'alice' has 20 jobs queued or running, its limit (max_queued): wait for one to finish",
     404: "no job with id '3f0c9a52-8d1e-4c53-9a43-1b2f0f6c7d10'",
     409: "job 3f0c9a52-8d1e-4c53-9a43-1b2f0f6c7d10 is processing: it cannot be deleted until it ends",
     413: "the upload is larger than the 1024 MiB limit",
@@ -201,12 +210,12 @@ _EXAMPLE_DETAILS = {
 
 
 def error_responses(*statuses: int, auth: bool = True, **details: str) -> dict[int, ResponseSpec]:
-    """ResponseSpecs for ``statuses``, plus 401 for routes behind the optional API key.
+    """ResponseSpecs for ``statuses``, plus 401 and 429 for routes behind the optional API key.
 
     ``details`` override the standard description of a status: ``error_responses(404, 409, s409="...")``.
     """
     specs: dict[int, ResponseSpec] = {}
-    for status in sorted({*statuses, 401} if auth else set(statuses)):
+    for status in sorted({*statuses, 401, 429} if auth else set(statuses)):
         description, code = _DESCRIPTIONS[status]
         description = details.get(f"s{status}", description)
         example = error_body(status, _EXAMPLE_DETAILS[status], code)

@@ -22,8 +22,10 @@ __all__ = [
     "DatabaseError",
     "DeviceUnavailableError",
     "DownloadError",
+    "ForbiddenError",
     "InvalidInputError",
     "LanguageError",
+    "LimitExceededError",
     "ModelIntegrityError",
     "ModelNotAllowedError",
     "ModelNotFoundError",
@@ -157,6 +159,27 @@ class LanguageError(InvalidInputError):
 class AuthError(ClientError):
     status_code = 401
     code = "unauthorized"
+
+
+class ForbiddenError(ClientError):
+    """A valid key that may not do this (a user key on a route for admin keys)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class LimitExceededError(ClientError):
+    """A key's limit refused the request (its queue, its audio per day, its requests per second): ``limit``
+    names which, ``value`` its value; ``retry_after_seconds`` when waiting is known to help."""
+
+    status_code = 429
+    code = "limit_exceeded"
+
+    def __init__(
+        self, message: str, *, limit: str, value: float, retry_after_seconds: int | None = None
+    ) -> None:
+        super().__init__(message, extra={"limit": limit, "value": value})
+        self.retry_after_seconds = retry_after_seconds
 
 
 class BodyTimeoutError(ClientError):

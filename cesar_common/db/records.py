@@ -23,6 +23,8 @@ __all__ = [
     "JobSource",
     "JobStatus",
     "JobView",
+    "KeyRecord",
+    "KeyUsage",
     "LiveEnd",
     "LiveState",
     "MetricsSnapshot",
@@ -144,6 +146,12 @@ class NewJob:
     callback_url: str | None = None
     #: a client's Idempotency-Key: a second create with it returns the first job (see JobStore.create_job)
     idempotency_key: str | None = None
+    #: the key that makes it ("": the server's own key) and, for a key with limits, the limits its queue
+    #: and audio are checked against in the transaction that queues the job
+    owner: str = ""
+    limits: KeyRecord | None = None
+    #: the audio's length as probed at submit (what the daily audio quota counts)
+    audio_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +204,8 @@ class JobRecord:
     speakers: list[dict[str, Any]] | None = None  # a diarized job's, once completed
     #: the transcript's revision: 0 as the machine wrote it, one more per edit (transcript_revisions)
     revision: int = 0
+    #: the key that made the job (api_keys.id; "": the server's own key, or none)
+    owner: str = ""
 
     @property
     def model(self) -> str:
@@ -399,3 +409,36 @@ class SpeakerRecord:
     created_at: datetime
     updated_at: datetime
     samples: tuple[VoiceSampleRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """An API key as the store keeps it (never the key itself). ``active``: neither revoked nor expired, by
+    the database's clock when read."""
+
+    id: str
+    name: str
+    prefix: str
+    key_hash: str
+    admin: bool
+    priority: int
+    max_queued: int | None
+    audio_hours_per_day: float | None
+    requests_per_second: float | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+    active: bool
+
+    @property
+    def has_quota(self) -> bool:
+        return self.max_queued is not None or self.audio_hours_per_day is not None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    """What a key's quotas count now: its jobs queued or running, and the audio it submitted in the last
+    24 hours."""
+
+    queued: int
+    audio_seconds_today: float

@@ -80,6 +80,7 @@ def job_record(row: Sequence[Any], webhook: WebhookDeliveryRecord | None = None)
         segment_count=job["segment_count"],
         speakers=job["speakers"],
         revision=job["revision"],
+        owner=job["owner"],
     )
 
 

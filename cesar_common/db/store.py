@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cesar_common.db import (
+    api_keys,
     audio_chunks,
     cancels,
     job_reads,
@@ -48,6 +49,8 @@ from cesar_common.db.records import (
     JobResult,
     JobStatus,
     JobView,
+    KeyRecord,
+    KeyUsage,
     LiveEnd,
     LiveState,
     MetricsSnapshot,
@@ -716,6 +719,33 @@ class JobStore:
             if job_reads.status_of(conn, job_id) in (None, JobStatus.PENDING.value):
                 raise job_reads.not_found(job_id)
             return audio_chunks.stored_bytes(conn, job_id)
+
+    # --- API keys ------------------------------------------------------------------------------
+    def create_key(self, name: str, **limits: Any) -> tuple[KeyRecord, str]:
+        """A new key (ConflictError when the name is taken) and the key itself, shown this once."""
+        with self._tx.write() as conn:
+            return api_keys.create_key(conn, name, **limits)
+
+    def list_keys(self) -> list[KeyRecord]:
+        with self._tx.read() as conn:
+            return api_keys.list_keys(conn)
+
+    def get_key(self, name_or_id: str) -> KeyRecord:
+        with self._tx.read() as conn:
+            return api_keys.find_key(conn, name_or_id)
+
+    def update_key(self, name_or_id: str, changes: dict[str, Any]) -> KeyRecord:
+        with self._tx.write() as conn:
+            return api_keys.update_key(conn, name_or_id, changes)
+
+    def revoke_key(self, name_or_id: str, *, cancel_jobs: bool) -> tuple[KeyRecord, int]:
+        """Revoke a key; with ``cancel_jobs`` its unfinished jobs are cancelled too (how many comes back)."""
+        with self._tx.write() as conn:
+            return api_keys.revoke_key(conn, name_or_id, cancel_jobs=cancel_jobs, keep_audio=self._keep_audio)
+
+    def key_usage(self, owner: str) -> KeyUsage:
+        with self._tx.read() as conn:
+            return api_keys.usage(conn, owner)
 
     # --- worker presence -----------------------------------------------------------------------
     # --- the voice library ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
-from cesar_common.db import audio_chunks, idempotency, state
+from cesar_common.db import api_keys, audio_chunks, idempotency, state
 from cesar_common.db.audio_chunks import CHUNK_SIZE, AudioSource
 from cesar_common.db.clock import db_now
 from cesar_common.db.job_reads import record_with_webhook
@@ -79,8 +79,8 @@ def create_job(
     try:
         size, sha256 = _store_audio(tx, job_id, audio_source, max_bytes, hashing=key is not None)
         if key is None:
-            return _queue_upload(tx, job_id, {"size_bytes": size}, with_job), True
-        return _queue_upload_once(tx, job_id, size, key, idempotency.request_fingerprint(new, sha256))
+            return _queue_upload(tx, new, job_id, {"size_bytes": size}, with_job), True
+        return _queue_upload_once(tx, new, job_id, size, key, idempotency.request_fingerprint(new, sha256))
     except BaseException:
         _discard_upload(tx, job_id)
         raise
@@ -119,7 +119,15 @@ def _job_values(job_id: str, new: NewJob, status: str) -> dict[str, Any]:
         "max_attempts": new.max_attempts,
         "cancel_requested": False,
         "callback_url": new.callback_url,
+        "owner": new.owner,
+        "audio_seconds": new.audio_seconds,
     }
+
+
+def _check_quota(conn: Connection, new: NewJob) -> None:
+    """The key's quotas, in the transaction that queues ``new`` (429 past them)."""
+    if new.limits is not None and new.limits.has_quota:
+        api_keys.check_quota(conn, new.limits, new.audio_seconds)
 
 
 def insert_queued(
@@ -141,6 +149,7 @@ def insert_queued(
     with tx.write() as conn:
         if key is not None:
             idempotency.release_stale_key(conn, key)
+        _check_quota(conn, new)
         try:
             with conn.begin_nested():
                 row = state.insert_job(conn, values)
@@ -201,11 +210,13 @@ def _publish(conn: Connection, job_id: str, values: dict[str, Any]) -> Row[Any] 
 
 def _queue_upload(
     tx: Transactions,
+    new: NewJob,
     job_id: str,
     values: dict[str, Any],
     with_job: Callable[[Connection, str], None] | None = None,
 ) -> JobRecord:
     with tx.write() as conn:
+        _check_quota(conn, new)
         row = _publish(conn, job_id, values)
         if row is not None and with_job is not None:
             with_job(conn, job_id)
@@ -215,12 +226,13 @@ def _queue_upload(
 
 
 def _queue_upload_once(
-    tx: Transactions, job_id: str, size: int, key: str, fingerprint: str
+    tx: Transactions, new: NewJob, job_id: str, size: int, key: str, fingerprint: str
 ) -> tuple[JobRecord, bool]:
     """Queue a stored upload under ``key``; if another job took the key first, discard this one."""
     values = {"size_bytes": size, "idempotency_key": key, "request_fingerprint": fingerprint}
     with tx.write() as conn:
         idempotency.release_stale_key(conn, key)
+        _check_quota(conn, new)
         try:
             with conn.begin_nested():
                 row = _publish(conn, job_id, values)

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ApiKey",
     "Base",
     "Job",
     "JobAudio",
@@ -42,6 +43,7 @@ __all__ = [
     "UTCDateTime",
     "VoicePrint",
     "WebhookDelivery",
+    "api_keys",
     "job_audio",
     "job_part_audio",
     "job_parts",
@@ -94,6 +96,36 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ApiKey(Base):
+    """A key to the API (migration 0012). Never deleted: a revoked key keeps its row, so its jobs' owner
+    keeps a name. The key itself is not stored: ``prefix`` finds the row, ``key_hash`` proves the rest."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    # the name folded for comparison: two keys may not differ only by case
+    name_key: Mapped[str] = mapped_column(String(100), nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # higher goes first in the queue, whatever the owners' running work
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # the key's limits (null: none)
+    max_queued: Mapped[int | None] = mapped_column(Integer)
+    audio_hours_per_day: Mapped[float | None] = mapped_column(Float)
+    requests_per_second: Mapped[float | None] = mapped_column(Float)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (
+        Index("ux_api_keys_name_key", "name_key", unique=True),
+        Index("ux_api_keys_prefix", "prefix", unique=True),
+    )
 
 
 class Job(Base):
@@ -169,6 +201,10 @@ class Job(Base):
     known_speakers: Mapped[list[str] | None] = mapped_column(JSON)
     # the transcript's revision: 0 as the machine wrote it, then one more per edit (transcript_revisions)
     revision: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # migration 0012: the key that made the job (api_keys.id; "": the server's own CESAR_API_KEY, or no
+    # key at all), and the audio's length as probed at submit (what the daily audio quota counts)
+    owner: Mapped[str] = mapped_column(String(36), nullable=False, default="", server_default="")
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (
         # the claim (oldest queued first) and listing with a status filter
@@ -181,6 +217,8 @@ class Job(Base):
         Index("ux_jobs_idempotency_key", "idempotency_key", unique=True),
         # retention: finished jobs by age
         Index("ix_jobs_status_completed_at", "status", "completed_at"),
+        # one owner's jobs: their list, their queue (quotas), their running work (the fair claim)
+        Index("ix_jobs_owner_status_created_at", "owner", "status", "created_at"),
     )
 
 
@@ -369,8 +407,11 @@ class Speaker(Base):
     name_key: Mapped[str] = mapped_column(String(100), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # migration 0012: the key that enrolled the person (api_keys.id; "": the server's own key)
+    owner: Mapped[str] = mapped_column(String(36), nullable=False, default="", server_default="")
 
-    __table_args__ = (Index("ux_speakers_name_key", "name_key", unique=True),)
+    # names are unique per owner
+    __table_args__ = (Index("ux_speakers_owner_name_key", "owner", "name_key", unique=True),)
 
 
 class VoicePrint(Base):
@@ -443,6 +484,7 @@ workers = cast(Table, Worker.__table__)
 webhook_deliveries = cast(Table, WebhookDelivery.__table__)
 metric_totals = cast(Table, MetricTotal.__table__)
 speakers = cast(Table, Speaker.__table__)
+api_keys = cast(Table, ApiKey.__table__)
 voice_prints = cast(Table, VoicePrint.__table__)
 job_voices = cast(Table, JobVoice.__table__)
 transcript_revisions = cast(Table, TranscriptRevision.__table__)

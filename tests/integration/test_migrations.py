@@ -37,6 +37,7 @@ TABLES = {
     "live_sessions",
     "speakers",
     "voice_prints",
+    "api_keys",
     "job_voices",
     "transcript_revisions",
 }
