@@ -374,7 +374,7 @@ def costs(jobs: Sequence[Job], people: int, runs: int) -> None:
             steps: list[float] = []
             for _ in range(5):
                 started = time.process_time()
-                rows = store.voice_library_rows(None)
+                rows = store.voice_library_rows("", None)
                 name_speakers(segments, voices, Library.build(rows))
                 steps.append(time.process_time() - started)
             step = statistics.median(steps)

@@ -242,7 +242,7 @@ def local_library(database_url: str, options: TranscribeOptions) -> Library | No
         if store is None:
             return None
         try:
-            return library_for(store, options)
+            return library_for(store, options, "")
         finally:
             store.close()
     except (DatabaseError, SchemaOutdatedError) as exc:

@@ -15,7 +15,8 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.types import Guard
 
-from cesar_api.auth import close_session, open_session, require_api_key
+from cesar_api.access import KeyRing, Owners
+from cesar_api.auth import close_session, open_session, require_key
 from cesar_api.compat.asr import asr_router
 from cesar_api.compat.openai import openai_router
 from cesar_api.compat.realtime import realtime_session
@@ -94,8 +95,9 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     # the process's one listener for changes (past a transaction-pooling PgBouncer: its own URL)
     feed = ChangeFeed(store.engine, listen_url=settings.database_listen_url)
     shedder = LoadShedder(settings.max_uploads_in_flight)  # its caps set by cesar_api.server when it serves
-    # without a key there is nothing to check: no guard at all (it is on the polled path)
-    guards: list[Guard] = [require_api_key] if settings.api_key is not None else []
+    # keys may be made while the server runs: the guard is always there (on an open server it costs a
+    # look at the key ring)
+    guards: list[Guard] = [require_key]
     protected = Router(
         path="/",
         route_handlers=PROTECTED_ROUTES,
@@ -124,6 +126,9 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             {
                 "settings": settings,
                 "store": store,
+                "key_ring": KeyRing(store, settings),
+                "job_owners": Owners(store.job_owner),
+                "speaker_owners": Owners(store.speaker_owner),
                 "request_stats": RequestStats(),
                 "feed": feed,
                 "events": EventHub(store, functools.partial(run_read, store), feed),

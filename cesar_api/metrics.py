@@ -22,6 +22,7 @@ from litestar.types import Message, Scope
 from sqlalchemy import event
 from sqlalchemy.pool import QueuePool
 
+from cesar_api.access import ADMIN_ONLY
 from cesar_api.event_hub import EventHub
 from cesar_api.exception_mapper import error_responses
 from cesar_common.db.store import JobStore
@@ -192,11 +193,13 @@ def _registry(request: Request[Any, Any, Any]) -> CollectorRegistry:
     description="Prometheus text format. Jobs by status, queue depth, age of the oldest queued job, workers "
     "alive, job wall time, audio duration and x real time histograms, webhook deliveries by state and tries "
     "by outcome: read from the database at scrape time, so any API process reports the whole service. HTTP "
-    "requests by route and status are this API process's own. Behind `CESAR_API_KEY` when it is set.",
+    "requests by route and status are this API process's own. Only for an admin key on a server with keys "
+    "(no label names a key or an owner: the counts stay bounded).",
     sync_to_thread=True,
     media_type=CONTENT_TYPE,
+    opt={ADMIN_ONLY: True},
     response_description="The metrics, in Prometheus text format 0.0.4.",
-    responses=error_responses(),
+    responses=error_responses(403),
 )
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     from cesar_api.job_metrics import render

@@ -13,6 +13,7 @@ from litestar.exceptions import ValidationException
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from cesar_api.access import Caller
 from cesar_api.schemas import LiveStartIn, SubmitFields, UrlJobIn
 from cesar_common.choices import WHISPER_LANGUAGES
 from cesar_common.db.records import AudioFormat, JobRecord, JobSource, NewJob
@@ -87,7 +88,12 @@ def check_callback(url: str | None, settings: Settings) -> str | None:
 
 
 def submit_url_job(
-    store: JobStore, settings: Settings, request: UrlJobIn, *, idempotency_key: str | None = None
+    store: JobStore,
+    settings: Settings,
+    request: UrlJobIn,
+    caller: Caller,
+    *,
+    idempotency_key: str | None = None,
 ) -> Submitted:
     """Queue a URL job after the address policy accepts the URL (it resolves the host: blocking): a file
     its worker downloads, or with ``live`` a live session whose worker follows the stream."""
@@ -105,6 +111,8 @@ def submit_url_job(
         max_attempts=settings.max_attempts,
         callback_url=check_callback(request.callback_url, settings),
         idempotency_key=idempotency_key,
+        owner=caller.owner,
+        limits=caller.key,
     )
     if request.live:
         record, created = store.open_live_session(new, AudioFormat.CONTAINER, None, max_seconds=max_seconds)
@@ -128,14 +136,15 @@ def _live_length(request: UrlJobIn, settings: Settings) -> float | None:
     return request.max_seconds
 
 
-def probe_upload(file: IO[bytes], settings: Settings) -> None:
+def probe_upload(file: IO[bytes], settings: Settings) -> float | None:
     """415 unless ``file`` holds decodable audio, 422 when its header says it is longer than the server
-    accepts (PyAV, imported on first use to keep start-up fast)."""
+    accepts (PyAV, imported on first use to keep start-up fast). Its duration, when the header says."""
     from cesar_common.transcription.audio import probe_audio, too_long
 
     info = probe_audio(file)
     if info.duration is not None and info.duration > settings.max_audio_seconds:
         raise too_long(info.duration, settings.max_audio_seconds)
+    return info.duration
 
 
 def submit_upload_job(
@@ -143,13 +152,16 @@ def submit_upload_job(
     settings: Settings,
     options: TranscribeOptions,
     file: IO[bytes],
+    caller: Caller,
     *,
     filename: str | None,
     content_type: str | None,
+    audio_seconds: float | None,
     callback_url: str | None = None,
     idempotency_key: str | None = None,
 ) -> Submitted:
-    """Stream ``file`` into a new job (the store writes it in chunks and queues the job at the end).
+    """Stream ``file`` into a new job of ``caller`` (the store writes it in chunks and queues the job at
+    the end, within the caller's quotas: ``audio_seconds`` is what :func:`probe_upload` found).
     ``callback_url`` must have passed :func:`check_callback`."""
     new = NewJob(
         source=JobSource.UPLOAD,
@@ -159,6 +171,9 @@ def submit_upload_job(
         max_attempts=settings.max_attempts,
         callback_url=callback_url,
         idempotency_key=idempotency_key,
+        owner=caller.owner,
+        limits=caller.key,
+        audio_seconds=audio_seconds,
     )
     record, created = store.create_job_idempotent(new, file, max_bytes=settings.max_upload_bytes)
     return Submitted(record, store.queue_position(record), created)

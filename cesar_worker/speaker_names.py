@@ -24,14 +24,14 @@ __all__ = ["MAX_SAMPLE_SECONDS", "library_for", "named", "read_sample"]
 MAX_SAMPLE_SECONDS = 600.0
 
 
-def library_for(store: JobStore, options: TranscribeOptions) -> Library | None:
-    """The voice prints a diarized job with ``options`` is matched against (one query); None when it is
-    not to be named or nobody it may name has a print."""
+def library_for(store: JobStore, options: TranscribeOptions, owner: str) -> Library | None:
+    """The voice prints a diarized job of ``owner`` with ``options`` is matched against (its owner's
+    library, one query); None when it is not to be named or nobody it may name has a print."""
     if not (options.diarize and options.name_speakers):
         return None
     from cesar_common.diarization.library import Library
 
-    rows = store.voice_library_rows(options.known_speakers)
+    rows = store.voice_library_rows(owner, options.known_speakers)
     return Library.build(rows) if rows else None
 
 
@@ -40,7 +40,9 @@ def named(store: JobStore, job: JobRecord, result: JobResult) -> JobResult:
     which label is whom and how close; other results as they are."""
     if result.speakers is None:
         return result
-    segments, speakers = name_speakers(result.segments, result.voices, library_for(store, job.options))
+    segments, speakers = name_speakers(
+        result.segments, result.voices, library_for(store, job.options, job.owner)
+    )
     return dataclasses.replace(result, segments=segments, speakers=speakers)
 
 

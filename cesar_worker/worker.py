@@ -398,7 +398,7 @@ class Worker:
             num_speakers=job.options.num_speakers,
             min_speakers=job.options.min_speakers,
             max_speakers=job.options.max_speakers,
-            library=speaker_names.library_for(self.store, job.options),
+            library=speaker_names.library_for(self.store, job.options, job.owner),
         )
         done = self.store.complete_part(work, self.worker_id, stored, merge)
         if done is None:

@@ -26,6 +26,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 from litestar.types import Guard
 
+from cesar_api.access import caller_of
 from cesar_api.compat.job_wait import ClientGone, queue_upload, wait_for_end
 from cesar_api.compat.openapi_specs import AsrOperation, AsrTranscribeOperation, asr_errors
 from cesar_api.exception_mapper import problem_of
@@ -125,7 +126,13 @@ async def _run(
     options = job_options(fields, settings)
     async with _received(request, settings, encode, head=head) as (audio, name):
         job = await queue_upload(
-            request.app.state.store, settings, options, audio, filename=name, content_type=None
+            request.app.state.store,
+            settings,
+            options,
+            audio,
+            caller_of(request),
+            filename=name,
+            content_type=None,
         )
     record = await wait_for_end(request, job)
     if record.status is not JobStatus.COMPLETED:

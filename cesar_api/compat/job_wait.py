@@ -17,6 +17,7 @@ from typing import IO, Any
 import anyio.to_thread
 from litestar import Request
 
+from cesar_api.access import Caller
 from cesar_api.event_hub import EventHub
 from cesar_api.submit import probe_upload, submit_upload_job
 from cesar_common.db.records import JobRecord
@@ -39,15 +40,24 @@ async def queue_upload(
     settings: Settings,
     options: TranscribeOptions,
     file: IO[bytes],
+    caller: Caller,
     *,
     filename: str | None,
     content_type: str | None,
 ) -> JobRecord:
-    """Probe ``file`` (415/422 without a job when it is not usable audio) and queue it as a job."""
-    await anyio.to_thread.run_sync(probe_upload, file, settings)
+    """Probe ``file`` (415/422 without a job when it is not usable audio) and queue it as a job of
+    ``caller`` (within its quotas)."""
+    seconds = await anyio.to_thread.run_sync(probe_upload, file, settings)
     submitted = await anyio.to_thread.run_sync(
         lambda: submit_upload_job(
-            store, settings, options, file, filename=filename, content_type=content_type
+            store,
+            settings,
+            options,
+            file,
+            caller,
+            filename=filename,
+            content_type=content_type,
+            audio_seconds=seconds,
         )
     )
     return submitted.record

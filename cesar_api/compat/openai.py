@@ -27,6 +27,7 @@ from litestar.params import PathParameter
 from litestar.response import Stream
 from litestar.types import Guard
 
+from cesar_api.access import caller_of
 from cesar_api.compat.job_wait import ClientGone, cancel, follow_to_end, queue_upload, wait_for_end
 from cesar_api.compat.openapi_specs import (
     OpenAITranscriptionOperation,
@@ -319,6 +320,10 @@ def openai_error_response(request: Request[Any, Any, Any], exc: Exception) -> Re
         status = 400
     kind = "invalid_request_error" if status < 500 else "server_error"
     code = {401: "invalid_api_key", 413: "file_too_large"}.get(status, problem.code)
+    if status == 429:  # OpenAI's words: a rate limit, or a quota used up
+        rate = isinstance(problem.extra, dict) and problem.extra.get("limit") == "requests_per_second"
+        kind = code = "rate_limit_exceeded" if rate else "insufficient_quota"
+        kind = "requests" if rate else kind
     param = _param_of(problem.extra)
     error = OpenAIError(problem.detail, status=status, kind=kind, param=param, code=code)
     return Response(error.body(), status_code=status, headers=problem.headers or None)
@@ -339,16 +344,19 @@ def _param_of(extra: Any) -> str | None:
 _ERRORS = openai_errors(
     (400, "Bad fields, no audio in the file, an unknown model, or a transcription failed on its audio",
      "invalid_request_error", "model_not_found"),
-    (401, "Missing or wrong API key (only when the server sets CESAR_API_KEY)", "invalid_request_error",
+    (401, "Missing, wrong, revoked or expired API key (only on a server with keys)", "invalid_request_error",
      "invalid_api_key"),
     (404, "No such model", "invalid_request_error", "model_not_found"),
     (413, "The file is larger than CESAR_MAX_UPLOAD_MB", "invalid_request_error", "file_too_large"),
+    (429, "A limit of the key: its queued jobs or audio hours per day (`insufficient_quota`), or its "
+     "requests per second (`rate_limit_exceeded`, with Retry-After)", "insufficient_quota",
+     "insufficient_quota"),
     (500, "The job's worker was lost too often, or another failure a retry may get past", "server_error",
      "worker_lost"),
     (503, "The job database cannot be reached, or the server sheds load (`overloaded`, with Retry-After)",
      "server_error", "database_unavailable"),
 )  # fmt: skip
-_TRANSCRIPTION_ERRORS = {status: _ERRORS[status] for status in (400, 401, 413, 500, 503)}
+_TRANSCRIPTION_ERRORS = {status: _ERRORS[status] for status in (400, 401, 413, 429, 500, 503)}
 
 _DESCRIPTION = """\
 As OpenAI's `POST /v1/audio/{path}`: multipart with `file` and `model` (`whisper-1` is the server's default
@@ -386,6 +394,7 @@ async def _transcribe(request: Request[Any, Any, Any], task: Task) -> Response[A
                 settings,
                 options,
                 upload.file,
+                caller_of(request),
                 filename=upload.filename,
                 content_type=upload.content_type,
             )

@@ -22,7 +22,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hmac
 import json
 import logging
 import uuid
@@ -31,7 +30,8 @@ from typing import Any
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from cesar_api.auth import bearer_key_given
+from cesar_api.access import SERVER_KEY, set_caller
+from cesar_api.auth import identify
 from cesar_api.compat.g711 import decode as decode_g711
 from cesar_api.compat.openai import OpenAIError, resolve_model
 from cesar_api.reads import run_read
@@ -44,6 +44,7 @@ from cesar_api.routes.live_socket import (
     REFRESH_SECONDS,
     LiveSocket,
     Refused,
+    while_key_holds,
 )
 from cesar_api.submit import check_callback
 from cesar_common.choices import WHISPER_LANGUAGES
@@ -82,10 +83,11 @@ async def realtime_session(socket: WebSocket[Any, Any, Any]) -> None:
     offered = [value.strip() for value in socket.headers.get("sec-websocket-protocol", "").split(",")]
     # browsers cannot send headers: OpenAI's clients put the key in a subprotocol instead
     await socket.accept(subprotocols="realtime" if "realtime" in offered else None)
+    caller = await identify(socket, _subprotocol_keys(offered))
     connection = RealtimeSocket(
-        socket, socket.app.state.settings, socket.app.state.store, socket.app.state.feed
+        socket, socket.app.state.settings, socket.app.state.store, socket.app.state.feed, caller or SERVER_KEY
     )
-    if not connection.authorized(offered):
+    if caller is None:
         await connection.refuse_event(
             "invalid_request_error",
             "invalid_api_key",
@@ -93,9 +95,10 @@ async def realtime_session(socket: WebSocket[Any, Any, Any]) -> None:
             close=CLOSE_POLICY,
         )
         return
+    set_caller(socket, caller)
     try:
         await connection.check_query()
-        await connection.run()
+        await while_key_holds(socket, connection.run())
     except _Ended:
         pass
     except Refused as exc:
@@ -113,6 +116,12 @@ async def realtime_session(socket: WebSocket[Any, Any, Any]) -> None:
         if connection.job is not None:
             with contextlib.suppress(CesarError):
                 await asyncio.to_thread(connection.store.end_live_audio, connection.job.id, LiveEnd.STOP)
+
+
+def _subprotocol_keys(offered: list[str]) -> tuple[str, ...]:
+    """Keys offered as OpenAI's browser clients offer them (they cannot send headers)."""
+    prefix = "openai-insecure-api-key."
+    return tuple(value[len(prefix) :] for value in offered if value.startswith(prefix))
 
 
 class _Ended(Exception):  # control flow: the session is over, the socket closed by the relay
@@ -136,15 +145,6 @@ class RealtimeSocket(LiveSocket):
         self._relay_task: asyncio.Task[None] | None = None
         self.callback_url: str | None = None
         self._uncommitted_ms = 0.0
-
-    def authorized(self, offered: list[str]) -> bool:
-        """The key as every route takes it, or in the subprotocol of OpenAI's browser clients."""
-        if self.settings.api_key is None or bearer_key_given(self.socket):
-            return True
-        key = self.settings.api_key.get_secret_value().encode()
-        prefix = "openai-insecure-api-key."
-        keys = [value[len(prefix) :] for value in offered if value.startswith(prefix)]
-        return any(hmac.compare_digest(candidate.encode(), key) for candidate in keys)
 
     async def check_query(self) -> None:
         """The connection URL's own parameters: ``callback_url`` (Cesar's: where the job's final state is
@@ -377,6 +377,8 @@ class RealtimeSocket(LiveSocket):
             max_attempts=self.settings.max_attempts,
             callback_url=self.callback_url,
             filename=f"realtime {self.session_id}",  # lists as the connection's session
+            owner=self.caller.owner,
+            limits=self.caller.key,
         )
         job, _ = await asyncio.to_thread(
             self.store.open_live_session,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from litestar import Request, get
@@ -10,6 +14,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import Stream
 
+from cesar_api.access import WATCH_SECONDS, KeyRing, caller_of
 from cesar_api.auth import COOKIE_OPENS
 from cesar_api.event_hub import EventHub, Position
 from cesar_api.exception_mapper import error_responses
@@ -34,7 +39,8 @@ The job as it changes, as `text/event-stream`:
 Each event has an `id:`; reconnect with `Last-Event-ID` (browsers' `EventSource` do it by themselves) to
 continue with no gap and no duplicate. A `Last-Event-ID` that is not such an id gets `400` before the stream
 starts. A comment line comes at least every 15 s. If the job's worker is lost
-and the job runs again, a `job` event shows the new `attempts` and segments start over from 0.
+and the job runs again, a `job` event shows the new `attempts` and segments start over from 0. If the key
+is revoked or expires, an `error` event (`{"code": "unauthorized", ...}`) ends the stream within a second.
 
 With `CESAR_API_KEY`, send the key as everywhere, or, from a browser's `EventSource`, the cookie that
 `POST /session` sets.
@@ -85,7 +91,47 @@ async def follow_job(
     job = await run_read(store, store.get_job, job_id)  # and 404
     hub: EventHub = request.app.state.events
     return Stream(
-        hub.stream(job, resume, revisions=revisions),
+        _while_key_holds(request, hub.stream(job, resume, revisions=revisions)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _while_key_holds(
+    request: Request[Any, Any, Any], events: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """``events`` while the request's key holds; once it is revoked or expires, an ``error`` event and the
+    end of the stream."""
+    caller = caller_of(request)
+    if caller.key is None:  # the server's own key cannot be revoked
+        async for chunk in events:
+            yield chunk
+        return
+    ring: KeyRing = request.app.state.key_ring
+    iterator = aiter(events)
+    pending: asyncio.Future[bytes] = asyncio.ensure_future(anext(iterator))
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=WATCH_SECONDS)
+            if done:
+                try:
+                    chunk = pending.result()
+                except StopAsyncIteration:
+                    return
+                yield chunk
+                pending = asyncio.ensure_future(anext(iterator))
+                continue
+            await ring.fresh()
+            if not ring.still_valid(caller):
+                message = f"the API key {caller.name!r} was revoked or expired"
+                data = json.dumps({"code": "unauthorized", "message": message})
+                yield f"event: error\ndata: {data}\n\n".encode()
+                return
+    finally:
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await pending
+        closing = getattr(iterator, "aclose", None)
+        if closing is not None:
+            with contextlib.suppress(Exception):
+                await closing()

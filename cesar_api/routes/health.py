@@ -20,7 +20,7 @@ import anyio.to_thread
 from litestar import Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
-from cesar_api.auth import bearer_key_given
+from cesar_api.auth import identify
 from cesar_api.schemas import (
     DatabaseHealth,
     HealthOut,
@@ -182,8 +182,8 @@ async def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
     body = readiness.body
     status = "degraded" if load.shedding and body.status == "ok" else body.status
     update: dict[str, Any] = {"status": status, "load": LoadHealth(**dataclasses.asdict(load))}
-    if body.workers is not None and body.workers.workers and not bearer_key_given(request):
-        # which hosts run which models and jobs is not for anyone who can reach the port
+    if body.workers is not None and body.workers.workers and not await _admin(request):
+        # which hosts run which models and jobs is not for anyone who can reach the port, nor for users
         update["workers"] = body.workers.model_copy(update={"workers": []})
     body = body.model_copy(update=update)
     return Response(content=body, status_code=readiness.status_code)
@@ -202,3 +202,8 @@ async def health(request: Request[Any, Any, Any]) -> Response[HealthOut]:
 )
 def liveness() -> LiveOut:
     return LiveOut(status="ok", version=__version__)
+
+
+async def _admin(request: Request[Any, Any, Any]) -> bool:
+    caller = await identify(request)
+    return caller is not None and caller.admin

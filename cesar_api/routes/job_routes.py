@@ -16,6 +16,7 @@ from litestar.openapi.spec import Example, OpenAPIFormat, OpenAPIMediaType, Open
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
+from cesar_api.access import SERVER_KEY, caller_of
 from cesar_api.exception_mapper import error_responses
 from cesar_api.reads import run_read
 from cesar_api.transcripts import completed_transcript, partial_transcript
@@ -82,13 +83,31 @@ def list_jobs(
         str | None,
         QueryParameter(max_length=512, description="The `X-Next-Cursor` of the previous page."),
     ] = None,
+    owner: Annotated[
+        str | None,
+        QueryParameter(
+            max_length=100,
+            description="Only the jobs of this key (its name, id or prefix; `admin` for the server's own "
+            "`CESAR_API_KEY`): for admin keys. A user key lists its own jobs only, whatever it asks.",
+        ),
+    ] = None,
 ) -> Response[list[JobOut]]:
-    page = store.list_jobs(status=JobStatus(status) if status else None, limit=limit, cursor=cursor)
+    caller = caller_of(request)
+    listed = caller.visible_owner
+    if listed is None and owner is not None:
+        listed = "" if owner == SERVER_KEY.name else store.get_key(owner).id
+    page = store.list_jobs(
+        status=JobStatus(status) if status else None, limit=limit, cursor=cursor, owner=listed
+    )
     positions = _queue_positions(store, page.jobs)
     jobs = [job_to_schema(job, queue_position=positions.get(job.id)) for job in page.jobs]
     headers: dict[str, str] = {}
     if page.next_cursor:
-        query = {key: value for key, value in (("status", status), ("limit", str(limit))) if value}
+        query = {
+            key: value
+            for key, value in (("status", status), ("limit", str(limit)), ("owner", owner))
+            if value
+        }
         query["cursor"] = page.next_cursor
         next_url = str(request.url.with_replacements(query=urlencode(query)))
         headers = {"Link": f'<{next_url}>; rel="next"', "X-Next-Cursor": page.next_cursor}

@@ -15,12 +15,14 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any, cast
 
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from pydantic import ValidationError
 
+from cesar_api.access import WATCH_SECONDS, Caller, KeyRing, caller_of
 from cesar_api.auth import COOKIE_OPENS
 from cesar_api.reads import run_read
 from cesar_api.schemas import LiveResumeIn, LiveStartIn
@@ -32,7 +34,7 @@ from cesar_common.errors import CesarError, ClientError, NotFoundError
 from cesar_common.job_json import job_json
 from cesar_common.settings import Settings
 
-__all__ = ["LiveSocket", "Refused", "live_session"]
+__all__ = ["LiveSocket", "Refused", "live_session", "while_key_holds"]
 
 log = logging.getLogger("cesar.api.live")
 
@@ -68,9 +70,9 @@ async def live_session(socket: WebSocket[Any, Any, Any]) -> None:
     """A live session: audio in, confirmed segments, tentative text and the final job out."""
     await socket.accept()
     app = socket.app
-    session = LiveSocket(socket, app.state.settings, app.state.store, app.state.feed)
+    session = LiveSocket(socket, app.state.settings, app.state.store, app.state.feed, caller_of(socket))
     try:
-        await session.run()
+        await while_key_holds(socket, session.run())
     except Refused as exc:
         await session.refuse(exc)
     except WebSocketDisconnect:
@@ -85,14 +87,43 @@ async def live_session(socket: WebSocket[Any, Any, Any]) -> None:
         await session.flush_audio()
 
 
+async def while_key_holds(socket: WebSocket[Any, Any, Any], session: Coroutine[Any, Any, None]) -> None:
+    """Run ``session`` while the socket's key holds: once it is revoked or expires, the session is stopped
+    and :class:`Refused` (closed with a reason) within about a second."""
+    ring: KeyRing = socket.app.state.key_ring
+    caller = caller_of(socket)
+    running = asyncio.ensure_future(session)
+    try:
+        while True:
+            done, _ = await asyncio.wait({running}, timeout=WATCH_SECONDS)
+            if done:
+                return running.result()
+            await ring.fresh()
+            if not ring.still_valid(caller):
+                raise Refused(
+                    "unauthorized", f"the API key {caller.name!r} was revoked or expired", CLOSE_POLICY
+                )
+    finally:
+        if not running.done():
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+                await running
+
+
 class LiveSocket:
     def __init__(
-        self, socket: WebSocket[Any, Any, Any], settings: Settings, store: JobStore, feed: ChangeFeed
+        self,
+        socket: WebSocket[Any, Any, Any],
+        settings: Settings,
+        store: JobStore,
+        feed: ChangeFeed,
+        caller: Caller,
     ):
         self.socket = socket
         self.settings = settings
         self.store = store
         self.feed = feed
+        self.caller = caller
         self.job: JobRecord | None = None
         self._audio = bytearray()
         self._audio_since = time.monotonic()
@@ -173,6 +204,8 @@ class LiveSocket:
             max_attempts=self.settings.max_attempts,
             callback_url=callback,
             idempotency_key=request.idempotency_key,
+            owner=self.caller.owner,
+            limits=self.caller.key,
         )
         audio = request.audio
         rate = audio.sample_rate if audio.format is AudioFormat.PCM_S16LE else None
@@ -211,6 +244,8 @@ class LiveSocket:
             job = await run_read(self.store, self.store.get_job, request.session_id)
         except NotFoundError as exc:
             raise Refused("not_found", f"no live session {request.session_id!r}", CLOSE_POLICY) from exc
+        if not self.caller.sees(job.owner):  # another key's session is as unknown as none
+            raise Refused("not_found", f"no live session {request.session_id!r}", CLOSE_POLICY)
         if job.source is not JobSource.LIVE:
             raise Refused("not_found", f"job {job.id} is not a live session", CLOSE_POLICY)
         self._sent_segments = request.last_segment + 1

@@ -12,6 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
 from litestar.params import HeaderParameter
 
+from cesar_api.access import caller_of
 from cesar_api.exception_mapper import error_responses
 from cesar_api.schemas import TranscribeForm, UrlJobIn
 from cesar_api.submit import (
@@ -217,7 +218,9 @@ async def _submit_url(
     data = await read_json_body(request)
     job_in: UrlJobIn = validated(UrlJobIn, data, request.method, request.url.path)
     return _accepted(
-        await anyio.to_thread.run_sync(lambda: submit_url_job(store, settings, job_in, idempotency_key=key))
+        await anyio.to_thread.run_sync(
+            lambda: submit_url_job(store, settings, job_in, caller_of(request), idempotency_key=key)
+        )
     )
 
 
@@ -228,15 +231,17 @@ async def _submit_upload(
         form: TranscribeForm = validated(TranscribeForm, upload.fields, request.method, request.url.path)
         options = job_options(form, settings)
         callback_url = await anyio.to_thread.run_sync(check_callback, form.callback_url, settings)
-        await anyio.to_thread.run_sync(probe_upload, upload.file, settings)
+        seconds = await anyio.to_thread.run_sync(probe_upload, upload.file, settings)
         submitted = await anyio.to_thread.run_sync(
             lambda: submit_upload_job(
                 store,
                 settings,
                 options,
                 upload.file,
+                caller_of(request),
                 filename=upload.filename,
                 content_type=upload.content_type,
+                audio_seconds=seconds,
                 callback_url=callback_url,
                 idempotency_key=key,
             )

@@ -19,6 +19,7 @@ from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestB
 from litestar.params import PathParameter
 from pydantic import ConfigDict, Field
 
+from cesar_api.access import caller_of
 from cesar_api.exception_mapper import error_responses
 from cesar_api.submit import probe_upload, validated
 from cesar_api.uploads import FILE_FIELD, read_json_body, receive_upload
@@ -179,12 +180,14 @@ _PERSON = {200: ResponseSpec(data_container=PersonOut, generate_examples=False, 
     operation_id="listSpeakers",
     tags=["Voice library"],
     summary="List the voice library",
-    description="Everyone diarized jobs may name, with their voice prints.",
+    description="Everyone the key's diarized jobs may name (the people it enrolled; an admin key: "
+    "everyone's), with their voice prints.",
     sync_to_thread=True,
     responses=error_responses(503),
 )
-def list_speakers(store: NamedDependency[JobStore]) -> PeopleOut:
-    return PeopleOut(speakers=[person_out(record) for record in store.list_speakers()])
+def list_speakers(request: Request[Any, Any, Any], store: NamedDependency[JobStore]) -> PeopleOut:
+    owner = caller_of(request).visible_owner
+    return PeopleOut(speakers=[person_out(record) for record in store.list_speakers(owner)])
 
 
 @post(
@@ -211,7 +214,9 @@ async def create_speaker(
         if (body.job_id is None) != (body.label is None):
             raise InvalidInputError("a diarized job's voice takes both job_id and label")
         record = await anyio.to_thread.run_sync(
-            lambda: store.create_speaker(body.name, job_id=body.job_id, label=body.label)
+            lambda: store.create_speaker(
+                body.name, owner=caller_of(request).owner, job_id=body.job_id, label=body.label
+            )
         )
     else:
         raise _unsupported(content_type, "`name` and `file`", "`name`, `job_id` and `label`")
@@ -233,13 +238,17 @@ async def _sample(
         name = upload.fields.get("name")
         if speaker_id is None and not name:
             raise InvalidInputError("a new person needs a `name` field", extra={"field": "name"})
-        await anyio.to_thread.run_sync(probe_upload, upload.file, settings)
+        seconds = await anyio.to_thread.run_sync(probe_upload, upload.file, settings)
+        caller = caller_of(request)
         new = NewJob(
             source=JobSource.SAMPLE,
             options=TranscribeOptions(model=settings.model),
             filename=upload.filename,
             content_type=upload.content_type,
             max_attempts=settings.max_attempts,
+            owner=caller.owner,
+            limits=caller.key,
+            audio_seconds=seconds,
         )
         record, _job = await anyio.to_thread.run_sync(
             lambda: store.add_voice_sample(

@@ -250,7 +250,7 @@ def _until_room(conn: Connection, owner: str, excess: float) -> int | None:
     for created_at, seconds, now in rows:
         freed += float(seconds)
         if freed >= excess:
-            return max(math.ceil(DAY_SECONDS - (now - created_at).total_seconds()), 1)
+            return max(math.ceil(DAY_SECONDS - float((now - created_at).total_seconds())), 1)
     return None
 
 

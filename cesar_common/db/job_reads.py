@@ -34,6 +34,7 @@ __all__ = [
     "is_split",
     "list_page",
     "not_found",
+    "owner_of",
     "plausible_id",
     "public_status",
     "record_with_webhook",
@@ -52,6 +53,16 @@ def plausible_id(job_id: str) -> bool:
     """Whether ``job_id`` could name a job at all: anything else (too long, control characters, a NUL
     PostgreSQL would refuse) is unknown without asking the database."""
     return is_plain_token(job_id, max_length=36)
+
+
+def owner_of(conn: Connection, job_id: str) -> str | None:
+    """The key that made the job (None: no such job, or a ``pending`` upload)."""
+    if not plausible_id(job_id):
+        return None
+    found = conn.execute(
+        select(jobs.c.owner).where(jobs.c.id == job_id, jobs.c.status != PENDING)
+    ).scalar_one_or_none()
+    return None if found is None else str(found)
 
 
 def not_found(job_id: str) -> NotFoundError:
@@ -95,10 +106,12 @@ JOB_VIEW: Select[Any] = select(
 ).where(_VISIBLE_BY_ID)
 
 
-def _list_page(by_status: bool, after_cursor: bool) -> Select[Any]:
+def _list_page(by_status: bool, after_cursor: bool, by_owner: bool) -> Select[Any]:
     stmt = select(*_WITHOUT_SEGMENTS).where(
         jobs.c.status == bindparam("status") if by_status else jobs.c.status != PENDING
     )
+    if by_owner:
+        stmt = stmt.where(jobs.c.owner == bindparam("owner"))
     if after_cursor:
         stmt = stmt.where(
             or_(
@@ -109,9 +122,12 @@ def _list_page(by_status: bool, after_cursor: bool) -> Select[Any]:
     return stmt.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(bindparam("limit"))
 
 
-#: list_page's statement by (status filter given, cursor given)
+#: list_page's statement by (status filter given, cursor given, owner given)
 _LIST_PAGE = {
-    (by_status, after): _list_page(by_status, after) for by_status in (False, True) for after in (False, True)
+    (by_status, after, by_owner): _list_page(by_status, after, by_owner)
+    for by_status in (False, True)
+    for after in (False, True)
+    for by_owner in (False, True)
 }
 
 
@@ -136,14 +152,17 @@ def list_page(
     status: str | None,
     limit: int,
     after: tuple[datetime, str] | None,
+    owner: str | None = None,
 ) -> list[Row[Any]]:
-    """Up to ``limit`` jobs newest first, after the ``(created_at, id)`` of ``after``."""
-    params: dict[str, Any] = {"limit": limit}
+    """Up to ``limit`` jobs newest first, after the ``(created_at, id)`` of ``after``, of ``owner`` only
+    when given."""
+    params: dict[str, Any] = {"limit": limit, "owner": owner}
     if status is not None:
         params["status"] = status
     if after is not None:
         params["created_at"], params["job_id"] = after
-    return list(conn.execute(_LIST_PAGE[(status is not None, after is not None)], params).all())
+    statement = _LIST_PAGE[(status is not None, after is not None, owner is not None)]
+    return list(conn.execute(statement, params).all())
 
 
 def get_many(conn: Connection, job_ids: Sequence[str]) -> list[Row[Any]]:

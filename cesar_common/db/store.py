@@ -177,16 +177,27 @@ class JobStore:
                 webhook = outbox.latest_for(conn, [job_id]).get(job_id)
         return JobView(job_record(columns, webhook), None if position is None else int(position))
 
+    def job_owner(self, job_id: str) -> str | None:
+        """The key that made the job (None: no such job, or a ``pending`` upload)."""
+        with self._tx.read() as conn:
+            return job_reads.owner_of(conn, job_id)
+
     @property
     def statements_on_driver(self) -> int:
         """Statements this store ran on the driver's cursor, past SQLAlchemy's events (see job_view)."""
         return 0 if self._view_query is None else self._view_query.count
 
     def list_jobs(
-        self, *, status: JobStatus | None = None, limit: int = 100, cursor: str | None = None
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        owner: str | None = None,
     ) -> JobPage:
         """Newest first (created_at, id descending), keyset pagination with an opaque cursor
-        (InvalidInputError if bad); ``next_cursor`` is None on the last page. Records without segments."""
+        (InvalidInputError if bad); ``next_cursor`` is None on the last page. Records without segments.
+        ``owner``: only the jobs of that key (a cursor never widens it: the caller passes it each time)."""
         if not 1 <= limit <= job_reads.MAX_LIST_LIMIT:
             raise InvalidInputError(f"limit must be between 1 and {job_reads.MAX_LIST_LIMIT}")
         wanted = None if status is None else job_reads.public_status(status)
@@ -205,6 +216,7 @@ class JobStore:
                 status=wanted,
                 limit=limit + 1,
                 after=None if after is None else (after.created_at, after.job_id),
+                owner=owner,
             )
             webhooks = outbox.latest_for(conn, [row.id for row in rows[:limit] if row.callback_url])
         records = [job_record(row, webhooks.get(row.id)) for row in rows[:limit]]
@@ -749,21 +761,27 @@ class JobStore:
 
     # --- worker presence -----------------------------------------------------------------------
     # --- the voice library ---------------------------------------------------------------------
-    def list_speakers(self) -> list[SpeakerRecord]:
+    def list_speakers(self, owner: str | None = None) -> list[SpeakerRecord]:
+        """The people ``owner`` enrolled (None: everyone's)."""
         with self._tx.read() as conn:
-            return voice_library.list_people(conn)
+            return voice_library.list_people(conn, owner)
+
+    def speaker_owner(self, speaker_id: str) -> str | None:
+        """The key that enrolled the person (None: no such person)."""
+        with self._tx.read() as conn:
+            return voice_library.owner_of(conn, speaker_id)
 
     def get_speaker(self, speaker_id: str) -> SpeakerRecord:
         with self._tx.read() as conn:
             return voice_library.get(conn, speaker_id)
 
     def create_speaker(
-        self, name: str, *, job_id: str | None = None, label: str | None = None
+        self, name: str, *, owner: str = "", job_id: str | None = None, label: str | None = None
     ) -> SpeakerRecord:
-        """A new person (ConflictError when the name is taken), with the voice ``label`` of the finished
-        diarized job ``job_id`` when given."""
+        """A new person in ``owner``'s library (ConflictError when the name is taken there), with the voice
+        ``label`` of the finished diarized job ``job_id`` (of the same owner) when given."""
         with self._tx.write() as conn:
-            person = voice_library.create(conn, name)
+            person = voice_library.create(conn, name, owner)
             if job_id is not None and label is not None:
                 voice_library.add_job_print(conn, person, job_id, label)
             return voice_library.get(conn, person)
@@ -784,7 +802,7 @@ class JobStore:
         if speaker_id is None:
             assert name is not None
             with self._tx.write() as conn:
-                speaker_id = made = voice_library.create(conn, name)
+                speaker_id = made = voice_library.create(conn, name, new.owner)
         else:
             self.get_speaker(speaker_id)  # 404 before the upload is stored
         person = speaker_id
@@ -810,8 +828,8 @@ class JobStore:
         new)."""
         (data,) = voice_library.encode_voices({"": vector}).values()
         with self._tx.write() as conn:
-            person = voice_library.id_of_name(conn, voice_library.check_name(name))
-            person = person or voice_library.create(conn, name)
+            person = voice_library.id_of_name(conn, voice_library.check_name(name), "")
+            person = person or voice_library.create(conn, name, "")
             voice_library.add_read_sample(conn, person, data, seconds, filename)
             return voice_library.get(conn, person)
 
@@ -839,11 +857,14 @@ class JobStore:
         with self._tx.write() as conn:
             voice_library.delete_person(conn, speaker_id)
 
-    def voice_library_rows(self, names: Sequence[str] | None = None) -> list[tuple[str, str, bytes]]:
-        """The ready voice prints a diarized job is matched against, ``(person id, name, print)``, of the
-        people ``names`` only when given (one query however large the library)."""
+    def voice_library_rows(
+        self, owner: str, names: Sequence[str] | None = None
+    ) -> list[tuple[str, str, bytes]]:
+        """The ready voice prints of ``owner``'s library a diarized job of theirs is matched against,
+        ``(person id, name, print)``, of the people ``names`` only when given (one query however large
+        the library)."""
         with self._tx.read() as conn:
-            return voice_library.library_rows(conn, names)
+            return voice_library.library_rows(conn, owner, names)
 
     def register_worker(self, worker_id: str, *, host: str, pid: int) -> None:
         """Upsert the worker's presence row."""

@@ -39,9 +39,11 @@ __all__ = [
     "id_of_name",
     "library_rows",
     "list_people",
+    "owner_of",
     "remember",
     "rename",
     "store_job_voices",
+    "unknown_person",
 ]
 
 MAX_NAME_LENGTH = 100
@@ -49,6 +51,16 @@ PENDING, READY, ERROR = "pending", "ready", "error"
 # the diarizer's own labels: a person so named could not be told from an unknown voice
 _LABEL = re.compile(r"speaker_\d+", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def unknown_person(person: str) -> NotFoundError:
+    return NotFoundError(f"no person {person} in the voice library")
+
+
+def owner_of(conn: Connection, person: str) -> str | None:
+    """The key that enrolled ``person`` (None: no such person)."""
+    found = conn.execute(select(speakers.c.owner).where(speakers.c.id == person)).scalar_one_or_none()
+    return None if found is None else str(found)
 
 
 def check_name(name: str) -> str:
@@ -73,14 +85,18 @@ def _key(name: str) -> str:
     return name.casefold()
 
 
-def id_of_name(conn: Connection, name: str) -> str | None:
-    return conn.execute(select(speakers.c.id).where(speakers.c.name_key == _key(name))).scalar_one_or_none()
+def id_of_name(conn: Connection, name: str, owner: str) -> str | None:
+    """The person ``owner`` enrolled as ``name`` (names are unique per owner)."""
+    return conn.execute(
+        select(speakers.c.id).where(speakers.c.owner == owner, speakers.c.name_key == _key(name))
+    ).scalar_one_or_none()
 
 
-def create(conn: Connection, name: str) -> str:
-    """A new person named ``name`` (checked); ConflictError naming the one who has the name already."""
+def create(conn: Connection, name: str, owner: str) -> str:
+    """A new person named ``name`` (checked) in ``owner``'s library; ConflictError naming the one who has
+    the name already."""
     name = check_name(name)
-    existing = id_of_name(conn, name)
+    existing = id_of_name(conn, name, owner)
     if existing is not None:
         raise _taken(conn, name, existing)
     person = str(uuid.uuid4())
@@ -89,11 +105,11 @@ def create(conn: Connection, name: str) -> str:
         with conn.begin_nested():
             conn.execute(
                 insert(speakers).values(
-                    id=person, name=name, name_key=_key(name), created_at=now, updated_at=now
+                    id=person, name=name, name_key=_key(name), owner=owner, created_at=now, updated_at=now
                 )
             )
     except IntegrityError:  # made meanwhile by another request
-        raise _taken(conn, name, id_of_name(conn, name)) from None
+        raise _taken(conn, name, id_of_name(conn, name, owner)) from None
     return person
 
 
@@ -107,8 +123,8 @@ def _taken(conn: Connection, name: str, person: str | None) -> ConflictError:
 
 def rename(conn: Connection, person: str, name: str) -> None:
     name = check_name(name)
-    _lock(conn, person)
-    existing = id_of_name(conn, name)
+    owner = _lock(conn, person)
+    existing = id_of_name(conn, name, owner)
     if existing is not None and existing != person:
         raise _taken(conn, name, existing)
     conn.execute(
@@ -118,12 +134,15 @@ def rename(conn: Connection, person: str, name: str) -> None:
     )
 
 
-def _lock(conn: Connection, person: str) -> None:
-    query = select(speakers.c.id).where(speakers.c.id == person)
+def _lock(conn: Connection, person: str) -> str:
+    """Lock ``person``'s row; their owner."""
+    query = select(speakers.c.owner).where(speakers.c.id == person)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    if conn.execute(query).first() is None:
-        raise NotFoundError(f"no person {person} in the voice library")
+    found = conn.execute(query).first()
+    if found is None:
+        raise unknown_person(person)
+    return str(found.owner)
 
 
 def _touch(conn: Connection, person: str) -> None:
@@ -195,12 +214,13 @@ def complete_sample(conn: Connection, job_id: str, embedding: bytes, seconds: fl
 
 
 def add_job_print(conn: Connection, person: str, job_id: str, label: str) -> None:
-    """The voice of ``label`` in the finished diarized job ``job_id``, as a print of ``person``."""
-    _lock(conn, person)
+    """The voice of ``label`` in the finished diarized job ``job_id``, as a print of ``person``: only a job
+    of the person's owner (another owner's job is as unknown as none)."""
+    owner = _lock(conn, person)
     voice = conn.execute(
         select(job_voices.c.embedding, jobs.c.speakers)
         .join(jobs, jobs.c.id == job_voices.c.job_id)
-        .where(job_voices.c.job_id == job_id, job_voices.c.label == label)
+        .where(job_voices.c.job_id == job_id, job_voices.c.label == label, jobs.c.owner == owner)
     ).first()
     if voice is None:
         raise NotFoundError(
@@ -237,8 +257,10 @@ def _seconds(listed: Sequence[Mapping[str, Any]] | None, label: str) -> float | 
 
 
 def remember(conn: Connection, job_id: str, label: str, name: str) -> str:
-    """Add the job's voice of ``label`` to the person named ``name`` (made if new); their id."""
-    person = id_of_name(conn, check_name(name)) or create(conn, name)
+    """Add the job's voice of ``label`` to the person named ``name`` (made if new) of the job's owner's
+    library; their id."""
+    owner = conn.execute(select(jobs.c.owner).where(jobs.c.id == job_id)).scalar_one()
+    person = id_of_name(conn, check_name(name), owner) or create(conn, name, owner)
     add_job_print(conn, person, job_id, label)
     return person
 
@@ -259,12 +281,15 @@ def store_job_voices(conn: Connection, job_id: str, voices: Mapping[str, bytes])
         )
 
 
-def library_rows(conn: Connection, names: Iterable[str] | None = None) -> list[tuple[str, str, bytes]]:
-    """Every ready print as ``(person id, name, print)``, of the people ``names`` only when given."""
+def library_rows(
+    conn: Connection, owner: str, names: Iterable[str] | None = None
+) -> list[tuple[str, str, bytes]]:
+    """Every ready print of ``owner``'s library as ``(person id, name, print)``, of the people ``names``
+    only when given."""
     query = (
         select(speakers.c.id, speakers.c.name, voice_prints.c.embedding)
         .join(voice_prints, voice_prints.c.speaker_id == speakers.c.id)
-        .where(voice_prints.c.status == READY)
+        .where(voice_prints.c.status == READY, speakers.c.owner == owner)
     )
     if names is not None:
         query = query.where(speakers.c.name_key.in_([_key(name) for name in names]))
@@ -274,18 +299,21 @@ def library_rows(conn: Connection, names: Iterable[str] | None = None) -> list[t
 def get(conn: Connection, person: str) -> SpeakerRecord:
     found = _people(conn, [person])
     if not found:
-        raise NotFoundError(f"no person {person} in the voice library")
+        raise unknown_person(person)
     return found[0]
 
 
-def list_people(conn: Connection) -> list[SpeakerRecord]:
-    return _people(conn, None)
+def list_people(conn: Connection, owner: str | None) -> list[SpeakerRecord]:
+    """The people of ``owner``'s library (None: everyone's)."""
+    return _people(conn, None, owner)
 
 
-def _people(conn: Connection, ids: Sequence[str] | None) -> list[SpeakerRecord]:
+def _people(conn: Connection, ids: Sequence[str] | None, owner: str | None = None) -> list[SpeakerRecord]:
     query = select(speakers).order_by(func.lower(speakers.c.name), speakers.c.id)
     if ids is not None:
         query = query.where(speakers.c.id.in_(ids))
+    if owner is not None:
+        query = query.where(speakers.c.owner == owner)
     people = conn.execute(query).all()
     prints = (
         select(

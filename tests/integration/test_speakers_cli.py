@@ -125,7 +125,7 @@ def test_a_local_library_names_the_voices_of_cesar_transcribe(tmp_path: Path) ->
     # voices of a diarized job: one more print of a person, or a new person
     store = JobStore.from_url(f"sqlite:///{path}")
     try:
-        ((_, _, data),) = store.voice_library_rows()
+        ((_, _, data),) = store.voice_library_rows("")
         job = diarized_job(store, {"SPEAKER_00": list(from_bytes(data)), "SPEAKER_01": SHEILA})
     finally:
         store.close()

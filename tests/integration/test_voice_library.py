@@ -302,4 +302,4 @@ def test_an_audio_sample_read_by_a_worker_names_a_real_diarized_job(real_api: Ap
     # deleting the person deletes their prints and the jobs that read their samples
     assert api.client.delete(f"/speakers/{person['id']}").status_code == 204
     assert api.client.get(f"/jobs/{sample['job_id']}").status_code == 404
-    assert all(row[0] != person["id"] for row in api.store.voice_library_rows())
+    assert all(row[0] != person["id"] for row in api.store.voice_library_rows(""))

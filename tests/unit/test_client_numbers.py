@@ -17,10 +17,11 @@ from webhook_recipe import verify as recipe_verify
 from cesar.cli import cli
 from cesar.purge import parse_duration
 from cesar.supervisor.layout import parse_workers
-from cesar_api.auth import session_token, valid_session
+from cesar_api.access import SERVER_KEY, KeyRing
 from cesar_api.event_hub import Position
 from cesar_common.errors import ClientError, InvalidInputError, PayloadTooLargeError
 from cesar_common.parentwatch import SUPERVISOR_PID_ENV, supervisor_pid
+from cesar_common.settings import Settings
 from cesar_common.text import MAX_NUMBER_DIGITS, plain_number
 from cesar_worker import download
 from cesar_worker.webhooks import retry_after_seconds, signature_header, verify_signature
@@ -60,19 +61,25 @@ def test_plain_number_reads_plain_digits() -> None:
     assert plain_number("12345", max_digits=4) is None
 
 
+def _ring(key: str) -> KeyRing:
+    """A key ring of the server's own key alone (no database read: its cookies need none)."""
+    return KeyRing(None, Settings(api_key=key))  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("expiry", HOSTILE)
 def test_a_session_cookie_with_a_hostile_expiry_is_invalid(expiry: str) -> None:
-    assert not valid_session("key", f"{expiry}.signature")
-    assert not valid_session("key", expiry)
+    assert _ring("key").session_caller(f"{expiry}..signature") is None
+    assert _ring("key").session_caller(expiry) is None
 
 
 def test_a_session_cookie_stays_valid_until_it_expires_and_its_signature_counts() -> None:
-    token = session_token("key", now=1_000)
-    assert valid_session("key", token, now=1_000)
-    assert not valid_session("other", token, now=1_000)
-    assert not valid_session("key", token, now=time.time())  # long expired
+    token = _ring("key").session_token(SERVER_KEY, now=1_000)
+    assert token is not None
+    assert _ring("key").session_caller(token, now=1_000) is SERVER_KEY
+    assert _ring("other").session_caller(token, now=1_000) is None
+    assert _ring("key").session_caller(token, now=time.time()) is None  # long expired
     expiry, _, _signature = token.partition(".")
-    assert not valid_session("key", f"{expiry}.\xe9", now=1_000)  # non-ASCII signature: False, no TypeError
+    assert _ring("key").session_caller(f"{expiry}..\xe9", now=1_000) is None  # non-ASCII: None, no TypeError
 
 
 @pytest.mark.parametrize(
