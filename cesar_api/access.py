@@ -38,6 +38,7 @@ from cesar_common.text import plain_number
 __all__ = [
     "ADMIN_ONLY",
     "FRESH_SECONDS",
+    "MISS_SECONDS",
     "SERVER_KEY",
     "WATCH_SECONDS",
     "Caller",
@@ -51,6 +52,9 @@ __all__ = [
 ADMIN_ONLY = "admin_only"
 #: how old the key ring may be before a request reads the keys again
 FRESH_SECONDS = 0.5
+#: a request with a key the ring does not know (one just made) waits for the next read, at most one per
+#: this many seconds however many such requests come
+MISS_SECONDS = 0.1
 #: how often an open stream or live session asks whether its key still holds
 WATCH_SECONDS = 0.25
 #: ids whose owner a process remembers
@@ -147,16 +151,35 @@ class KeyRing:
         async with self._lock:
             if time.monotonic() - self._read_at < FRESH_SECONDS:
                 return  # another request read them meanwhile
-            read_at = time.monotonic()
-            keys = await run_read(self._store, self._store.list_keys)
-            self._by_prefix = {key.prefix: key for key in keys if key.active}
-            self._keys_in_use = bool(self._by_prefix)
-            self._read_at = read_at
+            await self._read()
+
+    async def read_since(self, moment: float) -> None:
+        """Make sure the keys were read after ``moment`` (``time.monotonic()``): a key made before a request
+        arrived works for it. One read per :data:`MISS_SECONDS` at most, however many ask."""
+        while self._read_at < moment:
+            wait = self._read_at + MISS_SECONDS - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            async with self._lock:
+                if self._read_at < moment:
+                    await self._read()
+
+    async def _read(self) -> None:
+        started = time.monotonic()
+        keys = await run_read(self._store, self._store.list_keys)
+        self._by_prefix = {key.prefix: key for key in keys if key.active}
+        self._keys_in_use = bool(self._by_prefix)
+        self._read_at = started
 
     @property
     def open(self) -> bool:
         """No key at all: every request is the server's own (call :meth:`fresh` first)."""
         return self._server_key is None and not self._keys_in_use
+
+    def unknown_prefix(self, key: str) -> bool:
+        """Whether ``key`` looks like one of Cesar's keys this copy has never seen (one made since)."""
+        prefix = api_keys.key_prefix(key)
+        return prefix is not None and prefix not in self._by_prefix
 
     def identify(self, key: str) -> Caller | None:
         """The caller ``key`` names, or None for a wrong, revoked or expired key (call :meth:`fresh`

@@ -17,6 +17,7 @@ the routes that opt in (the event streams, which only read); the key itself neve
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from litestar import Request, Response, delete, post
@@ -55,12 +56,16 @@ async def identify(
     """Who the connection is: its bearer key, else one of ``keys`` (a realtime socket's subprotocol),
     else with ``cookie`` its session cookie. The server's own key on an open server; None for none that
     holds."""
+    arrived = time.monotonic()
     ring: KeyRing = connection.app.state.key_ring
     await ring.fresh()
     if ring.open:
         return SERVER_KEY
     given = bearer_key(connection)
-    for key in (given, *keys) if given else keys:
+    offered = (given, *keys) if given else keys
+    if any(ring.unknown_prefix(key) for key in offered):
+        await ring.read_since(arrived)  # a key made since the ring was read works at once
+    for key in offered:
         found = ring.identify(key)
         if found is not None:
             return found
@@ -91,19 +96,20 @@ async def require_key(connection: ASGIConnection[Any, Any, Any, Any], handler: B
 
 
 async def _check_owner(connection: ASGIConnection[Any, Any, Any, Any], caller: Caller) -> None:
-    """404 when the job or person the path names is another owner's (as for one that does not exist)."""
+    """404 when the job or person the path names is another owner's, or none: the same answer, before the
+    route reads the body, so that no answer tells one from the other."""
     params = connection.path_params
     job_id = params.get("job_id")
     if job_id is not None:
         owners = connection.app.state.job_owners
         owner = await run_read(connection.app.state.store, owners.owner, job_id)
-        if owner is not None and owner != caller.owner:
+        if owner != caller.owner:
             raise job_reads.not_found(job_id)
     speaker_id = params.get("speaker_id")
     if speaker_id is not None:
         owners = connection.app.state.speaker_owners
         owner = await run_read(connection.app.state.store, owners.owner, speaker_id)
-        if owner is not None and owner != caller.owner:
+        if owner != caller.owner:
             raise voice_library.unknown_person(speaker_id)
 
 

@@ -103,8 +103,9 @@ class Api:
 
 
 @contextmanager
-def running_api(db_url: str, **settings: Any) -> Iterator[Api]:
-    """``create_app`` on ``db_url`` under uvicorn on 127.0.0.1:<free port>, with an httpx client."""
+def running_api(db_url: str, *, websockets: bool = False, **settings: Any) -> Iterator[Api]:
+    """``create_app`` on ``db_url`` under uvicorn on 127.0.0.1:<free port>, with an httpx client (and
+    WebSockets served when asked)."""
     app_settings = Settings(database_url=db_url, **settings)
     store = JobStore.from_url(db_url)
     app = create_app(app_settings, store)
@@ -112,7 +113,8 @@ def running_api(db_url: str, **settings: Any) -> Iterator[Api]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", ws="none", lifespan="on", timeout_graceful_shutdown=2)
+    ws = "websockets-sansio" if websockets else "none"
+    config = uvicorn.Config(app, log_level="warning", ws=ws, lifespan="on", timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -137,8 +139,8 @@ def upload(api: Api, name: str = "speech_en.wav", **fields: str) -> httpx.Respon
         return api.client.post("/transcribe", files={"file": (name, audio, "audio/wav")}, data=fields)
 
 
-def url_job(store: JobStore, url: str = PUBLIC_URL, model: str = "tiny.en") -> JobRecord:
-    new = NewJob(source=JobSource.URL, options=TranscribeOptions(model=model), source_url=url)
+def url_job(store: JobStore, url: str = PUBLIC_URL, model: str = "tiny.en", owner: str = "") -> JobRecord:
+    new = NewJob(source=JobSource.URL, options=TranscribeOptions(model=model), source_url=url, owner=owner)
     return store.create_job(new, None)
 
 
@@ -153,20 +155,23 @@ def job_count(store: JobStore) -> int:
         cursor = page.next_cursor
 
 
-def processing_job(store: JobStore, worker_id: str = "test-worker") -> JobRecord:
-    """A new job claimed by ``worker_id``, as a worker would. Other queued jobs are cancelled first so the
-    claim (oldest first) takes this one."""
+def processing_job(store: JobStore, worker_id: str = "test-worker", owner: str = "") -> JobRecord:
+    """A new job of ``owner`` claimed by ``worker_id``, as a worker would. Other queued jobs are cancelled
+    first so the claim takes this one."""
     for queued in store.list_jobs(status=JobStatus.QUEUED, limit=1000).jobs:
         store.request_cancel(queued.id)
-    job = url_job(store)
+    job = url_job(store, owner=owner)
     claimed = store.claim_work(worker_id, lease_seconds=60)
     assert claimed is not None and claimed.id == job.id
     return claimed
 
 
-def completed_job(store: JobStore, *, segments: list[dict[str, Any]] | None = None) -> JobRecord:
-    """A job finished the way a worker finishes one: claimed, then completed (no model needed)."""
-    job = processing_job(store)
+def completed_job(
+    store: JobStore, *, segments: list[dict[str, Any]] | None = None, owner: str = ""
+) -> JobRecord:
+    """A job of ``owner`` finished the way a worker finishes one: claimed, then completed (no model
+    needed)."""
+    job = processing_job(store, owner=owner)
     segments = SEGMENTS if segments is None else segments
     result = JobResult(
         text=" ".join(segment["text"].strip() for segment in segments),
