@@ -16,7 +16,13 @@ With 10,000 jobs stored (98% completed with a transcript, the rest queued):
 With ``--health``, only the probes: `GET /health` (readiness) and `GET /health/live` (liveness) requests
 per second at 32 connections, alternating rounds (`wrk`; the Python generator otherwise).
 
+With ``--keys``, only `GET /jobs/{id}` with a user key of the database (its own jobs: the key ring and the
+owner check on the path), side by side with the code before keys existed (the commit before migration 0012,
+checked out in a git worktree, on a database of its own) answering its `CESAR_API_KEY`, alternating rounds.
+Target: no less than 0.90 of the code before.
+
     .venv/bin/python bench/api_load.py [--jobs 10000] [--duration 10] [--db URL] [--skip-upload] [--health]
+        [--keys]
 
 The jobs are written with one bulk INSERT (the store writes one job per transaction, which would make
 seeding the slowest part of the benchmark); the API reads them through the store like any others.
@@ -53,6 +59,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {
+    "user_key_vs_before": 0.90,
     "startup_s": 1.5,
     "get_job_vs_minimal": 0.70,
     "list_median_ms": 20.0,
@@ -130,11 +137,14 @@ def api_env(url: str, port: int) -> dict[str, str]:
 
 
 @contextmanager
-def api_process(url: str, argv: list[str]) -> Iterator[tuple[str, psutil.Process, dict[str, float]]]:
+def api_process(
+    url: str, argv: list[str], extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, psutil.Process, dict[str, float]]]:
     """Start the API; yields its URL, its process and start-up figures (wall s, CPU s, RSS MiB)."""
     port = free_port()
     started = time.perf_counter()
-    process = subprocess.Popen(argv, env=api_env(url, port), stdin=subprocess.DEVNULL)
+    env = {**api_env(url, port), **(extra_env or {})}
+    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     proc = psutil.Process(process.pid)
     try:
@@ -168,7 +178,9 @@ def measure_startup(url: str, argv: list[str], runs: int) -> dict[str, float]:
 
 
 # --- GET /jobs/{id} throughput --------------------------------------------------------------------
-def wrk_rps(base: str, ids: list[str], duration: int, connections: int, workdir: Path) -> dict[str, Any]:
+def wrk_rps(
+    base: str, ids: list[str], duration: int, connections: int, workdir: Path, key: str | None = None
+) -> dict[str, Any]:
     script = workdir / "ids.lua"
     chosen = random.sample(ids, min(len(ids), 2000))
     script.write_text(
@@ -184,6 +196,7 @@ def wrk_rps(base: str, ids: list[str], duration: int, connections: int, workdir:
         f"-c{connections}",
         f"-d{duration}s",
         "--latency",
+        *(["-H", f"Authorization: Bearer {key}"] if key else []),
         "-s",
         str(script),
         base,
@@ -245,14 +258,20 @@ def health_rps(base: str, args: argparse.Namespace) -> None:
     print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
 
 
-def python_rps(base: str, next_path: Callable[[], str], duration: int, connections: int) -> dict[str, Any]:
+def python_rps(
+    base: str,
+    next_path: Callable[[], str],
+    duration: int,
+    connections: int,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """An asyncio load of ``connections`` clients, each asking for ``next_path()`` in turn."""
 
     async def run() -> tuple[int, int]:
         done = errors = 0
         stop = time.perf_counter() + duration
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10, headers=headers) as client:
 
             async def worker() -> None:
                 nonlocal done, errors
@@ -295,16 +314,24 @@ def minimal_process(db_path: str) -> Iterator[str]:
 
 
 def load(
-    base: str, ids: list[str], args: argparse.Namespace, workdir: Path, proc: psutil.Process
+    base: str,
+    ids: list[str],
+    args: argparse.Namespace,
+    workdir: Path,
+    proc: psutil.Process,
+    key: str | None = None,
 ) -> dict[str, Any]:
-    with httpx.Client(base_url=base) as client:
+    headers = None if key is None else {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base, headers=headers) as client:
         for job_id in random.sample(ids, 200):  # warm-up: pool, caches
             assert client.get(f"/jobs/{job_id}").status_code == 200
     cpu_before = sum(proc.cpu_times()[:2])
     if shutil.which("wrk"):
-        figures = wrk_rps(base, ids, args.duration, args.connections, workdir)
+        figures = wrk_rps(base, ids, args.duration, args.connections, workdir, key)
     else:
-        figures = python_rps(base, lambda: f"/jobs/{random.choice(ids)}", args.duration, args.connections)
+        figures = python_rps(
+            base, lambda: f"/jobs/{random.choice(ids)}", args.duration, args.connections, headers
+        )
     requests = figures["rps"] * args.duration
     figures["api_cpu_us_per_request"] = (sum(proc.cpu_times()[:2]) - cpu_before) / requests * 1e6
     return figures
@@ -408,6 +435,85 @@ def _listener_pid(base: str) -> int:
     raise SystemExit(f"nothing listens on {base}")
 
 
+# --- a user key against the code before keys ---------------------------------------------------------
+BEFORE_KEYS = "migrations/versions/0012_api_keys.py"
+
+
+def keys_rps(args: argparse.Namespace, workdir: Path) -> None:
+    """``GET /jobs/{id}`` with a user key, side by side with the code before keys with its one key."""
+    added = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "--diff-filter=A", "--format=%H", "--", BEFORE_KEYS],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()[-1]  # fmt: skip
+    before = workdir / "before"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(before), f"{added}^"],
+        check=True,
+    )
+    try:
+        old_url = f"sqlite:///{workdir / 'before.db'}"
+        old_env = {"PYTHONPATH": str(before), "CESAR_API_KEY": "the-one-key"}
+        seeding = f"import sys; sys.path[:0] = [{str(before)!r}, {str(ROOT / 'bench')!r}]; import api_load; "
+        old_ids = json.loads(
+            subprocess.run(
+                [sys.executable, "-c", seeding + f"import json; print(json.dumps(api_load.seed({old_url!r}, "
+                 f"{args.jobs})))"],
+                capture_output=True, text=True, check=True,
+            ).stdout
+        )  # fmt: skip
+        url = f"sqlite:///{workdir / 'cesar.db'}"
+        ids = seed(url, args.jobs)
+        key = user_key(url, ids)
+        print(f"seeded {args.jobs} jobs for each; the code before keys: {added[:10]}^")
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the runs")
+        ours: list[dict[str, Any]] = []
+        theirs: list[dict[str, Any]] = []
+        python_m = [sys.executable, "-m", "cesar_api"]
+        with (
+            api_process(url, python_m) as (base, proc, _figures),
+            api_process(old_url, python_m, old_env) as (old_base, old_proc, _old),
+        ):
+            for _round in range(args.rounds):  # alternating, so both see the same machine
+                ours.append(load(base, ids, args, workdir, proc, key))
+                theirs.append(load(old_base, old_ids, args, workdir, old_proc, "the-one-key"))
+        ratios = [mine["rps"] / old["rps"] for mine, old in zip(ours, theirs, strict=True)]
+        print(
+            f"GET /jobs/{{id}}, user key: {max(run['rps'] for run in ours):.0f} req/s best, "
+            f"{statistics.median(run['api_cpu_us_per_request'] for run in ours):.0f} us API CPU per request; "
+            f"before keys: {max(run['rps'] for run in theirs):.0f} req/s best, "
+            f"{statistics.median(run['api_cpu_us_per_request'] for run in theirs):.0f} us "
+            f"({args.connections} connections, {ours[0]['tool']}, {args.rounds} x {args.duration} s, "
+            f"{sum(run['errors'] for run in ours + theirs)} errors)"
+        )
+        ratio = statistics.median(ratios)
+        print(
+            "user key / before keys per round: "
+            + ", ".join(f"{value:.2f}" for value in ratios)
+            + f"; median {ratio:.2f} (target >= {TARGETS['user_key_vs_before']:.2f}): "
+            + verdict(ratio, TARGETS["user_key_vs_before"], lower_is_better=False)
+        )
+        print(f"load average after the runs: {os.getloadavg()[0]:.2f}")
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
+
+
+def user_key(url: str, ids: list[str]) -> str:
+    """A user key of the database ``url`` that owns every job of ``ids``; the key itself."""
+    from sqlalchemy import update
+
+    from cesar_common.db.store import JobStore
+    from cesar_common.db.tables import jobs
+
+    store = JobStore.from_url(url)
+    try:
+        record, key = store.create_key("bench")
+        with store.engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id.in_(ids)).values(owner=record.id))
+    finally:
+        store.close()
+    return key
+
+
 def verdict(value: float, target: float, *, lower_is_better: bool) -> str:
     ok = value < target if lower_is_better else value >= target
     return "PASS" if ok else "FAIL"
@@ -428,9 +534,18 @@ def main() -> None:
     parser.add_argument("--db", help="job database URL (default: a fresh SQLite file); it gets the jobs")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--health", action="store_true", help="only the /health and /health/live rates")
+    parser.add_argument(
+        "--keys", action="store_true", help="only GET /jobs/{id} with a user key against the code before keys"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="cesar-bench-"))
+    if args.keys:
+        try:
+            keys_rps(args, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
     try:
         url = args.db or f"sqlite:///{workdir / 'cesar.db'}"
         started = time.perf_counter()

@@ -13,8 +13,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from cesar_api.load_shedding import PROBE_ROOM, LoadShedder, plan, refusal_bytes, too_many_connections
+from cesar_common.exposure import Exposure, check_exposure, keys_in_use
 from cesar_common.settings import Settings
-from cesar_common.urlpolicy import is_loopback
 
 __all__ = ["guarded_protocol", "open_file_limit", "serve", "startup_warnings"]
 
@@ -74,14 +74,14 @@ def guarded_protocol(shedder: LoadShedder) -> type[asyncio.Protocol]:
     return GuardedProtocol
 
 
-def startup_warnings(settings: Settings) -> list[str]:
+def startup_warnings(settings: Settings, exposure: Exposure) -> list[str]:
     """What the API says at start about risky settings: it is the one process `cesar serve` starts once,
     so a deployment hears each of these once, not once per worker."""
     warnings = []
-    if settings.api_key is None and not is_loopback(settings.host):
+    if exposure is Exposure.OPEN:
         warnings.append(
-            f"the API listens on {settings.host} without an API key: anyone who can reach it can submit "
-            "and read jobs (set CESAR_API_KEY)"
+            f"the API listens on {settings.host} without an API key (--insecure): anyone who can reach it "
+            "can submit and read jobs (set CESAR_API_KEY or create a key: cesar keys create NAME --admin)"
         )
     if settings.webhook_secret is None:
         warnings.append(
@@ -95,7 +95,8 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
     """Serve until SIGTERM or SIGINT, finishing the requests in flight (a second signal forces the stop).
 
     Refuses to start (SchemaOutdatedError, DatabaseError) when the database is not at the schema this
-    version of Cesar expects: ``cesar db upgrade`` first, or ``cesar serve``.
+    version of Cesar expects: ``cesar db upgrade`` first, or ``cesar serve``; and (ClientError) with no
+    key at all beyond loopback (:func:`~cesar_common.exposure.check_exposure`).
     """
     from cesar_api.app import create_app
     from cesar_common.db.connect import open_engine
@@ -111,9 +112,11 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
         from cesar_common.db.migrate import ensure_schema_current
 
         ensure_schema_current(engine)
-    for warning in startup_warnings(settings):
+    store = JobStore(engine, keep_audio=settings.keep_audio)
+    exposure = check_exposure(settings, lambda: keys_in_use(store))
+    for warning in startup_warnings(settings, exposure):
         logger.warning("%s", warning)
-    app = create_app(settings, JobStore(engine, keep_audio=settings.keep_audio))
+    app = create_app(settings, store)
     shedder: LoadShedder = app.state.load
     open_files = open_file_limit()
     shedder.max_uploads, shedder.max_connections = plan(open_files, settings.max_uploads_in_flight)

@@ -14,6 +14,7 @@ __all__ = [
     "diarization",
     "errors",
     "exits",
+    "exposure",
     "job_json",
     "job_options",
     "logs",

@@ -188,6 +188,13 @@ class Settings(BaseSettings):
         description="When set, every route except `/health` and `/docs` needs `Authorization: Bearer <key>`. "
         "The client commands (`cesar submit`, `cesar remote ...`) send it.",
     )
+    insecure: bool = Field(
+        default=False,
+        description="Let an API with no key at all (no `CESAR_API_KEY`, no active key in its database), "
+        "which answers anyone, listen beyond loopback (`--insecure`). Without it such an API refuses to "
+        "start on any address but 127.0.0.0/8, `::1` or `localhost`. For a container that publishes its "
+        "port on 127.0.0.1 only, or behind a proxy that checks who calls.",
+    )
     server: str = Field(
         default="http://127.0.0.1:5000",
         description="The Cesar server the client commands (`cesar submit`, `cesar remote ...`) talk to.",

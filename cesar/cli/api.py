@@ -8,6 +8,7 @@ from cesar.cli.options import (
     COMMAND_SETTINGS,
     db_option,
     host_option,
+    insecure_option,
     log_level_option,
     port_option,
     verbose_option,
@@ -20,11 +21,17 @@ __all__ = ["api"]
 @click.command(context_settings=COMMAND_SETTINGS)
 @host_option
 @port_option
+@insecure_option
 @db_option
 @log_level_option("every request")
 @verbose_option("Show a traceback when the API fails to start.")
 def api(
-    host: str | None, port: int | None, database_url: str | None, log_level: str | None, verbose: bool
+    host: str | None,
+    port: int | None,
+    insecure: bool,
+    database_url: str | None,
+    log_level: str | None,
+    verbose: bool,
 ) -> None:
     """Run the HTTP API alone (docs at /docs).
 
@@ -36,4 +43,11 @@ def api(
         from cesar_api.server import serve
         from cesar_common.settings import get_settings
 
-        serve(get_settings(host=host, port=port, database_url=database_url, log_level=log_level))
+        settings = get_settings(
+            host=host,
+            port=port,
+            insecure=insecure or None,  # unset: CESAR_INSECURE decides
+            database_url=database_url,
+            log_level=log_level,
+        )
+        serve(settings)

@@ -33,6 +33,7 @@ __all__ = [
     "db_option",
     "device_option",
     "host_option",
+    "insecure_option",
     "job_options",
     "job_options_from",
     "log_level_option",
@@ -83,7 +84,14 @@ host_option = option(
     "--host",
     metavar="ADDRESS",
     help="Address the API listens on. [default: 127.0.0.1, this machine only; 0.0.0.0 for every "
-    "interface, then also set CESAR_API_KEY]",
+    "interface, then also set CESAR_API_KEY or create a key: see --insecure]",
+)
+insecure_option = option(
+    "--insecure",
+    is_flag=True,
+    default=False,
+    help="Serve with no key at all (no CESAR_API_KEY, no active key in the database) on an address "
+    "beyond loopback, open to anyone who reaches it; without it such a server refuses to start.",
 )
 port_option = option(
     "--port",

@@ -12,6 +12,7 @@ from cesar.cli.options import (
     db_option,
     device_option,
     host_option,
+    insecure_option,
     log_level_option,
     option,
     port_option,
@@ -35,6 +36,7 @@ def _workers(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
 @click.command(context_settings=COMMAND_SETTINGS)
 @host_option
 @port_option
+@insecure_option
 @option(
     "--workers",
     metavar="auto|N",
@@ -70,6 +72,7 @@ def _workers(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
 def serve(
     host: str | None,
     port: int | None,
+    insecure: bool,
     workers: str | None,
     threads: int | None,
     database_url: str | None,
@@ -96,6 +99,7 @@ def serve(
         settings = get_settings(
             host=host,
             port=port,
+            insecure=insecure or None,  # unset: CESAR_INSECURE decides
             workers=workers,
             threads=threads,
             database_url=database_url,

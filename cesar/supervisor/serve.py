@@ -30,6 +30,7 @@ from cesar.supervisor.layout import Layout, machine_facts, model_bytes_for, pars
 from cesar.supervisor.ports import base_url, check_port, is_listening
 from cesar.supervisor.supervise import Supervisor
 from cesar_common.exits import EXIT_INTERRUPTED, EXIT_OK
+from cesar_common.exposure import check_exposure, keys_in_use
 from cesar_common.parentwatch import SUPERVISOR_PID_ENV
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
@@ -53,7 +54,8 @@ def run_serve(
 ) -> int:
     """Run the API and the workers until SIGINT/SIGTERM; the exit code (0, or 130 when forced).
 
-    Raises a CesarError before anything starts (port taken, database unreachable, unknown model or device)
+    Raises a CesarError before anything starts (port taken, database unreachable, unknown model or device,
+    no key beyond loopback: :func:`~cesar_common.exposure.check_exposure`)
     and when serve cannot go on (the port was taken from the API, a child keeps failing at start).
     """
     say = echo or _print
@@ -61,6 +63,7 @@ def run_serve(
     check_port(settings.host, settings.port)
     layout = plan_serve_layout(settings)  # before the database: no model, no migration
     prepare_database(settings.database_url, migrate=migrate)
+    check_exposure(settings, lambda: _keys_in_use(settings.database_url))  # before anything listens
     logger.info("layout: %s (%s)", layout.describe(), layout.reason)
     say(f"Starting {layout.describe()}" if layout.workers else "Starting the API alone (--workers 0)")
 
@@ -117,6 +120,16 @@ def prepare_database(url: str, *, migrate: bool) -> None:
             ensure_schema_current(engine)
     finally:
         engine.dispose()
+
+
+def _keys_in_use(url: str) -> bool:
+    from cesar_common.db.store import JobStore
+
+    store = JobStore.from_url(url, pooled=False)
+    try:
+        return keys_in_use(store)
+    finally:
+        store.close()
 
 
 def plan_serve_layout(settings: Settings) -> Layout:

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 from api_helpers import AUDIO_DIR
 from dbtools import migrate
 
@@ -130,12 +129,22 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("faster_wh
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0"])
-def test_a_public_address_without_a_key_is_warned_about(sqlite_url: str, host: str) -> None:
+def test_a_public_address_without_a_key_refuses_to_start_unless_insecure(sqlite_url: str) -> None:
     port = free_port()
-    env = api_env(sqlite_url, port, CESAR_HOST=host, CESAR_LOG_LEVEL="info")
+    refused = subprocess.run(
+        [str(CESAR), "api", "--host", "0.0.0.0"],
+        env=api_env(sqlite_url, port),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: refusing to listen on 0.0.0.0 with no API key")
+    assert refused.stderr.count("\n") == 1
+    # python -m cesar_api (what `cesar serve` starts) reads CESAR_INSECURE; it serves, and warns
+    env = api_env(sqlite_url, port, CESAR_HOST="0.0.0.0", CESAR_LOG_LEVEL="info", CESAR_INSECURE="true")
     with api_process([sys.executable, "-m", "cesar_api"], env) as process:
         wait_healthy(f"http://127.0.0.1:{port}", process)
         process.send_signal(signal.SIGTERM)
         _out, err = process.communicate(timeout=15)
-    assert "without an API key" in err
+    assert "without an API key (--insecure)" in err

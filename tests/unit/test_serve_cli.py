@@ -137,14 +137,15 @@ def test_urls_and_loopback() -> None:
     assert not any(map(is_loopback, ["0.0.0.0", "10.0.0.1", "::", "example.com"]))
 
 
-def test_a_public_host_without_api_key_is_warned_about() -> None:
+def test_a_public_host_served_open_is_warned_about() -> None:
     from cesar_api.server import startup_warnings
+    from cesar_common.exposure import Exposure
 
-    signed = {"webhook_secret": SecretStr("s")}
-    assert startup_warnings(Settings(host="0.0.0.0", api_key=SecretStr("k"), **signed)) == []
-    assert startup_warnings(Settings(host="127.0.0.1", **signed)) == []
-    [warning] = startup_warnings(Settings(host="0.0.0.0", **signed))
-    assert "CESAR_API_KEY" in warning
+    signed = Settings(host="0.0.0.0", webhook_secret=SecretStr("s"), insecure=True)
+    assert startup_warnings(signed, Exposure.KEYED) == []
+    assert startup_warnings(signed, Exposure.LOOPBACK) == []
+    [warning] = startup_warnings(signed, Exposure.OPEN)  # --insecure
+    assert "CESAR_API_KEY" in warning and "--insecure" in warning
 
 
 def test_settings_reach_the_children_as_env_vars_that_read_back_the_same(
