@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import openai
 import pytest
 from api_helpers import AUDIO_DIR, BACKENDS, Api, module_database, running_api
 from websockets.exceptions import ConnectionClosed
@@ -148,3 +149,14 @@ def _refused_soon(api: Api, path: str, headers: dict[str, str]) -> None:
         assert answer.status_code == 200 and time.monotonic() < deadline, answer.text
         time.sleep(0.05)
     assert "API key" in answer.json()["detail"]
+
+
+def test_openais_client_hears_a_quota_in_its_own_terms(api: Api) -> None:
+    _record, key = api.store.create_key("openai-user", max_queued=1)
+    assert _submit(api, key).status_code == 202  # queued, no worker: the key's one job
+    client = openai.OpenAI(base_url=f"{api.url}/v1", api_key=key, max_retries=0, timeout=30)
+    with (AUDIO_DIR / CLIP).open("rb") as audio, pytest.raises(openai.RateLimitError) as caught:
+        client.audio.transcriptions.create(model="whisper-1", file=audio)
+    error = caught.value.body
+    assert isinstance(error, dict) and error["code"] == "insufficient_quota", error
+    assert "max_queued = 1" in error["message"]
