@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = [
     "cli",
+    "keys",
     "live_client",
     "model_admin",
     "purge",
@@ -14,4 +15,5 @@ __all__ = [
     "speakers",
     "supervisor",
     "transcribe_file",
+    "where",
 ]

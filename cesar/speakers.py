@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +29,7 @@ from rich.console import Console
 from cesar.remote.client import EXIT_JOB_FAILED, RemoteAPI, RemoteError
 from cesar.remote.commands import connected, print_table
 from cesar.transcribe_file import check_input
+from cesar.where import Where, open_store
 from cesar_common.db.voice_library import check_name
 from cesar_common.errors import DatabaseError, InvalidInputError, NotFoundError, SchemaOutdatedError
 from cesar_common.settings import get_settings
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from cesar_common.transcription.result import TranscriptionResult
 
 __all__ = [
-    "Where",
     "local_library",
     "name_voices",
     "run_add",
@@ -49,7 +49,6 @@ __all__ = [
     "run_remove",
     "run_rename",
     "run_show",
-    "where",
 ]
 
 #: a person as ``GET /speakers/{id}`` shows them: id, name, created_at, updated_at, samples
@@ -59,33 +58,6 @@ POLL_SECONDS = (0.2, 0.3, 0.5, 1.0)
 
 
 # --- which library --------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Where:
-    """The library a command acts on: a server's (``server``) or the local database's."""
-
-    database_url: str | None
-    server: str | None
-    api_key: str | None
-
-
-def where(
-    database_url: str | None,
-    server: str | None,
-    api_key: str | None,
-    *,
-    db_given: bool,
-    server_given: bool,
-) -> Where:
-    """``--server`` (or ``CESAR_SERVER``) names a server's library, ``--db`` (or ``CESAR_DATABASE_URL``, or
-    the default SQLite file) the local one; a flag on the command line beats a variable, and both flags
-    together are refused."""
-    if db_given and server_given:
-        raise InvalidInputError("--db names a local voice library and --server a server's: give one of them")
-    if db_given or not server:
-        return Where(database_url, None, None)
-    return Where(None, server, api_key)
-
-
 class VoiceLibrary(Protocol):
     """What each command asks of a library (``existing``: the person of that name, None if new)."""
 
@@ -139,27 +111,6 @@ def _new_sample(person: Person, before: Collection[str]) -> dict[str, Any] | Non
 
 
 # --- the local database -----------------------------------------------------------------------------------
-def _open_store(database_url: str, *, create: bool) -> JobStore | None:
-    """The job store at ``database_url``, its schema checked; None where a SQLite file does not exist, unless
-    ``create`` (then it is made, and so is the schema of an empty database, as `cesar db upgrade` would)."""
-    from cesar_common.db.connect import sqlite_path
-    from cesar_common.db.migrate import ensure_schema_current, schema_state, upgrade_to_head
-    from cesar_common.db.store import JobStore
-
-    path = sqlite_path(database_url)
-    if path is not None and not path.exists() and not create:
-        return None
-    store = JobStore.from_url(database_url)
-    try:
-        if create and schema_state(store.engine).current is None:
-            upgrade_to_head(store.engine)
-        ensure_schema_current(store.engine)
-    except BaseException:
-        store.close()
-        raise
-    return store
-
-
 def person_json(record: SpeakerRecord) -> Person:
     """A person of the store as the API shows them."""
 
@@ -189,7 +140,7 @@ class LocalLibrary:
 
     def _opened(self, *, create: bool = False) -> JobStore | None:
         if self._store is None:
-            self._store = _open_store(self.database_url, create=create)
+            self._store = open_store(self.database_url, create=create)
         return self._store
 
     def people(self) -> list[Person]:
@@ -238,7 +189,7 @@ def local_library(database_url: str, options: TranscribeOptions) -> Library | No
     from cesar_worker.speaker_names import library_for
 
     try:
-        store = _open_store(database_url, create=False)
+        store = open_store(database_url, create=False)
         if store is None:
             return None
         try:

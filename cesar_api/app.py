@@ -25,6 +25,7 @@ from cesar_api.exception_mapper import handle_exception
 from cesar_api.load_shedding import LoadGate, LoadShedder
 from cesar_api.metrics import RequestStats, StatementCounter, count_response, metrics, stamp_start
 from cesar_api.reads import run_read
+from cesar_api.routes.api_keys import create_key, get_key, list_keys, my_key, revoke_key, update_key
 from cesar_api.routes.docs import openapi_config, static_router
 from cesar_api.routes.event_stream import follow_job
 from cesar_api.routes.health import ReadinessCache, health, liveness
@@ -81,6 +82,12 @@ PROTECTED_ROUTES = [
     delete_speaker,
     add_voice_sample,
     delete_voice_sample,
+    create_key,
+    list_keys,
+    my_key,
+    get_key,
+    update_key,
+    revoke_key,
 ]
 
 

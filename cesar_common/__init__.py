@@ -1,6 +1,6 @@
 """The base every Cesar process shares: settings, errors, the choices and job options said once, the job store
-(:mod:`.db`), the job's JSON (:mod:`.job_json`), corrections of a transcript (:mod:`.transcript_edits`), and
-the engine (:mod:`.transcription`, :mod:`.diarization`).
+(:mod:`.db`), the job's JSON (:mod:`.job_json`) and a key's (:mod:`.key_json`), corrections of a transcript
+(:mod:`.transcript_edits`), and the engine (:mod:`.transcription`, :mod:`.diarization`).
 It imports nothing above it (the import contracts in pyproject.toml say so)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ __all__ = [
     "exposure",
     "job_json",
     "job_options",
+    "key_json",
     "logs",
     "parentwatch",
     "settings",

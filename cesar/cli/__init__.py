@@ -11,6 +11,7 @@ import click
 from cesar.cli.api import api
 from cesar.cli.db import db
 from cesar.cli.jobs import jobs
+from cesar.cli.keys import keys
 from cesar.cli.live import live
 from cesar.cli.models import models
 from cesar.cli.options import COMMAND_SETTINGS
@@ -60,7 +61,7 @@ def cli() -> None:
     """
 
 
-for command in (transcribe, serve, worker, api, db, jobs, models, submit, remote, live, speakers):
+for command in (transcribe, serve, worker, api, db, jobs, models, submit, remote, live, speakers, keys):
     cli.add_command(command)
 
 
@@ -75,10 +76,12 @@ __all__ = [
     "cli",
     "db",
     "jobs",
+    "keys",
     "live",
     "main",
     "models",
     "options",
+    "place",
     "remote",
     "serve",
     "speakers",

@@ -3,56 +3,17 @@ database (--db) or on a Cesar server (--server)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from click.core import ParameterSource
 
-from cesar.cli.options import COMMAND_SETTINGS, db_option, option, verbose_option
+from cesar.cli.options import COMMAND_SETTINGS, option
+from cesar.cli.place import place_given, place_options
 from cesar_common.exits import one_line_errors
-
-if TYPE_CHECKING:
-    from cesar.speakers import Where
 
 __all__ = ["speakers"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def library_options(func: F) -> F:
-    """--db or --server (with --api-key), --json and --verbose, which every command of the group takes."""
-    for decorate in reversed(
-        [
-            db_option,
-            option(
-                "--server",
-                metavar="URL",
-                help="Act on this Cesar server's voice library instead of the local database's.",
-            ),
-            option("--api-key", metavar="KEY", help="With --server: the server's API key, when it has one."),
-            option(
-                "--json", "as_json", is_flag=True, help="Print JSON, as the API shows people (for scripts)."
-            ),
-            verbose_option("Show a traceback on failure."),
-        ]
-    ):
-        func = decorate(func)
-    return func
-
-
-def _where(database_url: str | None, server: str | None, api_key: str | None) -> Where:
-    from cesar.speakers import where
-
-    ctx = click.get_current_context()
-    return where(
-        database_url,
-        server,
-        api_key,
-        db_given=ctx.get_parameter_source("database_url") is ParameterSource.COMMANDLINE,
-        server_given=ctx.get_parameter_source("server") is ParameterSource.COMMANDLINE,
-    )
+library_options = place_options("voice library", "people")
 
 
 @click.group(context_settings=COMMAND_SETTINGS)
@@ -111,7 +72,7 @@ def add(
             job_id=job_id,
             label=label,
             wait=wait,
-            place=_where(database_url, server, api_key),
+            place=place_given(database_url, server, api_key),
             as_json=as_json,
             verbose=verbose,
         )
@@ -126,7 +87,7 @@ def list_people(
     with one_line_errors(verbose=verbose):
         from cesar.speakers import run_list
 
-        run_list(_where(database_url, server, api_key), as_json=as_json, verbose=verbose)
+        run_list(place_given(database_url, server, api_key), as_json=as_json, verbose=verbose)
 
 
 @speakers.command(context_settings=COMMAND_SETTINGS)
@@ -139,7 +100,7 @@ def show(
     with one_line_errors(verbose=verbose):
         from cesar.speakers import run_show
 
-        run_show(who, _where(database_url, server, api_key), as_json=as_json, verbose=verbose)
+        run_show(who, place_given(database_url, server, api_key), as_json=as_json, verbose=verbose)
 
 
 @speakers.command(context_settings=COMMAND_SETTINGS)
@@ -159,7 +120,9 @@ def rename(
     with one_line_errors(verbose=verbose):
         from cesar.speakers import run_rename
 
-        run_rename(who, new_name, _where(database_url, server, api_key), as_json=as_json, verbose=verbose)
+        run_rename(
+            who, new_name, place_given(database_url, server, api_key), as_json=as_json, verbose=verbose
+        )
 
 
 @speakers.command(context_settings=COMMAND_SETTINGS)
@@ -173,4 +136,4 @@ def remove(
     with one_line_errors(verbose=verbose):
         from cesar.speakers import run_remove
 
-        run_remove(who, _where(database_url, server, api_key), as_json=as_json, verbose=verbose)
+        run_remove(who, place_given(database_url, server, api_key), as_json=as_json, verbose=verbose)

@@ -48,10 +48,17 @@ TAKES_NO_INPUT = {
     "DELETE /session",
     "GET /v1/models",
     "GET /speakers",
+    "GET /keys",
+    "GET /keys/me",
 }  # nothing to make invalid
 #: a job's event stream only ends with the job: it is fuzzed on the finished job (and unknown ids), without
 #: following the transcript's revisions (then it stays open)
 FOLLOWS_JOB = "GET /jobs/{job_id}/events"
+#: the server's own key, sent with every request: an admin, as every caller of an open server is (a key that
+#: POST /keys makes would close an open server to every request after it)
+SERVER_KEY = "fuzz-server-key"
+#: ``/keys/me`` is a route of its own (the caller's key): no key is named ``me``
+KEY_ME = "me"
 #: examples per operation: (positive, negative); PostgreSQL gets fewer (same code, slower round trips)
 EXAMPLES = {"sqlite": (20, 12), "postgres": (10, 6)}
 
@@ -80,7 +87,7 @@ def run_operation(operation: Any, strategy: Any, mode: GenerationMode, examples:
         phases=[Phase.explicit, Phase.generate, Phase.shrink],
     )
     def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(checks=checks)
+        case.call_and_validate(checks=checks, headers={"Authorization": f"Bearer {SERVER_KEY}"})
 
     check()
 
@@ -126,11 +133,12 @@ def test_fuzz_every_operation(fuzz_db: str) -> None:
     store = JobStore.from_url(fuzz_db)
     finished = completed_job(store).id
     ids = [finished, processing_job(store).id, url_job(store).id]
-    app = create_app(Settings(database_url=fuzz_db, max_upload_mb=2), store)
+    app = create_app(Settings(database_url=fuzz_db, max_upload_mb=2, api_key=SERVER_KEY), store)
     schema = schemathesis.openapi.from_asgi("/docs/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    # GET /jobs/{job_id}/audio (issue 28) included; issue 30's voice library (7) and corrections (2)
-    assert len(operations) == 30
+    # GET /jobs/{job_id}/audio (issue 28) included; issue 30's voice library (7) and corrections (2); issue
+    # 31's keys (6)
+    assert len(operations) == 36
     positive, negative = EXAMPLES[backend]
     with cancelling_new_jobs(store, keep=set(ids)):
         fuzz(operations, positive, negative, finished, ids)
@@ -153,4 +161,7 @@ def fuzz(operations: list[Any], positive: int, negative: int, finished: str, ids
                     )
                     for job_id in ([finished] if follows else ids)
                 ]
-            run_operation(operation, st.one_of(strategies), mode, examples)
+            strategy = st.one_of(strategies)
+            if "{key_id}" in operation.path:
+                strategy = strategy.filter(lambda case: case.path_parameters.get("key_id") != KEY_ME)
+            run_operation(operation, strategy, mode, examples)
