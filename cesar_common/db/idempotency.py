@@ -1,6 +1,7 @@
 """Idempotent submits: what makes two requests "the same", and how long a key is held.
 
-A job created with an ``Idempotency-Key`` stores the key (under a UNIQUE index) and the sha256 of its
+A job created with an ``Idempotency-Key`` stores the key (under a UNIQUE index with its owner: each API
+key's Idempotency-Keys are its own) and the sha256 of its
 canonical request: the source, the URL or the file's name and the sha256 of its bytes, the engine options
 (the decoding options among them) and the callback URL. A second create with the key gets the first job
 back when the fingerprints match and :class:`IdempotencyKeyReusedError` (422) when they differ. After
@@ -85,19 +86,26 @@ def request_fingerprint(new: NewJob, audio_sha256: str | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def job_holding_key(conn: Connection, key: str, *, within_window: bool = False) -> Row[Any] | None:
-    """The job created under ``key`` (only within the window when ``within_window``)."""
-    stmt = jobs.select().where(jobs.c.idempotency_key == key)
+def job_holding_key(
+    conn: Connection, key: str, owner: str, *, within_window: bool = False
+) -> Row[Any] | None:
+    """The job ``owner`` created under ``key`` (only within the window when ``within_window``): each key's
+    own, so that another key's ``Idempotency-Key`` never names its job."""
+    stmt = jobs.select().where(jobs.c.idempotency_key == key, jobs.c.owner == owner)
     if within_window:
         stmt = stmt.where(jobs.c.created_at >= db_now(-KEY_WINDOW_SECONDS))
     return conn.execute(stmt).one_or_none()
 
 
-def release_stale_key(conn: Connection, key: str) -> None:
+def release_stale_key(conn: Connection, key: str, owner: str) -> None:
     """A key older than the window names nothing any more: free it for the job about to take it."""
     conn.execute(
         update(jobs)
-        .where(jobs.c.idempotency_key == key, jobs.c.created_at < db_now(-KEY_WINDOW_SECONDS))
+        .where(
+            jobs.c.idempotency_key == key,
+            jobs.c.owner == owner,
+            jobs.c.created_at < db_now(-KEY_WINDOW_SECONDS),
+        )
         .values(idempotency_key=None)
     )
 

@@ -65,7 +65,7 @@ def create_job(
 
     if key is not None:
         with tx.read() as conn:
-            row = idempotency.job_holding_key(conn, key, within_window=True)
+            row = idempotency.job_holding_key(conn, key, new.owner, within_window=True)
             existing = None if row is None else record_with_webhook(conn, row)
         if existing is not None:
             # a retry: only its fingerprint matters, so hash the bytes without storing them
@@ -148,7 +148,7 @@ def insert_queued(
     }
     with tx.write() as conn:
         if key is not None:
-            idempotency.release_stale_key(conn, key)
+            idempotency.release_stale_key(conn, key, new.owner)
         _check_quota(conn, new)
         try:
             with conn.begin_nested():
@@ -156,16 +156,16 @@ def insert_queued(
                 if with_job is not None:
                     with_job(conn, row.id)
         except IntegrityError as exc:
-            found = _holder(conn, key, exc)
+            found = _holder(conn, key, new.owner, exc)
         else:
             return job_record(row), True
     assert fingerprint is not None and key is not None
     return idempotency.same_request(found, fingerprint, key), False
 
 
-def _holder(conn: Connection, key: str | None, exc: IntegrityError) -> JobRecord:
+def _holder(conn: Connection, key: str | None, owner: str, exc: IntegrityError) -> JobRecord:
     """The job that took ``key`` first (the UNIQUE index refused ours)."""
-    existing = idempotency.job_holding_key(conn, key) if key else None
+    existing = idempotency.job_holding_key(conn, key, owner) if key else None
     if existing is None:
         raise database_error(exc) from exc
     return record_with_webhook(conn, existing)
@@ -231,13 +231,13 @@ def _queue_upload_once(
     """Queue a stored upload under ``key``; if another job took the key first, discard this one."""
     values = {"size_bytes": size, "idempotency_key": key, "request_fingerprint": fingerprint}
     with tx.write() as conn:
-        idempotency.release_stale_key(conn, key)
+        idempotency.release_stale_key(conn, key, new.owner)
         _check_quota(conn, new)
         try:
             with conn.begin_nested():
                 row = _publish(conn, job_id, values)
         except IntegrityError as exc:
-            found = _holder(conn, key, exc)
+            found = _holder(conn, key, new.owner, exc)
             state.discard_uploads(conn, [job_id])
         else:
             if row is None:

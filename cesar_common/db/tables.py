@@ -213,8 +213,8 @@ class Job(Base):
         Index("ix_jobs_created_at_id", "created_at", "id"),
         # finding expired leases
         Index("ix_jobs_status_lease_expires_at", "status", "lease_expires_at"),
-        # one job per key, enforced by the database (NULLs never collide)
-        Index("ux_jobs_idempotency_key", "idempotency_key", unique=True),
+        # one job per Idempotency-Key and owner, enforced by the database (NULLs never collide)
+        Index("ux_jobs_owner_idempotency_key", "owner", "idempotency_key", unique=True),
         # retention: finished jobs by age
         Index("ix_jobs_status_completed_at", "status", "completed_at"),
         # one owner's jobs: their list, their queue (quotas), their running work (the fair claim)

@@ -12,7 +12,7 @@ Create Date: 2026-12-06
 - ``jobs.owner``: the key that made the job (``""``: made with ``CESAR_API_KEY`` or on a server without
   keys, as every job before this migration); ``jobs.audio_seconds``: the audio's length as probed at
   submit, what the daily audio quota counts. Indexed with status and age for listing one owner's jobs,
-  counting their queue and the fair claim.
+  counting their queue and the fair claim. An ``Idempotency-Key`` is unique per owner (each key's own).
 - ``speakers.owner``: the key that enrolled the person (``""`` as for jobs); names are unique per owner.
 
 A downgrade drops the keys and every job's owner: the server is back to one key (or none).
@@ -56,6 +56,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("owner", sa.String(36), nullable=False, server_default=""))
         batch.add_column(sa.Column("audio_seconds", sa.Float(), nullable=True))
     op.create_index("ix_jobs_owner_status_created_at", "jobs", ["owner", "status", "created_at"])
+    op.drop_index("ux_jobs_idempotency_key", table_name="jobs")
+    op.create_index("ux_jobs_owner_idempotency_key", "jobs", ["owner", "idempotency_key"], unique=True)
     with op.batch_alter_table("speakers") as batch:
         batch.add_column(sa.Column("owner", sa.String(36), nullable=False, server_default=""))
     op.drop_index("ux_speakers_name_key", table_name="speakers")
@@ -70,6 +72,13 @@ def downgrade() -> None:
     with op.batch_alter_table("speakers") as batch:
         batch.drop_column("owner")
     op.drop_index("ix_jobs_owner_status_created_at", table_name="jobs")
+    op.drop_index("ux_jobs_owner_idempotency_key", table_name="jobs")
+    # two owners' jobs may hold the same key: the older index would refuse them
+    op.execute(
+        "UPDATE jobs SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL AND id NOT IN "
+        "(SELECT min(id) FROM jobs WHERE idempotency_key IS NOT NULL GROUP BY idempotency_key)"
+    )
+    op.create_index("ux_jobs_idempotency_key", "jobs", ["idempotency_key"], unique=True)
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("audio_seconds")
         batch.drop_column("owner")

@@ -227,3 +227,14 @@ def test_no_key_no_entry_and_the_audio_stays_alices(server: Server) -> None:
     assert server.call("bob", "GET", f"/jobs/{mine_id}/audio").status_code == 200
     assert server.call("alice", "POST", f"/jobs/{mine_id}/cancel").status_code == 404
     assert server.call("bob", "POST", f"/jobs/{mine_id}/cancel").status_code == 202
+
+
+def test_an_idempotency_key_is_each_api_keys_own(server: Server) -> None:
+    body = {"url": "https://93.184.215.14/same.mp3"}
+    same = {"Idempotency-Key": "the-same-words"}
+    alices = server.call("alice", "POST", "/transcribe", json=body, headers=same)
+    bobs = server.call("bob", "POST", "/transcribe", json=body, headers=same)
+    assert alices.status_code == bobs.status_code == 202, (alices.text, bobs.text)
+    assert alices.json()["id"] != bobs.json()["id"]
+    again = server.call("bob", "POST", "/transcribe", json=body, headers=same)
+    assert again.status_code == 200 and again.json()["id"] == bobs.json()["id"]
