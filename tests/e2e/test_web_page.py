@@ -360,6 +360,7 @@ def test_with_a_key_the_page_asks_once_and_never_puts_it_in_a_url(
     page.get_by_label("Key").fill(KEY)
     page.get_by_role("button", name="Open").click()
     page.wait_for_selector("html[data-ready=true]")
+    page.locator("#who", has_text="All jobs (admin)").wait_for()  # the server's own key
     page.get_by_label("or choose them").set_input_files(str(AUDIO_DIR / "speech_en.ogg"))
     page.get_by_role("button", name="Transcribe", exact=True).click()
     job_row(page, "speech_en.ogg").wait_for()
@@ -369,6 +370,37 @@ def test_with_a_key_the_page_asks_once_and_never_puts_it_in_a_url(
     job_row(page, "speech_en.ogg").wait_for()
     assert all(KEY not in url for url in browser.urls[first_url:])
     assert len(jobs_named(serve.url, "speech_en.ogg", Authorization=f"Bearer {KEY}")) == 1
+    page.context.close()
+
+
+def test_a_users_key_sees_its_name_its_jobs_and_its_limit(
+    browser: Browser, keyed: tuple[CesarProcess, str]
+) -> None:
+    """The header names the key and what is left of its limits; past max_queued (no worker here: the first
+    job stays queued), the refusal names the limit beside the file."""
+    serve, database = keyed
+    store = JobStore.from_url(database)
+    _record, alice = store.create_key("alice", max_queued=1, audio_hours_per_day=2)
+    store.close()
+    page = browser.page(serve.url)
+    page.goto(serve.url)
+    page.get_by_label("Key").fill(alice)
+    page.get_by_role("button", name="Open").click()
+    page.wait_for_selector("html[data-ready=true]")
+    who = page.locator("#who")
+    who.filter(has_text="Jobs of alice · 0 of 1 queued · 2 h of audio left today").wait_for()
+    assert page.locator("#jobs li").count() == 0  # the other tests' jobs are not alice's
+    page.get_by_label("or choose them").set_input_files(str(AUDIO_DIR / "speech_en.wav"))
+    page.get_by_role("button", name="Transcribe", exact=True).click()
+    job_row(page, "speech_en.wav").wait_for()
+    who.filter(has_text="Jobs of alice · 1 of 1 queued").wait_for()
+    page.get_by_label("or choose them").set_input_files(str(AUDIO_DIR / "speech_en.flac"))
+    page.get_by_role("button", name="Transcribe", exact=True).click()
+    refused = page.locator("#uploads li", has=page.locator(".name", has_text="speech_en.flac"))
+    reason = refused.locator("p.error").inner_text()
+    assert reason.startswith("Limit reached: ") and "max_queued" in reason, reason
+    assert page.locator("#jobs li").count() == 1
+    screenshot(page, "key-limit.png")
     page.context.close()
 
 

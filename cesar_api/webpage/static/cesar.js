@@ -18,7 +18,8 @@
   const MAX_FETCHED_AUDIO = 256 * 1024 * 1024;
   const LEADS = {
     400: "Not accepted", 401: "Not allowed", 404: "Not found", 409: "Not possible now",
-    413: "Too large", 415: "Not an audio file", 422: "Not accepted", 503: "The server cannot reach its database",
+    413: "Too large", 415: "Not an audio file", 422: "Not accepted", 429: "Limit reached",
+    503: "The server cannot reach its database",
   };
 
   const $ = (id) => document.getElementById(id);
@@ -33,6 +34,7 @@
   let view = null; // the job shown: {id, segments: Map, url, editable, revision, speakers (as last shown), busy}
   // this page's corrections of each job, newest last: the revision each was made on and the one it made
   const undos = new Map();
+  let keyTimer = null; // the key's line, asked for shortly (showKey)
   let renaming = null; // the speaker the rename dialog is for: {name, segment (one line) or null, focus}
 
   // --- helpers ---------------------------------------------------------------------------------------
@@ -126,7 +128,10 @@
     $("key-dialog").close();
     await openSession();
     if (!started) await start(await response.json());
-    else restartStreams();
+    else {
+      restartStreams();
+      showKey();
+    }
   }
 
   async function openSession() {
@@ -139,6 +144,31 @@
     key = null;
     await fetch("/session", { method: "DELETE" });
     location.reload();
+  }
+
+  // --- whose jobs: the key's name and what is left of its limits --------------------------------------
+  function hours(value) {
+    return value >= 1 || value === 0 ? `${Number(value.toFixed(1))} h` : `${Math.max(1, Math.round(value * 60))} min`;
+  }
+
+  function describeKey(me) {
+    // an admin (the server's own key, every caller of a server without keys) lists everyone's jobs
+    const parts = [me.admin ? `All jobs (${me.name === "admin" ? "admin" : `${me.name}, admin`})` : `Jobs of ${me.name}`];
+    if (me.limits.max_queued !== null) parts.push(`${me.usage.queued} of ${me.limits.max_queued} queued`);
+    if (me.remaining.audio_hours_today !== null) parts.push(`${hours(me.remaining.audio_hours_today)} of audio left today`);
+    return parts.join(" · ");
+  }
+
+  function showKey() {
+    // once for a burst: dropping 500 files asks once, not 500 times against the key's request rate
+    clearTimeout(keyTimer);
+    keyTimer = setTimeout(async () => {
+      try {
+        const me = await (await api("/keys/me")).json();
+        $("who").textContent = describeKey(me);
+        $("who").hidden = false;
+      } catch (_error) { /* the next list refresh asks again */ }
+    }, 200);
   }
 
   // --- submitting ------------------------------------------------------------------------------------
@@ -203,11 +233,14 @@
         localFiles.set(body.id, file);
         show(body);
         follow();
+        showKey();
         return;
       }
       if (request.status === 401) askKey();
+      // a 429 names the limit the key reached (max_queued, audio_hours_per_day, requests_per_second)
       const error = new ApiError(request.status, body.detail || request.statusText || "upload failed", body.code);
       failed(item, status, bar, readable(error));
+      if (request.status === 429) showKey();
     });
     request.addEventListener("error", () => failed(item, status, bar, "The upload did not reach the server."));
     request.send(form);
@@ -232,6 +265,7 @@
       });
       show(await response.json());
       follow();
+      showKey();
     } catch (error) {
       alertText(`${url}: ${readable(error)}`);
     }
@@ -337,6 +371,7 @@
       const response = await api(`/jobs?limit=${PAGE_SIZE}`);
       for (const job of await response.json()) show(job);
       listed();
+      showKey();
     } catch (_error) { /* the next refresh tries again; errors the person caused are shown where made */ }
   }
 
@@ -918,6 +953,7 @@
       localFiles.set(event.job.id, recording(session.pcm));
       show(event.job);
       openJob(event.job.id);
+      showKey();
     }
   }
 
@@ -969,6 +1005,7 @@
       $("jobs-loading").textContent = "The jobs could not be loaded: trying again every few seconds.";
       alertText(readable(error));
     });
+    showKey();
     setInterval(refresh, REFRESH_MS);
     window.cesarReadyMs = performance.now();
     document.documentElement.dataset.ready = "true";
