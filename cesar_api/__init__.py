@@ -6,6 +6,7 @@ mapper (:mod:`.exception_mapper`) and the server that runs it (:mod:`.server`, `
 from __future__ import annotations
 
 __all__ = [
+    "access",
     "app",
     "auth",
     "body_timeout",

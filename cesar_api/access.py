@@ -7,7 +7,8 @@ refused by every process within a second: :data:`FRESH_SECONDS` plus one read. O
 sessions ask :meth:`KeyRing.still_valid` every :data:`WATCH_SECONDS` and close when it says no.
 
 ``CESAR_API_KEY`` stays the server's own admin key (its jobs' owner is ``""``). A server with neither it nor
-an active key in its database is open: every request is the server's own.
+any key ever made in its database is open: every request is the server's own. Once a key was made, the
+server stays closed (revoking every key locks everyone out but ``CESAR_API_KEY``).
 
 What a key owns never changes (a job's, a person's owner is set when made), so the owners of the ids a
 request names are cached too (:class:`Owners`): a client polling its job pays one read for the owner, once.
@@ -168,7 +169,9 @@ class KeyRing:
         started = time.monotonic()
         keys = await run_read(self._store, self._store.list_keys)
         self._by_prefix = {key.prefix: key for key in keys if key.active}
-        self._keys_in_use = bool(self._by_prefix)
+        # any key ever made, revoked or expired too: revoking the last key must lock the server, not
+        # open it to everyone
+        self._keys_in_use = bool(keys)
         self._read_at = started
 
     @property

@@ -67,7 +67,7 @@ JOB_ID = PathParameter(
             description="The next page's `cursor`, only when there is a next page.",
         ),
     ],
-    responses=error_responses(400, 422, 503),
+    responses=error_responses(400, 404, 422, 503, s404="`owner` names no key"),
 )
 def list_jobs(
     request: Request[Any, Any, Any],

@@ -5,6 +5,7 @@ state (:mod:`.state`) and the feed that tells every process of those changes (:m
 from __future__ import annotations
 
 __all__ = [
+    "api_keys",
     "audio_chunks",
     "cancels",
     "clock",

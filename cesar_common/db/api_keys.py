@@ -32,6 +32,7 @@ from cesar_common.errors import ConflictError, InvalidInputError, LimitExceededE
 __all__ = [
     "DAY_SECONDS",
     "LIMITS",
+    "RESERVED_NAMES",
     "cancel_queued",
     "check_quota",
     "create_key",
@@ -47,6 +48,8 @@ __all__ = [
 
 #: the window the audio quota counts over (a rolling day, by the database's clock)
 DAY_SECONDS = 24 * 3600
+#: names a key cannot have: the routes and filters use them for the caller's own key and the server's
+RESERVED_NAMES = ("me", "admin")
 #: what ``cesar keys update`` and ``PATCH /keys/{id}`` may change
 LIMITS = ("max_queued", "audio_hours_per_day", "requests_per_second", "priority", "expires_at", "admin")
 
@@ -256,6 +259,12 @@ def _until_room(conn: Connection, owner: str, excess: float) -> int | None:
 
 def _check_name(name: str) -> str:
     name = name.strip()
+    if name.casefold() in RESERVED_NAMES:
+        raise InvalidInputError(
+            f"{name!r} cannot name a key: `me` is the caller's own in /keys/me and `admin` the server's own "
+            "key in ?owner=",
+            extra={"field": "name"},
+        )
     if not _NAME.fullmatch(name):
         raise InvalidInputError(
             "a key's name is 1 to 100 letters, digits, spaces or ._@- and starts with a letter or digit",

@@ -58,14 +58,14 @@ def test_the_database_is_asked_only_when_the_settings_do_not_decide() -> None:
     assert check_exposure(Settings(host="127.0.0.1"), ask) is Exposure.LOOPBACK
 
 
-def test_only_active_keys_count(sqlite_url: str) -> None:
+def test_a_key_once_made_keeps_the_server_closed(sqlite_url: str) -> None:
     store = JobStore.from_url(sqlite_url)
     try:
         assert not keys_in_use(store)
         store.create_key("alice")
         assert keys_in_use(store)
         store.revoke_key("alice", cancel_jobs=False)
-        assert not keys_in_use(store)  # a revoked key opens nothing: the server is open again
+        assert keys_in_use(store)  # revoking the last key locks the server: it does not open it
     finally:
         store.close()
 
