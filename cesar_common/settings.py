@@ -185,12 +185,13 @@ class Settings(BaseSettings):
     port: int = Field(default=5000, ge=0, le=65535, description="Port the API listens on.")
     api_key: SecretStr | None = Field(
         default=None,
-        description="When set, every route except `/health` and `/docs` needs `Authorization: Bearer <key>`. "
-        "The client commands (`cesar submit`, `cesar remote ...`) send it.",
+        description="The server's own admin key: when set, every route except `/health` and `/docs` needs "
+        "`Authorization: Bearer <key>` with it or with a key of `cesar keys create` (empty: none). The "
+        "client commands (`cesar submit`, `cesar remote ...`) send it.",
     )
     insecure: bool = Field(
         default=False,
-        description="Let an API with no key at all (no `CESAR_API_KEY`, no active key in its database), "
+        description="Let an API with no key at all (no `CESAR_API_KEY`, no key ever made in its database), "
         "which answers anyone, listen beyond loopback (`--insecure`). Without it such an API refuses to "
         "start on any address but 127.0.0.0/8, `::1` or `localhost`. For a container that publishes its "
         "port on 127.0.0.1 only, or behind a proxy that checks who calls.",
@@ -305,6 +306,14 @@ class Settings(BaseSettings):
     log_level: LogLevel = Field(
         default="info", description="Log level of `cesar serve`, the API and the workers."
     )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_none(cls, value: Any) -> Any:
+        # `CESAR_API_KEY=` (compose's `${CESAR_API_KEY:-}`) means no key, not a key no one can send
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("models", mode="before")
     @classmethod
