@@ -226,7 +226,10 @@ class JobOut(Schema):
     model: str = Field(examples=["tiny.en"])
     progress: float = Field(ge=0.0, le=1.0, description="Fraction of the audio done (0 to 1).")
     queue_position: int | None = Field(
-        default=None, description="1 for the next job a worker takes; null unless queued.", examples=[1]
+        default=None,
+        description="Its place in line, counting from 1, oldest first: a hint (the queue goes fairly between "
+        "keys, so a job of a key with less running may pass); null unless queued.",
+        examples=[1],
     )
     duration: float | None = Field(description="Audio duration in seconds, once known.", examples=[7.2])
     language_probability: float | None = Field(examples=[0.98])

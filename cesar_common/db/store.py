@@ -272,9 +272,9 @@ class JobStore:
 
     # --- workers' side of a job ----------------------------------------------------------------
     def claim_work(self, worker_id: str, *, lease_seconds: float) -> JobRecord | PartWork | None:
-        """What a worker takes next, in one transaction: the first waiting part of the oldest long job cut
-        into parts (work already started finishes first), else the oldest queued job (processing, attempts
-        + 1, started_at, worker_id and a lease). None when there is nothing to do."""
+        """What a worker takes next, in one transaction, fairly between owners (:mod:`.queue`): the job or
+        part of the owner with the highest key priority, then the least work running, then the oldest
+        (processing, attempts + 1, started_at, worker_id and a lease). None when there is nothing to do."""
         with self._tx.write() as conn:
             claimed = queue.claim(conn, worker_id, lease_seconds=lease_seconds)
         if claimed is None:
