@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Row, and_, func, insert, or_, select, update
 from cesar_common.db import state
 from cesar_common.db.clock import db_now
 from cesar_common.db.records import JobStatus, KeyRecord, KeyUsage
-from cesar_common.db.tables import api_keys, jobs
+from cesar_common.db.tables import api_keys, jobs, owner_turns
 from cesar_common.errors import ConflictError, InvalidInputError, LimitExceededError, NotFoundError
 
 __all__ = [
@@ -147,6 +147,8 @@ def create_key(conn: Connection, name: str, **limits: Any) -> tuple[KeyRecord, s
             **values,
         )
     )
+    # the key's turn in the queue, which each claim of its work moves (cesar_common.db.queue)
+    conn.execute(insert(owner_turns).values(owner=key_id, claimed_at=None))
     return find_key(conn, key_id), key
 
 

@@ -3,10 +3,13 @@
 Files are shared fairly between owners (the key that made a job, ``jobs.owner``; ``""`` for the server's own
 key, an owner like any other). The next claim goes to the owner with the highest key priority
 (``api_keys.priority``; 0 for an owner without a row), then to the one with the least work running, then to
+the one whose work was claimed longest ago (``owner_turns``, written by each claim; never: first), then to
 the oldest job (``created_at``, ``id``): a user with one job waits for one job of each other user, not for
-another user's five hundred. An owner's running work is the workers busy for it: its files held by a worker,
-and the parts of its split jobs being decoded. A split job counts by its parts because each part holds a
-worker: counted as one job, a long file on ten workers would still rank as light as a single short one.
+another user's five hundred, and owners level on the rest take turns (by age alone, the owners who queued
+first would win every tie, and one who queued last would wait for them all). An owner's running work is the
+workers busy for it: its files held by a worker, and the parts of its split jobs being decoded. A split job
+counts by its parts because each part holds a worker: counted as one job, a long file on ten workers would
+still rank as light as a single short one.
 
 A long job cut into parts (``job_parts``) takes its turn by the same rule: its first waiting part goes
 unless an owner with a queued file ranks strictly ahead of the part's owner (higher priority, or the same
@@ -47,12 +50,13 @@ from sqlalchemy import (
     tuple_,
     union,
     union_all,
+    update,
 )
 
 from cesar_common.db import state
 from cesar_common.db.clock import db_now
 from cesar_common.db.records import JobSource, JobStatus, PartStatus, QueueCounts
-from cesar_common.db.tables import api_keys, job_parts, jobs
+from cesar_common.db.tables import api_keys, job_parts, jobs, owner_turns
 
 __all__ = [
     "claim",
@@ -122,6 +126,7 @@ _standing = (
         _owners.c.owner,
         _PRIORITY.label("priority"),
         _RUNNING.label("running"),
+        owner_turns.c.claimed_at.label("last_turn"),
         select(_head.c.id)
         .where(_head.c.owner == _owners.c.owner, _head.c.status == _sql(QUEUED), _head.c.source != _sql(LIVE))
         # by created_at alone, the index's order (a tie between one owner's jobs may go either way): with id
@@ -132,9 +137,9 @@ _standing = (
         .label("next_job"),
     )
     .select_from(
-        _owners.outerjoin(api_keys, api_keys.c.id == _owners.c.owner).outerjoin(
-            _running, _running.c.owner == _owners.c.owner
-        )
+        _owners.outerjoin(api_keys, api_keys.c.id == _owners.c.owner)
+        .outerjoin(_running, _running.c.owner == _owners.c.owner)
+        .outerjoin(owner_turns, owner_turns.c.owner == _owners.c.owner)
     )
     .where(_owners.c.owner.is_not(None))
     .cte("standing")
@@ -148,7 +153,13 @@ _candidate = jobs.alias("candidate")
 _FAIR_JOB = (
     select(_candidate.c.id)
     .join(_standing, _candidate.c.id == _standing.c.next_job)
-    .order_by(_standing.c.priority.desc(), _standing.c.running, _candidate.c.created_at, _candidate.c.id)
+    .order_by(
+        _standing.c.priority.desc(),
+        _standing.c.running,
+        _standing.c.last_turn.nulls_first(),
+        _candidate.c.created_at,
+        _candidate.c.id,
+    )
     .limit(_ONE)
 )
 #: (priority, -running) of the first owner with a queued file (null: none)
@@ -232,7 +243,9 @@ def claim(
     )
     if taken:
         part = taken[0]
-        return conn.execute(select(jobs).where(jobs.c.id == part.job_id)).one(), part
+        parts_job = conn.execute(select(jobs).where(jobs.c.id == part.job_id)).one()
+        _took_turn(conn, parts_job.owner)
+        return parts_job, part
     job = state.change_job(
         conn,
         which_job,
@@ -246,7 +259,22 @@ def claim(
             "segment_count": 0,
         },
     )
-    return None if job is None else (job, None)
+    if job is None:
+        return None
+    _took_turn(conn, job.owner)
+    return job, None
+
+
+def _took_turn(conn: Connection, owner: str) -> None:
+    """Note that ``owner``'s work was claimed now (the tie-break of the next claims). Its row is made with
+    its key (the server's own by the migration); one another claimer is writing is left to it, since it
+    writes the same moment: claims never wait on each other here."""
+    held = select(owner_turns.c.owner).where(owner_turns.c.owner == owner)
+    conn.execute(
+        update(owner_turns)
+        .where(owner_turns.c.owner == _skipping(held, _locks(conn)).scalar_subquery())
+        .values(claimed_at=db_now())
+    )
 
 
 def claim_live(conn: Connection, worker_id: str, *, lease_seconds: float) -> Row[Any] | None:

@@ -38,6 +38,7 @@ __all__ = [
     "JobPartAudio",
     "JobVoice",
     "LiveSession",
+    "OwnerTurn",
     "Speaker",
     "TranscriptRevision",
     "UTCDateTime",
@@ -52,6 +53,7 @@ __all__ = [
     "jobs",
     "live_sessions",
     "metric_totals",
+    "owner_turns",
     "speakers",
     "transcript_revisions",
     "voice_prints",
@@ -126,6 +128,16 @@ class ApiKey(Base):
         Index("ux_api_keys_name_key", "name_key", unique=True),
         Index("ux_api_keys_prefix", "prefix", unique=True),
     )
+
+
+class OwnerTurn(Base):
+    """When each owner's work was last claimed (migration 0012; null: never): among owners level on priority
+    and running work, the one served longest ago goes first, so the queue goes round them all."""
+
+    __tablename__ = "owner_turns"
+
+    owner: Mapped[str] = mapped_column(String(36), primary_key=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Job(Base):
@@ -485,6 +497,7 @@ webhook_deliveries = cast(Table, WebhookDelivery.__table__)
 metric_totals = cast(Table, MetricTotal.__table__)
 speakers = cast(Table, Speaker.__table__)
 api_keys = cast(Table, ApiKey.__table__)
+owner_turns = cast(Table, OwnerTurn.__table__)
 voice_prints = cast(Table, VoicePrint.__table__)
 job_voices = cast(Table, JobVoice.__table__)
 transcript_revisions = cast(Table, TranscriptRevision.__table__)

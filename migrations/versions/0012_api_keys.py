@@ -13,6 +13,8 @@ Create Date: 2026-12-06
   keys, as every job before this migration); ``jobs.audio_seconds``: the audio's length as probed at
   submit, what the daily audio quota counts. Indexed with status and age for listing one owner's jobs,
   counting their queue and the fair claim. An ``Idempotency-Key`` is unique per owner (each key's own).
+- ``owner_turns``: when each owner's work was last claimed, so that owners level on priority and running
+  work take turns (the one served longest ago first).
 - ``speakers.owner``: the key that enrolled the person (``""`` as for jobs); names are unique per owner.
 
 A downgrade drops the keys and every job's owner: the server is back to one key (or none).
@@ -52,6 +54,14 @@ def upgrade() -> None:
     )
     op.create_index("ux_api_keys_name_key", "api_keys", ["name_key"], unique=True)
     op.create_index("ux_api_keys_prefix", "api_keys", ["prefix"], unique=True)
+    op.create_table(
+        "owner_turns",
+        sa.Column("owner", sa.String(36), nullable=False),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("owner", name=op.f("pk_owner_turns")),
+    )
+    # the server's own key's turn (a key's row is made with the key)
+    op.execute("INSERT INTO owner_turns (owner) VALUES ('')")
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("owner", sa.String(36), nullable=False, server_default=""))
         batch.add_column(sa.Column("audio_seconds", sa.Float(), nullable=True))
@@ -82,6 +92,7 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("audio_seconds")
         batch.drop_column("owner")
+    op.drop_table("owner_turns")
     op.drop_index("ux_api_keys_prefix", table_name="api_keys")
     op.drop_index("ux_api_keys_name_key", table_name="api_keys")
     op.drop_table("api_keys")

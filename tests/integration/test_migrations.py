@@ -38,6 +38,7 @@ TABLES = {
     "speakers",
     "voice_prints",
     "api_keys",
+    "owner_turns",
     "job_voices",
     "transcript_revisions",
 }
