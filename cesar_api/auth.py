@@ -34,11 +34,22 @@ from cesar_api.reads import run_read
 from cesar_common.db import job_reads, voice_library
 from cesar_common.errors import AuthError, CesarError, ForbiddenError
 
-__all__ = ["COOKIE_OPENS", "bearer_key", "close_session", "identify", "open_session", "require_key"]
+__all__ = [
+    "COOKIE_OPENS",
+    "OWNER_READ_BY_ROUTE",
+    "bearer_key",
+    "close_session",
+    "identify",
+    "open_session",
+    "require_key",
+]
 
 SESSION_COOKIE = "cesar_session"
 #: the handler ``opt`` flag of routes a session cookie opens
 COOKIE_OPENS = "session_cookie"
+#: the handler ``opt`` flag of a route that reads its job's owner with the job itself (``GET /jobs/{id}``,
+#: the polled path: one read rather than two) and answers another owner's job as none itself
+OWNER_READ_BY_ROUTE = "owner_read_by_route"
 # documented by hand: a handler returning a Response[None] would be documented with a JSON body
 _NO_CONTENT = ResponseSpec(data_container=None, description="Done (no body).")
 _MISSING = "missing or invalid API key: send `Authorization: Bearer <key>`"
@@ -87,7 +98,7 @@ async def require_key(connection: ASGIConnection[Any, Any, Any, Any], handler: B
         if handler.opt.get(ADMIN_ONLY) and not caller.admin:
             raise ForbiddenError(f"this needs an admin key; key {caller.name!r} is a user key")
         if not caller.admin:
-            await _check_owner(connection, caller)
+            await _check_owner(connection, caller, job=not handler.opt.get(OWNER_READ_BY_ROUTE))
     except CesarError as exc:
         if socket:
             raise PermissionDeniedException(detail=str(exc)) from exc
@@ -95,11 +106,11 @@ async def require_key(connection: ASGIConnection[Any, Any, Any, Any], handler: B
     set_caller(connection, caller)
 
 
-async def _check_owner(connection: ASGIConnection[Any, Any, Any, Any], caller: Caller) -> None:
+async def _check_owner(connection: ASGIConnection[Any, Any, Any, Any], caller: Caller, *, job: bool) -> None:
     """404 when the job or person the path names is another owner's, or none: the same answer, before the
     route reads the body, so that no answer tells one from the other."""
     params = connection.path_params
-    job_id = params.get("job_id")
+    job_id = params.get("job_id") if job else None
     if job_id is not None:
         owners = connection.app.state.job_owners
         owner = await run_read(connection.app.state.store, owners.owner, job_id)

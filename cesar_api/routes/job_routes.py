@@ -17,10 +17,12 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import Stream
 
 from cesar_api.access import SERVER_KEY, caller_of
+from cesar_api.auth import OWNER_READ_BY_ROUTE
 from cesar_api.exception_mapper import error_responses
 from cesar_api.reads import run_read
 from cesar_api.transcripts import completed_transcript, partial_transcript
 from cesar_common.choices import TranscriptFormat
+from cesar_common.db import job_reads
 from cesar_common.db.records import AudioFormat, JobRecord, JobSource, JobStatus, PublicStatus
 from cesar_common.db.store import JobStore
 from cesar_common.errors import ConflictError, NotFoundError
@@ -134,6 +136,7 @@ def _queue_positions(store: JobStore, jobs: list[JobRecord]) -> dict[str, int]:
     operation_id="getJob",
     tags=["Jobs"],
     summary="Get a job",
+    opt={OWNER_READ_BY_ROUTE: True},
     description="The job's status, progress and, once completed, its text. `queue_position` counts from 1 "
     "while the job is queued.",
     responses={
@@ -147,6 +150,8 @@ async def get_job(job_id: Annotated[str, JOB_ID], request: Request[Any, Any, Any
     # read on the driver's cursor (JobStore.job_view).
     store: JobStore = request.app.state.store
     view = await run_read(store, store.job_view, job_id)
+    if not caller_of(request).sees(view.job.owner):  # another key's job is as unknown as none
+        raise job_reads.not_found(job_id)
     return Response(job_json(view.job, queue_position=view.queue_position), media_type=MediaType.JSON)
 
 
