@@ -185,12 +185,8 @@ def cancel_queued(conn: Connection, owner: str, *, keep_audio: bool) -> int:
         state.final_values(JobStatus.CANCELLED),
         keep_audio=keep_audio,
     )
-    asked = conn.execute(
-        update(jobs)
-        .where(jobs.c.owner == owner, jobs.c.status == JobStatus.PROCESSING.value)
-        .values(cancel_requested=True)
-    ).rowcount
-    return len(ended) + int(asked or 0)
+    asked = state.ask_to_stop(conn, and_(jobs.c.owner == owner, jobs.c.status == JobStatus.PROCESSING.value))
+    return len(ended) + asked
 
 
 def usage(conn: Connection, owner: str) -> KeyUsage:

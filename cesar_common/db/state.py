@@ -40,6 +40,7 @@ from cesar_common.db.tables import (
 
 __all__ = [
     "REQUEUED",
+    "ask_to_stop",
     "change_job",
     "change_parts",
     "delete_jobs",
@@ -100,6 +101,19 @@ def change_job(conn: Connection, where: ColumnElement[bool], values: dict[str, A
         if values.get("status") == QUEUED:
             announce(conn, Change(ChangeKind.WORK))
     return row
+
+
+def ask_to_stop(conn: Connection, where: ColumnElement[bool]) -> int:
+    """Flag the running jobs matching ``where`` for their workers to stop (each announced, so followers
+    see ``cancel_requested``); how many."""
+    ids = (
+        conn.execute(update(jobs).where(where).values(cancel_requested=True).returning(jobs.c.id))
+        .scalars()
+        .all()
+    )
+    for job_id in ids:
+        announce(conn, Change(ChangeKind.JOB, job_id))
+    return len(ids)
 
 
 def report(

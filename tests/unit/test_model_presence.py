@@ -69,11 +69,12 @@ def test_answers_are_reused_until_the_models_directory_changes(tmp_path: Path, l
     assert cache.fresh(["a name never asked for"]) is None
 
 
-def test_the_models_route_looks_up_once_and_sees_an_import(tmp_path: Path, lookups: list[str]) -> None:
+def test_the_models_route_looks_up_once_and_sees_an_import(
+    tmp_path: Path, sqlite_url: str, lookups: list[str]
+) -> None:
     models = tmp_path / "models"
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'cesar.db'}", models=["newsroom"], models_dir=models
-    )
+    # a migrated database: every route reads the keys (once in a while) to know who calls
+    settings = Settings(database_url=sqlite_url, models=["newsroom"], models_dir=models)
     with TestClient(create_app(settings)) as client:
         for _ in range(20):
             listed = client.get("/v1/models").json()["data"]
