@@ -15,5 +15,6 @@ __all__ = [
     "speakers",
     "supervisor",
     "transcribe_file",
+    "watch",
     "where",
 ]

@@ -19,6 +19,7 @@ from cesar.cli.remote import remote, submit
 from cesar.cli.serve import serve
 from cesar.cli.speakers import speakers
 from cesar.cli.transcribe import transcribe
+from cesar.cli.watch import watch
 from cesar.cli.worker import worker
 from cesar_common import __version__
 from cesar_common.exits import EXIT_CLIENT_ERROR
@@ -61,7 +62,21 @@ def cli() -> None:
     """
 
 
-for command in (transcribe, serve, worker, api, db, jobs, models, submit, remote, live, speakers, keys):
+for command in (
+    transcribe,
+    serve,
+    worker,
+    api,
+    db,
+    jobs,
+    models,
+    submit,
+    remote,
+    watch,
+    live,
+    speakers,
+    keys,
+):
     cli.add_command(command)
 
 
@@ -87,5 +102,6 @@ __all__ = [
     "speakers",
     "submit",
     "transcribe",
+    "watch",
     "worker",
 ]

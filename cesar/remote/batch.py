@@ -9,6 +9,7 @@ outputs of those that finished meanwhile.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -266,10 +267,21 @@ def write_atomically(path: Path, text: str) -> None:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(text)
+            # mkstemp makes it private; an output is as readable as any file the user makes (a media
+            # server reading subtitles runs as another user)
+            os.fchmod(out.fileno(), 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@functools.cache
+def _umask() -> int:
+    # read once: os.umask can only be read by setting it, which races with other threads making files
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def summary(items: list[Item]) -> Table:

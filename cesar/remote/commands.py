@@ -21,7 +21,16 @@ from cesar_common.exits import fail, one_line_errors
 from cesar_common.job_options import DECODING_NAMES, OPTION_NAMES, check_options, options_from, parse_options
 from cesar_common.settings import get_settings
 
-__all__ = ["run_action", "run_health", "run_list", "run_show", "run_submit", "run_transcript"]
+__all__ = [
+    "connected",
+    "run_action",
+    "run_health",
+    "run_list",
+    "run_show",
+    "run_submit",
+    "run_transcript",
+    "sent_options",
+]
 
 
 @contextmanager
@@ -42,6 +51,22 @@ def _print_json(data: Any) -> None:
 
 
 # --- submit ----------------------------------------------------------------------------------------------
+def sent_options(job: dict[str, Any], model: str | None) -> dict[str, Any]:
+    """The job fields a client command sends for its flags, refused here as the server would refuse each
+    file, before anything is sent (the server reads the decoding options' text again, as it reads every
+    client's)."""
+    check_options(options_from(parse_options(job, flags=True), model=model or ""), flags=True)
+    # a decoding flag left off is not sent (a server from before them takes the request as it did)
+    options = {
+        name: job[name]
+        for name in OPTION_NAMES
+        if job.get(name) is not None and not (name in DECODING_NAMES and job[name] is False)
+    }
+    if model:
+        options["model"] = model
+    return options
+
+
 def run_submit(
     sources: tuple[str, ...],
     *,
@@ -59,19 +84,9 @@ def run_submit(
     live: bool,
     max_seconds: float | None,
 ) -> None:
-    # a decoding flag left off is not sent (a server from before them takes the request as it did)
-    options = {
-        name: job[name]
-        for name in OPTION_NAMES
-        if job.get(name) is not None and not (name in DECODING_NAMES and job[name] is False)
-    }
-    if model:
-        options["model"] = model
     stderr = Console(stderr=True)
     with connected(server, api_key, verbose=verbose) as api:
-        # refused here, as the server would refuse each file, before anything is sent (the server reads
-        # the decoding options' text again, as it reads every client's)
-        check_options(options_from(parse_options(job, flags=True), model=model or ""), flags=True)
+        options = sent_options(job, model)
         found = expand(sources)
         options.update(_stream_options(found, live, max_seconds))
         items = plan_outputs(found, outputs, output_dir, formats)
