@@ -85,10 +85,11 @@ class WatchConfig:
 
 
 def default_state_path(folders: Iterable[Path]) -> Path:
-    """~/.local/state/cesar/watch-<hash of the folders>.json (``XDG_STATE_HOME`` where set)."""
+    """The user's state folder (~/.local/state/cesar on Linux), ``watch-<hash of the folders>.json``."""
+    from platformdirs import user_state_path
+
     names = "\0".join(sorted(str(folder.resolve()) for folder in folders))
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "cesar" / f"watch-{hashlib.sha256(names.encode()).hexdigest()[:16]}.json"
+    return user_state_path("cesar") / f"watch-{hashlib.sha256(names.encode()).hexdigest()[:16]}.json"
 
 
 def is_candidate(relative: Path, config: WatchConfig) -> bool:
