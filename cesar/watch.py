@@ -418,7 +418,8 @@ class Watcher:
 
     def _jobs(self, wanted: set[str]) -> dict[str, dict[str, Any]]:
         """The jobs of ``wanted`` as the server has them: one listing, then one read each for the rest."""
-        listed = self.api.json("GET", "/jobs", params={"limit": 1000})
+        # the newest jobs hold the ones just submitted; a key sees only its own, an admin everyone's
+        listed = self.api.json("GET", "/jobs", params={"limit": min(1000, 50 + 2 * len(wanted))})
         found = {job["id"]: job for job in listed if job.get("id") in wanted}
         for job_id in wanted - set(found):
             response = self.api.request("GET", f"/jobs/{job_id}", answers=frozenset({404}))
