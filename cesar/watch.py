@@ -64,6 +64,8 @@ SAVE_SECONDS = 1.0
 #: the longest a language code may be in a subtitle's name (``en``, ``pt-BR``, ``yue``)
 _LANGUAGE_CHARS = 8
 _FINAL = frozenset({"completed", "error", "cancelled"})
+#: a file's statuses that need the watcher's attention
+_BUSY = ("settling", "active")
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,18 @@ class Tracked:
     tries: int = 0
     progress: float = 0.0
     error: str | None = None
+    #: the watcher's files settling or followed, kept as the status changes: an idle watcher of 10,000
+    #: files looks at none of them
+    busy: set[Path] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        busy = self.__dict__.get("busy")
+        if name == "status" and busy is not None:
+            if value in _BUSY:
+                busy.add(self.path)
+            else:
+                busy.discard(self.path)
 
     @property
     def relative(self) -> str:
@@ -149,6 +163,7 @@ class Watcher:
         self.err = err or sys.stderr
         self.tty = bool(getattr(self.out, "isatty", lambda: False)())
         self.files: dict[Path, Tracked] = {}
+        self._busy: set[Path] = set()
         self.failures = 0
         self.done = 0
         self.skipped = 0
@@ -186,9 +201,7 @@ class Watcher:
                 self._settle()
                 self._follow()
                 self._save()
-                if self.config.once and not any(
-                    item.status in ("settling", "active") for item in self.files.values()
-                ):
+                if self.config.once and not self._busy:
                     break
                 self._stop.wait(0.2)
         finally:
@@ -288,7 +301,8 @@ class Watcher:
             return
         # unchanged since it was last written, as far as anyone can tell
         age = max(time.time() - mtime_ns / 1e9, 0.0)
-        item = Tracked(path, folder, size, mtime_ns, stable_since=time.monotonic() - age)
+        item = Tracked(path, folder, size, mtime_ns, stable_since=time.monotonic() - age, busy=self._busy)
+        self._busy.add(path)
         self.files[path] = item
         remembered = self._remembered.pop(str(path), None)
         if remembered and (remembered.get("size"), remembered.get("mtime_ns")) == (size, mtime_ns):
@@ -301,6 +315,7 @@ class Watcher:
 
     def _gone(self, path: Path) -> None:
         item = self.files.pop(path, None)
+        self._busy.discard(path)
         if item is not None and item.status == "active" and item.job_id:
             self._cancel(item)
             self._say(f"gone {item.relative}: its job {item.job_id} is cancelled")
@@ -309,9 +324,7 @@ class Watcher:
     # --- complete files to jobs -----------------------------------------------------------------------
     def _settle(self) -> None:
         now = time.monotonic()
-        for item in list(self.files.values()):
-            if item.status != "settling":
-                continue
+        for item in self._attending("settling"):
             try:
                 stat = item.path.stat()
             except OSError:
@@ -390,7 +403,7 @@ class Watcher:
 
     # --- jobs to outputs ------------------------------------------------------------------------------
     def _follow(self) -> None:
-        active = [item for item in self.files.values() if item.status == "active"]
+        active = self._attending("active")
         now = time.monotonic()
         if not active or now - self._asked_at < STATUS_SECONDS:
             return
@@ -478,6 +491,9 @@ class Watcher:
     def _cancel(self, item: Tracked) -> None:
         with contextlib.suppress(RemoteError):
             self.api.request("POST", f"/jobs/{item.job_id}/cancel", answers=frozenset({404, 409}))
+
+    def _attending(self, status: str) -> list[Tracked]:
+        return [item for path in list(self._busy) if (item := self.files[path]).status == status]
 
     # --- the state file -------------------------------------------------------------------------------
     def _load_state(self) -> dict[str, dict[str, Any]]:
