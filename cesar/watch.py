@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -163,6 +164,7 @@ class Watcher:
         self.err = err or sys.stderr
         self.tty = bool(getattr(self.out, "isatty", lambda: False)())
         self.files: dict[Path, Tracked] = {}
+        self._by_text: dict[str, Tracked] = {}
         self._busy: set[Path] = set()
         self.failures = 0
         self.done = 0
@@ -257,13 +259,18 @@ class Watcher:
             changed |= batch
 
     def _scan_all(self) -> None:
-        seen: set[Path] = set()
+        """Every folder looked at again (the polling mode's turn): a known file unchanged costs a look up
+        by its path's text, no more (a polling watcher of 10,000 files does this every --poll seconds)."""
+        seen: set[str] = set()
         for folder in self.config.folders:
-            for path, stat in _walk(folder):
-                seen.add(path)
-                self._observe(path, folder, stat.st_size, stat.st_mtime_ns)
-        for path in [path for path in self.files if path not in seen]:
-            self._gone(path)
+            for text, stat in _walk(folder, self.config.extensions):
+                seen.add(text)
+                known = self._by_text.get(text)
+                if known is not None and (known.size, known.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+                    continue
+                self._observe(Path(text), folder, stat.st_size, stat.st_mtime_ns)
+        for text in self._by_text.keys() - seen:
+            self._gone(Path(text))
 
     def _look(self, path: Path) -> None:
         """A path an event named: a file again, a new one, or gone; a folder is looked into."""
@@ -277,8 +284,8 @@ class Watcher:
                 self._gone(known)
             return
         if path.is_dir():
-            for inner, inner_stat in _walk(path):
-                self._observe(inner, folder, inner_stat.st_size, inner_stat.st_mtime_ns)
+            for inner, inner_stat in _walk(path, self.config.extensions):
+                self._observe(Path(inner), folder, inner_stat.st_size, inner_stat.st_mtime_ns)
             return
         self._observe(path, folder, stat.st_size, stat.st_mtime_ns)
 
@@ -304,6 +311,7 @@ class Watcher:
         item = Tracked(path, folder, size, mtime_ns, stable_since=time.monotonic() - age, busy=self._busy)
         self._busy.add(path)
         self.files[path] = item
+        self._by_text[str(path)] = item
         remembered = self._remembered.pop(str(path), None)
         if remembered and (remembered.get("size"), remembered.get("mtime_ns")) == (size, mtime_ns):
             item.digest = remembered.get("digest")
@@ -315,6 +323,7 @@ class Watcher:
 
     def _gone(self, path: Path) -> None:
         item = self.files.pop(path, None)
+        self._by_text.pop(str(path), None)
         self._busy.discard(path)
         if item is not None and item.status == "active" and item.job_id:
             self._cancel(item)
@@ -392,11 +401,13 @@ class Watcher:
             self._failed(item, f"cannot read it: {exc}")
             return
         except RemoteError as exc:
-            if exc.status is None or exc.status >= 500 or exc.status in (401, 429):
+            if exc.status is None or exc.status >= 500 or exc.status in (401, 408, 429):
+                if self.config.once:  # a cron run says so and ends (the exit code of `cesar submit`)
+                    raise
                 self._warn(f"{item.relative}: {exc} (tried again later)")
                 item.stable_since = time.monotonic()  # a pause before the next try
                 return
-            self._failed(item, str(exc))
+            self._failed(item, str(exc), for_good=True)
             return
         item.status, item.job_id, item.submitted, item.progress = "active", job_id, sig, 0.0
         self._dirty = True
@@ -411,6 +422,8 @@ class Watcher:
         try:
             jobs = self._jobs({item.job_id for item in active if item.job_id})
         except RemoteError as exc:
+            if self.config.once:
+                raise
             self._warn(f"cannot follow the jobs: {exc} (tried again)")
             return
         for item in active:
@@ -475,14 +488,17 @@ class Watcher:
         names = ", ".join(_shown(target, item) for target in written)
         self._say(f"done {item.relative} -> {names}")
 
-    def _failed(self, item: Tracked, reason: str) -> None:
+    def _failed(self, item: Tracked, reason: str, *, for_good: bool = False) -> None:
+        """A try failed: tried again (a pause first) while tries are left, unless ``for_good`` (a refusal
+        the same file would get again: not audio, too long)."""
         item.tries += 1
         item.error = reason
         item.job_id = None
         self._dirty = True
-        if item.tries <= self.config.retries:
+        if item.tries <= self.config.retries and not for_good:
             self._warn(f"{item.relative}: {reason} (try {item.tries + 1} of {self.config.retries + 1} next)")
             item.status = "settling"
+            item.stable_since = time.monotonic()  # the next try after a --settle pause
             return
         item.status = "failed"
         self.failures += 1
@@ -539,9 +555,10 @@ class Watcher:
         click.echo(line, file=self.err)
 
 
-def _walk(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """Every file below ``folder`` with its stat (hidden folders are not entered)."""
-    pending = [folder]
+def _walk(folder: Path, extensions: frozenset[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """Every file below ``folder`` with one of ``extensions``, as its path's text and its stat (hidden
+    files and folders are not looked at; others are told apart by name before any stat)."""
+    pending = [str(folder)]
     while pending:
         current = pending.pop()
         try:
@@ -551,9 +568,9 @@ def _walk(folder: Path) -> Iterator[tuple[Path, os.stat_result]]:
                         continue
                     try:
                         if entry.is_dir(follow_symlinks=False):
-                            pending.append(Path(entry.path))
-                        elif entry.is_file():
-                            yield Path(entry.path), entry.stat()
+                            pending.append(entry.path)
+                        elif os.path.splitext(entry.name)[1].lower() in extensions and entry.is_file():
+                            yield entry.path, entry.stat()
                     except OSError:
                         continue
         except OSError:
@@ -632,7 +649,13 @@ def run_watch(
             retries=retries,
             options=sent_options(job, model),
         )
-        code = Watcher(api, config).run()
+        watcher = Watcher(api, config)
+        # `docker stop` and service managers send SIGTERM: the watcher ends its turn and saves its state
+        previous = signal.signal(signal.SIGTERM, lambda _signal, _frame: watcher.stop())
+        try:
+            code = watcher.run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     if code:
         fail("some files failed (their lines above say why)", code)
 
