@@ -201,13 +201,6 @@ class KeyRing:
             return True
         return caller.key.prefix in self._by_prefix
 
-    def current(self, caller: Caller) -> Caller:
-        """``caller`` with its key's latest limits (an admin may have changed them)."""
-        if caller.key is None:
-            return caller
-        record = self._by_prefix.get(caller.key.prefix)
-        return caller if record is None or record is caller.key else Caller(record)
-
     def throttle(self, caller: Caller) -> None:
         """LimitExceededError (429) when ``caller`` sends faster than its ``requests_per_second``."""
         rate = None if caller.key is None else caller.key.requests_per_second
