@@ -22,7 +22,7 @@ work here.
 each other's rows; SQLite has one writer at a time). Rather than sort the whole queue, it ranks the owners:
 every key, the server's own, and the owner of the oldest queued file (so a job whose key row is gone still
 gets its turn at the head of the line), each with its oldest queued file found through
-``ix_jobs_owner_status_created_at``. A claim costs about two index lookups per key, however long the queue
+``ix_jobs_owner_status_created_at_id``. A claim costs about two index lookups per key, however long the queue
 (bench/claim_fairness.py). Only each owner's first file is a candidate: when concurrent claimers hold all of
 them, the oldest file nobody holds is taken, so a claimer never comes back empty while a file waits.
 :func:`work_waiting` asks only whether there is any work (the change feed's question on SQLite, which has
@@ -129,9 +129,8 @@ _standing = (
         owner_turns.c.claimed_at.label("last_turn"),
         select(_head.c.id)
         .where(_head.c.owner == _owners.c.owner, _head.c.status == _sql(QUEUED), _head.c.source != _sql(LIVE))
-        # by created_at alone, the index's order (a tie between one owner's jobs may go either way): with id
-        # too, PostgreSQL sorted for every owner
-        .order_by(_head.c.created_at)
+        # the index's order: jobs of one millisecond (SQLite's clock) in the order they were made (their ids)
+        .order_by(_head.c.created_at, _head.c.id)
         .limit(_ONE)
         .scalar_subquery()
         .label("next_job"),

@@ -230,7 +230,7 @@ class Job(Base):
         # retention: finished jobs by age
         Index("ix_jobs_status_completed_at", "status", "completed_at"),
         # one owner's jobs: their list, their queue (quotas), their running work (the fair claim)
-        Index("ix_jobs_owner_status_created_at", "owner", "status", "created_at"),
+        Index("ix_jobs_owner_status_created_at_id", "owner", "status", "created_at", "id"),
     )
 
 

@@ -65,7 +65,7 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("owner", sa.String(36), nullable=False, server_default=""))
         batch.add_column(sa.Column("audio_seconds", sa.Float(), nullable=True))
-    op.create_index("ix_jobs_owner_status_created_at", "jobs", ["owner", "status", "created_at"])
+    op.create_index("ix_jobs_owner_status_created_at_id", "jobs", ["owner", "status", "created_at", "id"])
     op.drop_index("ux_jobs_idempotency_key", table_name="jobs")
     op.create_index("ux_jobs_owner_idempotency_key", "jobs", ["owner", "idempotency_key"], unique=True)
     with op.batch_alter_table("speakers") as batch:
@@ -81,7 +81,7 @@ def downgrade() -> None:
     op.create_index("ux_speakers_name_key", "speakers", ["name_key"], unique=True)
     with op.batch_alter_table("speakers") as batch:
         batch.drop_column("owner")
-    op.drop_index("ix_jobs_owner_status_created_at", table_name="jobs")
+    op.drop_index("ix_jobs_owner_status_created_at_id", table_name="jobs")
     op.drop_index("ux_jobs_owner_idempotency_key", table_name="jobs")
     # two owners' jobs may hold the same key: the older index would refuse them
     op.execute(
