@@ -52,6 +52,7 @@ from cesar_api.routes.voice_library import (
     update_speaker,
 )
 from cesar_api.uploads import MULTIPART_OVERHEAD
+from cesar_common.blob_store import open_blob_store
 from cesar_common.db.feed import ChangeFeed
 from cesar_common.db.store import JobStore
 from cesar_common.settings import Settings, get_settings
@@ -97,7 +98,10 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     settings = settings or get_settings()
     if store is None:
         store = JobStore.from_url(
-            settings.database_url, keep_audio=settings.keep_audio, **settings.engine_options
+            settings.database_url,
+            keep_audio=settings.keep_audio,
+            blobs=open_blob_store(settings),
+            **settings.engine_options,
         )
     # the process's one listener for changes (past a transaction-pooling PgBouncer: its own URL)
     feed = ChangeFeed(store.engine, listen_url=settings.database_listen_url)

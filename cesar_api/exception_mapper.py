@@ -28,6 +28,7 @@ from cesar_common.errors import (
     CesarError,
     DatabaseError,
     LimitExceededError,
+    ObjectStoreError,
     OverloadedError,
     ServerError,
 )
@@ -76,7 +77,7 @@ def problem_of(request: Request[Any, Any, Any], exc: Exception) -> Problem:
         exc = out_of_files()
     if isinstance(exc, CesarError):
         status, code, detail, extra = exc.status_code, exc.code, exc.message, exc.extra or None
-        if isinstance(exc, DatabaseError):  # an outage: the driver's words, no traceback
+        if isinstance(exc, DatabaseError | ObjectStoreError):  # an outage: the driver's words, no traceback
             logger.error("%s %s: %s", request.method, request.url.path, exc.describe())
         elif isinstance(exc, OverloadedError):  # load shed on purpose: LoadShedder logs each episode
             pass

@@ -219,6 +219,17 @@ class DatabaseHealth(Schema):
     )
 
 
+class ObjectStoreHealth(Schema):
+    url: str = Field(description="`CESAR_BLOB_URL`: where audio is kept.", examples=["s3://cesar-audio/prod"])
+    endpoint: str = Field(examples=["http://127.0.0.1:8333"])
+    reachable: bool
+    error: str | None = Field(
+        default=None,
+        description="Why the object store is unavailable (it cannot be reached, refuses the credentials, or "
+        "has no such bucket).",
+    )
+
+
 class LoadedModelHealth(Schema):
     name: str = Field(examples=["tiny.en"])
     device: str | None = Field(default=None, examples=["cpu"])
@@ -293,10 +304,14 @@ class LoadHealth(Schema):
 class HealthOut(Schema):
     status: Literal["ok", "degraded", "unavailable"] = Field(
         description="`ok`; `degraded` when no worker is alive (jobs wait) or the API is shedding load "
-        "(`load.shedding`); `unavailable` when the database cannot be reached (HTTP 503)."
+        "(`load.shedding`); `unavailable` when the database or the object store cannot be reached (HTTP "
+        "503)."
     )
     version: str
     database: DatabaseHealth
+    objects: ObjectStoreHealth | None = Field(
+        default=None, description="The object store audio is kept in (`CESAR_BLOB_URL`); null: the database."
+    )
     workers: WorkersHealth | None
     queue: QueueHealth | None
     load: LoadHealth | None = Field(default=None, description="This API process's load and its caps.")

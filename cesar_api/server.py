@@ -99,6 +99,7 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
     key at all beyond loopback (:func:`~cesar_common.exposure.check_exposure`).
     """
     from cesar_api.app import create_app
+    from cesar_common.blob_store import open_blob_store
     from cesar_common.db.connect import open_engine
     from cesar_common.db.store import JobStore
     from cesar_common.logs import configure_logging
@@ -112,7 +113,10 @@ def serve(settings: Settings, *, check_schema: bool = True) -> None:
         from cesar_common.db.migrate import ensure_schema_current
 
         ensure_schema_current(engine)
-    store = JobStore(engine, keep_audio=settings.keep_audio)
+    blobs = open_blob_store(settings)  # and its one object store, when audio is kept in one
+    if blobs is not None:
+        blobs.check(write=True)  # wrong credentials are said once, before anything listens
+    store = JobStore(engine, keep_audio=settings.keep_audio, blobs=blobs)
     exposure = check_exposure(settings, lambda: keys_in_use(store))
     for warning in startup_warnings(settings, exposure):
         logger.warning("%s", warning)

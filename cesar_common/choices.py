@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 __all__ = [
+    "AUDIO_PLACES",
     "BUNDLED_MODEL",
     "COMPUTE_TYPES",
     "DEVICES",
@@ -21,6 +22,7 @@ __all__ = [
     "TRANSCRIPT_FORMATS",
     "WHISPER_LANGUAGES",
     "WHISPER_LANGUAGE_NAMES",
+    "AudioPlace",
     "ComputeType",
     "Device",
     "LogLevel",
@@ -28,6 +30,8 @@ __all__ = [
     "TranscriptFormat",
 ]
 
+#: where stored audio can be (`cesar db move --to`): an object store (CESAR_BLOB_URL), or the job database
+AudioPlace = Literal["objects", "database"]
 Device = Literal["auto", "cpu", "cuda"]
 ComputeType = Literal[
     "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16",
@@ -37,6 +41,7 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 Task = Literal["transcribe", "translate"]
 TranscriptFormat = Literal["txt", "srt", "vtt", "json", "tsv", "rttm"]
 
+AUDIO_PLACES: tuple[AudioPlace, ...] = get_args(AudioPlace)
 DEVICES: tuple[Device, ...] = get_args(Device)
 COMPUTE_TYPES: tuple[ComputeType, ...] = get_args(ComputeType)
 LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)

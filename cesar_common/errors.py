@@ -31,11 +31,13 @@ __all__ = [
     "ModelNotFoundError",
     "ModelTooLargeError",
     "NotFoundError",
+    "ObjectStoreError",
     "OutOfMemoryError",
     "OverloadedError",
     "PayloadTooLargeError",
     "SchemaOutdatedError",
     "ServerError",
+    "StoredAudioError",
     "TranscriptionError",
     "URLRefusedError",
     "UnsupportedMediaError",
@@ -202,6 +204,21 @@ class DatabaseBugError(ServerError):
     outage. Logged with its traceback; a worker fails the job rather than retrying it forever."""
 
     code = "internal_error"
+
+
+class ObjectStoreError(ServerError):
+    """The object store that holds audio (``CESAR_BLOB_URL``) cannot be reached, refused Cesar's credentials
+    or has no such bucket: try again later. A worker hands its job back rather than failing it."""
+
+    status_code = 503
+    code = "object_store_unavailable"
+
+
+class StoredAudioError(ServerError):
+    """A job's stored audio is missing or is not what was stored (its size or sha256 differs): the job
+    fails with this message rather than transcribing something else."""
+
+    code = "audio_lost"
 
 
 class SchemaOutdatedError(ServerError):

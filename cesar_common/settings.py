@@ -83,6 +83,46 @@ class Settings(BaseSettings):
         default=False,
         description="Keep a job's uploaded audio in the database after it finishes (default: delete it).",
     )
+    blob_url: str | None = Field(
+        default=None,
+        json_schema_extra={"shown_default": "unset: audio in the database"},
+        description="Keep audio in an S3-compatible object store instead of the database: `s3://bucket` or "
+        "`s3://bucket/prefix` (AWS S3, MinIO, SeaweedFS, Ceph). Uploads, split parts and live sessions' "
+        "audio go there; the database keeps their keys, sizes and sha256. Endpoint, region and "
+        "credentials come from the usual AWS variables (`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`, "
+        "`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `~/.aws`, an instance role) or the settings below.",
+    )
+    blob_endpoint_url: str | None = Field(
+        default=None,
+        json_schema_extra={"shown_default": "unset: `AWS_ENDPOINT_URL`, else AWS"},
+        description="The object store's address, for MinIO, SeaweedFS or Ceph: `http://minio:9000`.",
+    )
+    blob_region: str | None = Field(
+        default=None,
+        json_schema_extra={"shown_default": "unset: `AWS_DEFAULT_REGION`, else `us-east-1`"},
+        description="The object store's region.",
+    )
+    blob_access_key_id: str | None = Field(
+        default=None,
+        json_schema_extra={"shown_default": "unset: `AWS_ACCESS_KEY_ID` and AWS's other sources"},
+        description="The object store's access key id.",
+    )
+    blob_secret_access_key: SecretStr | None = Field(
+        default=None,
+        json_schema_extra={"shown_default": "unset: `AWS_SECRET_ACCESS_KEY` and AWS's other sources"},
+        description="The object store's secret key.",
+    )
+    blob_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long one request to the object store may wait to connect, and then for each read.",
+    )
+    blob_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="An object that no job names any more (the job ended, was deleted, or its process died "
+        "between writing the object and its row) is deleted by the workers once it is this old.",
+    )
 
     # --- transcription -------------------------------------------------------------------------
     model: str = Field(
@@ -306,6 +346,16 @@ class Settings(BaseSettings):
     log_level: LogLevel = Field(
         default="info", description="Log level of `cesar serve`, the API and the workers."
     )
+
+    @field_validator("blob_url")
+    @classmethod
+    def _blob_url_is_s3(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from cesar_common.blob_store import parse_blob_url
+
+        parse_blob_url(value)
+        return value
 
     @field_validator("api_key", mode="before")
     @classmethod

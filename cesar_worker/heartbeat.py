@@ -39,6 +39,9 @@ PURGE_INTERVAL = 60.0  # seconds between stale-upload and stale-worker clean-ups
 STALE_UPLOAD_SECONDS = 300.0
 STALE_WORKER_SECONDS = 300.0  # presence rows not refreshed for this long are removed
 RETENTION_INTERVAL = 60.0  # seconds between retention sweeps (CESAR_RETENTION_DAYS)
+#: seconds between sweeps of the object store (CESAR_BLOB_URL) for objects no row names; shorter with a
+#: short grace period, so an orphan waits about a quarter of it past its grace
+OBJECT_SWEEP_INTERVAL = 600.0
 RETENTION_BATCH = 100  # jobs deleted per transaction by a retention sweep
 RETENTION_MAX_BATCHES = 5  # batches per sweep, so the housekeeping thread is back within about a second
 
@@ -113,6 +116,9 @@ class Housekeeping(_Thread):
         self._next_sweep = 0.0
         self._next_purge = 0.0
         self._next_retention = 0.0 if self.retention_seconds > 0 else float("inf")
+        self.object_grace = settings.blob_grace_seconds
+        self.object_sweep_interval = max(1.0, min(OBJECT_SWEEP_INTERVAL, self.object_grace / 4))
+        self._next_object_sweep = 0.0 if store.blobs is not None else float("inf")
         self._lock = threading.Lock()
 
     def show_soon(self) -> None:
@@ -156,6 +162,19 @@ class Housekeeping(_Thread):
         if now >= self._next_retention:
             self._next_retention = now + RETENTION_INTERVAL
             self.retain()
+        if now >= self._next_object_sweep:
+            self._next_object_sweep = now + self.object_sweep_interval
+            self.sweep_objects()
+
+    def sweep_objects(self) -> None:
+        """Delete objects no row names any more, once past CESAR_BLOB_GRACE_SECONDS."""
+        try:
+            deleted = self.store.sweep_objects(grace_seconds=self.object_grace)
+        except CesarError as exc:
+            log.warning("could not sweep the object store: %s", exc)
+            return
+        if deleted:
+            log.info("deleted %d objects no job names any more", deleted)
 
     def retain(self) -> None:
         """Delete jobs that finished longer ago than CESAR_RETENTION_DAYS, a few batches at a time."""
@@ -183,7 +202,7 @@ class Housekeeping(_Thread):
             log.warning("job %s: its worker was lost too many times; failed", job_id)
 
     def next_due(self) -> float:
-        return min(self._next_sweep, self._next_purge, self._next_retention)
+        return min(self._next_sweep, self._next_purge, self._next_retention, self._next_object_sweep)
 
 
 class Heartbeat(_Thread):

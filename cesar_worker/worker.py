@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from cesar_common.blob_store import open_blob_store
 from cesar_common.db.connect import open_engine
 from cesar_common.db.feed import ChangeFeed, WorkSignal
 from cesar_common.db.migrate import ensure_schema_current
@@ -34,6 +35,7 @@ from cesar_common.errors import (
     DatabaseError,
     InvalidInputError,
     ModelNotAllowedError,
+    ObjectStoreError,
 )
 from cesar_common.settings import Settings
 from cesar_common.signals import stop_on_signals
@@ -116,12 +118,15 @@ def run_worker(
             )
     # the process's one engine and one change feed: the store, the schema check and the wake-ups use them
     engine = open_engine(settings.database_url, **settings.engine_options)
+    blobs = open_blob_store(settings)  # and its one object store, when audio is kept in one
     feed = ChangeFeed(engine, listen_url=settings.database_listen_url)
     try:
         ensure_schema_current(engine)
+        if blobs is not None:
+            blobs.check(write=True)  # before any claim: wrong credentials are said once, here
         worker = Worker(
             settings,
-            JobStore(engine, keep_audio=settings.keep_audio),
+            JobStore(engine, keep_audio=settings.keep_audio, blobs=blobs),
             (transcriber_factory or WhisperTranscriber)(settings),
             worker_id=worker_id or default_worker_id(),
             stop_event=stop_event,
@@ -131,6 +136,8 @@ def run_worker(
     finally:
         feed.close()
         engine.dispose()
+        if blobs is not None:
+            blobs.close()
     return 0
 
 
@@ -186,6 +193,7 @@ class Worker:
             settings, store, transcriber, worker_id=worker_id, stop_event=stop_event, feed=self.feed
         )
         self.jobs_done = 0
+        self._objects_away = False
 
     # --- lifecycle -----------------------------------------------------------------------------
     def run(self, *, once: bool = False, preload: bool = False) -> None:
@@ -260,6 +268,8 @@ class Worker:
                     log.warning("%s: could not hand it back: %s", run.name, exc)
                 return
             self.process(job)
+            if self._objects_away:
+                self._wait_for_objects()
 
     # --- one job -------------------------------------------------------------------------------
     def _run_of(self, work: JobRecord | PartWork) -> JobRun:
@@ -324,6 +334,12 @@ class Worker:
             return Outcome("abandoned", detail="lease lost")
         except (JobStopped, DownloadStopped) as exc:
             return self._stopped(run, exc)
+        except ObjectStoreError as exc:
+            # the object store is away, not the job's fault: hand the attempt back uncounted, and claim
+            # again once the store answers
+            log.error("%s: %s", run.name, exc.describe())
+            self._objects_away = True
+            return self._hand_back(run, f"object store unavailable: {exc}")
         except DatabaseError as exc:
             # the database is away, not the job's fault: its lease runs out and a worker tries again
             # (bounded by max_attempts). A statement the database refused is a bug: it fails the job below.
@@ -418,6 +434,30 @@ class Worker:
             raise AudioDecodeError(f"the audio of part {work.part.seq + 1} is no longer stored")
 
     # --- how a run ends ------------------------------------------------------------------------
+    def _hand_back(self, run: JobRun, why: str) -> Outcome:
+        run.finish()
+        try:
+            self._give_back(run)
+        except CesarError as err:
+            return Outcome("left to its lease", detail=f"{why}; could not hand it back: {err}")
+        return Outcome("handed back", detail=why)
+
+    def _wait_for_objects(self) -> None:
+        """After a job was handed back for the object store: wait (stop-aware, backing off) until it
+        answers again, so this worker does not claim and hand back in a loop."""
+        blobs = self.store.blobs
+        delay = POLL_MIN_SECONDS
+        while blobs is not None and not self.stop_event.is_set():
+            try:
+                blobs.check()
+            except ObjectStoreError:
+                delay = min(delay * 2, self.settings.poll_max_seconds)
+                self.stop_event.wait(delay)
+                continue
+            log.info("the object store answers again")
+            break
+        self._objects_away = False
+
     def _give_back(self, run: JobRun) -> None:
         if run.part is not None:
             self.store.release_part(run.part, self.worker_id)

@@ -1,10 +1,12 @@
-"""`cesar db`: the job database's schema (`cesar db upgrade`, `cesar db current`)."""
+"""`cesar db`: the job database's schema (`cesar db upgrade`, `cesar db current`) and where its audio is
+kept (`cesar db move`)."""
 
 from __future__ import annotations
 
 import click
 
 from cesar.cli.options import COMMAND_SETTINGS, db_option, verbose_option
+from cesar_common.choices import AUDIO_PLACES
 from cesar_common.exits import one_line_errors
 
 __all__ = ["db"]
@@ -43,3 +45,35 @@ def current(database_url: str | None, verbose: bool) -> None:
         click.echo(line)
     if not up_to_date:
         raise SystemExit(1)
+
+
+@db.command(context_settings=COMMAND_SETTINGS)
+@click.option(
+    "--to",
+    "destination",
+    type=click.Choice(AUDIO_PLACES),
+    required=True,
+    help="objects: into the object store CESAR_BLOB_URL names; database: back into the job database.",
+)
+@click.option(
+    "--batch", type=click.IntRange(1, 10_000), default=100, show_default=True, help="Jobs per listing."
+)
+@db_option
+@verbose_option("Show a traceback on failure.")
+def move(destination: str, batch: int, database_url: str | None, verbose: bool) -> None:
+    """Move the audio already stored into the object store (CESAR_BLOB_URL), or back into the database.
+
+    Safe while Cesar serves, and resumable: each job's audio is copied and then swapped in one
+    transaction; run it again after a stop to move what is left. Set CESAR_BLOB_URL on the API and the
+    workers first (new audio then goes there); to leave the object store, unset it there first and keep
+    it set for this command.
+    """
+    with one_line_errors(verbose=verbose):
+        from cesar.audio_moves import move_audio
+
+        def progress(report: object) -> None:
+            click.echo(f"\r{getattr(report, 'moved', 0)} jobs moved", nl=False, err=True)
+
+        report = move_audio(database_url, to=destination, batch=batch, on_job=progress)
+        click.echo("", err=True)
+        click.echo(report.line())

@@ -64,6 +64,7 @@ def run_serve(
     layout = plan_serve_layout(settings)  # before the database: no model, no migration
     prepare_database(settings.database_url, migrate=migrate)
     check_exposure(settings, lambda: _keys_in_use(settings.database_url))  # before anything listens
+    check_object_store(settings)
     logger.info("layout: %s (%s)", layout.describe(), layout.reason)
     say(f"Starting {layout.describe()}" if layout.workers else "Starting the API alone (--workers 0)")
 
@@ -120,6 +121,20 @@ def prepare_database(url: str, *, migrate: bool) -> None:
             ensure_schema_current(engine)
     finally:
         engine.dispose()
+
+
+def check_object_store(settings: Settings) -> None:
+    """With CESAR_BLOB_URL: ObjectStoreError (one line) unless the bucket takes a write, before any child
+    starts (each checks again itself)."""
+    from cesar_common.blob_store import open_blob_store
+
+    blobs = open_blob_store(settings)
+    if blobs is not None:
+        try:
+            blobs.check(write=True)
+        finally:
+            blobs.close()
+        logger.info("audio is kept in %s at %s", blobs.url, blobs.endpoint)
 
 
 def _keys_in_use(url: str) -> bool:

@@ -27,6 +27,7 @@ from cesar_api.schemas import (
     LiveOut,
     LoadedModelHealth,
     LoadHealth,
+    ObjectStoreHealth,
     QueueHealth,
     WorkerHealth,
     WorkersHealth,
@@ -34,7 +35,7 @@ from cesar_api.schemas import (
 from cesar_common import __version__
 from cesar_common.db.records import WorkerRecord
 from cesar_common.db.store import JobStore
-from cesar_common.errors import DatabaseError
+from cesar_common.errors import DatabaseError, ObjectStoreError
 from cesar_common.settings import Settings
 
 __all__ = ["REUSE_SECONDS", "ReadinessCache", "health", "liveness"]
@@ -101,17 +102,31 @@ def _look(store: JobStore, settings: Settings) -> tuple[HealthOut, int]:
             queue=QueueHealth(queued=counts.queued, processing=counts.processing),
         )
         return body, 503
+    objects = _objects(store)
     last_seen = max((worker.last_seen_at for worker in workers), default=None)
     body = HealthOut(
-        status="ok" if workers else "degraded",
+        status="unavailable" if objects and not objects.reachable else "ok" if workers else "degraded",
         version=__version__,
         database=DatabaseHealth(reachable=True, backend=backend),
+        objects=objects,
         workers=WorkersHealth(
             count=len(workers), last_seen_at=last_seen, workers=[worker_health(w) for w in workers]
         ),
         queue=QueueHealth(queued=counts.queued, processing=counts.processing),
     )
-    return body, 200
+    return body, 503 if objects and not objects.reachable else 200
+
+
+def _objects(store: JobStore) -> ObjectStoreHealth | None:
+    blobs = store.blobs
+    if blobs is None:
+        return None
+    try:
+        blobs.check()
+    except ObjectStoreError as exc:
+        logger.warning("health: %s", exc)
+        return ObjectStoreHealth(url=blobs.url, endpoint=blobs.endpoint, reachable=False, error=str(exc))
+    return ObjectStoreHealth(url=blobs.url, endpoint=blobs.endpoint, reachable=True)
 
 
 def worker_health(worker: WorkerRecord) -> WorkerHealth:

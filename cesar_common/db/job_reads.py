@@ -35,6 +35,7 @@ __all__ = [
     "list_page",
     "not_found",
     "owner_of",
+    "pending_among",
     "plausible_id",
     "public_status",
     "record_with_webhook",
@@ -205,6 +206,15 @@ def is_split(conn: Connection, job_id: str) -> bool:
     """Whether the job runs as parts (cut, and no longer held by the worker that cut it)."""
     row = conn.execute(select(jobs.c.parts, jobs.c.worker_id).where(jobs.c.id == job_id)).one_or_none()
     return row is not None and row.parts is not None and row.worker_id is None
+
+
+def pending_among(conn: Connection, job_ids: set[str]) -> set[str]:
+    """Which of ``job_ids`` are uploads still arriving."""
+    if not job_ids:
+        return set()
+    return set(
+        conn.execute(select(jobs.c.id).where(jobs.c.id.in_(job_ids), jobs.c.status == PENDING)).scalars()
+    )
 
 
 def uploaded_size(conn: Connection, job_id: str) -> int | None:

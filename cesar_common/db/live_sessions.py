@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
+from cesar_common.blob_store import StoredObject
 from cesar_common.db import audio_chunks, idempotency, leases, submissions
 from cesar_common.db.clock import db_now
 from cesar_common.db.records import AudioFormat, JobRecord, JobStatus, LiveEnd, LiveState, NewJob
@@ -83,14 +84,16 @@ def open_session(
     return submissions.insert_queued(tx, new, key, fingerprint, with_job=stream)
 
 
-def append(conn: Connection, job_id: str, data: bytes) -> int | None:
-    """Store ``data`` as the session's next chunk; the bytes stored in all after it, or None when the
-    session takes no more audio (it ended, or there is no such session)."""
+def append(conn: Connection, job_id: str, data: bytes | StoredObject) -> int | None:
+    """Store ``data`` as the session's next chunk (its bytes, or the object written with them); the bytes
+    stored in all after it, or None when the session takes no more audio (it ended, or there is no such
+    session)."""
+    size = data.size if isinstance(data, StoredObject) else len(data)
     row = conn.execute(
         update(live_sessions)
         .where(live_sessions.c.job_id == job_id, live_sessions.c.ended.is_(None))
         .values(
-            audio_bytes=live_sessions.c.audio_bytes + len(data),
+            audio_bytes=live_sessions.c.audio_bytes + size,
             chunks=live_sessions.c.chunks + 1,
             audio_at=db_now(),
         )
@@ -98,7 +101,10 @@ def append(conn: Connection, job_id: str, data: bytes) -> int | None:
     ).one_or_none()
     if row is None:
         return None
-    audio_chunks.insert_chunk(conn, job_id, row.chunks - 1, data)
+    if isinstance(data, StoredObject):
+        audio_chunks.insert_object(conn, job_id, row.chunks - 1, data)
+    else:
+        audio_chunks.insert_chunk(conn, job_id, row.chunks - 1, data)
     return int(row.audio_bytes)
 
 

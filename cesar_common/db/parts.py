@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, insert, select
 
+from cesar_common.blob_store import StoredObject
 from cesar_common.db import state, voice_library
 from cesar_common.db.clock import db_now
 from cesar_common.db.job_reads import for_update
@@ -79,6 +80,21 @@ def insert_audio_chunk(conn: Connection, job_id: str, seq: int, chunk_seq: int, 
     )
 
 
+def insert_audio_object(conn: Connection, job_id: str, seq: int, stored: StoredObject) -> None:
+    """Part ``seq``'s audio as one object (written before this row)."""
+    conn.execute(
+        insert(job_part_audio).values(
+            part_id=part_id(job_id, seq),
+            seq=0,
+            job_id=job_id,
+            data=b"",
+            object_key=stored.key,
+            size=stored.size,
+            sha256=stored.sha256,
+        )
+    )
+
+
 def split(
     conn: Connection,
     job_id: str,
@@ -127,9 +143,17 @@ def split(
 
 
 # --- workers' side -----------------------------------------------------------------------------------
-def read_audio(conn: Connection, part: str, *, from_seq: int, limit: int) -> Sequence[Row[Any, Any]]:
+def read_audio(
+    conn: Connection, part: str, *, from_seq: int, limit: int
+) -> Sequence[Row[Any, Any, Any, Any, Any]]:
     return conn.execute(
-        select(job_part_audio.c.seq, job_part_audio.c.data)
+        select(
+            job_part_audio.c.seq,
+            job_part_audio.c.data,
+            job_part_audio.c.object_key,
+            job_part_audio.c.size,
+            job_part_audio.c.sha256,
+        )
         .where(job_part_audio.c.part_id == part, job_part_audio.c.seq >= from_seq)
         .order_by(job_part_audio.c.seq)
         .limit(limit)

@@ -16,9 +16,10 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from cesar_common.blob_store import BlobStore, StoredObject
 from cesar_common.db import (
     api_keys,
     audio_chunks,
@@ -38,6 +39,7 @@ from cesar_common.db import (
     voice_library,
 )
 from cesar_common.db.audio_chunks import AudioSource
+from cesar_common.db.clock import db_now
 from cesar_common.db.connect import open_engine, sqlite_file
 from cesar_common.db.driver_query import DriverQuery
 from cesar_common.db.leases import LeaseLostError
@@ -67,10 +69,19 @@ from cesar_common.db.records import (
 from cesar_common.db.rows import JOB_FIELDS, Cursor, decode_cursor, encode_cursor, job_record
 from cesar_common.db.state import final_values
 from cesar_common.db.transactions import Transactions, database_error
-from cesar_common.errors import ConflictError, InvalidInputError, NotFoundError
+from cesar_common.errors import ConflictError, InvalidInputError, NotFoundError, ObjectStoreError
 from cesar_common.transcript_edits import Edit, Restore, Transcript, apply_edits, edit_json
 
 __all__ = ["JobStore", "LeaseLostError"]
+
+
+def _pending_jobs_keys(conn: Any, keys: Sequence[str], prefix: str) -> set[str]:
+    """The keys among ``keys`` of uploads whose job is still pending (still arriving: a long upload's
+    object can be older than the grace period by the time its row comes)."""
+    owners = {key: key[len(prefix) :].split("/")[1] for key in keys if key[len(prefix) :].count("/") >= 2}
+    pending = job_reads.pending_among(conn, set(owners.values()))
+    return {key for key, job_id in owners.items() if job_id in pending}
+
 
 _CALLBACK_URL = JOB_FIELDS.index("callback_url")
 #: jobs deleted per transaction by purge_finished_jobs
@@ -80,9 +91,12 @@ PURGE_BATCH = 200
 class JobStore:
     """Every read and write of jobs, their audio and worker presence. Thread-safe: one per process."""
 
-    def __init__(self, engine: Engine, *, keep_audio: bool = False) -> None:
+    def __init__(self, engine: Engine, *, keep_audio: bool = False, blobs: BlobStore | None = None) -> None:
+        """``blobs``: the object store new audio goes to (None: the database). Audio already stored stays
+        where it is and is read from there (`cesar db move` moves it)."""
         self._tx = Transactions(engine)
         self._keep_audio = keep_audio
+        self._blobs = blobs
         file = sqlite_file(engine)
         #: GET /jobs/{id}'s statement on the driver's cursor: SQLite only (a local file; on PostgreSQL the
         #: round trip dwarfs SQLAlchemy's share, and its autocommit reads need the engine's connection set-up)
@@ -93,14 +107,21 @@ class JobStore:
         )
 
     @classmethod
-    def from_url(cls, url: str, *, keep_audio: bool = False, **engine_options: Any) -> JobStore:
+    def from_url(
+        cls, url: str, *, keep_audio: bool = False, blobs: BlobStore | None = None, **engine_options: Any
+    ) -> JobStore:
         """A store with an engine of its own (scripts and tests; :meth:`close` disposes of it);
         ``engine_options`` as :func:`open_engine` takes them."""
-        return cls(open_engine(url, **engine_options), keep_audio=keep_audio)
+        return cls(open_engine(url, **engine_options), keep_audio=keep_audio, blobs=blobs)
 
     @property
     def engine(self) -> Engine:
         return self._tx.engine
+
+    @property
+    def blobs(self) -> BlobStore | None:
+        """The object store new audio goes to (None: the database)."""
+        return self._blobs
 
     @property
     def reads_are_local(self) -> bool:
@@ -133,13 +154,13 @@ class JobStore:
         self, new: NewJob, audio_source: AudioSource | None, *, max_bytes: int | None = None
     ) -> JobRecord:
         """The new job (or, for a known ``new.idempotency_key``, the job it created)."""
-        return submissions.create_job(self._tx, new, audio_source, max_bytes=max_bytes)[0]
+        return submissions.create_job(self._tx, new, audio_source, max_bytes=max_bytes, blobs=self._blobs)[0]
 
     def create_job_idempotent(
         self, new: NewJob, audio_source: AudioSource | None, *, max_bytes: int | None = None
     ) -> tuple[JobRecord, bool]:
         """Create a job; ``(job, created)`` (see :func:`submissions.create_job`)."""
-        return submissions.create_job(self._tx, new, audio_source, max_bytes=max_bytes)
+        return submissions.create_job(self._tx, new, audio_source, max_bytes=max_bytes, blobs=self._blobs)
 
     def purge_stale_uploads(self, *, older_than_seconds: float) -> int:
         """Delete ``pending`` jobs (and their audio) whose upload made no progress for that long."""
@@ -394,10 +415,13 @@ class JobStore:
             return live_sessions.add_mark(conn, job_id, action)
 
     def append_live_audio(self, job_id: str, data: bytes) -> int | None:
-        """Store a piece of a session's audio (one short transaction); the bytes stored in all, or None
-        when the session takes no more audio."""
+        """Store a piece of a session's audio (one short transaction, after its object with an object
+        store); the bytes stored in all, or None when the session takes no more audio."""
+        piece: bytes | StoredObject = data
+        if self._blobs is not None:
+            piece = self._blobs.put(self._blobs.new_key("live", job_id), data)
         with self._tx.write() as conn:
-            return live_sessions.append(conn, job_id, data)
+            return live_sessions.append(conn, job_id, piece)
 
     def end_live_audio(self, job_id: str, reason: LiveEnd) -> bool:
         """No more audio will come to the session; False when it had ended already."""
@@ -429,7 +453,7 @@ class JobStore:
         for row in rows:
             if row.seq != from_seq + len(chunks):
                 break  # a chunk still being written (never on one writer's stream; kept safe)
-            chunks.append(bytes(row.data))
+            chunks.append(b"".join(self._row_bytes(row, f"job {job_id}")))
         return chunks
 
     def claim_live(self, worker_id: str, *, lease_seconds: float) -> JobRecord | None:
@@ -470,7 +494,16 @@ class JobStore:
         self, job_id: str, worker_id: str, seq: int, pcm: bytes, *, lease_seconds: float
     ) -> None:
         """Store part ``seq`` of a held job's audio (16-bit PCM), a chunk per transaction, extending the
-        job's lease as it goes; LeaseLostError when the job is no longer held by ``worker_id``."""
+        job's lease as it goes; LeaseLostError when the job is no longer held by ``worker_id``. With an
+        object store: one object, then its row (and the lease) in one transaction."""
+        if self._blobs is not None:
+            key = self._blobs.new_key("parts", job_id, str(seq))
+            stored = self._blobs.write(key, audio_chunks.rechunk(pcm))
+            with self._tx.write() as conn:
+                if not leases.extend(conn, job_id, worker_id, lease_seconds=lease_seconds):
+                    raise LeaseLostError(f"job {job_id} is no longer held by worker {worker_id}")
+                parts.insert_audio_object(conn, job_id, seq, stored)
+            return
         for chunk_seq, chunk in enumerate(audio_chunks.rechunk(pcm)):
             with self._tx.write() as conn:
                 if not leases.extend(conn, job_id, worker_id, lease_seconds=lease_seconds):
@@ -511,7 +544,7 @@ class JobStore:
                 return
             for row in rows:
                 next_seq = row.seq + 1
-                yield bytes(row.data)
+                yield from self._row_bytes(row, f"part {part_id}")
 
     def report_part(
         self, work: PartWork, worker_id: str, progress: float | None, *, lease_seconds: float
@@ -695,27 +728,131 @@ class JobStore:
     def _audio_chunks(
         self, job_id: str, expected: int | None, *, chunks: int | None = None
     ) -> Iterator[bytes]:
-        """The job's chunks in order (the first ``chunks`` of them, or all); ConflictError when they are not
-        ``expected`` bytes in all."""
+        """The job's audio in order (its first ``chunks`` rows, or all), a few rows per short read; objects
+        streamed from the object store. ConflictError when it is not ``expected`` bytes in all.
+
+        Audio moved meanwhile (`cesar db move`: the database's rows become one object's row, or back) is
+        read on from the same byte in its new place: the old rows' objects outlive the grace period.
+        """
         next_seq = 0
         total = 0
+        skip = 0  # bytes of the row at next_seq already read (audio found moved mid-read)
         while chunks is None or next_seq < chunks:
+            if expected is not None and total >= expected and chunks is None:
+                break
             batch = (
                 audio_chunks.READ_BATCH if chunks is None else min(audio_chunks.READ_BATCH, chunks - next_seq)
             )
             with self._tx.read() as conn:
                 rows = audio_chunks.read_chunks(conn, job_id, from_seq=next_seq, limit=batch)
-            if not rows:
-                break
+            moved = not rows or rows[0].seq != next_seq
+            if moved and expected is not None and chunks is None and 0 < total < expected:
+                found = self._find_byte(job_id, total, expected)
+                if found is not None:
+                    next_seq, skip = found
+                    continue
             for row in rows:
                 if row.seq != next_seq:
                     raise ConflictError(f"the audio of job {job_id} changed while it was read")
+                for piece in self._row_bytes(row, f"job {job_id}", offset=skip):
+                    total += len(piece)
+                    yield piece
+                skip = 0
                 next_seq += 1
-                total += len(row.data)
-                yield bytes(row.data)
+            if not rows:
+                break
             del rows
         if expected is not None and total != expected:
             raise ConflictError(f"the audio of job {job_id} changed while it was read")
+
+    def _find_byte(self, job_id: str, offset: int, expected: int) -> tuple[int, int] | None:
+        """The row holding byte ``offset`` of the job's audio, and how far into it: ``(seq, skip)``; None
+        unless the job's audio is still ``expected`` bytes."""
+        with self._tx.read() as conn:
+            sizes = audio_chunks.chunk_sizes(conn, job_id)
+        if sum(size for _seq, size in sizes) != expected:
+            return None
+        start = 0
+        for seq, size in sizes:
+            if offset < start + size:
+                return seq, offset - start
+            start += size
+        return None
+
+    def _row_bytes(self, row: Any, whose: str, *, offset: int = 0) -> Iterator[bytes]:
+        """An audio row's bytes from ``offset`` on: the row's own, or its object's."""
+        stored = audio_chunks.stored_object(row)
+        if stored is None:
+            data = bytes(row.data)
+            yield data[offset:] if offset else data
+            return
+        if self._blobs is None:
+            raise ObjectStoreError(
+                f"the audio of {whose} is in an object store ({stored.key}), and this process has no "
+                "CESAR_BLOB_URL to read it from"
+            )
+        yield from self._blobs.read(stored, offset=offset)
+
+    # --- audio in an object store: the sweep, and moves ------------------------------------------
+    def sweep_objects(self, *, grace_seconds: float) -> int:
+        """Delete the objects under Cesar's prefixes that no row names and that are older than
+        ``grace_seconds`` by the database's clock (a job ended, deleted or retained away; a process that
+        died between writing an object and its row), and abort multipart uploads left that long; how many
+        objects went. An upload still arriving keeps its object (its job is pending). 0 without an object
+        store."""
+        blobs = self._blobs
+        if blobs is None:
+            return 0
+        with self._tx.read() as conn:
+            before = conn.execute(select(db_now(-grace_seconds))).scalar_one()
+        deleted = 0
+        for keys in blobs.old_keys(before):
+            with self._tx.read() as conn:
+                kept = audio_chunks.named_objects(conn, keys) | _pending_jobs_keys(conn, keys, blobs.prefix)
+            doomed = [key for key in keys if key not in kept]
+            if doomed:
+                deleted += blobs.delete(doomed)
+        blobs.abort_stale_uploads(before)
+        return deleted
+
+    def audio_to_move(self, *, to_objects: bool, after: str = "", limit: int = 100) -> list[str]:
+        """Jobs (by id, after ``after``) whose audio is in the database (``to_objects``) or in the object
+        store, and settled (no upload or live session still adding to it)."""
+        with self._tx.read() as conn:
+            return audio_chunks.movable(conn, to_objects=to_objects, after=after, limit=limit)
+
+    def move_audio(self, job_id: str, *, to_objects: bool, scratch: BinaryIO | None = None) -> int | None:
+        """Move a job's audio into the object store (one object) or into the database (rows of 1 MiB); the
+        bytes moved, or None when there was nothing to move or it changed meanwhile (the job ended, was
+        deleted): a later run finds what is left. Safe while workers read it: the rows are swapped in one
+        transaction, a reader goes on from the same byte in the new place, and the objects left behind
+        are the sweep's once no row names them. ``scratch``: a file the audio passes through on its way
+        into the database (the swap then holds the write lock only for a local copy)."""
+        if to_objects and self._blobs is None:
+            raise InvalidInputError("there is no object store to move audio into: set CESAR_BLOB_URL")
+        with self._tx.read() as conn:
+            before = audio_chunks.layout(conn, job_id)
+        if not before or all((key is not None) == to_objects for _seq, _size, key in before):
+            return None
+        size = sum(chunk_size for _seq, chunk_size, _key in before)
+        try:
+            if to_objects:
+                assert self._blobs is not None
+                key = self._blobs.new_key("uploads", job_id)
+                stored = self._blobs.write(key, self._audio_chunks(job_id, size))
+                with self._tx.write() as conn:
+                    return size if audio_chunks.replace(conn, job_id, before, [stored]) else None
+            assert scratch is not None
+            scratch.seek(0)
+            scratch.truncate()
+            for piece in self._audio_chunks(job_id, size):
+                scratch.write(piece)
+            scratch.seek(0)
+            with self._tx.write() as conn:
+                moved = audio_chunks.replace(conn, job_id, before, audio_chunks.rechunk(scratch))
+            return size if moved else None
+        except (ConflictError, NotFoundError):
+            return None  # the audio changed or went while it was copied
 
     def copy_audio_to(self, job_id: str, fileobj: BinaryIO) -> int:
         """Write the job's audio into ``fileobj``; the bytes written."""
@@ -813,6 +950,7 @@ class JobStore:
                 audio_source,
                 max_bytes=max_bytes,
                 with_job=lambda conn, job_id: voice_library.add_sample(conn, person, job_id, new.filename),
+                blobs=self._blobs,
             )
         except BaseException:
             if made is not None:

@@ -15,12 +15,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
+from cesar_common.blob_store import BlobStore, StoredObject
 from cesar_common.db import api_keys, audio_chunks, idempotency, state
 from cesar_common.db.audio_chunks import CHUNK_SIZE, AudioSource
 from cesar_common.db.clock import db_now
@@ -34,6 +35,8 @@ from cesar_common.job_options import option_columns
 
 __all__ = ["create_job", "insert_queued", "new_job_id", "purge_stale_uploads"]
 
+#: how often a pending upload into an object store says it is alive while no part goes out
+KEEP_ALIVE_SECONDS = 60.0
 PENDING = JobStatus.PENDING.value
 QUEUED = JobStatus.QUEUED.value
 
@@ -45,9 +48,11 @@ def create_job(
     *,
     max_bytes: int | None = None,
     with_job: Callable[[Connection, str], None] | None = None,
+    blobs: BlobStore | None = None,
 ) -> tuple[JobRecord, bool]:
     """Create a job; ``(job, created)``. ``with_job`` writes what belongs to the new upload (a voice
-    sample's pending print) in the transaction that queues it.
+    sample's pending print) in the transaction that queues it. ``blobs``: the object store that takes
+    the audio (None: the database); the object is written whole before the job is queued.
 
     With ``new.idempotency_key``: when a job made within 24 hours holds the key, that job comes back
     with ``created=False`` if this request has the same fingerprint, and IdempotencyKeyReusedError
@@ -77,10 +82,16 @@ def create_job(
     with tx.write() as conn:
         state.insert_job(conn, _job_values(job_id, new, PENDING))
     try:
-        size, sha256 = _store_audio(tx, job_id, audio_source, max_bytes, hashing=key is not None)
+        if blobs is None:
+            size, sha256 = _store_audio(tx, job_id, audio_source, max_bytes, hashing=key is not None)
+            stored = None
+        else:
+            stored = _store_object(tx, blobs, job_id, audio_source, max_bytes)
+            size, sha256 = stored.size, stored.sha256
         if key is None:
-            return _queue_upload(tx, new, job_id, {"size_bytes": size}, with_job), True
-        return _queue_upload_once(tx, new, job_id, size, key, idempotency.request_fingerprint(new, sha256))
+            return _queue_upload(tx, new, job_id, {"size_bytes": size}, with_job, stored), True
+        fingerprint = idempotency.request_fingerprint(new, sha256)
+        return _queue_upload_once(tx, new, job_id, size, key, fingerprint, stored)
     except BaseException:
         _discard_upload(tx, job_id)
         raise
@@ -190,6 +201,32 @@ def _store_audio(
     return total, None if digest is None else digest.hexdigest()
 
 
+def _store_object(
+    tx: Transactions, blobs: BlobStore, job_id: str, audio_source: AudioSource, max_bytes: int | None
+) -> StoredObject:
+    """Stream ``audio_source`` into a new object (its row comes with the job's queueing), keeping the
+    pending job alive as parts go out, and at least once a minute while the client's bytes trickle in."""
+    alive_at = time.monotonic()
+
+    def keep_alive() -> None:
+        nonlocal alive_at
+        with tx.write() as conn:
+            if not _keep_pending_alive(conn, job_id):
+                raise _upload_vanished(job_id)
+        alive_at = time.monotonic()
+
+    def checked() -> Iterator[bytes]:
+        total = 0
+        for chunk in audio_chunks.rechunk(audio_source, CHUNK_SIZE):
+            total += len(chunk)
+            audio_chunks.check_size(total, max_bytes)
+            yield chunk
+            if time.monotonic() - alive_at > KEEP_ALIVE_SECONDS:
+                keep_alive()
+
+    return blobs.write(blobs.new_key("uploads", job_id), checked(), on_part=keep_alive)
+
+
 def _keep_pending_alive(conn: Connection, job_id: str) -> bool:
     """Refresh a ``pending`` upload's ``created_at`` (:func:`purge_stale_uploads` spares it); False once
     the upload was discarded."""
@@ -199,13 +236,19 @@ def _keep_pending_alive(conn: Connection, job_id: str) -> bool:
     return bool(alive == 1)
 
 
-def _publish(conn: Connection, job_id: str, values: dict[str, Any]) -> Row[Any] | None:
-    """Turn a stored upload ``queued`` (None when it was discarded meanwhile)."""
-    return state.change_job(
+def _publish(
+    conn: Connection, job_id: str, values: dict[str, Any], stored: StoredObject | None
+) -> Row[Any] | None:
+    """Turn a stored upload ``queued`` (None when it was discarded meanwhile), with the row naming its
+    object when it is in an object store."""
+    row = state.change_job(
         conn,
         (jobs.c.id == job_id) & (jobs.c.status == PENDING),
         {"status": QUEUED, "created_at": db_now(), **values},
     )
+    if row is not None and stored is not None:
+        audio_chunks.insert_object(conn, job_id, 0, stored)
+    return row
 
 
 def _queue_upload(
@@ -214,10 +257,11 @@ def _queue_upload(
     job_id: str,
     values: dict[str, Any],
     with_job: Callable[[Connection, str], None] | None = None,
+    stored: StoredObject | None = None,
 ) -> JobRecord:
     with tx.write() as conn:
         _check_quota(conn, new)
-        row = _publish(conn, job_id, values)
+        row = _publish(conn, job_id, values, stored)
         if row is not None and with_job is not None:
             with_job(conn, job_id)
     if row is None:
@@ -226,7 +270,13 @@ def _queue_upload(
 
 
 def _queue_upload_once(
-    tx: Transactions, new: NewJob, job_id: str, size: int, key: str, fingerprint: str
+    tx: Transactions,
+    new: NewJob,
+    job_id: str,
+    size: int,
+    key: str,
+    fingerprint: str,
+    stored: StoredObject | None,
 ) -> tuple[JobRecord, bool]:
     """Queue a stored upload under ``key``; if another job took the key first, discard this one."""
     values = {"size_bytes": size, "idempotency_key": key, "request_fingerprint": fingerprint}
@@ -235,7 +285,7 @@ def _queue_upload_once(
         _check_quota(conn, new)
         try:
             with conn.begin_nested():
-                row = _publish(conn, job_id, values)
+                row = _publish(conn, job_id, values, stored)
         except IntegrityError as exc:
             found = _holder(conn, key, new.owner, exc)
             state.discard_uploads(conn, [job_id])

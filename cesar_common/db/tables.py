@@ -244,6 +244,11 @@ class JobAudio(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # with an object store (migration 0013): the object holding this chunk (``data`` is empty), its size
+    # and sha256, checked when it is read
+    object_key: Mapped[str | None] = mapped_column(String(1024), index=True)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class JobSegment(Base):
@@ -305,6 +310,9 @@ class JobPartAudio(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    object_key: Mapped[str | None] = mapped_column(String(1024), index=True)  # as job_audio's
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class LiveSession(Base):
