@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from cesar_common.db.connect import normalize_url
 from cesar_common.db.store import JobStore
 
+pytest_plugins = ["seaweed"]  # the SeaweedFS S3 gateway of the object-store tests: seaweed, s3_bucket
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 AUDIO_DIR = Path(__file__).parent / "fixtures" / "audio"
 POSTGRES_FIXTURES = frozenset({"postgres_server_url", "postgres_url"})
