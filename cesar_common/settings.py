@@ -347,6 +347,14 @@ class Settings(BaseSettings):
         default="info", description="Log level of `cesar serve`, the API and the workers."
     )
 
+    @field_validator(
+        "blob_endpoint_url", "blob_region", "blob_access_key_id", "blob_secret_access_key", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # compose passes `${VAR:-}`: an empty value means the AWS default, not an empty address or key
+        return None if value == "" else value
+
     @field_validator("blob_url")
     @classmethod
     def _blob_url_is_s3(cls, value: str | None) -> str | None:

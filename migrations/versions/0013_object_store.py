@@ -40,7 +40,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     bind = op.get_bind()
     for table in TABLES:
-        named = bind.execute(sa.text(f"SELECT count(*) FROM {table} WHERE object_key IS NOT NULL")).scalar_one()
+        query = sa.text(f"SELECT count(*) FROM {table} WHERE object_key IS NOT NULL")
+        named = bind.execute(query).scalar_one()
         if named:
             raise RuntimeError(
                 f"{named} rows of {table} name objects in the object store: run "

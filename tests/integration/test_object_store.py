@@ -132,7 +132,9 @@ def test_wrong_credentials_are_named_at_the_check(s3_bucket: str, seaweed) -> No
         missing.check()
 
 
-def test_the_sweep_deletes_only_what_no_row_names_after_the_grace(s3_store: JobStore, blobs: BlobStore) -> None:
+def test_the_sweep_deletes_only_what_no_row_names_after_the_grace(
+    s3_store: JobStore, blobs: BlobStore
+) -> None:
     kept = s3_store.create_job(_upload("kept.wav"), io.BytesIO(b"k" * 1000))
     gone = s3_store.create_job(_upload("gone.wav"), io.BytesIO(b"g" * 1000))
     orphan = blobs.put(blobs.new_key("uploads", "0000-crashed-between-object-and-row"), b"o" * 10)
