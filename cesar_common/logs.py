@@ -18,5 +18,7 @@ def configure_logging(level: str = "info", *, name: str = "cesar") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     if level.lower() != "debug":
-        # every child of `cesar serve` checks the schema: Alembic's INFO lines are noise there
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        # every child of `cesar serve` checks the schema: Alembic's INFO lines are noise there; boto3 says
+        # where it found credentials at every start (the object store, CESAR_BLOB_URL)
+        for noisy in ("alembic", "botocore", "boto3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)

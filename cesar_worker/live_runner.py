@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from cesar_common.db.feed import ChangeFeed, WorkSignal
 from cesar_common.db.records import JobRecord, JobResult, LiveEnd, LiveState
 from cesar_common.db.store import JobStore, LeaseLostError
-from cesar_common.errors import CesarError, DatabaseError, ModelNotAllowedError
+from cesar_common.errors import CesarError, DatabaseError, ModelNotAllowedError, ObjectStoreError
 from cesar_common.settings import Settings
 from cesar_common.transcription.audio import SAMPLE_RATE, wav_header
 from cesar_worker import speaker_names
@@ -164,7 +164,7 @@ class LiveRun:
             outcome = self._stopped(exc.reason)
         except LeaseLostError:
             outcome = "abandoned (lease lost)"
-        except DatabaseError as exc:
+        except (DatabaseError, ObjectStoreError) as exc:  # away, not the session's fault: a worker resumes it
             log.error("%s: %s", self.name, exc.describe())
             outcome = "left to its lease"
         except CesarError as exc:
