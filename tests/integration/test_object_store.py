@@ -190,3 +190,38 @@ def test_a_read_resumes_when_the_connection_breaks_off(blobs: BlobStore) -> None
     stored = blobs.write(blobs.new_key("uploads", "resume"), [data])
     assert stored == StoredObject(stored.key, len(data), hashlib.sha256(data).hexdigest())
     assert b"".join(blobs.read(stored, offset=MIB + 5)) == data[MIB + 5 :]
+
+
+def test_health_and_uploads_say_when_the_object_store_is_away(
+    db_url: str, s3_bucket: str, seaweed, blobs: BlobStore, audio_dir
+) -> None:  # type: ignore[no-untyped-def]
+    from litestar.testing import TestClient
+
+    from cesar_api.app import create_app
+    from cesar_common.settings import Settings
+
+    settings = Settings(database_url=db_url)
+    up = JobStore.from_url(db_url, blobs=blobs)
+    with TestClient(create_app(settings, up)) as client:
+        objects = client.get("/health").json()["objects"]
+        assert objects["reachable"] is True and objects["url"] == blobs.url
+    up.close()
+    away = BlobStore(
+        f"s3://{s3_bucket}",
+        endpoint_url="http://127.0.0.1:9",
+        access_key_id=seaweed.access_key,
+        secret_access_key=seaweed.secret_key,
+        timeout_seconds=1,
+    )
+    down = JobStore.from_url(db_url, blobs=away)
+    with TestClient(create_app(settings, down)) as client:
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "unavailable"
+        assert "cannot be reached" in health.json()["objects"]["error"]
+        speech = (audio_dir / "speech_en.flac").read_bytes()
+        refused = client.post("/transcribe", files={"file": ("speech_en.flac", speech, "audio/flac")})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "object_store_unavailable"
+        assert client.get("/jobs").json() == []  # nothing queued
+    down.close()
+    away.close()
