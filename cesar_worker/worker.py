@@ -447,6 +447,8 @@ class Worker:
         answers again, so this worker does not claim and hand back in a loop."""
         blobs = self.store.blobs
         delay = POLL_MIN_SECONDS
+        if blobs is None:  # audio in an object store this worker was not told of: another worker may be
+            self.stop_event.wait(self.settings.poll_max_seconds)
         while blobs is not None and not self.stop_event.is_set():
             try:
                 blobs.check()

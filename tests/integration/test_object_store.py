@@ -225,3 +225,40 @@ def test_health_and_uploads_say_when_the_object_store_is_away(
         assert client.get("/jobs").json() == []  # nothing queued
     down.close()
     away.close()
+
+
+def test_a_worker_hands_its_job_back_while_the_store_is_away(
+    db_url: str, s3_bucket: str, seaweed, blobs: BlobStore
+) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from fake_worker import FakeEngine
+
+    from cesar_common.settings import Settings
+    from cesar_worker.worker import Worker
+
+    up = JobStore.from_url(db_url, blobs=blobs)
+    job = up.create_job(_upload(), io.BytesIO(b"a" * 3000))
+    away = BlobStore(
+        f"s3://{s3_bucket}/cesar",
+        endpoint_url="http://127.0.0.1:9",
+        access_key_id=seaweed.access_key,
+        secret_access_key=seaweed.secret_key,
+        timeout_seconds=1,
+    )
+    down = JobStore.from_url(db_url, blobs=away)
+    stop = threading.Event()
+    worker = Worker(Settings(database_url=db_url), down, FakeEngine(), worker_id="w-away", stop_event=stop)
+    try:
+        claimed = down.claim_work("w-away", lease_seconds=30)
+        assert claimed is not None
+        outcome = worker.process(claimed)
+        assert outcome.status == "handed back" and "object store unavailable" in outcome.detail
+        again = up.get_job(job.id)
+        assert again.status is JobStatus.QUEUED and again.attempts == 0  # not counted, not failed
+        done = Worker(Settings(database_url=db_url), up, FakeEngine(), worker_id="w-up", stop_event=stop)
+        assert done.process(up.claim_work("w-up", lease_seconds=30)).status == "completed"  # type: ignore[arg-type]
+    finally:
+        for store in (up, down):
+            store.close()
+        away.close()
