@@ -5,6 +5,7 @@ API, the worker and their shared base (``cesar_common``). Nothing below imports 
 from __future__ import annotations
 
 __all__ = [
+    "audio_moves",
     "cli",
     "keys",
     "live_client",

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "blob_store",
     "choices",
     "db",
     "diarization",
