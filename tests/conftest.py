@@ -50,6 +50,7 @@ LONG_FILES = frozenset(
         "test_languages.py",
         "test_languages_postgres.py",
         "test_cpu_kernels.py",
+        "test_object_store_serve.py",
     }
 )
 
