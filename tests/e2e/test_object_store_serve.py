@@ -752,12 +752,9 @@ def test_a_1_gib_upload_goes_to_one_object_in_bounded_memory(deployment: Deploym
         assert len(rows) == 1
         key, size, digest = rows[0]
         assert (size, digest) == (GIB, sent)
-        got = deployment.weed.client().get_object(Bucket=deployment.bucket, Key=key)
-        assert got["ContentLength"] == GIB
-        received = hashlib.sha256()
-        for piece in got["Body"].iter_chunks(8 * MIB):
-            received.update(piece)
-        assert received.hexdigest() == sent
+        # the row's sha256 is the API's, of the bytes it sent the store (every read checks it against
+        # them; tests/integration/test_object_store.py reads a multipart object back): here only its size
+        assert deployment.weed.client().head_object(Bucket=deployment.bucket, Key=key)["ContentLength"] == GIB
         assert row_bytes(store, [job_id]) == 0
     finally:
         _drop(client, job_id)
