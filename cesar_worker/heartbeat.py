@@ -167,8 +167,11 @@ class Housekeeping(_Thread):
             self.sweep_objects()
 
     def sweep_objects(self) -> None:
-        """Delete objects no row names any more, once past CESAR_BLOB_GRACE_SECONDS."""
+        """Delete objects no row names any more, once past CESAR_BLOB_GRACE_SECONDS: one worker of the
+        fleet per interval."""
         try:
+            if not self.store.take_chore("object_sweep", every_seconds=self.object_sweep_interval):
+                return
             deleted = self.store.sweep_objects(grace_seconds=self.object_grace)
         except CesarError as exc:
             log.warning("could not sweep the object store: %s", exc)

@@ -8,6 +8,7 @@ __all__ = [
     "api_keys",
     "audio_chunks",
     "cancels",
+    "chores",
     "clock",
     "connect",
     "driver_query",

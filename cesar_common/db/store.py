@@ -24,6 +24,7 @@ from cesar_common.db import (
     api_keys,
     audio_chunks,
     cancels,
+    chores,
     job_reads,
     leases,
     live,
@@ -814,6 +815,11 @@ class JobStore:
                 deleted += blobs.delete(doomed)
         blobs.abort_stale_uploads(before)
         return deleted
+
+    def take_chore(self, name: str, *, every_seconds: float) -> bool:
+        """Whether this worker does the fleet's chore ``name`` now (:mod:`~cesar_common.db.chores`)."""
+        with self._tx.write() as conn:
+            return chores.take(conn, name, every_seconds=every_seconds)
 
     def audio_to_move(self, *, to_objects: bool, after: str = "", limit: int = 100) -> list[str]:
         """Jobs (by id, after ``after``) whose audio is in the database (``to_objects``) or in the object

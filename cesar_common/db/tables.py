@@ -32,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "ApiKey",
     "Base",
+    "Chore",
     "Job",
     "JobAudio",
     "JobPart",
@@ -45,6 +46,7 @@ __all__ = [
     "VoicePrint",
     "WebhookDelivery",
     "api_keys",
+    "chores",
     "job_audio",
     "job_part_audio",
     "job_parts",
@@ -138,6 +140,16 @@ class OwnerTurn(Base):
 
     owner: Mapped[str] = mapped_column(String(36), primary_key=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Chore(Base):
+    """Housekeeping that one worker of the fleet does per interval, not each (migration 0013): the worker that
+    moves ``due_at`` on (by the database's clock) does it. The object store's sweep lists the whole bucket."""
+
+    __tablename__ = "chores"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 class Job(Base):
@@ -506,6 +518,7 @@ metric_totals = cast(Table, MetricTotal.__table__)
 speakers = cast(Table, Speaker.__table__)
 api_keys = cast(Table, ApiKey.__table__)
 owner_turns = cast(Table, OwnerTurn.__table__)
+chores = cast(Table, Chore.__table__)
 voice_prints = cast(Table, VoicePrint.__table__)
 job_voices = cast(Table, JobVoice.__table__)
 transcript_revisions = cast(Table, TranscriptRevision.__table__)

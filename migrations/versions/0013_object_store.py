@@ -9,6 +9,8 @@ Create Date: 2026-12-06
   holds no bytes (``data`` is empty) and names the object that does, with what reading it must find. An
   upload or a part is one such row; a live session's audio is a row per piece, as in the database.
   Indexed by key: the workers' sweep asks which of the objects it lists a row still names.
+- ``chores``: housekeeping one worker of the fleet does per interval (the sweep lists the whole bucket): the
+  worker that moves a chore's ``due_at`` on does it.
 
 Columns added, never altered: on SQLite an existing ``job_audio`` is not copied. A downgrade refuses while
 any row names an object (`cesar db move --to database` brings the audio back first).
@@ -30,6 +32,12 @@ TABLES = ("job_audio", "job_part_audio")
 
 
 def upgrade() -> None:
+    op.create_table(
+        "chores",
+        sa.Column("name", sa.String(32), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_chores")),
+    )
     for table in TABLES:
         op.add_column(table, sa.Column("object_key", sa.String(1024), nullable=True))
         op.add_column(table, sa.Column("size", sa.BigInteger(), nullable=True))
@@ -47,6 +55,7 @@ def downgrade() -> None:
                 f"{named} rows of {table} name objects in the object store: run "
                 "`cesar db move --to database` before downgrading"
             )
+    op.drop_table("chores")
     for table in TABLES:
         op.drop_index(f"ix_{table}_object_key", table_name=table)
         with op.batch_alter_table(table) as batch:

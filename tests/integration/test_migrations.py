@@ -39,6 +39,7 @@ TABLES = {
     "voice_prints",
     "api_keys",
     "owner_turns",
+    "chores",
     "job_voices",
     "transcript_revisions",
 }

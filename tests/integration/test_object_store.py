@@ -262,3 +262,11 @@ def test_a_worker_hands_its_job_back_while_the_store_is_away(
         for store in (up, down):
             store.close()
         away.close()
+
+
+def test_one_worker_of_the_fleet_sweeps_per_interval(store: JobStore) -> None:
+    assert store.take_chore("object_sweep", every_seconds=600) is True  # the first to ask
+    assert store.take_chore("object_sweep", every_seconds=600) is False  # the others, until it is due
+    assert store.take_chore("another", every_seconds=600) is True
+    assert store.take_chore("now", every_seconds=0) is True
+    assert store.take_chore("now", every_seconds=0) is True  # due again at once
