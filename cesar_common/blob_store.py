@@ -22,7 +22,6 @@ import hashlib
 import logging
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -110,9 +109,6 @@ class BlobStore:
         )
         self._client: Any = session.client("s3", endpoint_url=endpoint_url, config=config)
         self.endpoint = str(self._client.meta.endpoint_url)
-        self._checked_at = 0.0
-        self._checked: CesarError | None = None
-        self._check_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"BlobStore({self.url!r} at {self.endpoint})"
@@ -124,6 +120,11 @@ class BlobStore:
         token = secrets.token_hex(8)
         stem = f"{name}-{token}" if name else token
         return f"{self.prefix}{kind}/{job_id}/{stem}"
+
+    def job_of(self, key: str) -> str | None:
+        """The job a key of :meth:`new_key`'s names (None for any other key)."""
+        parts = key[len(self.prefix) :].split("/") if key.startswith(self.prefix) else []
+        return parts[1] if len(parts) == 3 and parts[0] in KINDS else None
 
     # --- writing ------------------------------------------------------------------------------------
     def write(
@@ -206,9 +207,7 @@ class BlobStore:
                     if digest is not None:
                         digest.update(piece)
                     yield piece
-            except ObjectStoreError:
-                raise
-            except CesarError:
+            except CesarError:  # the store away, or the object not what was stored
                 raise
             except Exception as exc:  # the connection broke off mid-body: go on from where it stopped
                 resumes += 1
@@ -276,25 +275,15 @@ class BlobStore:
         )
         return len(keys)
 
-    def check(self, *, write: bool = False, max_age: float = 0.0) -> None:
+    def check(self, *, write: bool = False) -> None:
         """ObjectStoreError unless the bucket is there and the credentials are taken (``write``: a probe
         object is written and deleted too, what `cesar serve`, `cesar api` and `cesar worker` do before
-        taking work). ``max_age``: a result that recent is reused (``/health``)."""
-        with self._check_lock:
-            if max_age and time.monotonic() - self._checked_at < max_age and not write:
-                if self._checked is not None:
-                    raise self._checked
-                return
-            try:
-                self._call("head_bucket", Bucket=self.bucket)
-                if write:
-                    probe = f"{self.prefix}.cesar-probe/{socket.gethostname()}-{secrets.token_hex(4)}"
-                    self._call("put_object", Bucket=self.bucket, Key=probe, Body=b"")
-                    self._call("delete_object", Bucket=self.bucket, Key=probe)
-            except ObjectStoreError as exc:
-                self._checked, self._checked_at = exc, time.monotonic()
-                raise
-            self._checked, self._checked_at = None, time.monotonic()
+        taking work)."""
+        self._call("head_bucket", Bucket=self.bucket)
+        if write:
+            probe = f"{self.prefix}.cesar-probe/{socket.gethostname()}-{secrets.token_hex(4)}"
+            self._call("put_object", Bucket=self.bucket, Key=probe, Body=b"")
+            self._call("delete_object", Bucket=self.bucket, Key=probe)
 
     def close(self) -> None:
         self._client.close()

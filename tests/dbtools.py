@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from alembic import command
+from psycopg import sql
 from sqlalchemy import Engine, Table, select, update
 
-from cesar_common.db.connect import foreign_keys_off, open_engine
+from cesar_common.db.connect import foreign_keys_off, normalize_url, open_engine
 from cesar_common.db.migrate import alembic_config, ensure_schema_current, schema_state, upgrade_to_head
 
 
@@ -26,6 +29,31 @@ def migrate(url: str) -> None:
     """Bring the database at ``url`` to head (as ``cesar db upgrade`` does)."""
     with engine_for(url) as engine:
         upgrade_to_head(engine)
+
+
+@contextmanager
+def migrated_schema(server_url: str, prefix: str) -> Iterator[str]:
+    """A PostgreSQL schema of its own on ``server_url``, migrated to head, selected through ``search_path``
+    on every connection (its URL); dropped afterwards, with whatever is still connected to it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    server = normalize_url(server_url)
+    url = server.update_query_dict(
+        {"options": f"-csearch_path={name}", "application_name": name}
+    ).render_as_string(hide_password=False)
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 def downgrade(url: str, revision: str) -> None:

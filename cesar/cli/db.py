@@ -69,10 +69,10 @@ def move(destination: str, batch: int, database_url: str | None, verbose: bool) 
     it set for this command.
     """
     with one_line_errors(verbose=verbose):
-        from cesar.audio_moves import move_audio
+        from cesar.audio_moves import MoveReport, move_audio
 
-        def progress(report: object) -> None:
-            click.echo(f"\r{getattr(report, 'moved', 0)} jobs moved", nl=False, err=True)
+        def progress(report: MoveReport) -> None:
+            click.echo(f"\r{report.moved} jobs moved", nl=False, err=True)
 
         report = move_audio(database_url, to=destination, batch=batch, on_job=progress)
         click.echo("", err=True)

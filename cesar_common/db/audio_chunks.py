@@ -25,7 +25,6 @@ __all__ = [
     "READ_BATCH",
     "AudioSource",
     "check_size",
-    "chunk_sizes",
     "delete_audio",
     "has_chunks",
     "hash_stream",
@@ -110,14 +109,6 @@ def stored_bytes(conn: Connection, job_id: str) -> int:
         select(func.coalesce(func.sum(CHUNK_BYTES), 0)).where(job_audio.c.job_id == job_id)
     ).scalar_one()
     return int(total)
-
-
-def chunk_sizes(conn: Connection, job_id: str) -> list[tuple[int, int]]:
-    """``(seq, bytes)`` of each of the job's chunks, in order: where a byte offset is."""
-    rows = conn.execute(
-        select(job_audio.c.seq, CHUNK_BYTES).where(job_audio.c.job_id == job_id).order_by(job_audio.c.seq)
-    ).all()
-    return [(int(seq), int(size)) for seq, size in rows]
 
 
 def stored_extent(conn: Connection, job_id: str) -> tuple[int, int]:

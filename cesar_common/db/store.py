@@ -76,10 +76,10 @@ from cesar_common.transcript_edits import Edit, Restore, Transcript, apply_edits
 __all__ = ["JobStore", "LeaseLostError"]
 
 
-def _pending_jobs_keys(conn: Any, keys: Sequence[str], prefix: str) -> set[str]:
+def _pending_jobs_keys(conn: Any, keys: Sequence[str], blobs: BlobStore) -> set[str]:
     """The keys among ``keys`` of uploads whose job is still pending (still arriving: a long upload's
     object can be older than the grace period by the time its row comes)."""
-    owners = {key: key[len(prefix) :].split("/")[1] for key in keys if key[len(prefix) :].count("/") >= 2}
+    owners = {key: job_id for key in keys if (job_id := blobs.job_of(key)) is not None}
     pending = job_reads.pending_among(conn, set(owners.values()))
     return {key for key, job_id in owners.items() if job_id in pending}
 
@@ -770,11 +770,11 @@ class JobStore:
         """The row holding byte ``offset`` of the job's audio, and how far into it: ``(seq, skip)``; None
         unless the job's audio is still ``expected`` bytes."""
         with self._tx.read() as conn:
-            sizes = audio_chunks.chunk_sizes(conn, job_id)
-        if sum(size for _seq, size in sizes) != expected:
+            chunks = audio_chunks.layout(conn, job_id)
+        if sum(size for _seq, size, _key in chunks) != expected:
             return None
         start = 0
-        for seq, size in sizes:
+        for seq, size, _key in chunks:
             if offset < start + size:
                 return seq, offset - start
             start += size
@@ -809,7 +809,7 @@ class JobStore:
         deleted = 0
         for keys in blobs.old_keys(before):
             with self._tx.read() as conn:
-                kept = audio_chunks.named_objects(conn, keys) | _pending_jobs_keys(conn, keys, blobs.prefix)
+                kept = audio_chunks.named_objects(conn, keys) | _pending_jobs_keys(conn, keys, blobs)
             doomed = [key for key in keys if key not in kept]
             if doomed:
                 deleted += blobs.delete(doomed)

@@ -39,6 +39,7 @@ class LiveSession:
     """One session, possibly over several connections (``resume``)."""
 
     url: str
+    headers: dict[str, str] = field(default_factory=dict)  # sent with each handshake (an API key)
     events: list[Event] = field(default_factory=list)
     session_id: str | None = None
     sent_bytes: int = 0
@@ -51,7 +52,14 @@ class LiveSession:
     # --- connections ------------------------------------------------------------------------------
     def open(self, first: dict[str, Any], *, timeout: float = 30) -> dict[str, Any]:
         """Connect and send ``first``; the server's first answer (``session`` or ``error``)."""
-        self._ws = connect(self.url, open_timeout=timeout, max_size=None, compression=None, legacy=True)
+        self._ws = connect(
+            self.url,
+            open_timeout=timeout,
+            max_size=None,
+            compression=None,
+            additional_headers=self.headers,
+            legacy=True,
+        )
         self._ws.send(json.dumps(first))
         answer = json.loads(self._ws.recv(timeout=timeout))
         self._record(answer)

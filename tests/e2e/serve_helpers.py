@@ -27,6 +27,17 @@ import serving
 
 CESAR = str(Path(sys.executable).with_name("cesar"))
 AUDIO_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
+#: speech_en in every container the fixtures hold, and words each transcript of it has (fixtures README)
+SPEECH_FILES = [
+    "speech_en.wav",
+    "speech_en.flac",
+    "speech_en.mp3",
+    "speech_en.m4a",
+    "speech_en.ogg",
+    "speech_en.webm",
+    "speech_en_stereo44k.wav",
+]
+SPEECH_WORDS = ("lazy", "transcription", "fast", "reliable")
 FINAL = serving.FINAL
 
 #: Short leases and grace periods keep the crash and shutdown tests quick.

@@ -15,12 +15,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from serve_helpers import AUDIO_DIR, Client, cesar_env, free_port, running_serve, start_cesar
+from serve_helpers import AUDIO_DIR, SPEECH_WORDS, Client, cesar_env, free_port, running_serve, start_cesar
 
 from cesar_common.db.connect import normalize_url
 
 REPO = Path(__file__).resolve().parents[2]
-SPEECH_WORDS = ("lazy", "transcription", "fast", "reliable")
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -27,18 +26,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from dbtools import migrate
+from dbtools import migrated_schema
 from live_support import LiveSession, pcm_of, ws_url
-from psycopg import sql
 from seaweed import Seaweed, require_weed
-from serve_helpers import AUDIO_DIR, CESAR, CesarProcess, Client, cesar_env, free_port, start_cesar, wait_for
+from serve_helpers import (
+    AUDIO_DIR,
+    CESAR,
+    SPEECH_FILES,
+    SPEECH_WORDS,
+    CesarProcess,
+    Client,
+    cesar_env,
+    free_port,
+    start_cesar,
+    wait_for,
+)
 from sqlalchemy import func, select, text, union_all
-from websockets.sync.client import connect
 
 from cesar_common.blob_store import BlobStore
-from cesar_common.db.connect import normalize_url
 from cesar_common.db.records import JobSource, NewJob, TranscribeOptions
 from cesar_common.db.store import JobStore
 from cesar_common.db.tables import job_audio, job_part_audio, jobs
@@ -52,16 +58,6 @@ PREFIX = "cesar/"
 ADMIN_KEY = f"s3-admin-{secrets.token_hex(8)}"
 FINAL = ("completed", "error", "cancelled")
 
-SPEECH_WORDS = ("lazy", "transcription", "fast", "reliable")
-SPEECH_FILES = [
-    "speech_en.wav",
-    "speech_en.flac",
-    "speech_en.mp3",
-    "speech_en.m4a",
-    "speech_en.ogg",
-    "speech_en.webm",
-    "speech_en_stereo44k.wav",
-]
 LONG_WORDS = ("chapter", "mill", "museum", "spring")
 #: decoded too, their text not checked (tiny.en on silence or on "The qu-")
 OTHER_FILES = ["silence.wav", "truncated.mp3"]
@@ -150,6 +146,15 @@ class Deployment:
             found.update(item["Key"] for item in page.get("Contents", ()))
         return found
 
+    def wait_swept(self, ids: list[str], what: str) -> None:
+        """Until no object of these jobs is left (the workers' sweep, with the grace of 1 s)."""
+        wait_for(
+            lambda: not {owner_of(key) for key in self.objects()} & set(ids),
+            timeout=30,
+            interval=0.2,
+            what=what,
+        )
+
     def start_worker(
         self, name: str, *, real: bool = False, aws: bool = False, **env: str
     ) -> tuple[CesarProcess, Path]:
@@ -222,23 +227,8 @@ def stop(process: CesarProcess) -> None:
 @pytest.fixture(scope="module")
 def module_postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A migrated PostgreSQL schema for the module (conftest's ``postgres_url`` is one per test)."""
-    name = f"cesar_s3_{uuid.uuid4().hex[:12]}"
-    server = normalize_url(postgres_server_url)
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    url = server.update_query_dict({"options": f"-csearch_path={name}", "application_name": name})
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    try:
-        migrate(url.render_as_string(hide_password=False))
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    with migrated_schema(postgres_server_url, "cesar_s3") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -327,30 +317,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class KeyedLiveSession(LiveSession):
-    """live_support's session, sending the API key with the handshake."""
-
-    def open(self, first: dict[str, Any], *, timeout: float = 30) -> dict[str, Any]:
-        self._ws = connect(
-            self.url,
-            open_timeout=timeout,
-            max_size=None,
-            compression=None,
-            additional_headers=_auth(),
-            legacy=True,
-        )
-        self._ws.send(json.dumps(first))
-        answer: dict[str, Any] = json.loads(self._ws.recv(timeout=timeout))
-        self._record(answer)
-        if answer["type"] == "session":
-            self.session_id = answer["session_id"]
-            self._reader = threading.Thread(target=self._read, args=(self._ws,), daemon=True)
-            self._reader.start()
-        else:
-            self._drain(self._ws)
-        return answer
-
-
 # --- 1. the lifecycle ----------------------------------------------------------------------------------
 def test_every_job_lives_and_ends_with_its_audio_in_objects_only(
     deployment: Deployment, store: JobStore
@@ -403,7 +369,7 @@ def test_every_job_lives_and_ends_with_its_audio_in_objects_only(
         said = client.transcript(long_id).lower()
         assert all(word in said for word in LONG_WORDS), said
         # a live session: its audio goes into objects as it comes
-        session = KeyedLiveSession(ws_url(deployment.api.url))
+        session = LiveSession(ws_url(deployment.api.url), headers=_auth())
         assert session.start()["type"] == "session"
         session.send_audio(pcm_of(AUDIO_DIR / "speech_en.wav"), pace=None)
         session.stop()
@@ -575,12 +541,7 @@ def test_the_object_store_stopped_mid_run_loses_and_fails_nothing(
         sent = {first: audio, **rest}
         assert {job_id: read.get(job_id) for job_id in ids} == {job_id: {sha(sent[job_id])} for job_id in ids}
         # their audio went with them (CESAR_KEEP_AUDIO unset): the sweep takes the objects
-        wait_for(
-            lambda: not {owner_of(key) for key in deployment.objects()} & set(ids),
-            timeout=30,
-            interval=0.2,
-            what="the finished jobs' objects to be swept",
-        )
+        deployment.wait_swept(ids, "the finished jobs' objects to be swept")
     finally:
         stop(worker)
         client.close()
@@ -645,12 +606,7 @@ def test_db_move_both_ways_while_a_worker_reads_keeps_every_job_whole(
             what="the jobs to end",
         )
         # what the moves left behind in the bucket, the worker's sweep takes after the grace
-        wait_for(
-            lambda: not {owner_of(key) for key in deployment.objects()} & set(ids),
-            timeout=30,
-            interval=0.2,
-            what="the moved-away objects to be swept",
-        )
+        deployment.wait_swept(ids, "the moved-away objects to be swept")
     finally:
         stop(worker)
     assert set(statuses(store, ids).values()) == {"completed"}

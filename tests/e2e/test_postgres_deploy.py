@@ -12,6 +12,8 @@ import pytest
 from serve_helpers import (
     AUDIO_DIR,
     CESAR,
+    SPEECH_FILES,
+    SPEECH_WORDS,
     CesarProcess,
     Client,
     cesar_env,
@@ -23,16 +25,6 @@ from serve_helpers import (
 from cesar_common.db.store import JobStore
 
 REPO = Path(__file__).resolve().parents[2]
-SPEECH_FILES = [
-    "speech_en.wav",
-    "speech_en.flac",
-    "speech_en.mp3",
-    "speech_en.m4a",
-    "speech_en.ogg",
-    "speech_en.webm",
-    "speech_en_stereo44k.wav",
-]
-SPEECH_WORDS = ("lazy", "transcription", "fast", "reliable")
 
 
 @pytest.fixture

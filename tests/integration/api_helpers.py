@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,14 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import uvicorn
-from dbtools import migrate
-from psycopg import sql
+from dbtools import migrate, migrated_schema
 
 from cesar_api.app import create_app
-from cesar_common.db.connect import normalize_url
 from cesar_common.db.records import (
     Decoding,
     JobRecord,
@@ -71,27 +67,8 @@ def module_database(
         migrate(url)
         yield url
         return
-    server_url: str = request.getfixturevalue("postgres_server_url")
-    name = f"cesar_api_{uuid.uuid4().hex[:12]}"
-    url = (
-        normalize_url(server_url)
-        .update_query_dict({"options": f"-csearch_path={name}", "application_name": name})
-        .render_as_string(hide_password=False)
-    )
-    admin = normalize_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    try:
-        migrate(url)
+    with migrated_schema(request.getfixturevalue("postgres_server_url"), "cesar_api") as url:
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 @dataclass

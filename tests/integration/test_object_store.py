@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from seaweed import Seaweed
 from sqlalchemy import func, select
 
 from cesar_common.blob_store import BlobStore, StoredObject
@@ -23,17 +24,35 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def blobs(seaweed, s3_bucket: str) -> Iterator[BlobStore]:  # type: ignore[no-untyped-def]
-    store = BlobStore(
-        f"s3://{s3_bucket}/cesar",
-        endpoint_url=seaweed.endpoint,
-        region=seaweed.region,
-        access_key_id=seaweed.access_key,
-        secret_access_key=seaweed.secret_key,
-        timeout_seconds=5,
-    )
+def blobs(seaweed: Seaweed, s3_bucket: str) -> Iterator[BlobStore]:
+    store = _seaweed_store(seaweed, s3_bucket)
     yield store
     store.close()
+
+
+def _seaweed_store(
+    seaweed: Seaweed,
+    bucket: str,
+    *,
+    url: str | None = None,
+    endpoint_url: str | None = None,
+    secret: str | None = None,
+    timeout: float = 5,
+) -> BlobStore:
+    """A BlobStore of ``seaweed``'s bucket (or another ``url``, address, secret)."""
+    return BlobStore(
+        url or f"s3://{bucket}/cesar",
+        endpoint_url=endpoint_url or seaweed.endpoint,
+        region=seaweed.region,
+        access_key_id=seaweed.access_key,
+        secret_access_key=secret or seaweed.secret_key,
+        timeout_seconds=timeout,
+    )
+
+
+def _away(seaweed: Seaweed, bucket: str) -> BlobStore:
+    """The same bucket at an address where nothing listens (the discard port): the store is down."""
+    return _seaweed_store(seaweed, bucket, endpoint_url="http://127.0.0.1:9", timeout=1)
 
 
 @pytest.fixture
@@ -93,13 +112,7 @@ def test_an_upload_over_the_limit_leaves_nothing_queued(s3_store: JobStore, blob
 
 
 def test_the_store_down_at_submit_refuses_and_queues_nothing(db_url: str, s3_bucket: str, seaweed) -> None:  # type: ignore[no-untyped-def]
-    away = BlobStore(
-        f"s3://{s3_bucket}",
-        endpoint_url="http://127.0.0.1:9",  # nothing listens on discard
-        access_key_id=seaweed.access_key,
-        secret_access_key=seaweed.secret_key,
-        timeout_seconds=1,
-    )
+    away = _away(seaweed, s3_bucket)
     store = JobStore.from_url(db_url, blobs=away)
     try:
         with pytest.raises(ObjectStoreError, match="cannot be reached") as caught:
@@ -113,21 +126,10 @@ def test_the_store_down_at_submit_refuses_and_queues_nothing(db_url: str, s3_buc
 
 
 def test_wrong_credentials_are_named_at_the_check(s3_bucket: str, seaweed) -> None:  # type: ignore[no-untyped-def]
-    wrong = BlobStore(
-        f"s3://{s3_bucket}",
-        endpoint_url=seaweed.endpoint,
-        access_key_id=seaweed.access_key,
-        secret_access_key="not-the-secret",
-        timeout_seconds=5,
-    )
+    wrong = _seaweed_store(seaweed, s3_bucket, secret="not-the-secret")
     with pytest.raises(ObjectStoreError, match="refused Cesar's credentials"):
         wrong.check(write=True)
-    missing = BlobStore(
-        "s3://no-such-bucket-here",
-        endpoint_url=seaweed.endpoint,
-        access_key_id=seaweed.access_key,
-        secret_access_key=seaweed.secret_key,
-    )
+    missing = _seaweed_store(seaweed, s3_bucket, url="s3://no-such-bucket-here")
     with pytest.raises(ObjectStoreError, match="does not exist"):
         missing.check()
 
@@ -185,7 +187,8 @@ def test_audio_moves_both_ways_while_it_is_read(s3_store: JobStore, db_url: str,
     assert s3_store.sweep_objects(grace_seconds=0) == 1  # the object the move left behind
 
 
-def test_a_read_resumes_when_the_connection_breaks_off(blobs: BlobStore) -> None:
+def test_a_ranged_read_starts_at_its_byte(blobs: BlobStore) -> None:
+    # what a read that broke off, or found its audio moved, goes on with
     data = os.urandom(3 * MIB)
     stored = blobs.write(blobs.new_key("uploads", "resume"), [data])
     assert stored == StoredObject(stored.key, len(data), hashlib.sha256(data).hexdigest())
@@ -206,13 +209,7 @@ def test_health_and_uploads_say_when_the_object_store_is_away(
         objects = client.get("/health").json()["objects"]
         assert objects["reachable"] is True and objects["url"] == blobs.url
     up.close()
-    away = BlobStore(
-        f"s3://{s3_bucket}",
-        endpoint_url="http://127.0.0.1:9",
-        access_key_id=seaweed.access_key,
-        secret_access_key=seaweed.secret_key,
-        timeout_seconds=1,
-    )
+    away = _away(seaweed, s3_bucket)
     down = JobStore.from_url(db_url, blobs=away)
     with TestClient(create_app(settings, down)) as client:
         health = client.get("/health")
@@ -239,13 +236,7 @@ def test_a_worker_hands_its_job_back_while_the_store_is_away(
 
     up = JobStore.from_url(db_url, blobs=blobs)
     job = up.create_job(_upload(), io.BytesIO(b"a" * 3000))
-    away = BlobStore(
-        f"s3://{s3_bucket}/cesar",
-        endpoint_url="http://127.0.0.1:9",
-        access_key_id=seaweed.access_key,
-        secret_access_key=seaweed.secret_key,
-        timeout_seconds=1,
-    )
+    away = _away(seaweed, s3_bucket)
     down = JobStore.from_url(db_url, blobs=away)
     stop = threading.Event()
     worker = Worker(Settings(database_url=db_url), down, FakeEngine(), worker_id="w-away", stop_event=stop)
